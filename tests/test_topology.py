@@ -1,0 +1,261 @@
+"""Tests for adapt_tf.topology: ERK/uniform densities, exact counts, masks, sparsify."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from adapt_tf import topology
+
+
+def _sngan32_generator_shapes() -> dict[str, list[int]]:
+    """Masked kernels of the SNGAN CIFAR-10 G (PAPER_NOTES §5.1), Keras layout."""
+    shapes = {"l1": [128, 4 * 4 * 256]}
+    for block in range(3):
+        shapes[f"block{block}/c1"] = [3, 3, 256, 256]
+        shapes[f"block{block}/c2"] = [3, 3, 256, 256]
+        shapes[f"block{block}/shortcut"] = [1, 1, 256, 256]
+    shapes["out"] = [3, 3, 256, 3]
+    return shapes
+
+
+def _sngan32_discriminator_shapes() -> dict[str, list[int]]:
+    """Masked kernels of the SNGAN CIFAR-10 D (PAPER_NOTES §5.1), Keras layout."""
+    shapes = {
+        "block1/c1": [3, 3, 3, 128],
+        "block1/c2": [3, 3, 128, 128],
+        "block1/shortcut": [1, 1, 3, 128],
+        "block2/c1": [3, 3, 128, 128],
+        "block2/c2": [3, 3, 128, 128],
+        "block2/shortcut": [1, 1, 128, 128],
+    }
+    for block in (3, 4):
+        shapes[f"block{block}/c1"] = [3, 3, 128, 128]
+        shapes[f"block{block}/c2"] = [3, 3, 128, 128]
+    shapes["linear"] = [128, 1]
+    return shapes
+
+
+def _total(shapes) -> int:
+    return sum(math.prod(shape) for shape in shapes.values())
+
+
+# PAPER_NOTES §3.2 table: d -> (G: l1, 3x3, 1x1 sc, out; D: first 3x3, first 1x1 sc, 3x3,
+# block2 1x1 sc, linear).
+_PAPER_TABLE = {
+    0.1: (0.38, 0.042, 0.37, 1.0, 1.0, 1.0, 0.086, 0.76, 1.0),
+    0.3: (1.0, 0.156, 1.0, 1.0, 1.0, 1.0, 0.286, 1.0, 1.0),
+    0.5: (1.0, 0.397, 1.0, 1.0, 1.0, 1.0, 0.49, 1.0, 1.0),
+}
+
+
+def test_sngan32_masked_totals():
+    assert _total(_sngan32_generator_shapes()) == 4_266_752
+    assert _total(_sngan32_discriminator_shapes()) == 1_052_544
+
+
+@pytest.mark.parametrize("density", sorted(_PAPER_TABLE))
+def test_erk_reproduces_paper_notes_table_and_budget(density):
+    g_shapes, d_shapes = _sngan32_generator_shapes(), _sngan32_discriminator_shapes()
+    g, d = topology.erk_densities(g_shapes, density), topology.erk_densities(d_shapes, density)
+    expected = _PAPER_TABLE[density]
+    got = (g["l1"], g["block0/c1"], g["block0/shortcut"], g["out"],
+           d["block1/c1"], d["block1/shortcut"], d["block1/c2"], d["block2/shortcut"],
+           d["linear"])
+    for want, have in zip(expected, got):
+        if want == 1.0:
+            assert have == 1.0
+        else:  # The table prints 2-3 significant digits.
+            decimals = len(repr(want).split(".")[1])
+            assert have == pytest.approx(want, abs=0.5 * 10 ** -decimals)
+    # Same-shape layers share a density; every layer of a 3x3 kind equals the table's column.
+    assert {g[f"block{b}/{c}"] for b in range(3) for c in ("c1", "c2")} == {g["block0/c1"]}
+    assert {d[f"block{b}/{c}"] for b in (2, 3, 4) for c in ("c1", "c2")} == {d["block1/c2"]}
+    for shapes, densities in ((g_shapes, g), (d_shapes, d)):
+        assert all(0.0 < value <= 1.0 for value in densities.values())
+        active = sum(densities[n] * math.prod(s) for n, s in shapes.items())
+        assert active == pytest.approx(density * _total(shapes), rel=1e-12)
+        counts = topology.layer_counts(shapes, densities, density)
+        assert sum(counts.values()) == round(density * _total(shapes))
+
+
+def test_erk_hand_computed_two_layers():
+    # Scores: a [2, 2] -> 4/4 = 1, b [10, 10] -> 20/100 = 0.2. N = 104, d = 0.5 -> 52 active.
+    # eps = 52 / (1 * 4 + 0.2 * 100) = 52 / 24 > 1, so a is dense; then
+    # eps = (52 - 4) / 20 = 2.4 and b gets 0.48.
+    shapes = {"a": [2, 2], "b": [10, 10]}
+    densities = topology.erk_densities(shapes, 0.5)
+    assert densities == {"a": 1.0, "b": pytest.approx(0.48)}
+    assert list(densities) == ["a", "b"]
+
+
+def test_erk_power_scale_zero_is_uniform_and_density_one_is_dense():
+    shapes = {"a": [3, 3, 4, 8], "b": [16, 2]}
+    assert topology.erk_densities(shapes, 0.3, power_scale=0.0) == pytest.approx(
+        {"a": 0.3, "b": 0.3})
+    assert topology.erk_densities(shapes, 1.0) == {"a": 1.0, "b": 1.0}
+
+
+def test_uniform_densities():
+    shapes = {"x": [3, 5], "y": [1, 1, 2, 7]}
+    assert topology.uniform_densities(shapes, 0.25) == {"x": 0.25, "y": 0.25}
+
+
+def test_layer_counts_hit_exact_total_with_at_most_one_adjustment():
+    # 7 layers of 3 weights at d = 0.5: each rounds 1.5 -> 2 (half to even), total 14 > 10.5 ->
+    # round(10.5) = 10; so four layers drop one weight each.
+    shapes = {f"l{i}": [3] for i in range(7)}
+    densities = topology.uniform_densities(shapes, 0.5)
+    counts = topology.layer_counts(shapes, densities, 0.5)
+    assert sum(counts.values()) == 10
+    assert all(abs(counts[n] - 1.5) <= 0.5 for n in shapes)
+    # Dense layers keep every weight; the others absorb the rounding.
+    shapes = {"dense": [2, 2], "b": [10, 10]}
+    counts = topology.layer_counts(shapes, {"dense": 1.0, "b": 0.483}, 0.5)
+    assert counts == {"dense": 4, "b": 48}
+
+
+def test_layer_counts_rejects_mismatched_inputs():
+    shapes = {"a": [10], "b": [10]}
+    with pytest.raises(ValueError, match="cannot close a gap"):
+        topology.layer_counts(shapes, {"a": 0.1, "b": 0.1}, 0.9)
+    with pytest.raises(ValueError, match="same shapes"):
+        topology.layer_counts(shapes, {"a": 0.1}, 0.1)
+
+
+def test_random_mask_exact_count_and_seeding():
+    mask = topology.random_mask([3, 3, 4, 5], 17, seed=(0, 2))
+    assert mask.dtype == np.float32 and mask.shape == (3, 3, 4, 5)
+    assert set(np.unique(mask)) <= {0.0, 1.0} and mask.sum() == 17
+    np.testing.assert_array_equal(mask, topology.random_mask([3, 3, 4, 5], 17, seed=(0, 2)))
+    assert not np.array_equal(mask, topology.random_mask([3, 3, 4, 5], 17, seed=(0, 3)))
+    assert not np.array_equal(mask, topology.random_mask([3, 3, 4, 5], 17, seed=1))
+    assert topology.random_mask([4], 0, seed=0).sum() == 0
+    assert topology.random_mask([4], 4, seed=0).sum() == 4
+
+
+def test_bernoulli_mask_density_close_to_target():
+    mask = topology.bernoulli_mask([100, 200], 0.3, seed=(5, 0))
+    assert mask.dtype == np.float32 and set(np.unique(mask)) <= {0.0, 1.0}
+    # Binomial(20000, 0.3): std of the mean is 0.0032; 5 sigma.
+    assert abs(mask.mean() - 0.3) < 0.016
+    np.testing.assert_array_equal(mask, topology.bernoulli_mask([100, 200], 0.3, seed=(5, 0)))
+    assert topology.bernoulli_mask([7, 3], 1.0, seed=0).sum() == 21
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.1, 1.5, float("nan"), True, "0.3", None])
+def test_bad_density_raises(bad):
+    with pytest.raises(ValueError, match=r"density must be .*\(0, 1\]"):
+        topology.erk_densities({"a": [2, 2]}, bad)
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        topology.uniform_densities({"a": [2, 2]}, bad)
+
+
+def test_bad_shapes_raise():
+    with pytest.raises(ValueError, match="MaskedDense/MaskedConv2D"):
+        topology.erk_densities({}, 0.5)
+    with pytest.raises(ValueError, match=r"non-positive dimension 0"):
+        topology.erk_densities({"a": [3, 0]}, 0.5)
+    with pytest.raises(ValueError, match="at least one dimension"):
+        topology.uniform_densities({"a": []}, 0.5)
+    with pytest.raises(ValueError, match="n_active must be an int in \\[0, 6\\]"):
+        topology.random_mask([2, 3], 7, seed=0)
+    with pytest.raises(ValueError, match="non-negative dimension|non-positive dimension -1"):
+        topology.random_mask([2, -1], 1, seed=0)
+    with pytest.raises(ValueError, match="seed must be a non-negative int"):
+        topology.random_mask([2, 3], 1, seed=-1)
+    with pytest.raises(ValueError, match="power_scale"):
+        topology.erk_densities({"a": [2, 2]}, 0.5, power_scale=float("inf"))
+
+
+class _FakeVariable:
+    """Holds an array and supports the variable surface topology uses (.shape, .assign)."""
+
+    def __init__(self, value):
+        self.value = np.asarray(value, dtype=np.float32)
+
+    @property
+    def shape(self):
+        return self.value.shape
+
+    def __array__(self, dtype=None, copy=None):
+        return self.value if dtype is None else self.value.astype(dtype)
+
+    def assign(self, value):
+        assert np.shape(value) == self.value.shape
+        self.value = np.asarray(value, dtype=np.float32)
+
+
+class _FakeLayer:
+    def __init__(self, name, shape, seed):
+        self.name = name
+        self.kernel = _FakeVariable(np.random.default_rng(seed).normal(size=shape) + 3.0)
+        self.mask = _FakeVariable(np.ones(shape))
+
+
+def _fake_layers():
+    return [_FakeLayer("dense_in", [6, 40], 0), _FakeLayer("conv", [3, 3, 8, 16], 1),
+            _FakeLayer("dense_out", [16, 1], 2)]
+
+
+@pytest.mark.parametrize("distribution", ["erk", "uniform"])
+def test_sparsify_fake_layers_exact_count_and_zeroed_kernels(distribution):
+    layers = _fake_layers()
+    total = 6 * 40 + 3 * 3 * 8 * 16 + 16
+    realised = topology.sparsify(layers, 0.2, distribution=distribution, seed=3)
+    active, n = topology.count_active(layers)
+    assert (active, n) == (round(0.2 * total), total)
+    assert topology.model_density(layers) == round(0.2 * total) / total
+    assert topology.layer_densities(layers) == realised
+    for layer in layers:
+        kernel, mask = np.asarray(layer.kernel), np.asarray(layer.mask)
+        assert np.all(kernel[mask == 0] == 0) and np.all(kernel[mask == 1] != 0)
+    if distribution == "erk":
+        shapes = {layer.name: layer.mask.shape for layer in layers}
+        densities = topology.erk_densities(shapes, 0.2)
+        counts = topology.layer_counts(shapes, densities, 0.2)
+        assert realised == {name: counts[name] / math.prod(shapes[name]) for name in shapes}
+        assert realised["dense_out"] == 1.0  # ERK makes the small final layer dense.
+
+
+def test_sparsify_is_deterministic_in_seed_and_bernoulli_is_approximate():
+    first, second, third = _fake_layers(), _fake_layers(), _fake_layers()
+    topology.sparsify(first, 0.3, seed=7)
+    topology.sparsify(second, 0.3, seed=7)
+    topology.sparsify(third, 0.3, seed=8)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(np.asarray(a.mask), np.asarray(b.mask))
+    assert any(not np.array_equal(np.asarray(a.mask), np.asarray(c.mask))
+               for a, c in zip(first, third))
+    layers = _fake_layers()
+    topology.sparsify(layers, 0.3, seed=7, sampling="bernoulli")
+    assert abs(topology.model_density(layers) - 0.3) < 0.08
+    for layer in layers:
+        assert np.all(np.asarray(layer.kernel)[np.asarray(layer.mask) == 0] == 0)
+
+
+def test_sparsify_errors():
+    with pytest.raises(ValueError, match=r"unknown distribution 'gaussian'.*\['erk', 'uniform'\]"):
+        topology.sparsify(_fake_layers(), 0.5, distribution="gaussian")
+    with pytest.raises(ValueError, match=r"unknown sampling 'poisson'.*\['exact', 'bernoulli'\]"):
+        topology.sparsify(_fake_layers(), 0.5, sampling="poisson")
+    with pytest.raises(ValueError, match=r"density must be in \(0, 1\], got 0"):
+        topology.sparsify(_fake_layers(), 0)
+    with pytest.raises(ValueError, match="MaskedDense/MaskedConv2D"):
+        topology.sparsify([], 0.5)
+    with pytest.raises(ValueError, match="MaskedDense/MaskedConv2D"):
+        topology.model_density([])
+    layers = _fake_layers()
+    layers[1].name = "dense_in"
+    with pytest.raises(ValueError, match=r"duplicates \['dense_in'\]"):
+        topology.sparsify(layers, 0.5)
+    layers = _fake_layers()
+    layers[0].mask = _FakeVariable(np.ones([40, 6]))
+    with pytest.raises(ValueError, match="mask must have the kernel's shape"):
+        topology.sparsify(layers, 0.5)
+    layers = _fake_layers()
+    layers[2].kernel = None
+    with pytest.raises(ValueError, match="build the model first"):
+        topology.model_density(layers)
