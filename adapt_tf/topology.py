@@ -266,8 +266,9 @@ _DISTRIBUTIONS: dict[str, Callable[..., dict[str, float]]] = {
 
 
 def _resolve_layers(model_or_layers: Any) -> list[Any]:
-    """A model's masked layers (via adapt_tf.layers.masked_layers) or a given list of layers."""
-    if isinstance(model_or_layers, (list, tuple)):
+    """A given list of masked layers as is; anything else via adapt_tf.layers.masked_layers."""
+    is_list = isinstance(model_or_layers, (list, tuple))
+    if is_list and all(hasattr(layer, "mask") for layer in model_or_layers):
         layers = list(model_or_layers)
     else:
         from adapt_tf import layers as masked  # Level 1; imported lazily to keep this level 0.
@@ -290,6 +291,12 @@ def _resolve_layers(model_or_layers: Any) -> list[Any]:
     return layers
 
 
+def _value(variable: Any) -> np.ndarray:
+    """A variable's (or array's) value as NumPy; `.numpy()` also covers distributed and
+    mixed-precision variables."""
+    return np.asarray(variable.numpy() if hasattr(variable, "numpy") else variable)
+
+
 def _kernel_shape(layer: Any) -> tuple[int, ...]:
     shape = tuple(int(dim) for dim in layer.kernel.shape)
     mask_shape = tuple(int(dim) for dim in layer.mask.shape)
@@ -300,7 +307,7 @@ def _kernel_shape(layer: Any) -> tuple[int, ...]:
     return _check_shape(shape, name=f"kernel shape of {layer.name!r}")
 
 
-def sparsify(model_or_layers: Any, density: float, *, distribution: str = "erk", seed: int = 0,
+def sparsify(model_or_layers: Any, density: float, *, distribution: str = "erk", seed: Seed = 0,
              sampling: str = "exact") -> dict[str, float]:
     """Draws fresh masks for every masked layer and zeroes the pruned kernel entries.
 
@@ -312,11 +319,13 @@ def sparsify(model_or_layers: Any, density: float, *, distribution: str = "erk",
     `kernel.assign(kernel * mask)`.
 
     Args:
-      model_or_layers: a Keras model (its `adapt_tf.layers.masked_layers`) or a list of masked
-        layers (`.name`, `.kernel`, `.mask` with `.assign`), built.
+      model_or_layers: a Keras model or list of models (their `adapt_tf.layers.masked_layers`)
+        or a list of built masked layers (`.name`, `.kernel`, `.mask`, variables with
+        `.assign`); layer names must be unique.
       density: overall target density over all masked kernels, in (0, 1].
       distribution: "erk" (official default) or "uniform".
-      seed: non-negative int; masks are a deterministic function of (seed, layer index).
+      seed: non-negative int (or tuple of them); layer i's mask is a deterministic function
+        of (seed, i).
       sampling: "exact" (default) or "bernoulli".
 
     Returns:
@@ -330,7 +339,8 @@ def sparsify(model_or_layers: Any, density: float, *, distribution: str = "erk",
     if sampling not in _VALID_SAMPLING:
         raise ValueError(
             f"unknown sampling {sampling!r}; valid names: {list(_VALID_SAMPLING)}.")
-    _check_seed(seed)
+    seed_value = _check_seed(seed)
+    base_seed = seed_value if isinstance(seed_value, tuple) else (seed_value,)
     layers = _resolve_layers(model_or_layers)
     shapes = {layer.name: _kernel_shape(layer) for layer in layers}
     densities = _DISTRIBUTIONS[key](shapes, density)
@@ -339,11 +349,11 @@ def sparsify(model_or_layers: Any, density: float, *, distribution: str = "erk",
     for index, layer in enumerate(layers):
         shape = shapes[layer.name]
         if counts is not None:
-            mask = random_mask(shape, counts[layer.name], seed=(int(seed), index))
+            mask = random_mask(shape, counts[layer.name], seed=(*base_seed, index))
         else:
-            mask = bernoulli_mask(shape, densities[layer.name], seed=(int(seed), index))
+            mask = bernoulli_mask(shape, densities[layer.name], seed=(*base_seed, index))
         layer.mask.assign(mask)
-        kernel = np.asarray(layer.kernel)
+        kernel = _value(layer.kernel)
         layer.kernel.assign(kernel * mask.astype(kernel.dtype))
         realised[layer.name] = float(mask.sum()) / mask.size
     return realised
@@ -352,7 +362,7 @@ def sparsify(model_or_layers: Any, density: float, *, distribution: str = "erk",
 def count_active(model_or_layers: Any) -> tuple[int, int]:
     """(active mask entries, total mask entries) over all masked kernels."""
     layers = _resolve_layers(model_or_layers)
-    active = sum(int(np.count_nonzero(np.asarray(layer.mask))) for layer in layers)
+    active = sum(int(np.count_nonzero(_value(layer.mask))) for layer in layers)
     total = sum(math.prod(_kernel_shape(layer)) for layer in layers)
     return active, total
 
@@ -366,5 +376,5 @@ def model_density(model_or_layers: Any) -> float:
 def layer_densities(model_or_layers: Any) -> dict[str, float]:
     """{layer name: active / size of its mask}, in masked-layer order."""
     layers = _resolve_layers(model_or_layers)
-    return {layer.name: int(np.count_nonzero(np.asarray(layer.mask)))
+    return {layer.name: int(np.count_nonzero(_value(layer.mask)))
             / math.prod(_kernel_shape(layer)) for layer in layers}

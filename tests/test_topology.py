@@ -229,6 +229,15 @@ def test_sparsify_is_deterministic_in_seed_and_bernoulli_is_approximate():
         np.testing.assert_array_equal(np.asarray(a.mask), np.asarray(b.mask))
     assert any(not np.array_equal(np.asarray(a.mask), np.asarray(c.mask))
                for a, c in zip(first, third))
+    # Layer i is drawn from (seed, i): reproducible outside sparsify; (7,) is the same as 7.
+    shapes = {layer.name: layer.mask.shape for layer in first}
+    counts = topology.layer_counts(shapes, topology.erk_densities(shapes, 0.3), 0.3)
+    np.testing.assert_array_equal(
+        np.asarray(first[1].mask), topology.random_mask([3, 3, 8, 16], counts["conv"], seed=(7, 1)))
+    tupled = _fake_layers()
+    topology.sparsify(tupled, 0.3, seed=(7,))
+    for a, b in zip(first, tupled):
+        np.testing.assert_array_equal(np.asarray(a.mask), np.asarray(b.mask))
     layers = _fake_layers()
     topology.sparsify(layers, 0.3, seed=7, sampling="bernoulli")
     assert abs(topology.model_density(layers) - 0.3) < 0.08
@@ -259,3 +268,58 @@ def test_sparsify_errors():
     layers[2].kernel = None
     with pytest.raises(ValueError, match="build the model first"):
         topology.model_density(layers)
+
+
+def _tiny_masked_model():
+    import tf_keras as keras
+
+    from adapt_tf.layers import MaskedConv2D, MaskedDense
+
+    inputs = keras.Input([6, 6, 3])
+    x = MaskedConv2D(8, 3, padding="same", name="conv1")(inputs)
+    x = MaskedConv2D(8, 1, spectral_norm=True, name="conv2")(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(4, name="dense_unmasked")(x)  # Not masked: must be ignored.
+    outputs = MaskedDense(1, name="head")(x)
+    return keras.Model(inputs, outputs)
+
+
+def test_sparsify_real_keras_model():
+    import tensorflow as tf
+
+    model = _tiny_masked_model()
+    total = 3 * 3 * 3 * 8 + 1 * 1 * 8 * 8 + 4 * 1
+    dense_before = model.get_layer("dense_unmasked").kernel.numpy().copy()
+    realised = topology.sparsify(model, 0.25, seed=11)
+    assert list(realised) == ["conv1", "conv2", "head"]
+    assert topology.count_active(model) == (round(0.25 * total), total)
+    assert topology.model_density(model) == round(0.25 * total) / total
+    assert topology.layer_densities(model) == realised
+    for name in realised:
+        layer = model.get_layer(name)
+        mask = layer.mask.numpy()
+        assert layer.density == pytest.approx(realised[name])
+        assert np.all(layer.kernel.numpy()[mask == 0] == 0)
+    np.testing.assert_array_equal(model.get_layer("dense_unmasked").kernel.numpy(), dense_before)
+    # The same seed on a fresh model gives the same masks; a list of models is accepted too.
+    again = _tiny_masked_model()
+    topology.sparsify([again], 0.25, seed=11)
+    for name in realised:
+        np.testing.assert_array_equal(model.get_layer(name).mask.numpy(),
+                                      again.get_layer(name).mask.numpy())
+    # The forward pass sees only the active weights.
+    images = tf.random.stateless_normal([2, 6, 6, 3], seed=[1, 2])
+    assert model(images).shape == (2, 1)
+
+
+def test_model_without_masked_layers_raises():
+    import tf_keras as keras
+
+    model = keras.Sequential([keras.Input([3]), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match="build it from adapt_tf.layers.MaskedDense"):
+        topology.sparsify(model, 0.5)
+    from adapt_tf.layers import MaskedDense
+
+    unbuilt = keras.Sequential([MaskedDense(2)])
+    with pytest.raises(ValueError, match="build the model first"):
+        topology.model_density(unbuilt)
