@@ -1,0 +1,481 @@
+"""`SparseGAN`: one Keras training step = one GAN iteration, with the balance ratio.
+
+An iteration (PAPER_NOTES §1.2 and §6.1, as the official ADAPT code runs it):
+
+1. `n_dis` discriminator steps. The step's real batch of `n_dis * d_batch` images is split by
+   striding, D step k taking `images[k::n_dis]`; each D step draws fresh z, generates fakes
+   with G in training mode (no gradient) and applies one hinge (or non-saturating) update.
+2. One generator step on `g_batch_size` fresh z (and uniform random labels for conditional
+   models). The G-loss forward also gives DF = mean D(G_pre(z)).
+3. Every `br_interval` iterations, the balance-ratio sample: GF = mean D(G_post(z)) with the
+   same z, DR = mean D(x) on the last D step's real minibatch, both with D after its update.
+   The ratio (GF - DF) / (DR - DF) goes into a sliding window of `br_window // br_interval`
+   samples; the logged `br` is the window's mean of per-sample ratios.
+4. The EMA generator (if `ema_decay`) is updated: ema <- decay * ema + (1 - decay) * w.
+
+Sparsity updates (DST on G, ADAPT on D) happen between iterations in callbacks. The kernel
+gradients they need (dL/d(kernel * mask), dense) are copied into `grad_buffers` by the
+iteration that precedes an update, after a callback asks with `request_gradients`.
+
+Distribution: z and labels are drawn for the *global* batch from stateless seeds
+(seed, iteration, phase) and each replica takes its slice, so a run on R replicas sees exactly
+the samples of a one-device run with the same global batch. Per-replica losses are divided by
+the global batch; gradients and BR means are summed over replicas explicitly.
+
+Compilation: the iteration has variants (with or without the BR sample, with or without the
+gradient copies). Rather than `tf.cond` (which cannot contain the synchronisation points these
+branches need under `MirroredStrategy`), `make_train_function` traces each variant once as its
+own `tf.function` and picks one per iteration on the host: no wasted passes, no retracing.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import tensorflow as tf
+import tf_keras as keras
+from tf_keras.src.engine import training as keras_training
+
+from adapt_tf import balance, losses
+from adapt_tf.layers import masked_layers
+
+__all__ = ["SparseGAN"]
+
+_NETWORKS = ("generator", "discriminator")
+
+
+def _all_sum(value):
+    """Sum over replicas (identity without a strategy)."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
+def _replica_update(pairs, update_fn) -> None:
+    """Assigns update_fn(target, source) to each target from replica context, any strategy."""
+    pairs = list(pairs)
+    if not pairs:
+        return
+
+    def merge_fn(strategy):
+        for target, source in pairs:
+            strategy.extended.update(target, update_fn, args=(source,), group=False)
+
+    tf.distribute.get_replica_context().merge_call(merge_fn)
+
+
+class SparseGAN(keras.Model):
+    """A GAN of sparse (masked) generator and discriminator, trained with `fit`.
+
+    Args:
+      generator: Keras model, z [B, latent_dim] (and labels [B] int32 if conditional: called as
+        `G([z, y])`) -> images [B, H, W, C] in [-1, 1]. Built.
+      discriminator: Keras model, images (and labels: `D([x, y])`) -> logits [B] or [B, 1].
+        Built.
+      latent_dim: size of z ~ N(0, I).
+      n_dis: discriminator steps per iteration (paper: 5 for SNGAN, 4 BigGAN-32, 1 BigGAN-64).
+      g_batch_size: global batch of the generator step (default: the D batch).
+      num_classes: None for unconditional models, else the number of classes.
+      br_interval: iterations between BR samples (paper: 10).
+      br_window: iterations the BR window covers (paper: 1000), so it holds
+        `br_window // br_interval` samples.
+      ema_decay: decay of the EMA generator (paper: 0.999 SNGAN, 0.9999 BigGAN); None = off.
+      seed: seed of z and fake-label sampling.
+
+    The dataset yields `images` [n_dis * d_batch, H, W, C] float32 in [-1, 1], or
+    `(images, labels)` for conditional models; batch sizes are global.
+    """
+
+    def __init__(self, generator: keras.Model, discriminator: keras.Model, *, latent_dim: int,
+                 n_dis: int = 1, g_batch_size: int | None = None,
+                 num_classes: int | None = None, br_interval: int = 10, br_window: int = 1000,
+                 ema_decay: float | None = None, seed: int = 0, name: str = "sparse_gan",
+                 **kwargs):
+        super().__init__(name=name, **kwargs)
+        _check_positive_int("latent_dim", latent_dim)
+        _check_positive_int("n_dis", n_dis)
+        _check_positive_int("br_interval", br_interval)
+        _check_positive_int("br_window", br_window)
+        if g_batch_size is not None:
+            _check_positive_int("g_batch_size", g_batch_size)
+        if num_classes is not None:
+            _check_positive_int("num_classes", num_classes)
+        if br_window < br_interval:
+            raise ValueError(f"br_window ({br_window}) must be >= br_interval ({br_interval}).")
+        if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1) or None, got {ema_decay!r}.")
+        for network, model in (("generator", generator), ("discriminator", discriminator)):
+            if not model.built:
+                raise ValueError(f"The {network} must be built (call it once, or build it from "
+                                 "keras.Input) before SparseGAN wraps it.")
+        self.generator = generator
+        self.discriminator = discriminator
+        self.latent_dim = int(latent_dim)
+        self.n_dis = int(n_dis)
+        self.g_batch_size = g_batch_size
+        self.num_classes = num_classes
+        self.br_interval = int(br_interval)
+        self.br_window = int(br_window)
+        self.ema_decay = ema_decay
+        self.seed = int(seed)
+
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
+                                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        self.balance = balance.BalanceWindow(self.br_window // self.br_interval)
+        self._density = {net: tf.Variable(1.0, trainable=False, name=f"{net}_density",
+                                          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+                         for net in _NETWORKS}
+        self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
+        self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
+
+        self._masked = {"generator": masked_layers(generator),
+                        "discriminator": masked_layers(discriminator)}
+        self._grad_buffers = {
+            net: [tf.Variable(tf.zeros(layer.kernel.shape), trainable=False,
+                              name=f"{net}_grad_{i}",
+                              aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+                  for i, layer in enumerate(self._masked[net])]
+            for net in _NETWORKS}
+        self._grad_requests = {net: False for net in _NETWORKS}
+        self.ema_generator = self._make_ema_generator() if ema_decay is not None else None
+        self._host_step: int | None = None
+        self._variants: dict = {}
+        self.trace_counts: dict = {}  # traces per train-function variant (benchmarks read it)
+        self.refresh_densities()
+
+    # ----------------------------------------------------------------------------- setup
+
+    def compile(self, *, g_optimizer, d_optimizer, loss: str | losses.GANLoss = "hinge",
+                **kwargs):
+        """Sets the two optimizers and the GAN loss ("hinge" or "non_saturating").
+
+        Other keyword arguments go to `keras.Model.compile` (e.g. `jit_compile=True`);
+        `steps_per_execution` must stay 1, since sparsity callbacks act between iterations.
+        """
+        if kwargs.get("steps_per_execution", 1) != 1:
+            raise ValueError("SparseGAN needs steps_per_execution=1 (one GAN iteration per "
+                             f"step, callbacks between them); got {kwargs['steps_per_execution']}.")
+        super().compile(**kwargs)
+        self.g_optimizer = keras.optimizers.get(g_optimizer)
+        self.d_optimizer = keras.optimizers.get(d_optimizer)
+        self.loss_fn = losses.get(loss)
+        # Build the optimizers' slots now, so a train-function variant is traced only once.
+        self.g_optimizer.build(self.generator.trainable_variables)
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+        self._variants = {}
+
+    @property
+    def metrics(self):
+        return [self.d_loss_tracker, self.g_loss_tracker]
+
+    def _make_ema_generator(self) -> keras.Model:
+        try:
+            ema = keras.models.clone_model(self.generator)
+        except Exception as error:  # subclassed models cannot be cloned from config
+            raise ValueError("ema_decay needs a generator that keras.models.clone_model can "
+                             "copy (a functional or Sequential model with serialisable layers); "
+                             f"cloning failed: {error}") from error
+        ema.set_weights(self.generator.get_weights())
+        ema._name = f"{self.generator.name}_ema"
+        ema.trainable = False
+        g_weights = self.generator.weights
+        masks = {layer.mask.ref() for layer in self._masked["generator"]}
+        self._ema_pairs = [(e, w) for e, w in zip(ema.weights, g_weights) if w.trainable]
+        self._ema_copies = [(e, w) for e, w in zip(ema.weights, g_weights)
+                            if not w.trainable and w.ref() not in masks]
+        return ema
+
+    # ----------------------------------------------------------------- sparsity bookkeeping
+
+    def masked_layers(self, network: str):
+        """The masked layers of "generator" or "discriminator"."""
+        return self._masked[_check_network(network)]
+
+    def grad_buffers(self, network: str) -> list[tf.Variable]:
+        """Dense kernel gradients of the network's masked layers, from the last requested step.
+
+        For D, the gradient of the last discriminator step of that iteration (official code).
+        """
+        return self._grad_buffers[_check_network(network)]
+
+    def request_gradients(self, network: str) -> None:
+        """Makes the next iteration copy the network's kernel gradients into `grad_buffers`."""
+        self._grad_requests[_check_network(network)] = True
+
+    def density(self, network: str) -> float:
+        """Overall kernel density (active / total over masked kernels) of the network."""
+        layers = self._masked[_check_network(network)]
+        if not layers:
+            return 1.0
+        active = sum(float(tf.reduce_sum(layer.mask)) for layer in layers)
+        total = sum(int(layer.mask.shape.num_elements()) for layer in layers)
+        return active / total
+
+    def refresh_densities(self) -> None:
+        """Recomputes the logged densities from the masks and syncs the EMA generator's masks.
+
+        Call after changing masks outside the train step (callbacks do).
+        """
+        for net in _NETWORKS:
+            self._density[net].assign(self.density(net))
+        if self.ema_generator is not None:
+            for ema_layer, layer in zip(masked_layers(self.ema_generator),
+                                        self._masked["generator"]):
+                ema_layer.mask.assign(layer.mask)
+                ema_layer.kernel.assign(ema_layer.kernel * ema_layer.mask)
+
+    @property
+    def iteration(self) -> int:
+        """Completed iterations (host-side, no device sync during fit)."""
+        if self._host_step is None:
+            return int(self.step.numpy())
+        return self._host_step
+
+    # ------------------------------------------------------------------ the training step
+
+    def make_train_function(self, force: bool = False):
+        self._host_step = int(self.step.numpy())
+        if self.train_function is not None and not force:
+            return self.train_function
+
+        def train_function(iterator):
+            key = (self._host_step % self.br_interval == 0,
+                   self._grad_requests["generator"], self._grad_requests["discriminator"])
+            if key not in self._variants:
+                self._variants[key] = self._compile_variant(*key)
+            logs = self._variants[key](iterator)
+            self._grad_requests = {net: False for net in _NETWORKS}
+            self._host_step += 1
+            return logs
+
+        self.train_function = train_function
+        return train_function
+
+    def _compile_variant(self, sample_br: bool, keep_g_grads: bool, keep_d_grads: bool):
+        strategy = self.distribute_strategy
+        key = (sample_br, keep_g_grads, keep_d_grads)
+        self.trace_counts[key] = 0
+
+        def iteration(data):
+            self.trace_counts[key] += 1  # Python side effect: runs once per trace
+            return self._iteration(data, sample_br=sample_br, keep_g_grads=keep_g_grads,
+                                   keep_d_grads=keep_d_grads)
+
+        step_fn = tf.function(iteration, jit_compile=bool(self._jit_compile),
+                              reduce_retracing=True)
+
+        @tf.function(reduce_retracing=True)
+        def run(iterator):
+            outputs = strategy.run(step_fn, args=(next(iterator),))
+            return keras_training.reduce_per_replica(outputs, strategy, reduction="first")
+
+        return run
+
+    def train_step(self, data):
+        """One GAN iteration on `data` (used directly only outside `fit`)."""
+        step = self.iteration
+        return self._iteration(data, sample_br=step % self.br_interval == 0,
+                               keep_g_grads=self._grad_requests["generator"],
+                               keep_d_grads=self._grad_requests["discriminator"])
+
+    def _iteration(self, data, *, sample_br: bool, keep_g_grads: bool, keep_d_grads: bool):
+        images, labels = self._unpack(data)
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync
+        replica = context.replica_id_in_sync_group
+        local_d = images.shape[0] // self.n_dis if images.shape[0] is not None else None
+        if local_d is None or images.shape[0] % self.n_dis:
+            raise ValueError(f"The per-replica batch ({images.shape[0]}) must be a static "
+                             f"multiple of n_dis={self.n_dis}: batch the dataset with "
+                             "drop_remainder=True and n_dis * d_batch images per step.")
+        step = self.step.read_value()
+        sampler = _Sampler(self, step, replica, replicas)
+
+        for k in range(self.n_dis):
+            real = images[k::self.n_dis]
+            real_labels = None if labels is None else labels[k::self.n_dis]
+            d_loss = self._discriminator_step(sampler, k, real, real_labels, local_d,
+                                              keep_grads=keep_d_grads and k == self.n_dis - 1)
+
+        g_batch = (self.g_batch_size or local_d * replicas)
+        if g_batch % replicas:
+            raise ValueError(f"g_batch_size={g_batch} must be divisible by the number of "
+                             f"replicas ({replicas}).")
+        z, fake_labels = sampler.latents(self.n_dis, g_batch)
+        g_loss, df = self._generator_step(z, fake_labels, g_batch, keep_grads=keep_g_grads)
+
+        if sample_br:
+            self._balance_sample(z, fake_labels, df, real, real_labels, g_batch, local_d * replicas)
+        if self.ema_generator is not None:
+            self._update_ema()
+
+        self.d_loss_tracker.update_state(d_loss)
+        self.g_loss_tracker.update_state(g_loss)
+        self.step.assign_add(1)
+        return {"d_loss": self.d_loss_tracker.result(), "g_loss": self.g_loss_tracker.result(),
+                "br": self.balance.mean(), "br_skipped": self.balance.skipped.read_value(),
+                "g_density": self._density["generator"].read_value(),
+                "d_density": self._density["discriminator"].read_value()}
+
+    def _unpack(self, data):
+        if isinstance(data, (tuple, list)):
+            if len(data) != 2:
+                raise ValueError("Expected dataset elements `images` or `(images, labels)`, got "
+                                 f"a tuple of {len(data)}.")
+            images, labels = data
+        else:
+            images, labels = data, None
+        if (labels is None) != (self.num_classes is None):
+            raise ValueError("Conditional models (num_classes set) need `(images, labels)` "
+                             "elements and unconditional ones plain `images`; got "
+                             f"num_classes={self.num_classes} and "
+                             f"{'no labels' if labels is None else 'labels'}.")
+        return images, labels
+
+    def _call_g(self, z, labels, training=True):
+        inputs = z if labels is None else [z, labels]
+        return self.generator(inputs, training=training)
+
+    def _call_d(self, images, labels, training=True):
+        inputs = images if labels is None else [images, labels]
+        logits = tf.cast(self.discriminator(inputs, training=training), tf.float32)
+        return tf.reshape(logits, [-1])
+
+    def _discriminator_step(self, sampler, k, real, real_labels, local_d, *, keep_grads):
+        global_d = local_d * sampler.replicas
+        z, fake_labels = sampler.latents(k, global_d)
+        fake = tf.stop_gradient(self._call_g(z, fake_labels, training=True))
+        variables = self.discriminator.trainable_variables
+        with tf.GradientTape() as tape:
+            real_logits = self._call_d(real, real_labels)
+            fake_logits = self._call_d(fake, fake_labels)
+            loss = tf.reduce_sum(self.loss_fn.discriminator(real_logits, fake_logits)) / global_d
+            scaled = _scale_loss(self.d_optimizer, loss)
+        grads = _unscale(self.d_optimizer, tape.gradient(scaled, variables))
+        grads = _all_sum(grads)
+        self.d_optimizer.apply_gradients(zip(grads, variables), skip_gradients_aggregation=True)
+        if keep_grads:
+            self._keep_gradients("discriminator", grads, variables)
+        return _all_sum(loss)
+
+    def _generator_step(self, z, labels, g_batch, *, keep_grads):
+        variables = self.generator.trainable_variables
+        with tf.GradientTape() as tape:
+            fake_logits = self._call_d(self._call_g(z, labels, training=True), labels)
+            loss = tf.reduce_sum(self.loss_fn.generator(fake_logits)) / g_batch
+            scaled = _scale_loss(self.g_optimizer, loss)
+        grads = _unscale(self.g_optimizer, tape.gradient(scaled, variables))
+        grads = _all_sum(grads)
+        self.g_optimizer.apply_gradients(zip(grads, variables), skip_gradients_aggregation=True)
+        if keep_grads:
+            self._keep_gradients("generator", grads, variables)
+        df = _all_sum(tf.reduce_sum(fake_logits)) / g_batch
+        return _all_sum(loss), df
+
+    def _balance_sample(self, z, labels, df, real, real_labels, g_batch, d_batch):
+        # Official code: same z, G after its update, D after its update, train mode.
+        gf = _all_sum(tf.reduce_sum(self._call_d(self._call_g(z, labels), labels))) / g_batch
+        dr = _all_sum(tf.reduce_sum(self._call_d(real, real_labels))) / d_batch
+        self.balance.push(gf, df, dr)
+
+    def _keep_gradients(self, network, grads, variables):
+        by_ref = {v.ref(): g for g, v in zip(grads, variables)}
+        pairs = [(buffer, by_ref[layer.kernel.ref()])
+                 for buffer, layer in zip(self._grad_buffers[network], self._masked[network])
+                 if layer.kernel.ref() in by_ref]
+        for buffer, grad in pairs:
+            buffer.assign(tf.cast(grad, tf.float32))
+
+    def _update_ema(self):
+        decay = self.ema_decay
+        _replica_update(self._ema_pairs,
+                        lambda ema, w: ema.assign(decay * ema + (1.0 - decay) * tf.cast(
+                            w, ema.dtype)))
+        _replica_update(self._ema_copies, lambda ema, w: ema.assign(w))
+
+    # ---------------------------------------------------------------------------- sampling
+
+    def sample(self, num: int, *, seed: int = 0, labels=None, use_ema: bool = True,
+               training: bool = True, batch_size: int = 256) -> tf.Tensor:
+        """num images [num, H, W, C] in [-1, 1] from the (EMA) generator, deterministic in seed.
+
+        `training=True` (default) uses batch statistics in BatchNorm, as the official
+        evaluation does; labels default to uniform random classes for conditional models.
+        """
+        generator = self.ema_generator if use_ema and self.ema_generator is not None \
+            else self.generator
+        z = tf.random.stateless_normal([num, self.latent_dim], seed=[seed, 7919])
+        if self.num_classes is not None and labels is None:
+            labels = tf.random.stateless_uniform([num], seed=[seed, 104729], minval=0,
+                                                 maxval=self.num_classes, dtype=tf.int32)
+        outputs = []
+        for start in range(0, num, batch_size):
+            batch_z = z[start:start + batch_size]
+            inputs = batch_z if labels is None else [
+                batch_z, tf.cast(labels[start:start + batch_size], tf.int32)]
+            outputs.append(tf.cast(generator(inputs, training=training), tf.float32))
+        return tf.concat(outputs, axis=0)
+
+    def get_config(self):
+        return {"latent_dim": self.latent_dim, "n_dis": self.n_dis,
+                "g_batch_size": self.g_batch_size, "num_classes": self.num_classes,
+                "br_interval": self.br_interval, "br_window": self.br_window,
+                "ema_decay": self.ema_decay, "seed": self.seed}
+
+
+class _Sampler:
+    """z and fake labels of one iteration for the global batch; each replica takes its slice.
+
+    Phase k < n_dis is D step k; phase n_dis the generator step (and its BR sample).
+    """
+
+    def __init__(self, gan: SparseGAN, step, replica, replicas):
+        self.gan = gan
+        self.step = tf.cast(step, tf.int64)
+        self.replica = replica
+        self.replicas = replicas
+
+    def latents(self, phase: int, global_batch: int):
+        gan = self.gan
+        local = global_batch // self.replicas
+        base = self.step * (gan.n_dis + 1) + phase
+        z = tf.random.stateless_normal([global_batch, gan.latent_dim],
+                                       seed=tf.stack([tf.constant(gan.seed, tf.int64), base]))
+        z = self._slice(z, local)
+        labels = None
+        if gan.num_classes is not None:
+            labels = tf.random.stateless_uniform(
+                [global_batch], seed=tf.stack([tf.constant(gan.seed + 1, tf.int64), base]),
+                minval=0, maxval=gan.num_classes, dtype=tf.int32)
+            labels = self._slice(labels, local)
+        return z, labels
+
+    def _slice(self, values, local):
+        if self.replicas == 1:
+            return values
+        start = tf.cast(self.replica, tf.int32) * local
+        return values[start:start + local]
+
+
+def _scale_loss(optimizer, loss):
+    if isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer):
+        return optimizer.get_scaled_loss(loss)
+    return loss
+
+
+def _unscale(optimizer, grads):
+    if isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer):
+        return optimizer.get_unscaled_gradients(grads)
+    return grads
+
+
+def _check_positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+
+
+def _check_network(network: str) -> str:
+    if network not in _NETWORKS:
+        raise ValueError(f"network must be one of {_NETWORKS}, got {network!r}.")
+    return network
