@@ -1,0 +1,124 @@
+"""Tests of adapt_tf.balance: per-sample ratio, balance_ratio, the BalanceWindow ring buffer."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from adapt_tf import balance
+
+import tensorflow as tf
+
+
+def test_sample_ratio_hand_numbers():
+    # (gf - df) / (dr - df) = (0.2 - (-1)) / (2 - (-1)) = 1.2 / 3
+    assert balance.sample_ratio(0.2, -1.0, 2.0) == pytest.approx(0.4)
+    np.testing.assert_allclose(balance.sample_ratio(np.array([1.0, 0.0]), 0.5, 1.5),
+                               [0.5, -0.5])
+    value = balance.sample_ratio(tf.constant(3.0), tf.constant(1.0), tf.constant(5.0))
+    assert float(value) == pytest.approx(0.5)
+
+
+def test_balance_ratio_is_the_ratio_of_means_of_d_outputs():
+    post = [[1.0], [3.0]]       # mean 2
+    pre = [0.0, 1.0, 2.0, -3.0]  # mean 0
+    real = np.array([4.0, 6.0])  # mean 5
+    assert balance.balance_ratio(post, pre, real) == pytest.approx(2.0 / 5.0)
+    # G step moves fakes past the real score: BR > 1; moves them away: BR < 0.
+    assert balance.balance_ratio([6.0], [0.0], [5.0]) == pytest.approx(1.2)
+    assert balance.balance_ratio([-1.0], [0.0], [5.0]) == pytest.approx(-0.2)
+
+
+def test_window_is_empty_and_nan_before_any_push():
+    window = balance.BalanceWindow(3)
+    assert math.isnan(float(window.mean()))
+    assert int(window.count.numpy()) == 0
+    assert not bool(window.is_full())
+    assert window.values().shape == (0,)
+
+
+def test_window_mean_is_the_mean_of_per_sample_ratios_not_the_ratio_of_means():
+    window = balance.BalanceWindow(4)
+    samples = [(1.0, 0.0, 2.0), (3.0, 1.0, 2.0)]  # ratios 0.5 and 2.0
+    for gf, df, dr in samples:
+        assert bool(window.push(gf, df, dr))
+    assert float(window.mean()) == pytest.approx(1.25)
+    # ratio of means would be (2 - 0.5) / (2 - 0.5) = 1.0
+    np.testing.assert_allclose(window.values(), [0.5, 2.0])
+    assert not bool(window.is_full())
+
+
+def test_window_ring_keeps_the_newest_capacity_samples_oldest_first():
+    window = balance.BalanceWindow(3)
+    ratios = [0.1, 0.2, 0.3, 0.4, 0.5]
+    for i, ratio in enumerate(ratios):
+        window.push(ratio, 0.0, 1.0)  # (r - 0) / (1 - 0) = r
+        kept = ratios[max(0, i - 2):i + 1]
+        np.testing.assert_allclose(window.values(), kept, rtol=1e-6)
+        assert float(window.mean()) == pytest.approx(np.mean(kept), rel=1e-6)
+        assert bool(window.is_full()) == (i >= 2)
+    assert int(window.count.numpy()) == 3
+
+
+def test_degenerate_denominator_is_skipped_and_counted_never_raised():
+    window = balance.BalanceWindow(3)
+    window.push(1.0, 0.0, 2.0)
+    assert not bool(window.push(5.0, 1.0, 1.0))            # dr == df
+    assert not bool(window.push(5.0, 1.0, 1.0 + 1e-10))    # |dr - df| below eps
+    assert not bool(window.push(float("nan"), 0.0, 1.0))   # non-finite ratio
+    assert not bool(window.push(float("inf"), 0.0, 1.0))
+    assert int(window.skipped.numpy()) == 4
+    assert int(window.count.numpy()) == 1
+    np.testing.assert_allclose(window.values(), [0.5])
+    assert float(window.mean()) == pytest.approx(0.5)
+    # A skipped sample leaves the ring position alone: the next valid one follows the last.
+    window.push(0.25, 0.0, 1.0)
+    np.testing.assert_allclose(window.values(), [0.5, 0.25])
+
+
+def test_all_skipped_window_stays_nan():
+    window = balance.BalanceWindow(2)
+    window.push(3.0, 2.0, 2.0)
+    assert math.isnan(float(window.mean()))
+    assert int(window.skipped.numpy()) == 1
+
+
+def test_reset_empties_the_window_and_the_skip_count():
+    window = balance.BalanceWindow(2)
+    for gf in (0.2, 0.4, 0.6):
+        window.push(gf, 0.0, 1.0)
+    window.push(1.0, 1.0, 1.0)
+    window.reset()
+    assert int(window.count.numpy()) == 0
+    assert int(window.skipped.numpy()) == 0
+    assert math.isnan(float(window.mean()))
+    window.push(0.3, 0.0, 1.0)
+    np.testing.assert_allclose(window.values(), [0.3], rtol=1e-6)
+
+
+def test_push_works_inside_tf_function():
+    window = balance.BalanceWindow(2)
+
+    @tf.function
+    def push(gf, df, dr):
+        window.push(gf, df, dr)
+        return window.mean()
+
+    push(tf.constant(1.0), tf.constant(0.0), tf.constant(4.0))
+    mean = push(tf.constant(2.0), tf.constant(2.0), tf.constant(2.0))  # skipped
+    assert float(mean) == pytest.approx(0.25)
+    mean = push(tf.constant(3.0), tf.constant(0.0), tf.constant(4.0))
+    assert float(mean) == pytest.approx(0.5)
+    assert int(window.skipped.numpy()) == 1
+
+
+@pytest.mark.parametrize("capacity", [0, -1, 2.5, "3", None])
+def test_capacity_must_be_a_positive_integer(capacity):
+    with pytest.raises(ValueError, match="capacity") as info:
+        balance.BalanceWindow(capacity)
+    assert "br_window // br_interval" in str(info.value)
+
+
+def test_numpy_integer_capacity_is_accepted():
+    assert balance.BalanceWindow(np.int64(4)).capacity == 4
