@@ -1,0 +1,210 @@
+"""`ADAPTController`: moves the discriminator's density so the balance ratio stays in a band.
+
+The paper's ADAPT (Wang et al., NeurIPS 2023), exactly as the official code's
+`Masking.dynamic_adjust_density` runs it (PAPER_NOTES §2.3):
+
+* It acts after iterations ΔT, 2ΔT, ... (never after the last one), and only when the BR
+  window is full (official: a full `da_iters // br_freq` queue); otherwise it waits.
+* Comparisons are inclusive. With BR the window's mean of per-sample ratios and d the current
+  target density of D:
+  - BR >= B+ and d < d_max: d <- min(d + Δd, d_max); grow D globally by |grad| (the last D
+    step's dense gradient) or at random;
+  - BR >= B+ and d == d_max, strict mode: D-DST, i.e. drop a cosine-decayed fraction
+    r = 0.005 + (0.5 - 0.005)(1 + cos(pi s / S)) / 2 of D's active weights by global magnitude
+    and regrow as many by |grad|;
+  - BR <= B-: d <- max(d - Δd, d_min); prune D globally by magnitude;
+  - otherwise nothing.
+* Relaxed mode caps d at 1 (ΔT = 1000 in the paper), strict mode at d_max = 0.5 (ΔT = 2000).
+  The official floor is 0.05, not the poster's 0.
+
+Layer-wise densities are not preserved: growth and pruning are global, as in the official code.
+The controller's state (target density and decision log) lives in `controller.state`, which the
+checkpoint callback saves, so a resumed run continues exactly.
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import tensorflow as tf
+import tf_keras as keras
+from absl import logging
+
+from adapt_tf import dst
+
+__all__ = ["ADAPTController", "ControllerState"]
+
+_MODES = {"relaxed": dict(interval=1000, d_max=1.0), "strict": dict(interval=2000, d_max=0.5)}
+_GROWTHS = ("gradient", "random")
+_EPS = 1e-9
+
+
+class ControllerState(tf.Module):
+    """Checkpointable controller state: target density and the JSON decision log."""
+
+    def __init__(self):
+        super().__init__(name="adapt_controller")
+        kw = dict(trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        self.density = tf.Variable(-1.0, dtype=tf.float64, name="density", **kw)
+        self.log_json = tf.Variable("[]", dtype=tf.string, name="decisions", **kw)
+
+
+class ADAPTController(keras.callbacks.Callback):
+    """Keras callback for `SparseGAN.fit` that keeps BR in [b_low, b_high] by resizing D.
+
+    Args:
+      mode: "relaxed" (d_D may reach 1) or "strict" (d_D <= d_max, then DST on D).
+      total_steps: iterations of the whole run (the controller never acts at the last one, and
+        the strict D-DST fraction is cosine-decayed over it).
+      b_low, b_high: the band [B-, B+] (paper: 0.45, 0.55).
+      delta_d: absolute density step Δd (paper: 0.05).
+      interval: ΔT in iterations; default 1000 (relaxed) or 2000 (strict).
+      d_min: density floor (official: 0.05).
+      d_max: density cap; default 1.0 (relaxed) or 0.5 (strict).
+      growth: "gradient" (official `global_gradient`) or "random" (`global_random`).
+      dst_drop_fraction, dst_final_fraction: the strict D-DST cosine schedule (0.5 -> 0.005).
+      seed: seed of random growth.
+    """
+
+    def __init__(self, mode: str = "relaxed", *, total_steps: int, b_low: float = 0.45,
+                 b_high: float = 0.55, delta_d: float = 0.05, interval: int | None = None,
+                 d_min: float = 0.05, d_max: float | None = None, growth: str = "gradient",
+                 dst_drop_fraction: float = 0.5, dst_final_fraction: float = 0.005,
+                 seed: int = 0):
+        super().__init__()
+        if mode not in _MODES:
+            raise ValueError(f"mode={mode!r}: choose 'relaxed' (d_D up to 1) or 'strict' "
+                             "(d_D up to d_max, then DST on D).")
+        if growth not in _GROWTHS:
+            raise ValueError(f"growth={growth!r}: choose one of {_GROWTHS}.")
+        interval = _MODES[mode]["interval"] if interval is None else interval
+        d_max = _MODES[mode]["d_max"] if d_max is None else d_max
+        for name, value in (("total_steps", total_steps), ("interval", interval)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        if not 0.0 < d_min <= d_max <= 1.0:
+            raise ValueError(f"Need 0 < d_min <= d_max <= 1, got d_min={d_min!r}, "
+                             f"d_max={d_max!r}.")
+        if not b_low < b_high:
+            raise ValueError(f"Need b_low < b_high, got b_low={b_low!r}, b_high={b_high!r}.")
+        if not 0.0 < delta_d <= 1.0:
+            raise ValueError(f"delta_d must be in (0, 1], got {delta_d!r}.")
+        self.mode = mode
+        self.total_steps = total_steps
+        self.b_low, self.b_high = float(b_low), float(b_high)
+        self.delta_d = float(delta_d)
+        self.interval = interval
+        self.d_min, self.d_max = float(d_min), float(d_max)
+        self.growth = growth
+        self.dst_drop_fraction = dst_drop_fraction
+        self.dst_final_fraction = dst_final_fraction
+        self.seed = seed
+        self.state = ControllerState()
+        self._resize_fn = None
+        self._dst_fn = None
+
+    # ------------------------------------------------------------------------------ state
+
+    @property
+    def density(self) -> float:
+        """The current target density of D (set from D's masks at the start of training)."""
+        return float(self.state.density.numpy())
+
+    @property
+    def decisions(self) -> list[dict[str, Any]]:
+        """Every decision so far: step, br, old/new density, action."""
+        return json.loads(self.state.log_json.numpy().decode())
+
+    def _record(self, decision: dict[str, Any]) -> None:
+        log = self.decisions + [decision]
+        self.state.log_json.assign(json.dumps(log))
+        logging.info("ADAPT step %d: BR=%s d_D %.4f -> %.4f (%s)", decision["step"],
+                     decision["br"], decision["old_density"], decision["new_density"],
+                     decision["action"])
+
+    # -------------------------------------------------------------------------- callbacks
+
+    def on_train_begin(self, logs=None):
+        if self.density < 0:  # not restored from a checkpoint
+            self.state.density.assign(self.model.density("discriminator"))
+        if not self.d_min - _EPS <= self.density <= self.d_max + _EPS:
+            raise ValueError(f"The discriminator starts at density {self.density:.4f}, outside "
+                             f"[d_min={self.d_min}, d_max={self.d_max}] of the {self.mode} "
+                             "controller: sparsify it into that range first.")
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._acts_at(self.model.iteration + 1) and self.growth == "gradient":
+            self.model.request_gradients("discriminator")
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.model.iteration
+        if self._acts_at(step):
+            self.decide(step)
+
+    def _acts_at(self, step: int) -> bool:
+        return step > 0 and step % self.interval == 0 and step != self.total_steps
+
+    # --------------------------------------------------------------------------- decisions
+
+    def decide(self, step: int) -> dict[str, Any]:
+        """Takes the decision of iteration `step` (ΔT multiple) and applies it to D."""
+        gan = self.model
+        old = self.density
+        if not bool(gan.balance.is_full()):
+            decision = dict(step=step, br=None, old_density=old, new_density=old,
+                            action="wait (BR window not full)")
+            self._record(decision)
+            return decision
+        br = float(gan.balance.mean())
+        new, action = self._next_density(br, old)
+        if action == "dst":
+            fraction = dst.drop_fraction(step, self.total_steps, initial=self.dst_drop_fraction,
+                                         final=self.dst_final_fraction)
+            self._apply(self._strict_dst, step, fraction)
+        elif new != old:
+            self._apply(self._resize, step, new)
+            self.state.density.assign(new)
+        decision = dict(step=step, br=br, old_density=old, new_density=new, action=action)
+        self._record(decision)
+        return decision
+
+    def _next_density(self, br: float, density: float) -> tuple[float, str]:
+        if math.isnan(br):
+            return density, "keep (BR undefined)"
+        if br >= self.b_high and density < self.d_max - _EPS:
+            return round(min(density + self.delta_d, self.d_max), 6), "increase"
+        if br >= self.b_high and self.mode == "strict":
+            return density, "dst"
+        if br >= self.b_high:
+            return density, "keep (at d_max)"
+        if br <= self.b_low and density > self.d_min + _EPS:
+            return round(max(density - self.delta_d, self.d_min), 6), "decrease"
+        if br <= self.b_low:
+            return density, "keep (at d_min)"
+        return density, "keep"
+
+    def _apply(self, fn, step: int, value) -> None:
+        gan = self.model
+        layers = gan.masked_layers("discriminator")
+        kernels = [layer.kernel for layer in layers]
+        masks = [layer.mask for layer in layers]
+        grads = gan.grad_buffers("discriminator")
+        new_masks = fn(kernels, masks, grads, tf.constant(step, tf.int64),
+                       tf.constant(value, tf.float64))
+        for layer, mask in zip(layers, new_masks):
+            layer.mask.assign(mask)
+            layer.kernel.assign(layer.kernel * tf.cast(mask, layer.kernel.dtype))
+        gan.refresh_densities()
+
+    @tf.function
+    def _resize(self, kernels, masks, grads, step, density):
+        total = sum(m.shape.num_elements() for m in masks)
+        target = tf.cast(tf.round(density * total), tf.int32)
+        return dst.resize(kernels, masks, target, grads=grads, growth=self.growth,
+                          seed=self.seed, step=step)
+
+    @tf.function
+    def _strict_dst(self, kernels, masks, grads, step, fraction):
+        return dst.prune_and_regrow(kernels, masks, grads, fraction, growth=self.growth,
+                                    seed=self.seed, step=step)
