@@ -1,0 +1,453 @@
+"""Dynamic sparse training: drop/grow mask arithmetic, schedules, rules and resizing.
+
+Level 2 of adapt_tf: pure TensorFlow functions over lists of same-shaped tensors (NumPy arrays
+and variables are accepted; tf tensors are returned). Nothing here assigns to a variable:
+every function returns new float32 0/1 masks and the caller assigns them.
+
+Provenance: ADAPT's `sparselearning/core.py` (`Masking.truncate_weights`,
+`global_magnitude_death`, `global_gradient_growth`, `global_random_growth`, `CosineDecay`),
+itself built on ITOP's sparselearning core; see PAPER_NOTES §2.3, §3.3 and §11.
+
+Selection is exact. "Drop n" deactivates exactly n active entries and "grow n" activates
+exactly n inactive ones (the official code thresholds with `>=`, so ties can move a few extra
+weights). Ties are broken deterministically: the entry with the lower flat index (layers in list
+order, then row-major within a layer) is taken first. Scores are compared as float32 and must
+be finite; -0.0 ranks just below +0.0.
+
+Everything runs inside `tf.function` with counts, fractions and steps given as tensors, without
+retracing when their values change. Count checks that cannot be decided while tracing become
+`tf.debugging` assertions (`tf.errors.InvalidArgumentError` at run time); eagerly they are
+`ValueError`s. Counts are int32, so at most 2**31 - 1 masked entries in one call.
+
+How callers use it:
+
+* G-DST (SDST and ADAPT): when `rule.is_update_step(step, total_steps)`, assign
+  `rule.update(kernels, masks, grads, step=step, total_steps=total_steps)` to the masks, then
+  multiply the kernels by the new masks. Weights grown at positions that were inactive are
+  therefore exactly 0 (the kernel is 0 outside the old mask); a weight dropped and regrown in
+  the same update keeps its value, as in the official code. Zero the EMA of G the same way.
+* ADAPT density move of D by +-delta: `resize(kernels, masks, target_count(masks, d_new),
+  grads=grads)`; shrinking is a global magnitude prune, growing a global |grad| growth.
+* Strict-mode D-DST at d_max: `prune_and_regrow(kernels, masks, grads,
+  drop_fraction(s, S), growth="gradient")` with s = iteration * n_dis and S = max_iter * n_dis
+  (only the ratio s / S matters).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import tensorflow as tf
+
+SCOPES = ("global", "layer")
+GROWTHS = ("gradient", "random")
+SCHEDULES = ("cosine", "linear", "constant")
+
+_DIGITS = 1 << 16  # radix of the two-pass selection over 32-bit keys
+_RANDOM_MIN, _RANDOM_MAX = 0.1, 1.1  # official global_random_growth: rand + 0.1
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _check_choice(value: str, choices: Sequence[str], name: str) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is unknown; use one of {', '.join(choices)}.")
+
+
+def _check_fraction(value: Any, name: str) -> None:
+    static = tf.get_static_value(value)
+    if static is None:
+        return
+    if np.ndim(static) != 0 or not 0.0 <= float(static) <= 1.0:
+        raise ValueError(f"{name}={static!r} must be a number in [0, 1].")
+
+
+def _float64(value: Any) -> tf.Tensor:
+    """Python numbers convert straight to float64 (tf.cast would round through float32)."""
+    if isinstance(value, (tf.Tensor, tf.Variable)):
+        return tf.cast(value, tf.float64)
+    return tf.convert_to_tensor(np.asarray(value, np.float64))
+
+
+def _tensor_list(values: Sequence[Any], name: str) -> list[tf.Tensor]:
+    if isinstance(values, (tf.Tensor, np.ndarray)) or not isinstance(values, Sequence):
+        raise ValueError(f"{name} must be a list of tensors (one per layer), got {type(values)}.")
+    if not values:
+        raise ValueError(f"{name} is empty; pass at least one tensor.")
+    tensors = [tf.convert_to_tensor(v) for v in values]
+    for i, t in enumerate(tensors):
+        if not t.shape.is_fully_defined():
+            raise ValueError(f"{name}[{i}] has shape {t.shape}; static shapes are required.")
+    return tensors
+
+
+def _paired(first: Sequence[Any], second: Sequence[Any],
+            names: tuple[str, str]) -> tuple[list[tf.Tensor], list[tf.Tensor]]:
+    a, b = _tensor_list(first, names[0]), _tensor_list(second, names[1])
+    if len(a) != len(b):
+        raise ValueError(f"{names[0]} has {len(a)} tensors but {names[1]} has {len(b)}; "
+                         "pass one per layer, in the same order.")
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x.shape != y.shape:
+            raise ValueError(f"{names[0]}[{i}] has shape {x.shape} but {names[1]}[{i}] has "
+                             f"{y.shape}; they must match.")
+    return a, b
+
+
+def _checked_count(n: Any, available: tf.Tensor, what: str) -> tf.Tensor:
+    """n as an int32 scalar, validated against 0 <= n <= available."""
+    static = tf.get_static_value(n)
+    if static is not None:
+        if np.ndim(static) != 0 or not float(static).is_integer():
+            raise ValueError(f"n={static!r} must be a whole number of entries to {what}.")
+        if static < 0:
+            raise ValueError(f"n={static} is negative; the number of entries to {what} "
+                             "must be >= 0.")
+    n = tf.cast(n, tf.int32)
+    static_available = tf.get_static_value(available)
+    if static is not None and static_available is not None:
+        if static > static_available:
+            raise ValueError(f"n={static} exceeds the {static_available} entries available "
+                             f"to {what}; lower n.")
+        return n
+    checks = [tf.debugging.assert_non_negative(n, message=f"n to {what} must be >= 0"),
+              tf.debugging.assert_less_equal(
+                  n, available, message=f"n to {what} exceeds the entries available")]
+    with tf.control_dependencies(checks):
+        return tf.identity(n)
+
+
+def _layer_counts(n: Any, scope: str, num_layers: int) -> list[Any]:
+    _check_choice(scope, SCOPES, "scope")
+    if scope == "global":
+        return [n]
+    if isinstance(n, (tf.Tensor, np.ndarray)):
+        n = tf.convert_to_tensor(n)
+        if n.shape.rank != 1 or n.shape[0] != num_layers:
+            raise ValueError(f"n has shape {n.shape}; scope='layer' needs one count per layer, "
+                             f"shape [{num_layers}].")
+        return tf.unstack(n, num=num_layers)
+    if not isinstance(n, Sequence):
+        raise ValueError(f"n={n!r} must be a list of per-layer counts for scope='layer'.")
+    if len(n) != num_layers:
+        raise ValueError(f"n has {len(n)} counts for {num_layers} layers; pass one per layer.")
+    return list(n)
+
+
+# ------------------------------------------------------------------------ exact selection
+
+
+def _order_keys(scores: tf.Tensor) -> tf.Tensor:
+    """[N] float -> [N] int32 whose signed order is the float32 order (-0.0 just below +0.0)."""
+    bits = tf.bitcast(tf.cast(scores, tf.float32), tf.int32)
+    # Negative floats order by descending magnitude bits: flip all but the sign bit.
+    flip = tf.bitwise.bitwise_and(tf.bitwise.right_shift(bits, 31), 0x7FFFFFFF)
+    return tf.bitwise.bitwise_xor(bits, flip)
+
+
+def _radix_pass(digits: tf.Tensor, eligible: tf.Tensor | None,
+                k: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Digit of the k-th largest eligible entry, and k's rank within that digit's bucket."""
+    if eligible is not None:
+        digits = tf.where(eligible, digits, _DIGITS)  # bincount skips values >= maxlength
+    hist = tf.math.bincount(digits, minlength=_DIGITS, maxlength=_DIGITS)
+    at_or_above = tf.cumsum(hist, reverse=True)
+    digit = tf.reduce_sum(tf.cast(at_or_above >= k, tf.int32)) - 1
+    return digit, k - (at_or_above[digit] - hist[digit])
+
+
+def _select_largest(keys: tf.Tensor, eligible: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
+    """[N] bool: exactly k eligible entries with the largest keys, ties to the lower index.
+
+    Two 16-bit radix passes find the k-th largest key exactly in O(N) (top_k with k in the
+    hundreds of thousands is several times slower on CPU); requires k <= sum(eligible).
+    """
+    high = tf.bitwise.right_shift(keys, 16)  # arithmetic shift: order kept, in [-2**15, 2**15)
+    bucket, k = _radix_pass(high + _DIGITS // 2, eligible, k)
+    bucket -= _DIGITS // 2
+    candidates = tf.where(eligible & tf.equal(high, bucket))[:, 0]
+    low = tf.bitwise.bitwise_and(tf.gather(keys, candidates), _DIGITS - 1)
+    low_digit, k = _radix_pass(low, None, k)
+    chosen = eligible & (keys > bucket * _DIGITS + low_digit)
+    ties = tf.boolean_mask(candidates, tf.equal(low, low_digit))[:k]
+    return tf.tensor_scatter_nd_update(chosen, ties[:, None], tf.ones_like(ties, tf.bool))
+
+
+def _change(scores, masks, n, scope: str, *, grow: bool) -> list[tf.Tensor]:
+    scores, masks = _paired(scores, masks, ("scores", "masks"))
+    counts = _layer_counts(n, scope, len(masks))
+    what = "grow" if grow else "drop"
+    flat_scores = [tf.reshape(s, [-1]) for s in scores]
+    flat_active = [tf.not_equal(tf.reshape(m, [-1]), 0) for m in masks]
+    if scope == "global":
+        flat_scores, flat_active = [tf.concat(flat_scores, 0)], [tf.concat(flat_active, 0)]
+    new = []
+    for s, active, count in zip(flat_scores, flat_active, counts):
+        eligible = tf.logical_not(active) if grow else active
+        count = _checked_count(count, tf.reduce_sum(tf.cast(eligible, tf.int32)), what)
+        keys = _order_keys(s) if grow else tf.bitwise.invert(_order_keys(s))
+        chosen = _select_largest(keys, eligible, count)
+        new.append(active | chosen if grow else active & tf.logical_not(chosen))
+    if scope == "global":
+        new = tf.split(new[0], [m.shape.num_elements() for m in masks])
+    return [tf.reshape(tf.cast(x, tf.float32), m.shape) for x, m in zip(new, masks)]
+
+
+def drop_lowest(scores: Sequence[Any], masks: Sequence[Any], n: Any, *,
+                scope: str = "global") -> list[tf.Tensor]:
+    """Deactivates exactly n active entries with the smallest score.
+
+    Args:
+      scores: per-layer score tensors (|w| for magnitude pruning), any float dtype.
+      masks: per-layer masks of the same shapes; nonzero means active.
+      n: scope "global": an int (or int scalar tensor), one threshold over all layers together
+        (the official `global_magnitude` death); scope "layer": one count per layer (a list or
+        a 1-D tensor). 0 <= n <= active count.
+      scope: "global" or "layer".
+
+    Returns:
+      New float32 0/1 masks, same shapes; ties go to the lower flat index.
+    """
+    return _change(scores, masks, n, scope, grow=False)
+
+
+def grow_highest(scores: Sequence[Any], masks: Sequence[Any], n: Any, *,
+                 scope: str = "global") -> list[tf.Tensor]:
+    """Activates exactly n inactive entries with the largest score.
+
+    Scores are |grad| for RigL growth and uniform random for SET growth. Candidates are the
+    entries inactive in `masks`; pass the masks after the drop so that entries dropped in the
+    same update can be regrown (the official code excludes nothing). Same arguments and
+    return value as `drop_lowest`, with 0 <= n <= inactive count.
+    """
+    return _change(scores, masks, n, scope, grow=True)
+
+
+# ------------------------------------------------------------------------------ schedules
+
+
+def drop_fraction(step: Any, total_steps: Any, *, initial: float = 0.5, final: float = 0.005,
+                  schedule: str = "cosine") -> tf.Tensor:
+    """Fraction of active weights to drop at `step` of `total_steps`: float64 scalar tensor.
+
+    cosine: final + (initial - final) * (1 + cos(pi * step / total_steps)) / 2, PyTorch
+      `CosineAnnealingLR` with eta_min=final, as the official `CosineDecay` (0.5 -> 0.005).
+    linear: initial + (final - initial) * step / total_steps.
+    constant: initial.
+    step and total_steps may be tensors (no retracing); step should lie in [0, total_steps].
+    """
+    _check_choice(schedule, SCHEDULES, "schedule")
+    _check_fraction(initial, "initial")
+    _check_fraction(final, "final")
+    static_total, static_step = tf.get_static_value(total_steps), tf.get_static_value(step)
+    if static_total is not None and static_total <= 0:
+        raise ValueError(f"total_steps={static_total} must be positive.")
+    if static_step is not None and static_total is not None \
+            and not 0 <= static_step <= static_total:
+        raise ValueError(f"step={static_step} must lie in [0, total_steps={static_total}].")
+    initial, final = _float64(initial), _float64(final)
+    if schedule == "constant":
+        return initial
+    progress = _float64(step) / _float64(total_steps)
+    if schedule == "cosine":
+        return final + (initial - final) * (1.0 + tf.cos(math.pi * progress)) / 2.0
+    return initial + (final - initial) * progress
+
+
+# ------------------------------------------------------------------ drop-and-grow and resize
+
+
+def _random_scores(shapes: Sequence[tf.TensorShape], *, seed: Any, step: Any) -> list[tf.Tensor]:
+    """Uniform [0.1, 1.1) per layer, stateless from (seed, layer index, step): replicas agree."""
+    scores = []
+    for index, shape in enumerate(shapes):
+        key = tf.random.experimental.stateless_fold_in(
+            tf.stack([tf.cast(seed, tf.int64), tf.constant(index, tf.int64)]),
+            tf.cast(step, tf.int64), alg="philox")
+        scores.append(tf.random.stateless_uniform(shape, key, _RANDOM_MIN, _RANDOM_MAX,
+                                                  alg="philox"))
+    return scores
+
+
+def _growth_scores(grads, masks, growth: str, *, seed: Any, step: Any) -> list[tf.Tensor]:
+    _check_choice(growth, GROWTHS, "growth")
+    if growth == "random":
+        return _random_scores([m.shape for m in masks], seed=seed, step=step)
+    if grads is None:
+        raise ValueError("grads=None but growth='gradient' ranks inactive weights by |grad|; "
+                         "pass the dense gradients or use growth='random'.")
+    grads, _ = _paired(grads, masks, ("grads", "masks"))
+    return [tf.abs(g) for g in grads]
+
+
+def _active_counts(masks: Sequence[tf.Tensor], scope: str) -> list[tf.Tensor]:
+    counts = [tf.reduce_sum(tf.cast(tf.not_equal(m, 0), tf.int32)) for m in masks]
+    return [tf.add_n(counts)] if scope == "global" else counts
+
+
+def prune_and_regrow(kernels: Sequence[Any], masks: Sequence[Any], grads: Sequence[Any] | None,
+                     fraction: Any, *, growth: str = "gradient", scope: str = "global",
+                     seed: int = 0, step: Any = 0) -> list[tf.Tensor]:
+    """Drops floor(fraction * nnz) active weights by |kernel|, regrows as many: nnz kept exactly.
+
+    Args:
+      kernels, masks: per-layer tensors of equal shapes; masks nonzero = active.
+      grads: per-layer dL/d(kernel * mask), dense; required for growth "gradient", ignored for
+        "random".
+      fraction: in [0, 1] (float or scalar tensor); nnz is the global active count (scope
+        "global", the official code) or each layer's (scope "layer").
+      growth: "gradient" (RigL, largest |grad|) or "random" (SET, stateless uniform scores in
+        [0.1, 1.1) seeded by (seed, layer index, step)). Growth ranks the entries inactive
+        after the drop, so just-dropped weights may come back.
+
+    Returns:
+      New float32 0/1 masks. This is the strict-mode D-DST at d_max and the body of
+      `SET.update` / `RigL.update`.
+    """
+    kernels, masks = _paired(kernels, masks, ("kernels", "masks"))
+    _check_fraction(fraction, "fraction")
+    _check_choice(scope, SCOPES, "scope")
+    scores = _growth_scores(grads, masks, growth, seed=seed, step=step)
+    fraction = _float64(fraction)
+    counts = [tf.cast(tf.floor(fraction * tf.cast(c, tf.float64)), tf.int32)
+              for c in _active_counts(masks, scope)]
+    n = counts[0] if scope == "global" else counts
+    dropped = drop_lowest([tf.abs(k) for k in kernels], masks, n, scope=scope)
+    return grow_highest(scores, dropped, n, scope=scope)
+
+
+def target_count(masks: Sequence[Any], density: float) -> int:
+    """round(density * total entries of `masks`); density in (0, 1]."""
+    if isinstance(density, bool) or not isinstance(density, (int, float, np.number)) \
+            or not 0.0 < float(density) <= 1.0:
+        raise ValueError(f"density={density!r} must be a number in (0, 1].")
+    total = sum(t.shape.num_elements() for t in _tensor_list(masks, "masks"))
+    return int(round(float(density) * total))
+
+
+def resize(kernels: Sequence[Any], masks: Sequence[Any], target: Any, *,
+           grads: Sequence[Any] | None = None, growth: str = "gradient", seed: int = 0,
+           step: Any = 0) -> list[tf.Tensor]:
+    """Sets the global active count over all given layers to exactly `target`.
+
+    Shrinking drops the smallest |kernel| globally (official `dynamic_adjust_decrease_density`);
+    growing activates the largest |grad| globally (growth "gradient", `global_gradient`) or
+    stateless random scores (growth "random", `global_random`). `target` is an int count in
+    [0, total] (see `target_count`); grads may be None only when the masks shrink.
+    """
+    kernels, masks = _paired(kernels, masks, ("kernels", "masks"))
+    _check_choice(growth, GROWTHS, "growth")
+    total = sum(m.shape.num_elements() for m in masks)
+    static = tf.get_static_value(target)
+    if static is not None and (np.ndim(static) != 0 or not float(static).is_integer()
+                               or not 0 <= static <= total):
+        raise ValueError(f"target={static!r} must be a whole count in [0, {total}]; "
+                         "convert a density with target_count(masks, density).")
+    target = tf.cast(target, tf.int32)
+    nnz = _active_counts(masks, "global")[0]
+    shrunk = drop_lowest([tf.abs(k) for k in kernels], masks, tf.maximum(nnz - target, 0))
+    n_grow = tf.maximum(target - nnz, 0)
+    if growth == "gradient" and grads is None:
+        static_grow = tf.get_static_value(n_grow)
+        if static_grow is not None and static_grow > 0:
+            raise ValueError(f"grads=None but resize must grow {int(n_grow)} weights by |grad|; "
+                             "pass the dense gradients or use growth='random'.")
+        with tf.control_dependencies([tf.debugging.assert_equal(
+                n_grow, 0, message="resize must grow by |grad| but grads is None")]):
+            return [tf.identity(m) for m in shrunk]
+    scores = _growth_scores(grads, masks, growth, seed=seed, step=step)
+    return grow_highest(scores, shrunk, n_grow)
+
+
+def changed(old_masks: Sequence[Any], new_masks: Sequence[Any]) -> tuple[tf.Tensor, tf.Tensor]:
+    """(n_dropped, n_grown) int32 scalars: entries active only in old / only in new masks."""
+    old, new = _paired(old_masks, new_masks, ("old_masks", "new_masks"))
+    dropped, grown = [], []
+    for o, n in zip(old, new):
+        o, n = tf.not_equal(o, 0), tf.not_equal(n, 0)
+        dropped.append(tf.reduce_sum(tf.cast(o & tf.logical_not(n), tf.int32)))
+        grown.append(tf.reduce_sum(tf.cast(n & tf.logical_not(o), tf.int32)))
+    return tf.add_n(dropped), tf.add_n(grown)
+
+
+# ---------------------------------------------------------------------------------- rules
+
+
+@dataclasses.dataclass(frozen=True)
+class DropGrowRule:
+    """Magnitude drop plus growth every `interval` iterations; subclasses fix the growth.
+
+    Attributes:
+      drop_fraction: initial fraction of active weights dropped (paper: 0.5).
+      final_fraction: fraction at the end of training (official eta_min: 0.005).
+      schedule: "cosine" (paper), "linear" or "constant"; see `drop_fraction`.
+      interval: iterations between updates (paper: 500 for G).
+      end_step: last iteration that may update, None = until the end (the paper; RigL stops
+        at 75 % of training).
+      scope: "global" (paper: one threshold over all layers) or "layer".
+      seed: seeds the stateless random growth scores.
+      reset_optimizer_slots: whether the train side zeroes optimizer slots (Adam moments) of
+        regrown weights; False as in the paper, whose Adam state stays warm.
+    """
+
+    growth: ClassVar[str] = "gradient"
+
+    drop_fraction: float = 0.5
+    final_fraction: float = 0.005
+    schedule: str = "cosine"
+    interval: int = 500
+    end_step: int | None = None
+    scope: str = "global"
+    seed: int = 0
+    reset_optimizer_slots: bool = False
+
+    def __post_init__(self) -> None:
+        _check_fraction(self.drop_fraction, "drop_fraction")
+        _check_fraction(self.final_fraction, "final_fraction")
+        _check_choice(self.schedule, SCHEDULES, "schedule")
+        _check_choice(self.scope, SCOPES, "scope")
+        if isinstance(self.interval, bool) or not isinstance(self.interval, int) \
+                or self.interval <= 0:
+            raise ValueError(f"interval={self.interval!r} must be a positive int.")
+        if self.end_step is not None and (not isinstance(self.end_step, int)
+                                          or self.end_step <= 0):
+            raise ValueError(f"end_step={self.end_step!r} must be None or a positive int.")
+
+    def is_update_step(self, step: int, total_steps: int) -> bool:
+        """True after `step` completed iterations (1-based) when the masks should change."""
+        step, total_steps = int(step), int(total_steps)
+        return (step > 0 and step % self.interval == 0 and step != total_steps
+                and (self.end_step is None or step <= self.end_step))
+
+    def fraction(self, step: Any, total_steps: Any) -> tf.Tensor:
+        """Scheduled drop fraction at `step` (float64 scalar tensor)."""
+        return drop_fraction(step, total_steps, initial=self.drop_fraction,
+                             final=self.final_fraction, schedule=self.schedule)
+
+    def update(self, kernels: Sequence[Any], masks: Sequence[Any],
+               grads: Sequence[Any] | None, *, step: Any, total_steps: Any) -> list[tf.Tensor]:
+        """New masks after one drop-and-grow at `step`; the active count is kept exactly."""
+        return prune_and_regrow(kernels, masks, grads, self.fraction(step, total_steps),
+                                growth=self.growth, scope=self.scope, seed=self.seed, step=step)
+
+
+@dataclasses.dataclass(frozen=True)
+class SET(DropGrowRule):
+    """SET (Mocanu et al. 2018): magnitude drop, uniform random growth (`global_random`)."""
+
+    growth: ClassVar[str] = "random"
+
+
+@dataclasses.dataclass(frozen=True)
+class RigL(DropGrowRule):
+    """RigL (Evci et al. 2020): magnitude drop, largest-|grad| growth (`global_gradient`).
+
+    ADAPT's variant (the defaults): global thresholds, 0.5 -> 0.005 cosine, updates to the end.
+    """
+
+    growth: ClassVar[str] = "gradient"

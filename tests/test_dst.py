@@ -1,0 +1,309 @@
+"""Tests for adapt_tf.dst: exact drop/grow, schedules, SET/RigL, resize, errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from adapt_tf import dst
+
+
+def _np(masks):
+    return [np.asarray(m) for m in masks]
+
+
+def _count(masks):
+    return int(sum(np.count_nonzero(np.asarray(m)) for m in masks))
+
+
+def _random_layers(seed, shapes=((4, 6), (3, 3, 2, 5), (7,)), density=0.4):
+    rng = np.random.default_rng(seed)
+    masks = [(rng.random(s) < density).astype(np.float32) for s in shapes]
+    kernels = [rng.normal(size=s).astype(np.float32) * m for s, m in zip(shapes, masks)]
+    grads = [rng.normal(size=s).astype(np.float32) for s in shapes]
+    return kernels, masks, grads
+
+
+# ------------------------------------------------------------------ mask arithmetic
+
+
+def test_drop_lowest_global_removes_exactly_the_smallest_magnitudes():
+    scores = [np.array([[0.5, 0.1], [0.9, 0.0]], np.float32),
+              np.array([0.2, 0.05, 0.7], np.float32)]
+    masks = [np.array([[1, 1], [1, 0]], np.float32), np.array([1, 1, 0], np.float32)]
+    new = dst.drop_lowest(scores, masks, 3)
+    # active scores 0.5, 0.1, 0.9, 0.2, 0.05 -> drop 0.05, 0.1, 0.2 (inactive 0.0 / 0.7 untouched)
+    np.testing.assert_array_equal(new[0], [[1, 0], [1, 0]])
+    np.testing.assert_array_equal(new[1], [0, 0, 0])
+    assert all(isinstance(m, tf.Tensor) and m.dtype == tf.float32 for m in new)
+    assert [m.shape for m in new] == [(2, 2), (3,)]
+
+
+def test_drop_lowest_breaks_ties_by_lower_flat_index():
+    scores = [np.array([1.0, 1.0], np.float32), np.array([1.0, 2.0], np.float32)]
+    masks = [np.ones(2, np.float32), np.ones(2, np.float32)]
+    new = _np(dst.drop_lowest(scores, masks, 2))
+    np.testing.assert_array_equal(np.concatenate(new), [0, 0, 1, 1])
+
+
+def test_drop_lowest_layer_scope_uses_per_layer_counts():
+    scores = [np.array([3.0, 1.0, 2.0], np.float32), np.array([0.1, 0.2, 0.3], np.float32)]
+    masks = [np.ones(3, np.float32), np.ones(3, np.float32)]
+    new = _np(dst.drop_lowest(scores, masks, [2, 1], scope="layer"))
+    np.testing.assert_array_equal(new[0], [1, 0, 0])
+    np.testing.assert_array_equal(new[1], [0, 1, 1])
+    as_tensor = _np(dst.drop_lowest(scores, masks, tf.constant([2, 1]), scope="layer"))
+    np.testing.assert_array_equal(np.concatenate(as_tensor), np.concatenate(new))
+
+
+def test_grow_highest_activates_exactly_the_top_inactive_scores():
+    grads = [np.array([[0.9, -0.8], [0.3, -0.7]], np.float32), np.array([0.6, -0.95], np.float32)]
+    masks = [np.array([[1, 0], [0, 0]], np.float32), np.array([0, 1], np.float32)]
+    new = _np(dst.grow_highest([np.abs(g) for g in grads], masks, 2))
+    # inactive |grad|: 0.8, 0.3, 0.7, 0.6 -> grow 0.8 and 0.7; 0.9 / 0.95 are already active
+    np.testing.assert_array_equal(new[0], [[1, 1], [0, 1]])
+    np.testing.assert_array_equal(new[1], [0, 1])
+
+
+def test_zero_counts_change_nothing():
+    kernels, masks, grads = _random_layers(0)
+    for new in (dst.drop_lowest([np.abs(k) for k in kernels], masks, 0),
+                dst.grow_highest([np.abs(g) for g in grads], masks, 0)):
+        for a, b in zip(new, masks):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_changed_counts_dropped_and_grown_entries():
+    old = [np.array([1, 1, 0, 0], np.float32)]
+    new = [np.array([0, 1, 1, 1], np.float32)]
+    assert [int(x) for x in dst.changed(old, new)] == [1, 2]
+
+
+# ------------------------------------------------------------------------ schedules
+
+
+def test_cosine_schedule_matches_hand_values():
+    values = [float(dst.drop_fraction(s, 1000)) for s in (0, 500, 1000)]
+    np.testing.assert_allclose(values, [0.5, 0.005 + 0.495 / 2, 0.005], rtol=1e-12)
+    quarter = 0.005 + 0.495 * (1 + math.cos(math.pi / 4)) / 2
+    assert float(dst.drop_fraction(250, 1000)) == pytest.approx(quarter, rel=1e-12)
+
+
+def test_linear_and_constant_schedules_match_hand_values():
+    linear = [float(dst.drop_fraction(s, 100, initial=0.4, final=0.0, schedule="linear"))
+              for s in (0, 25, 100)]
+    np.testing.assert_allclose(linear, [0.4, 0.3, 0.0], atol=1e-12)
+    assert float(dst.drop_fraction(70, 100, initial=0.3, schedule="constant")) == 0.3
+
+
+def test_is_update_step_follows_interval_last_step_and_end_step():
+    rule = dst.RigL(interval=500)
+    assert [rule.is_update_step(s, 2000) for s in (0, 499, 500, 1000, 1500, 2000)] == \
+        [False, False, True, True, True, False]
+    assert not dst.SET(interval=10, end_step=20).is_update_step(30, 100)
+    assert dst.SET(interval=10, end_step=20).is_update_step(20, 100)
+
+
+# ----------------------------------------------------------------------------- rules
+
+
+@pytest.mark.parametrize("rule_cls", [dst.SET, dst.RigL])
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_rules_keep_the_active_count_exactly(rule_cls, scope):
+    kernels, masks, grads = _random_layers(1)
+    rule = rule_cls(scope=scope, schedule="constant", drop_fraction=0.4)
+    new = rule.update(kernels, masks, grads, step=500, total_steps=1000)
+    if scope == "global":
+        assert _count(new) == _count(masks)
+    else:
+        assert [_count([n]) for n in new] == [_count([m]) for m in masks]
+    n_dropped, n_grown = dst.changed(masks, new)
+    assert int(n_dropped) == int(n_grown) > 0
+
+
+@pytest.mark.parametrize("rule_cls", [dst.SET, dst.RigL])
+def test_zero_drop_fraction_changes_nothing(rule_cls):
+    kernels, masks, grads = _random_layers(2)
+    rule = rule_cls(drop_fraction=0.0, final_fraction=0.0)
+    for a, b in zip(rule.update(kernels, masks, grads, step=500, total_steps=1000), masks):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("growth", ["gradient", "random"])
+def test_growth_only_where_mask_is_zero_after_drop_and_grown_weights_are_zero(growth):
+    kernels, masks, grads = _random_layers(3)
+    nnz = _count(masks)
+    n = math.floor(0.3 * nnz)
+    dropped = _np(dst.drop_lowest([np.abs(k) for k in kernels], masks, n))
+    new = _np(dst.prune_and_regrow(kernels, masks, grads, 0.3, growth=growth, seed=4, step=7))
+    assert all(np.all(b >= a) for a, b in zip(dropped, new))  # growth only adds
+    assert _count(new) - _count(dropped) == n
+    for kernel, old, mask in zip(kernels, masks, new):
+        masked = kernel * mask
+        assert np.all(masked[(mask == 1) & (old == 0)] == 0.0)  # newly grown start at 0
+        assert np.all(masked[mask == 0] == 0.0)
+
+
+def test_rigl_drops_floor_fraction_and_grows_top_gradients():
+    kernels = [np.array([[0.3, -0.1, 0.0], [0.0, 0.5, 0.0]], np.float32)]
+    masks = [np.array([[1, 1, 0], [0, 1, 0]], np.float32)]
+    grads = [np.array([[0.0, 0.0, 0.2], [-0.9, 0.0, 0.4]], np.float32)]
+    rule = dst.RigL(drop_fraction=0.5, schedule="constant")
+    new = _np(rule.update(kernels, masks, grads, step=1, total_steps=10))
+    # floor(0.5 * 3) = 1: drop |-0.1|; grow the largest inactive |grad| = 0.9
+    np.testing.assert_array_equal(new[0], [[1, 0, 0], [1, 1, 0]])
+
+
+def test_just_dropped_weights_can_be_regrown():
+    kernels = [np.array([0.1, 0.9, 0.0], np.float32)]
+    masks = [np.array([1, 1, 0], np.float32)]
+    grads = [np.array([5.0, 0.0, 1.0], np.float32)]
+    new = _np(dst.prune_and_regrow(kernels, masks, grads, 0.5, growth="gradient"))
+    np.testing.assert_array_equal(new[0], [1, 1, 0])  # 0.1 dropped, regrown by |grad| = 5
+
+
+def test_set_masks_depend_only_on_seed_and_step():
+    kernels, masks, grads = _random_layers(5, shapes=((16, 16), (8, 8)))
+
+    def run(seed, step):
+        rule = dst.SET(seed=seed, schedule="constant")
+        return np.concatenate([m.numpy().ravel()
+                               for m in rule.update(kernels, masks, None, step=step,
+                                                    total_steps=1000)])
+
+    np.testing.assert_array_equal(run(0, 500), run(0, 500))
+    assert np.any(run(0, 500) != run(1, 500))
+    assert np.any(run(0, 500) != run(0, 501))
+
+
+# ---------------------------------------------------------------------------- resize
+
+
+def test_resize_shrinks_to_target_keeping_the_largest_magnitudes():
+    kernels = [np.array([0.4, -0.2, 0.0], np.float32),
+               np.array([[0.9, -0.05], [0.3, 0.0]], np.float32)]
+    masks = [np.array([1, 1, 0], np.float32), np.array([[1, 1], [1, 0]], np.float32)]
+    new = _np(dst.resize(kernels, masks, 2))
+    np.testing.assert_array_equal(new[0], [1, 0, 0])
+    np.testing.assert_array_equal(new[1], [[1, 0], [0, 0]])
+
+
+def test_resize_grows_to_target_by_gradient_or_at_random():
+    kernels, masks, grads = _random_layers(6)
+    target = dst.target_count(masks, 0.75)
+    by_grad = _np(dst.resize(kernels, masks, target, grads=grads))
+    assert _count(by_grad) == target
+    grown = np.concatenate([(b - m).ravel() for b, m in zip(by_grad, masks)]) == 1
+    inactive_grad = np.concatenate([np.abs(g)[m == 0] for g, m in zip(grads, masks)])
+    grown_grad = np.concatenate([np.abs(g).ravel() for g in grads])[grown]
+    assert grown_grad.min() >= np.sort(inactive_grad)[::-1][grown.sum() - 1]
+    at_random = dst.resize(kernels, masks, target, growth="random", seed=3, step=2)
+    assert _count(at_random) == target
+    assert all(np.all(np.asarray(r) >= m) for r, m in zip(at_random, masks))
+
+
+def test_resize_shrinks_without_grads_and_target_count_rounds():
+    kernels, masks, _ = _random_layers(7)
+    assert _count(dst.resize(kernels, masks, 5)) == 5
+    total = sum(m.size for m in masks)
+    assert dst.target_count(masks, 0.5) == round(0.5 * total)
+    assert dst.target_count(masks, 1.0) == total
+
+
+# -------------------------------------------------------------------------- tf.function
+
+
+def test_compiled_counts_and_steps_do_not_retrace():
+    kernels, masks, grads = _random_layers(8)
+    traces = []
+
+    @tf.function
+    def drop(n):
+        traces.append("drop")
+        return dst.drop_lowest([np.abs(k) for k in kernels], masks, n)
+
+    counts = [_count(drop(tf.constant(n))) for n in (1, 4, 9)]
+    assert counts == [_count(masks) - n for n in (1, 4, 9)]
+    assert traces == ["drop"]
+
+    rule = dst.RigL(interval=10)
+
+    @tf.function
+    def update(step):
+        traces.append("update")
+        return rule.update(kernels, masks, grads, step=step, total_steps=tf.constant(100))
+
+    for step in (10, 20, 30):
+        assert _count(update(tf.constant(step))) == _count(masks)
+    assert traces == ["drop", "update"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="exceeds the entries available"):
+        drop(tf.constant(10_000))
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+_K = [np.ones((2, 2), np.float32)]  # one dense 2x2 layer: 4 active, 0 inactive
+_M = [np.ones((2, 2), np.float32)]
+_ONE_OF_FOUR = [np.array([1, 0, 0, 0], np.float32)]
+
+_BAD_INPUTS = {
+    "scope": (lambda: dst.drop_lowest(_K, _M, 1, scope="row"),
+              "scope='row' is unknown; use one of global, layer"),
+    "lengths": (lambda: dst.drop_lowest(_K * 2, _M, 1), "scores has 2 tensors but masks has 1"),
+    "shapes": (lambda: dst.drop_lowest([np.ones(3)], [np.ones(4)], 1),
+               r"scores\[0\] has shape \(3,\)"),
+    "empty": (lambda: dst.drop_lowest([], [], 1), "scores is empty"),
+    "not_list": (lambda: dst.drop_lowest(np.ones(3), np.ones(3), 1), "must be a list of tensors"),
+    "negative_n": (lambda: dst.drop_lowest(_K, _M, -1), "n=-1 is negative"),
+    "n_too_large": (lambda: dst.drop_lowest(_K, _M, 5),
+                    "n=5 exceeds the 4 entries available to drop"),
+    "grow_too_many": (lambda: dst.grow_highest(_K, _M, 1),
+                      "n=1 exceeds the 0 entries available to grow"),
+    "fractional_n": (lambda: dst.drop_lowest(_K, _M, 1.5), "n=1.5 must be a whole number"),
+    "layer_counts": (lambda: dst.drop_lowest(_K, _M, [1, 1], scope="layer"),
+                     "n has 2 counts for 1 layers"),
+    "schedule": (lambda: dst.drop_fraction(1, 10, schedule="step"),
+                 "schedule='step' is unknown; use one of cosine, linear, constant"),
+    "initial": (lambda: dst.drop_fraction(1, 10, initial=1.5),
+                r"initial=1.5 must be a number in \[0, 1\]"),
+    "total_steps": (lambda: dst.drop_fraction(1, 0), "total_steps=0 must be positive"),
+    "step": (lambda: dst.drop_fraction(11, 10), r"step=11 must lie in \[0, total_steps=10\]"),
+    "fraction": (lambda: dst.prune_and_regrow(_K, _M, None, 1.5),
+                 r"fraction=1.5 must be a number in \[0, 1\]"),
+    "growth": (lambda: dst.prune_and_regrow(_K, _M, None, 0.5, growth="momentum"),
+               "growth='momentum' is unknown"),
+    "no_grads": (lambda: dst.prune_and_regrow(_K, _M, None, 0.5),
+                 "grads=None but growth='gradient'"),
+    "rigl_no_grads": (lambda: dst.RigL().update(_K, _M, None, step=1, total_steps=2),
+                      "grads=None but growth='gradient'"),
+    "rule_fraction": (lambda: dst.SET(drop_fraction=-0.1),
+                      r"drop_fraction=-0.1 must be a number in \[0, 1\]"),
+    "rule_schedule": (lambda: dst.SET(schedule="exp"), "schedule='exp' is unknown"),
+    "interval": (lambda: dst.RigL(interval=0), "interval=0 must be a positive int"),
+    "rule_scope": (lambda: dst.RigL(scope="row"), "scope='row' is unknown"),
+    "end_step": (lambda: dst.RigL(end_step=0), "end_step=0 must be None or a positive int"),
+    "target_density": (lambda: dst.resize(_K, _M, 0.5),
+                       r"target=0.5 must be a whole count in \[0, 4\]; convert a density"),
+    "target_large": (lambda: dst.resize(_K, _M, 5), r"target=5 must be a whole count in \[0, 4\]"),
+    "resize_no_grads": (lambda: dst.resize([np.ones(4)], _ONE_OF_FOUR, 3),
+                        "grads=None but resize must grow 2 weights"),
+    "resize_growth": (lambda: dst.resize(_K, _M, 2, growth="momentum"),
+                      "growth='momentum' is unknown"),
+    "density_zero": (lambda: dst.target_count(_M, 0.0),
+                     r"density=0.0 must be a number in \(0, 1\]"),
+    "density_bool": (lambda: dst.target_count(_M, True),
+                     r"density=True must be a number in \(0, 1\]"),
+    "changed_shapes": (lambda: dst.changed(_M, [np.ones(3)]),
+                       r"old_masks\[0\] has shape \(2, 2\)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_BAD_INPUTS))
+def test_bad_input_raises_value_error_naming_the_value(case):
+    call, message = _BAD_INPUTS[case]
+    with pytest.raises(ValueError, match=message):
+        call()
