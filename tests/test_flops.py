@@ -2,8 +2,6 @@
 the exact conventions and the accumulator."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 

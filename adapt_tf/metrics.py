@@ -1,0 +1,490 @@
+"""Inception features, FID and Inception Score (PAPER_NOTES §7.1, §7.2).
+
+The paper's numbers come from the TTUR TensorFlow FID (pool_3 of the 2015 Inception graph) and
+the OpenAI improved-GAN Inception Score (softmax of the same graph's 1008 logits, 10 splits),
+on 50,000 samples written to PNG and read back. Here the model is, by default, TF-GAN's TF-Hub
+export of that Inception graph (`DEFAULT_INCEPTION_HANDLE`): called on float32
+[B, 299, 299, 3] images in [-1, 1], it returns {"pool_3": [B, 2048], "logits": [B, 1008]}.
+`load_inception` also takes a local SavedModel directory with the same interface (a
+`__call__` or a signature returning those two keys); feature and class counts and the input
+size are read from the model, not assumed.
+
+Image pipeline, as the official evaluation does it: images in [-1, 1] are quantised to the 256
+levels of a uint8 PNG (x * 127.5 + 127.5, truncated, as `.to(torch.uint8)` does; optional),
+mapped back to [-1, 1] and resized bilinearly to the model's input size with the TF1 resize op
+(no half-pixel centres) that the 2015 graph itself uses.
+
+Offline: a handle is loaded from the TF-Hub cache ($TFHUB_CACHE_DIR, default
+<tmp>/tfhub_modules) when present; otherwise one download is attempted with a short socket
+timeout, and failure raises `InceptionUnavailableError` saying how to provide the model. Nothing
+is ever skipped silently.
+
+Distribution: features are computed by a `tf.function` on the default device, from the
+cross-replica context (where Keras callbacks run); a generator built under a strategy's scope
+can be sampled there directly. Reference statistics are computed once and cached as .npz.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import tempfile
+from typing import Any, Callable, Iterable, Iterator, Mapping, Union
+
+import numpy as np
+from scipy import linalg
+import tensorflow as tf
+
+__all__ = [
+    "DEFAULT_INCEPTION_HANDLE",
+    "InceptionUnavailableError",
+    "InceptionModel",
+    "load_inception",
+    "statistics",
+    "save_statistics",
+    "load_statistics",
+    "frechet_distance",
+    "inception_score",
+    "compute_fid",
+    "compute_fid_and_is",
+    "reference_statistics",
+]
+
+DEFAULT_INCEPTION_HANDLE = "https://tfhub.dev/tensorflow/tfgan/eval/inception/1"
+DEFAULT_IMAGE_SIZE = 299  # TF-GAN's INCEPTION_DEFAULT_IMAGE_SIZE, used when the model is silent.
+POOL_KEY = "pool_3"
+LOGITS_KEY = "logits"
+
+Source = Union[np.ndarray, tf.Tensor, tf.data.Dataset, Iterable[Any], Callable[[int], Any]]
+Reference = Union[str, os.PathLike, tuple]
+
+
+class InceptionUnavailableError(RuntimeError):
+    """The Inception model could not be loaded (offline, wrong path); the message says how to
+    provide it."""
+
+
+def _hub_cache_dir() -> str:
+    return os.environ.get("TFHUB_CACHE_DIR") or os.path.join(tempfile.gettempdir(),
+                                                             "tfhub_modules")
+
+
+def _how_to_provide(handle: str) -> str:
+    cache = os.path.join(_hub_cache_dir(), hashlib.sha1(handle.encode("utf8")).hexdigest())
+    return (
+        "To provide the model: on a machine with internet run\n"
+        f"    python -c \"import tensorflow_hub as hub; print(hub.resolve('{handle}'))\"\n"
+        "and copy the printed directory (a SavedModel holding saved_model.pb) here, then either\n"
+        "  * pass it as inception_path=<that directory>, or\n"
+        f"  * put its contents at {cache}\n"
+        "    (the TF-Hub cache for this handle: $TFHUB_CACHE_DIR/<sha1 of the handle>; "
+        f"TFHUB_CACHE_DIR is {os.environ.get('TFHUB_CACHE_DIR')!r}).")
+
+
+def _is_remote(handle: str) -> bool:
+    return handle.startswith(("http://", "https://", "gs://"))
+
+
+def _resolve(handle: str, timeout: float) -> str:
+    """A local SavedModel directory for `handle`, downloading (once, with a timeout) if needed."""
+    if not _is_remote(handle):
+        if not any(os.path.isfile(os.path.join(handle, name))
+                   for name in ("saved_model.pb", "saved_model.pbtxt")):
+            raise InceptionUnavailableError(
+                f"no SavedModel at inception_path={handle!r} (expected {handle}/saved_model.pb)."
+                f"\n{_how_to_provide(DEFAULT_INCEPTION_HANDLE)}")
+        return handle
+
+    import tensorflow_hub as hub
+
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)
+    try:
+        return hub.resolve(handle)
+    except Exception as error:  # urllib, HTTP and tar errors all mean the same to the user.
+        raise InceptionUnavailableError(
+            f"could not load the Inception model {handle!r}: it is not in the TF-Hub cache and "
+            f"downloading it failed ({type(error).__name__}: {error}).\n"
+            f"{_how_to_provide(handle)}") from error
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _flatten(x: tf.Tensor) -> tf.Tensor:
+    return tf.reshape(x, [tf.shape(x)[0], -1])
+
+
+class InceptionModel:
+    """An Inception classifier: images -> (pool_3 features, logits).
+
+    Build it with `load_inception`. Attributes: `image_size` (H, W) the model is fed,
+    `feature_dim`, `num_classes`, `source` (where it was loaded from).
+    """
+
+    def __init__(self, module: Any, *, image_size: int | tuple[int, int] | None = None,
+                 source: str = ""):
+        self._module = module  # Keeps the restored variables alive.
+        self._fn, input_hw = _callable_of(module)
+        size = image_size if image_size is not None else (input_hw or DEFAULT_IMAGE_SIZE)
+        self.image_size = (size, size) if isinstance(size, int) else tuple(size)
+        self.source = source
+        pool, logits = self._forward(tf.zeros([1, *self.image_size, 3]), quantize=False)
+        self.feature_dim = int(pool.shape[-1])
+        self.num_classes = int(logits.shape[-1])
+
+    @tf.function(reduce_retracing=True)
+    def _forward(self, images: tf.Tensor, quantize: bool) -> tuple[tf.Tensor, tf.Tensor]:
+        images = tf.cast(images, tf.float32)
+        if quantize:
+            levels = tf.floor(tf.clip_by_value(images * 127.5 + 127.5, 0.0, 255.0) + 1e-3)
+            images = tf.minimum(levels, 255.0) / 127.5 - 1.0
+        if images.shape[1:3] != self.image_size:
+            images = tf.compat.v1.image.resize_bilinear(images, self.image_size,
+                                                        align_corners=False)
+        outputs = self._fn(images)
+        missing = {POOL_KEY, LOGITS_KEY} - set(outputs)
+        if missing:
+            raise ValueError(f"Inception model {self.source!r} outputs {sorted(outputs)}, "
+                             f"lacking {sorted(missing)}; it needs 'pool_3' and 'logits'")
+        return _flatten(outputs[POOL_KEY]), _flatten(outputs[LOGITS_KEY])
+
+    def __call__(self, images: Any, *, quantize: bool = True) -> tuple[tf.Tensor, tf.Tensor]:
+        """One batch: images float32 [B, H, W, 3] in [-1, 1] -> (pool_3 [B, F], logits [B, K]),
+        float32. Images are resized to `image_size`."""
+        return self._forward(_check_images(images), quantize=quantize)
+
+    def activations(self, source: Source, *, num_samples: int | None = None,
+                    batch_size: int = 100,
+                    quantize: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """pool_3 features and logits of many images, float64 [N, F] and [N, K].
+
+        Args:
+          source: images [N, H, W, 3] in [-1, 1] (NumPy or tensor); a tf.data.Dataset or any
+            iterable of such batches (or of (images, labels) / {"image": ...} elements); or a
+            function n -> images [n, H, W, 3], e.g. `lambda n: generator(tf.random.normal([n,
+            128]), training=True)` (the paper samples the EMA generator in train mode).
+          num_samples: how many images to use; all of an array or dataset by default, required
+            for a function. A source with fewer images raises ValueError.
+          batch_size: images per Inception call (the official eval batch is 100).
+          quantize: round to uint8 levels first, as the official PNG round trip does.
+        """
+        pools, logits, seen = [], [], 0
+        for batch in _batches(source, num_samples=num_samples, batch_size=batch_size):
+            pool, logit = self(batch, quantize=quantize)
+            pools.append(pool.numpy().astype(np.float64))
+            logits.append(logit.numpy().astype(np.float64))
+            seen += len(pools[-1])
+        if num_samples is not None and seen < num_samples:
+            raise ValueError(f"source yielded {seen} images, fewer than num_samples="
+                             f"{num_samples}; pass a larger source or a smaller num_samples")
+        if not pools:
+            raise ValueError("source yielded no images")
+        return np.concatenate(pools), np.concatenate(logits)
+
+
+def _callable_of(module: Any) -> tuple[Callable[[tf.Tensor], Mapping], int | None]:
+    """The module's image -> outputs function and its static input size, if any."""
+    call = getattr(module, "__call__", None)
+    concrete = getattr(call, "concrete_functions", None)
+    if concrete:
+        spec = tf.nest.flatten(concrete[0].structured_input_signature)[0]
+        return call, _static_size(spec.shape)
+    signatures = dict(getattr(module, "signatures", {}))
+    if not signatures:
+        raise ValueError(f"{module!r} has neither a __call__ function nor signatures; load a "
+                         "SavedModel whose call returns {'pool_3', 'logits'}")
+    name = next((n for n in ("default", "serving_default") if n in signatures),
+                sorted(signatures)[0])
+    signature = signatures[name]
+    inputs = signature.structured_input_signature[1]
+    if len(inputs) != 1:
+        raise ValueError(f"signature {name!r} takes inputs {sorted(inputs)}; an Inception "
+                         "model takes one image batch")
+    (input_name, spec), = inputs.items()
+    return (lambda images: signature(**{input_name: images})), _static_size(spec.shape)
+
+
+def _static_size(shape: tf.TensorShape) -> tuple[int, int] | None:
+    if shape.rank == 4 and shape[1] is not None and shape[2] is not None:
+        return int(shape[1]), int(shape[2])
+    return None
+
+
+def load_inception(inception_path: str | os.PathLike | None = None, *,
+                   handle: str = DEFAULT_INCEPTION_HANDLE,
+                   image_size: int | tuple[int, int] | None = None,
+                   timeout: float = 30.0) -> InceptionModel:
+    """Loads the Inception classifier for FID/IS.
+
+    Args:
+      inception_path: a local SavedModel directory; overrides `handle`.
+      handle: a TF-Hub handle (URL) or local path; default TF-GAN's Inception, whose numbers
+        compare with the paper's.
+      image_size: the input size fed to the model; default the model's static input size, else
+        299.
+      timeout: seconds a download may wait on the network before failing.
+
+    Raises:
+      InceptionUnavailableError: the model is not cached and cannot be downloaded, or the path
+        holds no SavedModel; the message says how to provide it.
+    """
+    import tensorflow_hub as hub
+
+    target = os.fspath(inception_path) if inception_path is not None else handle
+    # hub.load is tf.saved_model.load plus the tags of TF1 Hub-format modules.
+    module = hub.load(_resolve(target, timeout))
+    return InceptionModel(module, image_size=image_size, source=target)
+
+
+# ------------------------------------------------------------------------------ image sources
+
+
+def _check_images(images: Any) -> tf.Tensor:
+    images = tf.convert_to_tensor(images)
+    if images.shape.rank != 4 or images.shape[-1] not in (1, 3):
+        raise ValueError(f"images must be [B, H, W, 3] (or 1 channel), got shape {images.shape}")
+    images = tf.cast(images, tf.float32)
+    low, high = float(tf.reduce_min(images)), float(tf.reduce_max(images))
+    if low < -1.001 or high > 1.001:
+        raise ValueError(f"images must be in [-1, 1], got values in [{low:.3g}, {high:.3g}]; "
+                         "map uint8 images with x / 127.5 - 1")
+    if images.shape[-1] == 1:
+        images = tf.repeat(images, 3, axis=-1)
+    return images
+
+
+def _image_part(element: Any) -> Any:
+    if isinstance(element, Mapping):
+        if "image" not in element:
+            raise ValueError(f"dataset elements are dicts without 'image': {sorted(element)}")
+        return element["image"]
+    if isinstance(element, (tuple, list)):
+        return element[0]
+    return element
+
+
+def _batches(source: Source, *, num_samples: int | None,
+             batch_size: int) -> Iterator[tf.Tensor]:
+    """Batches of at most batch_size images, num_samples in all (if given)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if num_samples is not None and (not isinstance(num_samples, int) or num_samples < 1):
+        raise ValueError(f"num_samples must be a positive int or None, got {num_samples!r}")
+    remaining = num_samples
+    for batch in _raw_batches(source, num_samples=num_samples, batch_size=batch_size):
+        batch = tf.convert_to_tensor(_image_part(batch))
+        if remaining is not None:
+            batch = batch[:remaining]
+            remaining -= int(batch.shape[0])
+        if int(batch.shape[0]):
+            yield batch
+        if remaining == 0:
+            return
+
+
+def _raw_batches(source: Source, *, num_samples: int | None, batch_size: int) -> Iterable:
+    if isinstance(source, (np.ndarray, tf.Tensor)):
+        total = int(source.shape[0]) if num_samples is None else min(num_samples,
+                                                                     int(source.shape[0]))
+        return (source[i:i + batch_size] for i in range(0, total, batch_size))
+    if isinstance(source, tf.data.Dataset):
+        element = tf.nest.flatten(_image_part(source.element_spec))[0]
+        return source.batch(batch_size) if element.shape.rank == 3 else source
+    if callable(source):
+        if num_samples is None:
+            raise ValueError("num_samples is required when the source is a function n -> images")
+        return (source(min(batch_size, num_samples - i))
+                for i in range(0, num_samples, batch_size))
+    return source
+
+
+# -------------------------------------------------------------------------------- statistics
+
+
+def statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean [F] and unbiased covariance [F, F] of features [N, F], float64 (TTUR's mu, sigma)."""
+    features = np.asarray(features, dtype=np.float64)
+    if features.ndim != 2 or features.shape[0] < 2:
+        raise ValueError(f"features must be [N >= 2, F], got shape {features.shape}")
+    return features.mean(axis=0), np.cov(features, rowvar=False)
+
+
+def save_statistics(path: str | os.PathLike, mu: np.ndarray, sigma: np.ndarray) -> None:
+    """Writes {mu, sigma} as .npz, the format of TTUR's and GNGAN's statistics files."""
+    mu, sigma = _check_statistics(mu, sigma, where=os.fspath(path))
+    directory = os.path.dirname(os.fspath(path)) or "."
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=directory)
+    with os.fdopen(fd, "wb") as f:
+        np.savez(f, mu=mu, sigma=sigma)
+    os.replace(tmp, path)
+
+
+def load_statistics(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Reads (mu [F], sigma [F, F]) float64 from a .npz with keys 'mu' and 'sigma', e.g. the
+    official fid_stats_cifar10_train.npz."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"no statistics file at {path!r}; compute it with "
+                         "reference_statistics(..., cache_path=...) or download the official "
+                         ".npz (PAPER_NOTES §7.1)")
+    with np.load(path) as data:
+        missing = {"mu", "sigma"} - set(data.files)
+        if missing:
+            raise ValueError(f"{path!r} has keys {sorted(data.files)}, lacking "
+                             f"{sorted(missing)}; FID statistics files hold 'mu' and 'sigma'")
+        return _check_statistics(data["mu"], data["sigma"], where=path)
+
+
+def _check_statistics(mu, sigma, *, where: str) -> tuple[np.ndarray, np.ndarray]:
+    mu = np.atleast_1d(np.asarray(mu, dtype=np.float64))
+    sigma = np.atleast_2d(np.asarray(sigma, dtype=np.float64))
+    if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
+        raise ValueError(f"statistics of {where!r}: mu must be [F] and sigma [F, F], got "
+                         f"{mu.shape} and {sigma.shape}")
+    return mu, sigma
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray,
+                     sigma2: np.ndarray, *, eps: float = 1e-6) -> float:
+    """||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 sqrt(sigma1 sigma2)), in float64.
+
+    As TTUR and pytorch-fid: if the matrix square root is not finite (near-singular product),
+    retry with eps * I added to both covariances; a complex root whose diagonal has imaginary
+    parts above 1e-3 raises ValueError, smaller ones are dropped.
+    """
+    mu1, sigma1 = _check_statistics(mu1, sigma1, where="first")
+    mu2, sigma2 = _check_statistics(mu2, sigma2, where="second")
+    if mu1.shape != mu2.shape:
+        raise ValueError(f"statistics differ in size: {mu1.shape} vs {mu2.shape}; compute both "
+                         "with the same Inception model")
+    diff = mu1 - mu2
+    covmean = linalg.sqrtm(sigma1 @ sigma2)
+    if not np.isfinite(covmean).all():
+        offset = np.eye(sigma1.shape[0]) * eps
+        covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        imaginary = np.max(np.abs(np.diagonal(covmean).imag))
+        if imaginary > 1e-3:
+            raise ValueError(f"sqrt(sigma1 sigma2) has an imaginary component {imaginary:.3g}; "
+                             "the covariances are not positive semi-definite (too few samples?)")
+        covmean = covmean.real
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
+
+
+def inception_score(predictions: np.ndarray, *, from_logits: bool,
+                    splits: int = 10) -> tuple[float, float]:
+    """Inception Score, mean and std over splits (OpenAI improved-GAN formula).
+
+    For each of `splits` consecutive chunks: exp(mean over x of KL(p(y|x) || p(y))), with p(y)
+    the chunk's mean prediction.
+
+    Args:
+      predictions: [N, K] logits (from_logits=True) or class probabilities (rows summing to 1).
+      from_logits: whether predictions are logits (softmax applied here, in float64).
+      splits: number of chunks; N must be at least splits.
+    """
+    p = np.asarray(predictions, dtype=np.float64)
+    if p.ndim != 2 or p.shape[0] < splits or splits < 1:
+        raise ValueError(f"predictions must be [N >= splits, K] with splits >= 1, got shape "
+                         f"{p.shape} and splits={splits}")
+    if from_logits:
+        p = np.exp(p - p.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+    elif p.min() < 0 or not np.allclose(p.sum(axis=1), 1.0, atol=1e-3):
+        raise ValueError("probabilities must be >= 0 with rows summing to 1; pass "
+                         "from_logits=True for logits")
+    n = p.shape[0]
+    scores = []
+    for i in range(splits):
+        part = p[i * n // splits:(i + 1) * n // splits]
+        marginal = part.mean(axis=0, keepdims=True)
+        # xlogy: 0 * log 0 = 0, so one-hot predictions are fine.
+        kl = _xlogy(part, part) - _xlogy(part, np.broadcast_to(marginal, part.shape))
+        scores.append(np.exp(kl.sum(axis=1).mean()))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+def _xlogy(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    out = np.zeros_like(x)
+    nonzero = x > 0
+    out[nonzero] = x[nonzero] * np.log(y[nonzero])
+    return out
+
+
+# ---------------------------------------------------------------------------------- FID / IS
+
+
+def _reference(reference: Reference) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(reference, (str, os.PathLike)):
+        return load_statistics(reference)
+    if isinstance(reference, tuple) and len(reference) == 2:
+        return _check_statistics(*reference, where="reference")
+    raise ValueError(f"reference must be a .npz path or a (mu, sigma) tuple, got "
+                     f"{type(reference).__name__}")
+
+
+def compute_fid(source: Source, reference: Reference, *, model: InceptionModel,
+                num_samples: int | None = None, batch_size: int = 100) -> float:
+    """FID of images (see `InceptionModel.activations` for `source`) against reference
+    statistics: a .npz path or (mu, sigma). The paper uses 50,000 EMA-generator samples."""
+    pool, _ = model.activations(source, num_samples=num_samples, batch_size=batch_size)
+    return frechet_distance(*statistics(pool), *_reference(reference))
+
+
+def compute_fid_and_is(source: Source, reference: Reference, *, model: InceptionModel,
+                       num_samples: int | None = None, batch_size: int = 100,
+                       splits: int = 10) -> dict[str, float]:
+    """FID and Inception Score from one pass over the same images, as the official validate:
+    {"fid", "is_mean", "is_std"}."""
+    pool, logits = model.activations(source, num_samples=num_samples, batch_size=batch_size)
+    is_mean, is_std = inception_score(logits, from_logits=True, splits=splits)
+    fid = frechet_distance(*statistics(pool), *_reference(reference))
+    return {"fid": fid, "is_mean": is_mean, "is_std": is_std}
+
+
+def reference_statistics(dataset: str | Source, *, model: InceptionModel | None,
+                         split: str = "train", num_examples: int | None = None,
+                         batch_size: int = 100, cache_path: str | os.PathLike | None = None,
+                         data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(mu, sigma) of a dataset's Inception features, cached as .npz.
+
+    If `cache_path` exists it is loaded and nothing else happens (so `model` may be None).
+    Otherwise the statistics are computed, written to `cache_path` (if given) and returned.
+
+    Args:
+      dataset: a tfds name, read through `adapt_tf.data.make_dataset` without augmentation; or
+        any image source `InceptionModel.activations` takes (array, tf.data.Dataset, ...).
+      model: the Inception model.
+      split: the tfds split; the paper's reference is CIFAR-10 "train" (PAPER_NOTES §7.1).
+      num_examples: images to use; default the whole split (or source).
+      batch_size: images per Inception call.
+      cache_path: .npz to read or write.
+      data_dir: tfds data directory.
+    """
+    if cache_path is not None and os.path.isfile(cache_path):
+        return load_statistics(cache_path)
+    if model is None:
+        raise ValueError(f"no statistics cached at {cache_path!r}, so a model is needed; pass "
+                         "model=load_inception(...)")
+    if isinstance(dataset, str):
+        dataset, num_examples = _tfds_source(dataset, split=split, num_examples=num_examples,
+                                             batch_size=batch_size, data_dir=data_dir)
+    pool, _ = model.activations(dataset, num_samples=num_examples, batch_size=batch_size)
+    mu, sigma = statistics(pool)
+    if cache_path is not None:
+        save_statistics(cache_path, mu, sigma)
+    return mu, sigma
+
+
+def _tfds_source(name: str, *, split: str, num_examples: int | None, batch_size: int,
+                 data_dir: str | None) -> tuple[Any, int]:
+    from adapt_tf import data  # Level 3 like this module; imported lazily.
+
+    dataset = data.make_dataset(name, split=split, batch_size=batch_size, flip=False,
+                                data_dir=data_dir)
+    if num_examples is None:
+        import tensorflow_datasets as tfds
+
+        num_examples = tfds.builder(name, data_dir=data_dir).info.splits[split].num_examples
+    return dataset, num_examples

@@ -1,0 +1,219 @@
+"""Tests of adapt_tf.metrics with a tiny stand-in Inception SavedModel built here (same output
+keys as TF-GAN's Inception: pool_3 and logits, small sizes). No network."""
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import types
+
+import numpy as np
+import pytest
+from scipy import linalg
+
+from adapt_tf import metrics
+
+import tensorflow as tf
+import tf_keras as keras
+
+FEATURES, CLASSES, SIZE = 8, 5, 8
+
+
+class _TinyInception(tf.Module):
+    """images [B, 8, 8, 3] in [-1, 1] -> {"pool_3": [B, 1, 1, 8], "logits": [B, 5]}."""
+
+    def __init__(self):
+        super().__init__()
+        rng = np.random.default_rng(0)
+        self.w = tf.Variable(rng.normal(size=(SIZE * SIZE * 3, FEATURES)).astype(np.float32) / 8)
+        self.v = tf.Variable(rng.normal(size=(FEATURES, CLASSES)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, SIZE, SIZE, 3], tf.float32)])
+    def __call__(self, images):
+        pool = tf.tanh(tf.reshape(images, [-1, SIZE * SIZE * 3]) @ self.w)
+        return {"pool_3": tf.reshape(pool, [-1, 1, 1, FEATURES]), "logits": pool @ self.v}
+
+
+@pytest.fixture(scope="module")
+def inception_dir(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("inception") / "tiny")
+    module = _TinyInception()
+    tf.saved_model.save(module, path, signatures={"default": module.__call__})
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(inception_dir):
+    return metrics.load_inception(inception_dir)
+
+
+def _images(n, seed, size=12):
+    return np.random.default_rng(seed).uniform(-1, 1, (n, size, size, 3)).astype(np.float32)
+
+
+def _random_statistics(rng, dim=16):
+    a = rng.normal(size=(dim, 3 * dim))
+    return rng.normal(size=dim), a @ a.T / (3 * dim)
+
+
+def _sym_sqrt(m):
+    w, v = linalg.eigh(m)
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
+def test_loader_reads_sizes_from_the_model(model):
+    assert (model.image_size, model.feature_dim, model.num_classes) == ((8, 8), 8, 5)
+    pool, logits = model(_images(3, 0))  # 12x12 images are resized to 8x8
+    assert pool.shape == (3, FEATURES) and logits.shape == (3, CLASSES)
+
+
+def test_signature_only_model_and_image_size_override(tmp_path):
+    class SignatureOnly(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = _TinyInception()
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+        def serve(self, images):
+            return self.inner(tf.image.resize(images, [SIZE, SIZE]))
+
+    module = SignatureOnly()
+    tf.saved_model.save(module, str(tmp_path), signatures={"serving_default": module.serve})
+    default = metrics.load_inception(tmp_path)
+    assert default.image_size == (299, 299)  # no static size: TF-GAN's default
+    small = metrics.load_inception(tmp_path, image_size=8)
+    assert small.image_size == (8, 8) and small.feature_dim == FEATURES
+
+
+def test_fid_of_a_set_against_itself_is_zero(model):
+    images = _images(64, 1)
+    pool, _ = model.activations(images, batch_size=10)
+    assert pool.shape == (64, FEATURES) and pool.dtype == np.float64
+    mu, sigma = metrics.statistics(pool)
+    assert metrics.compute_fid(images, (mu, sigma), model=model, batch_size=7) == pytest.approx(
+        0.0, abs=1e-6)
+    other = metrics.compute_fid(_images(64, 2) * 0.5, (mu, sigma), model=model)
+    assert other > 1e-2
+
+
+def test_frechet_distance_matches_independent_float64_computation():
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        (mu1, s1), (mu2, s2) = _random_statistics(rng), _random_statistics(rng)
+        root = _sym_sqrt(s1)
+        # Tr sqrt(S1 S2) = Tr sqrt(S1^1/2 S2 S1^1/2), a symmetric PSD matrix.
+        trace_root = np.sqrt(np.clip(linalg.eigvalsh(root @ s2 @ root), 0, None)).sum()
+        expected = np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * trace_root
+        assert metrics.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-6)
+
+
+def test_frechet_distance_handles_singular_covariances():
+    rng = np.random.default_rng(4)
+    features = rng.normal(size=(5, 16))  # rank 4 covariance of a 16-dim feature
+    mu, sigma = metrics.statistics(features)
+    value = metrics.frechet_distance(mu, sigma, mu + 1.0, sigma)
+    assert np.isfinite(value) and value == pytest.approx(16.0, abs=1e-2)
+    with pytest.raises(ValueError, match="differ in size"):
+        metrics.frechet_distance(mu, sigma, mu[:3], sigma[:3, :3])
+
+
+def test_inception_score_uniform_and_one_hot():
+    uniform = np.full((30, 7), 1 / 7)
+    assert metrics.inception_score(uniform, from_logits=False) == pytest.approx((1.0, 0.0))
+    assert metrics.inception_score(np.zeros((30, 7)), from_logits=True)[0] == pytest.approx(1.0)
+    # 4 classes used equally within each of the 10 splits: IS = 4.
+    one_hot = np.eye(4)[np.tile(np.arange(4), 10)]
+    mean, std = metrics.inception_score(one_hot, from_logits=False, splits=10)
+    assert mean == pytest.approx(4.0) and std == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="from_logits=True"):
+        metrics.inception_score(np.ones((20, 3)), from_logits=False)
+
+
+def test_statistics_round_trip_through_npz(tmp_path):
+    mu, sigma = _random_statistics(np.random.default_rng(5))
+    path = tmp_path / "sub" / "stats.npz"
+    metrics.save_statistics(path, mu, sigma)
+    loaded_mu, loaded_sigma = metrics.load_statistics(path)
+    np.testing.assert_array_equal(loaded_mu, mu)
+    np.testing.assert_array_equal(loaded_sigma, sigma)
+    np.savez(tmp_path / "bad.npz", mean=mu)
+    with pytest.raises(ValueError, match="'mu', 'sigma'"):
+        metrics.load_statistics(tmp_path / "bad.npz")
+    with pytest.raises(ValueError, match="no statistics file"):
+        metrics.load_statistics(tmp_path / "missing.npz")
+
+
+def test_reference_statistics_from_a_dataset_are_cached(model, tmp_path):
+    images = _images(30, 6)
+    dataset = tf.data.Dataset.from_tensor_slices((images, np.zeros(30, np.int32)))
+    cache = tmp_path / "ref.npz"
+    mu, sigma = metrics.reference_statistics(dataset, model=model, cache_path=cache,
+                                             batch_size=8)
+    expected = metrics.statistics(model.activations(images, batch_size=8)[0])
+    np.testing.assert_allclose(mu, expected[0], rtol=1e-12)
+    np.testing.assert_allclose(sigma, expected[1], rtol=1e-12)
+    cached = metrics.reference_statistics("never_read", model=None, cache_path=cache)
+    np.testing.assert_array_equal(cached[1], sigma)
+
+
+def test_reference_statistics_from_a_tfds_name_reads_make_dataset(model, monkeypatch):
+    calls = []
+
+    def make_dataset(name, **kwargs):
+        calls.append((name, kwargs))
+        return tf.data.Dataset.from_tensor_slices(_images(40, 7)).batch(kwargs["batch_size"])
+
+    fake = types.ModuleType("adapt_tf.data")
+    fake.make_dataset = make_dataset
+    monkeypatch.setitem(sys.modules, "adapt_tf.data", fake)
+    monkeypatch.setattr(sys.modules["adapt_tf"], "data", fake, raising=False)
+    mu, _ = metrics.reference_statistics("cifar10", model=model, split="test", num_examples=25,
+                                         batch_size=10)
+    assert calls == [("cifar10", {"split": "test", "batch_size": 10, "flip": False,
+                                  "data_dir": None})]
+    np.testing.assert_allclose(mu, model.activations(_images(40, 7)[:25], batch_size=10)[0].mean(0),
+                               rtol=1e-12)
+
+
+def test_fid_and_is_of_a_generator_under_a_strategy(model):
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        generator = keras.Sequential([keras.layers.Dense(SIZE * SIZE * 3, activation="tanh"),
+                                      keras.layers.Reshape((SIZE, SIZE, 3))])
+        generator.build((None, 4))
+        sample = lambda n: generator(tf.random.normal([n, 4], seed=1))  # noqa: E731
+        mu, sigma = metrics.statistics(model.activations(_images(50, 8))[0])
+        result = metrics.compute_fid_and_is(sample, (mu, sigma), model=model, num_samples=45,
+                                            batch_size=20, splits=5)
+    assert set(result) == {"fid", "is_mean", "is_std"}
+    assert result["fid"] > 0 and 1.0 <= result["is_mean"] <= CLASSES
+    with pytest.raises(ValueError, match="num_samples is required"):
+        model.activations(sample)
+    with pytest.raises(ValueError, match="fewer than num_samples"):
+        model.activations(_images(5, 0), num_samples=6)
+
+
+def test_images_outside_the_range_are_rejected(model):
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        model(_images(2, 0) * 127.5 + 127.5)
+
+
+def test_missing_local_model_says_how_to_provide_it(tmp_path):
+    with pytest.raises(metrics.InceptionUnavailableError, match="inception_path") as info:
+        metrics.load_inception(tmp_path / "nowhere")
+    assert "TFHUB_CACHE_DIR" in str(info.value)
+
+
+def test_unreachable_handle_fails_fast_with_instructions(tmp_path, monkeypatch):
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path))
+    with pytest.raises(metrics.InceptionUnavailableError, match="not in the TF-Hub cache") as info:
+        metrics.load_inception(handle="http://127.0.0.1:9/inception/1", timeout=5.0)
+    assert "inception_path" in str(info.value) and str(tmp_path) in str(info.value)
+
+
+def test_handle_loads_from_the_hub_cache_offline(inception_dir, tmp_path, monkeypatch):
+    handle = "http://127.0.0.1:9/inception/1"
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path))
+    cached = tmp_path / hashlib.sha1(handle.encode("utf8")).hexdigest()
+    os.symlink(inception_dir, cached)
+    assert metrics.load_inception(handle=handle).feature_dim == FEATURES
