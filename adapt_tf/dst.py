@@ -17,7 +17,10 @@ be finite; -0.0 ranks just below +0.0.
 Everything runs inside `tf.function` with counts, fractions and steps given as tensors, without
 retracing when their values change. Count checks that cannot be decided while tracing become
 `tf.debugging` assertions (`tf.errors.InvalidArgumentError` at run time); eagerly they are
-`ValueError`s. Counts are int32, so at most 2**31 - 1 masked entries in one call.
+`ValueError`s. Counts are int32, so at most 2**31 - 1 masked entries in one call. The
+selection has data-dependent shapes: use a plain `tf.function`, not `jit_compile=True`. One
+global RigL or SET update over 4.3 M weights (SNGAN-CIFAR G) takes about 0.06-0.1 s on a 2-core
+CPU: two exact radix selections, no sort and no large top_k.
 
 How callers use it:
 
@@ -178,24 +181,38 @@ def _select_largest(keys: tf.Tensor, eligible: tf.Tensor, k: tf.Tensor) -> tf.Te
     return tf.tensor_scatter_nd_update(chosen, ties[:, None], tf.ones_like(ties, tf.bool))
 
 
+def _segments(tensors: Sequence[tf.Tensor], scope: str) -> list[tf.Tensor]:
+    """Flat 1-D views: one over all layers (scope "global") or one per layer."""
+    flat = [tf.reshape(t, [-1]) for t in tensors]
+    return [tf.concat(flat, 0)] if scope == "global" else flat
+
+
+def _unsegment(segments: Sequence[tf.Tensor], like: Sequence[tf.Tensor],
+               scope: str) -> list[tf.Tensor]:
+    """Inverse of `_segments` for bool segments: float32 0/1 masks shaped like `like`."""
+    if scope == "global":
+        segments = tf.split(segments[0], [t.shape.num_elements() for t in like])
+    return [tf.reshape(tf.cast(x, tf.float32), t.shape) for x, t in zip(segments, like)]
+
+
+def _move(scores: tf.Tensor, active: tf.Tensor, n: Any, *, grow: bool,
+          available: tf.Tensor | None = None) -> tf.Tensor:
+    """Flat bool mask after dropping the n lowest active / growing the n highest inactive."""
+    eligible = tf.logical_not(active) if grow else active
+    if available is None:
+        available = tf.reduce_sum(tf.cast(eligible, tf.int32))
+    n = _checked_count(n, available, "grow" if grow else "drop")
+    keys = _order_keys(scores) if grow else tf.bitwise.invert(_order_keys(scores))
+    chosen = _select_largest(keys, eligible, n)
+    return active | chosen if grow else active & tf.logical_not(chosen)
+
+
 def _change(scores, masks, n, scope: str, *, grow: bool) -> list[tf.Tensor]:
     scores, masks = _paired(scores, masks, ("scores", "masks"))
     counts = _layer_counts(n, scope, len(masks))
-    what = "grow" if grow else "drop"
-    flat_scores = [tf.reshape(s, [-1]) for s in scores]
-    flat_active = [tf.not_equal(tf.reshape(m, [-1]), 0) for m in masks]
-    if scope == "global":
-        flat_scores, flat_active = [tf.concat(flat_scores, 0)], [tf.concat(flat_active, 0)]
-    new = []
-    for s, active, count in zip(flat_scores, flat_active, counts):
-        eligible = tf.logical_not(active) if grow else active
-        count = _checked_count(count, tf.reduce_sum(tf.cast(eligible, tf.int32)), what)
-        keys = _order_keys(s) if grow else tf.bitwise.invert(_order_keys(s))
-        chosen = _select_largest(keys, eligible, count)
-        new.append(active | chosen if grow else active & tf.logical_not(chosen))
-    if scope == "global":
-        new = tf.split(new[0], [m.shape.num_elements() for m in masks])
-    return [tf.reshape(tf.cast(x, tf.float32), m.shape) for x, m in zip(new, masks)]
+    new = [_move(s, tf.not_equal(m, 0), count, grow=grow) for s, m, count in
+           zip(_segments(scores, scope), _segments(masks, scope), counts)]
+    return _unsegment(new, masks, scope)
 
 
 def drop_lowest(scores: Sequence[Any], masks: Sequence[Any], n: Any, *,
@@ -285,11 +302,6 @@ def _growth_scores(grads, masks, growth: str, *, seed: Any, step: Any) -> list[t
     return [tf.abs(g) for g in grads]
 
 
-def _active_counts(masks: Sequence[tf.Tensor], scope: str) -> list[tf.Tensor]:
-    counts = [tf.reduce_sum(tf.cast(tf.not_equal(m, 0), tf.int32)) for m in masks]
-    return [tf.add_n(counts)] if scope == "global" else counts
-
-
 def prune_and_regrow(kernels: Sequence[Any], masks: Sequence[Any], grads: Sequence[Any] | None,
                      fraction: Any, *, growth: str = "gradient", scope: str = "global",
                      seed: int = 0, step: Any = 0) -> list[tf.Tensor]:
@@ -314,11 +326,16 @@ def prune_and_regrow(kernels: Sequence[Any], masks: Sequence[Any], grads: Sequen
     _check_choice(scope, SCOPES, "scope")
     scores = _growth_scores(grads, masks, growth, seed=seed, step=step)
     fraction = _float64(fraction)
-    counts = [tf.cast(tf.floor(fraction * tf.cast(c, tf.float64)), tf.int32)
-              for c in _active_counts(masks, scope)]
-    n = counts[0] if scope == "global" else counts
-    dropped = drop_lowest([tf.abs(k) for k in kernels], masks, n, scope=scope)
-    return grow_highest(scores, dropped, n, scope=scope)
+    new = []
+    for magnitude, mask, score in zip(_segments([tf.abs(k) for k in kernels], scope),
+                                      _segments(masks, scope), _segments(scores, scope)):
+        active = tf.not_equal(mask, 0)
+        nnz = tf.reduce_sum(tf.cast(active, tf.int32))
+        n = tf.cast(tf.floor(fraction * tf.cast(nnz, tf.float64)), tf.int32)
+        kept = _move(magnitude, active, n, grow=False, available=nnz)
+        inactive = mask.shape.num_elements() - nnz + n
+        new.append(_move(score, kept, n, grow=True, available=inactive))
+    return _unsegment(new, masks, scope)
 
 
 def target_count(masks: Sequence[Any], density: float) -> int:
@@ -349,19 +366,22 @@ def resize(kernels: Sequence[Any], masks: Sequence[Any], target: Any, *,
         raise ValueError(f"target={static!r} must be a whole count in [0, {total}]; "
                          "convert a density with target_count(masks, density).")
     target = tf.cast(target, tf.int32)
-    nnz = _active_counts(masks, "global")[0]
-    shrunk = drop_lowest([tf.abs(k) for k in kernels], masks, tf.maximum(nnz - target, 0))
-    n_grow = tf.maximum(target - nnz, 0)
+    active = tf.not_equal(_segments(masks, "global")[0], 0)
+    nnz = tf.reduce_sum(tf.cast(active, tf.int32))
+    n_drop, n_grow = tf.maximum(nnz - target, 0), tf.maximum(target - nnz, 0)
+    magnitude = _segments([tf.abs(k) for k in kernels], "global")[0]
+    kept = _move(magnitude, active, n_drop, grow=False, available=nnz)
     if growth == "gradient" and grads is None:
         static_grow = tf.get_static_value(n_grow)
         if static_grow is not None and static_grow > 0:
-            raise ValueError(f"grads=None but resize must grow {int(n_grow)} weights by |grad|; "
-                             "pass the dense gradients or use growth='random'.")
+            raise ValueError(f"grads=None but resize must grow {int(static_grow)} weights by "
+                             "|grad|; pass the dense gradients or use growth='random'.")
         with tf.control_dependencies([tf.debugging.assert_equal(
                 n_grow, 0, message="resize must grow by |grad| but grads is None")]):
-            return [tf.identity(m) for m in shrunk]
-    scores = _growth_scores(grads, masks, growth, seed=seed, step=step)
-    return grow_highest(scores, shrunk, n_grow)
+            return _unsegment([tf.identity(kept)], masks, "global")
+    scores = _segments(_growth_scores(grads, masks, growth, seed=seed, step=step), "global")[0]
+    new = _move(scores, kept, n_grow, grow=True, available=total - nnz + n_drop)
+    return _unsegment([new], masks, "global")
 
 
 def changed(old_masks: Sequence[Any], new_masks: Sequence[Any]) -> tuple[tf.Tensor, tf.Tensor]:
