@@ -567,13 +567,22 @@ def _classify(layer, keras) -> str | None:
     return None
 
 
+def _shapes(value):
+    """The shape (list of ints) of a tensor, or the same nested structure of shapes."""
+    if isinstance(value, (list, tuple)):
+        return [_shapes(item) for item in value]
+    if isinstance(value, Mapping):
+        return {key: _shapes(item) for key, item in value.items()}
+    return _shape(value)
+
+
 def _call_cost(layer, kind, args, kwargs, output) -> tuple[str, float, float]:
-    in_shape = _shape(args[0]) if args else None
-    out_shape = _shape(output)
     if kind == "attention":
         if hasattr(layer, "attention_macs"):
-            return kind, 0, float(layer.attention_macs(in_shape))
+            return kind, 0, float(layer.attention_macs(_shapes(args[0]) if args else None))
         return kind, 0, float(_mha_cost(layer, args, kwargs))
+    in_shape = _shape(args[0])
+    out_shape = _shape(output)
     cost_fn = {"dense": _dense_cost, "einsum": _einsum_cost, "conv": _conv_cost,
                "conv_transpose": _conv_transpose_cost, "batch_norm": _batch_norm_cost}[kind]
     weight, other = cost_fn(layer, in_shape, out_shape)
@@ -590,9 +599,10 @@ def layer_macs(model, inputs: Any = None, *, input_shape: Sequence[int] | None =
     vectors alone.
 
     Counted: Dense and EinsumDense, Conv1D/2D/3D, their transposes, BatchNormalization,
-    MultiHeadAttention's two matmuls, and any layer defining `attention_macs(input_shape) ->
-    float` (per-sample MACs of its weight-free matmuls, given its first input's shape with
-    the batch dimension). Layers holding another kind of kernel raise ValueError.
+    MultiHeadAttention's two matmuls, and any layer defining `attention_macs(input_shapes) ->
+    float`: the per-sample MACs of its weight-free matmuls, given the shapes (lists of ints,
+    batch dimension first) of its first call argument, nested as that argument is (e.g.
+    [theta, phi, g] -> three shapes). Layers holding another kind of kernel raise ValueError.
 
     Args:
       model: a tf_keras model (functional or subclassed) or layer.

@@ -139,8 +139,8 @@ class InceptionModel:
             levels = tf.floor(tf.clip_by_value(images * 127.5 + 127.5, 0.0, 255.0) + 1e-3)
             images = tf.minimum(levels, 255.0) / 127.5 - 1.0
         if images.shape[1:3] != self.image_size:
-            images = tf.compat.v1.image.resize_bilinear(images, self.image_size,
-                                                        align_corners=False)
+            images = tf.raw_ops.ResizeBilinear(images=images, size=self.image_size,
+                                               align_corners=False, half_pixel_centers=False)
         outputs = self._fn(images)
         missing = {POOL_KEY, LOGITS_KEY} - set(outputs)
         if missing:
@@ -182,7 +182,7 @@ class InceptionModel:
         return np.concatenate(pools), np.concatenate(logits)
 
 
-def _callable_of(module: Any) -> tuple[Callable[[tf.Tensor], Mapping], int | None]:
+def _callable_of(module: Any) -> tuple[Callable[[tf.Tensor], Mapping], tuple[int, int] | None]:
     """The module's image -> outputs function and its static input size, if any."""
     call = getattr(module, "__call__", None)
     concrete = getattr(call, "concrete_functions", None)
@@ -444,7 +444,7 @@ def compute_fid_and_is(source: Source, reference: Reference, *, model: Inception
 
 
 def reference_statistics(dataset: str | Source, *, model: InceptionModel | None,
-                         split: str = "train", num_examples: int | None = None,
+                         split: str | None = None, num_examples: int | None = None,
                          batch_size: int = 100, cache_path: str | os.PathLike | None = None,
                          data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(mu, sigma) of a dataset's Inception features, cached as .npz.
@@ -453,10 +453,13 @@ def reference_statistics(dataset: str | Source, *, model: InceptionModel | None,
     Otherwise the statistics are computed, written to `cache_path` (if given) and returned.
 
     Args:
-      dataset: a tfds name, read through `adapt_tf.data.make_dataset` without augmentation; or
-        any image source `InceptionModel.activations` takes (array, tf.data.Dataset, ...).
+      dataset: a dataset name of `adapt_tf.data.DATASETS`, read through
+        `adapt_tf.data.make_dataset` without flips (its first epoch visits every example
+        once); or any image source `InceptionModel.activations` takes (array,
+        tf.data.Dataset, ...).
       model: the Inception model.
-      split: the tfds split; the paper's reference is CIFAR-10 "train" (PAPER_NOTES §7.1).
+      split: the tfds split; default the dataset's training split, which is the paper's
+        reference (CIFAR-10 train, STL-10 unlabelled, TinyImageNet train; PAPER_NOTES §7.1).
       num_examples: images to use; default the whole split (or source).
       batch_size: images per Inception call.
       cache_path: .npz to read or write.
@@ -477,14 +480,19 @@ def reference_statistics(dataset: str | Source, *, model: InceptionModel | None,
     return mu, sigma
 
 
-def _tfds_source(name: str, *, split: str, num_examples: int | None, batch_size: int,
+def _tfds_source(name: str, *, split: str | None, num_examples: int | None, batch_size: int,
                  data_dir: str | None) -> tuple[Any, int]:
     from adapt_tf import data  # Level 3 like this module; imported lazily.
 
     dataset = data.make_dataset(name, split=split, batch_size=batch_size, flip=False,
                                 data_dir=data_dir)
     if num_examples is None:
-        import tensorflow_datasets as tfds
+        spec = data.dataset_info(name)
+        if split is None or split == spec.split:
+            num_examples = spec.num_examples
+        else:
+            import tensorflow_datasets as tfds
 
-        num_examples = tfds.builder(name, data_dir=data_dir).info.splits[split].num_examples
+            info = tfds.builder(spec.tfds_name, data_dir=data_dir).info
+            num_examples = info.splits[split].num_examples
     return dataset, num_examples

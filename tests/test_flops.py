@@ -93,6 +93,24 @@ def test_multi_head_attention_counts_projections_and_matmuls():
     assert flops.forward_macs(costs, convention="exact") == 600 + 116 + 288
 
 
+class _AttentionMap(keras.layers.Layer):
+    """([q [B, T, C], k [B, S, C], v [B, S, V]]) -> softmax(q k^T) v, with the flops protocol."""
+
+    def call(self, inputs):
+        q, k, v = inputs
+        return tf.matmul(tf.nn.softmax(tf.matmul(q, k, transpose_b=True)), v)
+
+    def attention_macs(self, input_shapes):
+        (_, t, c), (_, s, _), (_, _, v) = input_shapes
+        return t * s * (c + v)
+
+
+def test_attention_macs_protocol_receives_nested_shapes():
+    q, k, v = tf.zeros([2, 4, 3]), tf.zeros([2, 6, 3]), tf.zeros([2, 6, 5])
+    cost = _only(flops.layer_macs(_AttentionMap(), [q, k, v]))
+    assert (cost.kind, cost.weight_macs, cost.other_macs) == ("attention", 0, 4 * 6 * (3 + 5))
+
+
 class _Reuse(keras.Model):
     """A subclassed model calling one layer twice."""
 

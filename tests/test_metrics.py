@@ -165,11 +165,12 @@ def test_reference_statistics_from_a_tfds_name_reads_make_dataset(model, monkeyp
 
     fake = types.ModuleType("adapt_tf.data")
     fake.make_dataset = make_dataset
+    fake.dataset_info = lambda name: types.SimpleNamespace(split="train", num_examples=25)
     monkeypatch.setitem(sys.modules, "adapt_tf.data", fake)
     monkeypatch.setattr(sys.modules["adapt_tf"], "data", fake, raising=False)
-    mu, _ = metrics.reference_statistics("cifar10", model=model, split="test", num_examples=25,
-                                         batch_size=10)
-    assert calls == [("cifar10", {"split": "test", "batch_size": 10, "flip": False,
+    mu, _ = metrics.reference_statistics("cifar10", model=model, batch_size=10)
+    # One epoch of the default split (25 examples per dataset_info), no flips.
+    assert calls == [("cifar10", {"split": None, "batch_size": 10, "flip": False,
                                   "data_dir": None})]
     np.testing.assert_allclose(mu, model.activations(_images(40, 7)[:25], batch_size=10)[0].mean(0),
                                rtol=1e-12)
