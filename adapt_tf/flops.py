@@ -120,7 +120,8 @@ class Schedule:
       d_batch: real images per D step (per D step, not per iteration).
       g_batch: latent samples of the G step.
       n_dis: D steps per iteration.
-      br_interval: iterations between BR samples; None for no BR samples ("exact*" only).
+      br_interval: iterations between BR samples (SparseGAN's default 10); None for none.
+        Only the "exact" conventions count BR passes.
       g_update_interval: iterations between G mask updates (DST); None for a fixed G mask.
       d_update_interval: iterations between D mask updates (ADAPT / D-DST); None for fixed D.
       g_gradient_growth: G growth ranks by dense gradients (RigL); False for SET.
