@@ -2,8 +2,10 @@
 
 32x32 RGB images, each one filled shape (disc, square or upward triangle) in one of four colours
 (red, green, blue, yellow) on a plain dark background. Label = shape * 4 + colour (12 balanced
-classes, names like "red_disc"). Size, position and tint vary per image; edges are anti-aliased. Example i of a split is a pure function of (DRAW_SEED, split, i), so every
-machine builds byte-identical data in a few seconds.
+classes, names like "red_disc"). Size (disc radius 6-10 px), position (centre within +-5 px of
+the image centre) and tint (+-20 per channel) vary per image; edges are anti-aliased. Example i
+of a split is a pure function of (DRAW_SEED, split, i), so every machine builds the same data,
+in a few seconds: train 12,000 and test 1,200 images.
 
 Why it exists: the paper's datasets cannot be fetched offline and take hours of GPU to learn.
 A small SNGAN on a CPU learns these images in minutes, and a person can judge a sample grid at a
