@@ -26,7 +26,8 @@ from absl import logging
 
 from adapt_tf import dst
 
-__all__ = ["DynamicSparsity", "MetricsLogger", "SampleGrid", "Checkpointer", "save_image_grid"]
+__all__ = ["DynamicSparsity", "MetricsLogger", "SampleGrid", "Checkpointer", "TerminateOnNaN",
+           "save_image_grid"]
 
 
 class DynamicSparsity(keras.callbacks.Callback):
@@ -307,3 +308,21 @@ def _writer_directory(directory: str) -> str:
             and "chief" not in resolver.cluster_spec().as_dict()):
         return directory
     return os.path.join(directory, "..", f".worker_{resolver.task_type}_{resolver.task_id}_tmp")
+
+
+class TerminateOnNaN(keras.callbacks.Callback):
+    """Stops training at the first non-finite d_loss or g_loss; `bad_step` says where."""
+
+    def __init__(self):
+        super().__init__()
+        self.bad_step: int | None = None
+        self.bad_logs: dict[str, float] = {}
+
+    def on_train_batch_end(self, batch, logs=None):
+        values = {k: float(np.asarray(logs[k])) for k in ("d_loss", "g_loss")
+                  if logs and k in logs}
+        if any(not math.isfinite(v) for v in values.values()):
+            self.bad_step, self.bad_logs = self.model.iteration, values
+            logging.error("Non-finite loss at iteration %d: %s. Stopping.", self.bad_step,
+                          values)
+            self.model.stop_training = True

@@ -140,8 +140,7 @@ class SparseGAN(keras.Model):
         self._grad_requests = {net: False for net in _NETWORKS}
         self.ema_generator = self._make_ema_generator() if ema_decay is not None else None
         self._host_step: int | None = None
-        self._variants: dict = {}
-        self.trace_counts: dict = {}  # traces per train-function variant (benchmarks read it)
+        self._compiled = _VariantCache()
         self.refresh_densities()
 
     # ----------------------------------------------------------------------------- setup
@@ -163,7 +162,7 @@ class SparseGAN(keras.Model):
         # Build the optimizers' slots now, so a train-function variant is traced only once.
         self.g_optimizer.build(self.generator.trainable_variables)
         self.d_optimizer.build(self.discriminator.trainable_variables)
-        self._variants = {}
+        self._compiled = _VariantCache()
 
     @property
     def metrics(self):
@@ -226,6 +225,11 @@ class SparseGAN(keras.Model):
                 ema_layer.kernel.assign(ema_layer.kernel * ema_layer.mask)
 
     @property
+    def trace_counts(self) -> dict:
+        """Traces per train-function variant (sample_br, keep_g_grads, keep_d_grads)."""
+        return dict(self._compiled.traces)
+
+    @property
     def iteration(self) -> int:
         """Completed iterations (host-side, no device sync during fit)."""
         if self._host_step is None:
@@ -242,9 +246,9 @@ class SparseGAN(keras.Model):
         def train_function(iterator):
             key = (self._host_step % self.br_interval == 0,
                    self._grad_requests["generator"], self._grad_requests["discriminator"])
-            if key not in self._variants:
-                self._variants[key] = self._compile_variant(*key)
-            logs = self._variants[key](iterator)
+            if key not in self._compiled.functions:
+                self._compiled.functions[key] = self._compile_variant(*key)
+            logs = self._compiled.functions[key](iterator)
             self._grad_requests = {net: False for net in _NETWORKS}
             self._host_step += 1
             return logs
@@ -255,10 +259,11 @@ class SparseGAN(keras.Model):
     def _compile_variant(self, sample_br: bool, keep_g_grads: bool, keep_d_grads: bool):
         strategy = self.distribute_strategy
         key = (sample_br, keep_g_grads, keep_d_grads)
-        self.trace_counts[key] = 0
+        traces = self._compiled.traces
+        traces[key] = 0
 
         def iteration(data):
-            self.trace_counts[key] += 1  # Python side effect: runs once per trace
+            traces[key] += 1  # Python side effect: runs once per trace
             return self._iteration(data, sample_br=sample_br, keep_g_grads=keep_g_grads,
                                    keep_d_grads=keep_d_grads)
 
@@ -422,6 +427,14 @@ class SparseGAN(keras.Model):
                 "g_batch_size": self.g_batch_size, "num_classes": self.num_classes,
                 "br_interval": self.br_interval, "br_window": self.br_window,
                 "ema_decay": self.ema_decay, "seed": self.seed}
+
+
+class _VariantCache:
+    """Compiled train-function variants and their trace counts (kept out of Keras tracking)."""
+
+    def __init__(self):
+        self.functions: dict = {}
+        self.traces: dict = {}
 
 
 class _Sampler:

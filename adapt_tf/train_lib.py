@@ -1,0 +1,125 @@
+"""`train(...)`: the typed, gin-free composition root of an adapt_tf run.
+
+It builds the strategy, the models (sparsified as the method says), the `SparseGAN`, the data
+pipeline and the callbacks, restores the latest checkpoint of `workdir` if there is one, and
+runs `fit` to `total_steps`. `adapt_tf.configurables` makes it gin-configurable;
+`python -m adapt_tf.train` is the CLI.
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable, Sequence
+
+import tensorflow as tf
+import tf_keras as keras
+from absl import logging
+
+from adapt_tf import architectures, callbacks as cb, data, distribution, methods, topology
+from adapt_tf.gan import SparseGAN
+
+__all__ = ["train", "TrainingDiverged"]
+
+OptimizerFactory = Callable[[], keras.optimizers.Optimizer]
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the message names the step and the last checkpoint."""
+
+
+def _adam(learning_rate: float = 2e-4, beta_1: float = 0.0, beta_2: float = 0.9):
+    return keras.optimizers.Adam(learning_rate, beta_1=beta_1, beta_2=beta_2)
+
+
+def train(*, workdir: str, total_steps: int, method: methods.Method,
+          architecture: str = "sngan32", dataset: str = data.DEFAULT_DATASET,
+          g_width: int | None = None, d_width: int | None = None,
+          d_batch_size: int = 64, g_batch_size: int = 128, n_dis: int = 5,
+          generator_optimizer: OptimizerFactory = _adam,
+          discriminator_optimizer: OptimizerFactory = _adam,
+          loss: str = "hinge", ema_decay: float | None = 0.999, br_interval: int = 10,
+          br_window: int = 1000, sparse_init: str = "erk", seed: int = 0,
+          log_every: int = 100, checkpoint_every: int = 1000, sample_every: int = 1000,
+          num_sample_images: int = 64, strategy: str = "default", jit_compile: bool = False,
+          mixed_precision: str | None = None, data_dir: str | None = None,
+          extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> SparseGAN:
+    """Trains (or resumes) one run in `workdir`; returns the trained `SparseGAN`.
+
+    Batch sizes are global. `method` comes from `adapt_tf.methods.method(...)`; optimizers
+    are factories (called inside the strategy scope), e.g. `functools.partial(Adam, 2e-4)`.
+    Writes `workdir/metrics.csv`, `tensorboard/`, `samples/step_N.png`, `checkpoints/`.
+    """
+    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+        raise ValueError(f"total_steps must be a positive integer, got {total_steps!r}.")
+    if mixed_precision:
+        keras.mixed_precision.set_global_policy(mixed_precision)
+    strategy_obj = distribution.get_strategy(strategy)
+    spec = data.dataset_info(dataset)
+    arch = architectures.ARCHITECTURES.get(architecture)
+    if arch is None:
+        raise ValueError(f"Unknown architecture {architecture!r}; choose one of "
+                         f"{sorted(architectures.ARCHITECTURES)}.")
+    num_classes = spec.num_classes if arch.conditional else None
+    if arch.conditional and num_classes is None:
+        raise ValueError(f"Architecture {architecture!r} is class-conditional but dataset "
+                         f"{dataset!r} has no labels; use an unconditional architecture.")
+    os.makedirs(workdir, exist_ok=True)
+
+    with strategy_obj.scope():
+        gan = _build_gan(arch, method, num_classes=num_classes, g_width=g_width,
+                         d_width=d_width, n_dis=n_dis, g_batch_size=g_batch_size,
+                         br_interval=br_interval, br_window=br_window, ema_decay=ema_decay,
+                         sparse_init=sparse_init, seed=seed)
+        g_optimizer, d_optimizer = generator_optimizer(), discriminator_optimizer()
+        if mixed_precision == "mixed_float16":
+            g_optimizer = keras.mixed_precision.LossScaleOptimizer(g_optimizer)
+            d_optimizer = keras.mixed_precision.LossScaleOptimizer(d_optimizer)
+        gan.compile(g_optimizer=g_optimizer, d_optimizer=d_optimizer, loss=loss,
+                    jit_compile=jit_compile)
+        method_callbacks = method.callbacks(total_steps=total_steps)
+        states = {f"callback_{i}": c.state for i, c in enumerate(method_callbacks)
+                  if hasattr(c, "state")}
+        checkpointer = cb.Checkpointer(os.path.join(workdir, "checkpoints"), gan,
+                                       every=checkpoint_every, extra=states)
+        start = checkpointer.restore()
+    if start >= total_steps:
+        logging.info("%s already holds a run of %d >= %d iterations; nothing to do.",
+                     workdir, start, total_steps)
+        return gan
+
+    images = data.make_dataset(dataset, batch_size=n_dis * d_batch_size,
+                               image_size=arch.image_size, conditional=arch.conditional,
+                               seed=seed, start_step=start, data_dir=data_dir)
+    nan_guard = cb.TerminateOnNaN()
+    run_callbacks = [*method_callbacks,
+                     cb.MetricsLogger(workdir, every=log_every, total_steps=total_steps),
+                     cb.SampleGrid(workdir, every=sample_every, num_images=num_sample_images,
+                                   total_steps=total_steps),
+                     checkpointer, nan_guard, *extra_callbacks]
+    logging.info("Training %s (%s, d_G=%.3f, d_D=%.3f) on %s for iterations %d..%d in %s.",
+                 method.name, architecture, method.g_density, method.d_density, dataset,
+                 start + 1, total_steps, workdir)
+    gan.fit(images, epochs=1, steps_per_epoch=total_steps - start, callbacks=run_callbacks,
+            verbose=0)
+    if nan_guard.bad_step is not None:
+        raise TrainingDiverged(
+            f"Losses became non-finite at iteration {nan_guard.bad_step} "
+            f"({nan_guard.bad_logs}); training stopped. The last good checkpoint is "
+            f"{tf.train.latest_checkpoint(checkpointer.directory)}. Lower the learning rates "
+            "or use mixed_precision=None, then resume from that workdir.")
+    return gan
+
+
+def _build_gan(arch, method: methods.Method, *, num_classes, g_width, d_width, n_dis,
+               g_batch_size, br_interval, br_window, ema_decay, sparse_init,
+               seed) -> SparseGAN:
+    generator, discriminator = architectures.build_models(
+        arch.name, num_classes=num_classes, g_width=g_width, d_width=d_width, seed=seed)
+    if method.g_density < 1.0:
+        topology.sparsify(generator, method.g_density, distribution=sparse_init, seed=seed)
+    if method.d_density < 1.0:
+        topology.sparsify(discriminator, method.d_density, distribution=sparse_init,
+                          seed=seed + 1)
+    return SparseGAN(generator, discriminator, latent_dim=arch.latent_dim, n_dis=n_dis,
+                     g_batch_size=g_batch_size, num_classes=num_classes,
+                     br_interval=br_interval, br_window=br_window, ema_decay=ema_decay,
+                     seed=seed)
