@@ -1,0 +1,175 @@
+"""SparseGAN under MirroredStrategy on 2 logical CPUs vs one device; prints one JSON line.
+
+Run by tests/test_gan.py in a subprocess, because the CPU must be split into logical devices
+before TensorFlow initialises. Not collected by pytest (the name does not start with test_).
+
+Both runs use the same initial weights, data (global batch) and seeds. Phases:
+  one_iteration: fit on 1 batch; two_iterations: fit on the next 2 batches (one epoch);
+  after_mask_change: new masks assigned from outside (cross-replica context, `sparsify`),
+  `refresh_densities()`, then 1 iteration.
+Every iteration samples BR and fills both gradient buffers, so each run uses one variant
+(`trace_counts` per phase: the mirrored step function is traced once per replica, once).
+Per phase: the logs and BR window of both runs, the largest difference between the two runs'
+weights (mirrored: replica 0), and the variables whose replicas disagree.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+_CPU = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    _CPU, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+
+import tf_keras as keras  # noqa: E402
+
+from adapt_tf import topology  # noqa: E402
+from adapt_tf.gan import SparseGAN  # noqa: E402
+from adapt_tf.layers import MaskedDense, masked_layers  # noqa: E402
+
+LATENT, FEATURES, N_DIS, D_BATCH, G_BATCH = 4, 3, 2, 4, 6
+
+
+def _models():
+    z = keras.Input((LATENT,))
+    h = MaskedDense(8, activation="relu", name="g1")(z)
+    generator = keras.Model(z, MaskedDense(FEATURES, activation="tanh", name="g2")(h))
+    x = keras.Input((FEATURES,))
+    h = keras.layers.LeakyReLU(0.1)(MaskedDense(8, spectral_norm=True, name="d1")(x))
+    discriminator = keras.Model(x, MaskedDense(1, name="d2")(h))
+    return generator, discriminator
+
+
+def _initial_weights():
+    generator, discriminator = _models()
+    topology.sparsify(generator, 0.5, distribution="uniform", seed=1)
+    topology.sparsify(discriminator, 0.5, distribution="uniform", seed=2)
+    return generator.get_weights(), discriminator.get_weights()
+
+
+def _gan(weights):
+    generator, discriminator = _models()
+    generator.set_weights(weights[0])
+    discriminator.set_weights(weights[1])
+    gan = SparseGAN(generator, discriminator, latent_dim=LATENT, n_dis=N_DIS,
+                    g_batch_size=G_BATCH, br_interval=1, br_window=8, ema_decay=0.5, seed=4)
+    gan.compile(g_optimizer=keras.optimizers.Adam(0.01), d_optimizer=keras.optimizers.Adam(0.01))
+    return gan
+
+
+class _RequestGradients(keras.callbacks.Callback):
+    def __init__(self, gan):
+        super().__init__()
+        self.gan = gan
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.gan.request_gradients("generator")
+        self.gan.request_gradients("discriminator")
+
+
+def _fit(gan, images):
+    return gan.fit(_dataset(images), epochs=1, verbose=0, callbacks=[_RequestGradients(gan)])
+
+
+def _dataset(images):
+    return tf.data.Dataset.from_tensor_slices(images).batch(N_DIS * D_BATCH,
+                                                            drop_remainder=True)
+
+
+def _tracked(gan):
+    """(name, variable) of every variable that must agree across replicas."""
+    variables = []
+    for model in (gan.generator, gan.discriminator, gan.ema_generator):
+        variables += [(f"{model.name}/{v.name}", v) for v in model.weights]
+    for label, optimizer in (("g_opt", gan.g_optimizer), ("d_opt", gan.d_optimizer)):
+        variables += [(f"{label}/{v.name}", v) for v in optimizer.variables]
+    window = gan.balance
+    variables += [(f"balance/{v.name}", v) for v in (window.samples, window.count,
+                                                      window.position, window.skipped)]
+    for network in ("generator", "discriminator"):
+        variables += [(f"grad/{v.name}", v) for v in gan.grad_buffers(network)]
+    variables.append(("step", gan.step))
+    return variables
+
+
+def _components(variable):
+    return [np.asarray(v.numpy()) for v in getattr(variable, "values", (variable,))]
+
+
+def _summary(gan, history):
+    logs = {key: float(values[-1]) for key, values in history.history.items()}
+    logs["br_values"] = gan.balance.values().tolist()
+    return logs
+
+
+def _phase(single, mirrored, fit):
+    history_single, history_mirrored = fit(single), fit(mirrored)
+    weight_difference, disagreements = 0.0, []
+    for (name, a), (_, b) in zip(_tracked(single), _tracked(mirrored)):
+        components = _components(b)
+        if len(components) != 2:
+            disagreements.append(f"{name}: {len(components)} components")
+        if any(not np.array_equal(components[0], c) for c in components[1:]):
+            disagreements.append(name)
+        weight_difference = max(weight_difference, float(np.max(
+            np.abs(_components(a)[0].astype(np.float64) - components[0]), initial=0.0)))
+    return {"single": _summary(single, history_single),
+            "mirrored": _summary(mirrored, history_mirrored),
+            "max_weight_difference": weight_difference,
+            "trace_counts": {"single": list(single.trace_counts.values()),
+                             "mirrored": list(mirrored.trace_counts.values())},
+            "replica_disagreements": disagreements}
+
+
+def _change_masks(gan, strategy):
+    with strategy.scope():
+        topology.sparsify(gan.generator, 0.3, distribution="uniform", seed=7)
+        topology.sparsify(gan.discriminator, 0.4, distribution="uniform", seed=8)
+        gan.refresh_densities()
+
+
+def _kernel_outside_mask(gan):
+    worst = 0.0
+    for layer in masked_layers([gan.generator, gan.discriminator, gan.ema_generator]):
+        for kernel, mask in zip(_components(layer.kernel), _components(layer.mask)):
+            worst = max(worst, float(np.max(np.abs(kernel[mask == 0]), initial=0.0)))
+    return worst
+
+
+def main() -> None:
+    keras.utils.set_random_seed(0)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    weights = _initial_weights()
+    images = np.random.default_rng(0).uniform(-1, 1, (4 * N_DIS * D_BATCH, FEATURES))
+    images = images.astype(np.float32)
+    batch = N_DIS * D_BATCH
+    single = _gan(weights)
+    with strategy.scope():
+        mirrored = _gan(weights)
+
+    report = {"replicas": strategy.num_replicas_in_sync}
+    report["one_iteration"] = _phase(single, mirrored, lambda gan: _fit(gan, images[:batch]))
+    report["two_iterations"] = _phase(single, mirrored,
+                                      lambda gan: _fit(gan, images[batch:3 * batch]))
+    _change_masks(single, tf.distribute.get_strategy())
+    _change_masks(mirrored, strategy)
+    report["after_mask_change"] = _phase(single, mirrored,
+                                         lambda gan: _fit(gan, images[3 * batch:]))
+    report["after_mask_change"]["kernel_outside_mask"] = max(
+        _kernel_outside_mask(single), _kernel_outside_mask(mirrored))
+    report["grad_buffer_norms"] = [
+        float(np.linalg.norm(_components(buffer)[0]))
+        for network in ("generator", "discriminator") for buffer in mirrored.grad_buffers(network)]
+    sys.stdout.write(json.dumps(report) + "\n")
+
+
+if __name__ == "__main__":
+    main()

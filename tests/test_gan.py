@@ -1,0 +1,392 @@
+"""Tests of adapt_tf.gan.SparseGAN: BR against a hand computation, the BR window cadence,
+sparsity invariants under Adam, gradient requests, the EMA generator, conditional models,
+argument validation, and (in a subprocess) MirroredStrategy against one device.
+
+The hand-checked toy is linear: G(z) = z @ Wg (MaskedDense, no bias), D(x) = x @ Wd
+(MaskedDense to one logit, no bias), trained by SGD on the hinge loss, so every number of an
+iteration (D update, DF, G update, GF, DR) has a closed form that `_reference` computes in NumPy.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from adapt_tf import topology
+from adapt_tf.gan import SparseGAN
+from adapt_tf.layers import MaskedDense, masked_layers
+
+import tensorflow as tf
+import tf_keras as keras
+
+LATENT = 2
+FEATURES = 3
+LR = 0.1
+LOG_KEYS = {"d_loss", "g_loss", "br", "br_skipped", "g_density", "d_density"}
+
+# Toy weights, chosen by hand; the masks leave both nets sparse.
+WG = np.array([[0.6, -0.4, 0.8], [0.3, 0.9, -0.5]], np.float32)
+MG = np.array([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]], np.float32)
+WD = np.array([[0.5], [-0.7], [0.4]], np.float32)
+MD = np.array([[1.0], [1.0], [1.0]], np.float32)
+
+
+# ------------------------------------------------------------------------------- helpers
+
+
+def _linear_toy(*, wg=WG, mg=MG, wd=WD, md=MD):
+    generator = keras.Sequential([keras.Input((LATENT,)),
+                                  MaskedDense(FEATURES, use_bias=False, name="g_dense")])
+    discriminator = keras.Sequential([keras.Input((FEATURES,)),
+                                      MaskedDense(1, use_bias=False, name="d_dense")])
+    for model, kernel, mask in ((generator, wg, mg), (discriminator, wd, md)):
+        layer = masked_layers(model)[0]
+        layer.mask.assign(mask)
+        layer.kernel.assign(kernel * mask)
+    return generator, discriminator
+
+
+def _mlp_toy(*, conditional: bool = False, num_classes: int = 3):
+    """Two-layer G and D with biases, for sparsity invariants; `conditional` adds labels."""
+    z = keras.Input((LATENT,))
+    h = z
+    g_inputs = [z]
+    if conditional:
+        y = keras.Input((), dtype="int32")
+        g_inputs.append(y)
+        h = keras.layers.Concatenate()([z, keras.layers.Embedding(num_classes, 2)(y)])
+    h = MaskedDense(8, activation="relu", name="g1")(h)
+    out = MaskedDense(FEATURES, activation="tanh", name="g2")(h)
+    generator = keras.Model(g_inputs if conditional else z, out)
+
+    x = keras.Input((FEATURES,))
+    h = MaskedDense(8, name="d1", spectral_norm=True)(x)
+    h = keras.layers.LeakyReLU(0.1)(h)
+    logit = MaskedDense(1, name="d2")(h)
+    d_inputs = x
+    if conditional:
+        y = keras.Input((), dtype="int32")
+        d_inputs = [x, y]
+        projection = keras.layers.Dot(axes=1)([h, keras.layers.Embedding(num_classes, 8)(y)])
+        logit = keras.layers.Add()([logit, projection])
+    discriminator = keras.Model(d_inputs, logit)
+    topology.sparsify(generator, 0.5, distribution="uniform", seed=1)
+    topology.sparsify(discriminator, 0.5, distribution="uniform", seed=2)
+    return generator, discriminator
+
+
+def _images(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, FEATURES)).astype(np.float32)
+
+
+def _dataset(images, batch, labels=None):
+    elements = images if labels is None else (images, labels)
+    return tf.data.Dataset.from_tensor_slices(elements).batch(batch, drop_remainder=True)
+
+
+def _compiled(gan, optimizer="sgd", lr=LR, **compile_kwargs):
+    make = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam}[optimizer]
+    gan.compile(g_optimizer=make(learning_rate=lr), d_optimizer=make(learning_rate=lr),
+                **compile_kwargs)
+    return gan
+
+
+def _z(seed: int, base: int, batch: int) -> np.ndarray:
+    """z of `_Sampler`: stateless normal seeded by (seed, iteration * (n_dis + 1) + phase)."""
+    return tf.random.stateless_normal(
+        [batch, LATENT], seed=tf.constant([seed, base], tf.int64)).numpy().astype(np.float64)
+
+
+def _reference(images, *, iterations, n_dis, d_batch, seed, wg=WG, mg=MG, wd=WD, md=MD):
+    """NumPy run of the linear toy: per iteration (d_loss, g_loss, GF, DF, DR, Wg, Wd)."""
+    wg, wd = (wg * mg).astype(np.float64), (wd * md).astype(np.float64)
+    records = []
+    for it in range(iterations):
+        batch = images[it * n_dis * d_batch:(it + 1) * n_dis * d_batch].astype(np.float64)
+        for k in range(n_dis):
+            real = batch[k::n_dis]
+            fake = _z(seed, it * (n_dis + 1) + k, d_batch) @ wg
+            r, f = real @ wd, fake @ wd
+            d_loss = np.mean(np.maximum(0, 1 - r) + np.maximum(0, 1 + f))
+            grad = (-real.T @ (r < 1).astype(float) + fake.T @ (f > -1).astype(float)) / d_batch
+            wd = (wd - LR * grad) * md
+        z = _z(seed, it * (n_dis + 1) + n_dis, d_batch)
+        df = np.mean(z @ wg @ wd)
+        g_grad = -np.mean(z, axis=0)[:, None] @ wd.T  # d(-mean z Wg Wd)/dWg, dense
+        wg = (wg - LR * g_grad) * mg
+        gf = np.mean(z @ wg @ wd)
+        dr = np.mean(real @ wd)
+        records.append(dict(d_loss=d_loss, g_loss=-df, gf=gf, df=df, dr=dr, wg=wg, wd=wd,
+                            g_grad=g_grad, d_grad=grad))
+    return records
+
+
+class _Recorder(keras.callbacks.Callback):
+    """Per-iteration logs and BR-window state; optional gradient requests before iterations."""
+
+    def __init__(self, gan, requests=None):
+        super().__init__()
+        self.gan = gan
+        self.requests = requests or {}
+        self.logs, self.windows, self.pushes, self.buffers = [], [], [], []  # pushes: (count, position)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        for network in self.requests.get(batch, ()):
+            self.gan.request_gradients(network)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.logs.append({key: float(value) for key, value in logs.items()})
+        window = self.gan.balance
+        self.windows.append(window.values())
+        self.pushes.append((int(window.count.numpy()), int(window.position.numpy())))
+        self.buffers.append({net: [b.numpy().copy() for b in self.gan.grad_buffers(net)]
+                             for net in ("generator", "discriminator")})
+
+
+# ------------------------------------------------------------------- BR hand computation
+
+
+@pytest.mark.parametrize("n_dis", [1, 2])
+def test_br_and_losses_equal_a_hand_computation(n_dis):
+    d_batch, iterations, seed = 4, 2, 3
+    images = _images(n_dis * d_batch * iterations, seed=1)
+    gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT, n_dis=n_dis, br_interval=1,
+                              br_window=5, seed=seed))
+    recorder = _Recorder(gan)
+    gan.fit(_dataset(images, n_dis * d_batch), epochs=1, verbose=0, callbacks=[recorder])
+
+    ref = _reference(images, iterations=iterations, n_dis=n_dis, d_batch=d_batch, seed=seed)
+    ratios = [(r["gf"] - r["df"]) / (r["dr"] - r["df"]) for r in ref]
+    np.testing.assert_allclose(gan.balance.values(), ratios, rtol=1e-4)
+    for i, logs in enumerate(recorder.logs):
+        # The logged BR is the mean of per-sample ratios; losses are epoch means.
+        np.testing.assert_allclose(logs["br"], np.mean(ratios[:i + 1]), rtol=1e-4)
+        np.testing.assert_allclose(logs["d_loss"], np.mean([r["d_loss"] for r in ref[:i + 1]]),
+                                   rtol=1e-4)
+        np.testing.assert_allclose(logs["g_loss"], np.mean([r["g_loss"] for r in ref[:i + 1]]),
+                                   rtol=1e-4)
+    g_layer, d_layer = gan.masked_layers("generator")[0], gan.masked_layers("discriminator")[0]
+    np.testing.assert_allclose(g_layer.kernel.numpy(), ref[-1]["wg"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(d_layer.kernel.numpy(), ref[-1]["wd"], rtol=1e-4, atol=1e-6)
+    assert int(gan.step.numpy()) == iterations
+
+
+# ------------------------------------------------------------------------ BR window cadence
+
+
+def test_br_window_samples_every_interval_from_iteration_zero_and_keeps_window_samples():
+    gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT, br_interval=2, br_window=6))
+    assert gan.balance.capacity == 3
+    assert math.isnan(float(gan.balance.mean()))  # NaN before the first sample
+    recorder = _Recorder(gan)
+    iterations = 11
+    gan.fit(_dataset(_images(4 * iterations), 4), epochs=1, verbose=0, callbacks=[recorder])
+
+    # Iteration i pushes iff i % 2 == 0: after iteration i, i // 2 + 1 pushes into the ring.
+    assert recorder.pushes == [(min(3, i // 2 + 1), (i // 2 + 1) % 3) for i in range(iterations)]
+    assert all(logs["br_skipped"] == 0 for logs in recorder.logs)
+    newest = []
+    for i, values in enumerate(recorder.windows):
+        if i % 2 == 0:
+            newest.append(values[-1])  # values() is oldest-first: the new sample is last
+        np.testing.assert_allclose(values, newest[-3:], rtol=1e-6)
+        np.testing.assert_allclose(recorder.logs[i]["br"], np.mean(newest[-3:]), rtol=1e-5)
+    assert len(gan.balance.values()) == 3 and bool(gan.balance.is_full())
+    assert len(set(np.round(newest, 6))) == len(newest)  # distinct samples: order is visible
+
+
+# ---------------------------------------------------------------------- sparsity invariants
+
+
+def test_kernels_stay_zero_outside_masks_and_counts_unchanged_under_adam():
+    generator, discriminator = _mlp_toy()
+    gan = _compiled(SparseGAN(generator, discriminator, latent_dim=LATENT, n_dis=2,
+                              br_interval=1, br_window=4), optimizer="adam", lr=0.05)
+    layers = gan.masked_layers("generator") + gan.masked_layers("discriminator")
+    masks = [layer.mask.numpy().copy() for layer in layers]
+    kernels = [layer.kernel.numpy().copy() for layer in layers]
+    counts = (topology.count_active(generator), topology.count_active(discriminator))
+
+    history = gan.fit(_dataset(_images(48), 8), epochs=1, verbose=0)
+
+    assert set(history.history) == LOG_KEYS
+    for layer, mask, kernel in zip(layers, masks, kernels):
+        np.testing.assert_array_equal(layer.mask.numpy(), mask)
+        assert np.all(layer.kernel.numpy()[mask == 0] == 0.0), layer.name
+        assert not np.allclose(layer.kernel.numpy()[mask == 1], kernel[mask == 1]), layer.name
+    assert (topology.count_active(generator), topology.count_active(discriminator)) == counts
+    assert history.history["g_density"][-1] == pytest.approx(topology.model_density(generator))
+    assert history.history["d_density"][-1] == pytest.approx(
+        topology.model_density(discriminator))
+    assert all(np.isfinite(history.history[key][-1]) for key in ("d_loss", "g_loss", "br"))
+    # Adam keeps moments at inactive positions (dense gradients, official code), yet the
+    # constraint holds the kernel there at 0.
+    g_kernel = gan.masked_layers("generator")[0].kernel
+    moment = gan.g_optimizer._momentums[gan.g_optimizer._index_dict[
+        gan.g_optimizer._var_key(g_kernel)]].numpy()
+    assert np.any(moment[masks[0] == 0] != 0)
+
+
+def test_request_gradients_fills_buffers_with_dense_gradients_on_that_iteration_only():
+    d_batch, seed = 4, 5
+    images = _images(6 * d_batch, seed=2)
+    md = np.array([[0.0], [1.0], [1.0]], np.float32)
+    gan = _compiled(SparseGAN(*_linear_toy(md=md), latent_dim=LATENT, br_interval=3,
+                              br_window=6, seed=seed))
+    requests = {2: ("generator",), 4: ("discriminator",)}
+    recorder = _Recorder(gan, requests)
+    gan.fit(_dataset(images, d_batch), epochs=1, verbose=0, callbacks=[recorder])
+    ref = _reference(images, iterations=6, n_dis=1, d_batch=d_batch, seed=seed, md=md)
+
+    g_buffers = [b["generator"][0] for b in recorder.buffers]
+    d_buffers = [b["discriminator"][0] for b in recorder.buffers]
+    for i in range(6):
+        np.testing.assert_array_equal(g_buffers[i], 0.0 if i < 2 else g_buffers[2])
+        np.testing.assert_array_equal(d_buffers[i], 0.0 if i < 4 else d_buffers[4])
+    np.testing.assert_allclose(g_buffers[2], ref[2]["g_grad"], rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(d_buffers[4], ref[4]["d_grad"], rtol=1e-4, atol=1e-7)
+    # Dense: nonzero where the masks are 0 (G's pruned entries; D's pruned input).
+    assert np.all(g_buffers[2][MG == 0] != 0)
+    assert d_buffers[4][0, 0] != 0
+    # Each variant of the iteration is traced once, however often it runs, across fits.
+    variants = {(True, False, False): 1, (False, False, False): 1,
+                (False, True, False): 1, (False, False, True): 1}
+    assert gan.trace_counts == variants
+    recorder = _Recorder(gan, {1: ("generator",), 4: ("discriminator",)})
+    gan.fit(_dataset(images, d_batch), epochs=1, verbose=0, callbacks=[recorder])
+    assert int(gan.step.numpy()) == 12
+    assert gan.trace_counts == variants
+    assert not np.array_equal(recorder.buffers[-1]["generator"][0], g_buffers[2])
+
+
+# ------------------------------------------------------------------------- EMA generator
+
+
+def test_ema_generator_follows_the_decay_rule_and_refresh_syncs_masks():
+    gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT, ema_decay=0.5))
+    kernel = gan.masked_layers("generator")[0].kernel
+    ema_layer = masked_layers(gan.ema_generator)[0]
+    np.testing.assert_array_equal(ema_layer.kernel.numpy(), WG * MG)
+    np.testing.assert_array_equal(ema_layer.mask.numpy(), MG)
+
+    ema_before, w_before = ema_layer.kernel.numpy().copy(), kernel.numpy().copy()
+    gan.fit(_dataset(_images(4), 4), epochs=1, verbose=0)
+    w_after = kernel.numpy()
+    assert not np.allclose(w_after, w_before)
+    np.testing.assert_allclose(ema_layer.kernel.numpy(), 0.5 * ema_before + 0.5 * w_after,
+                               rtol=1e-6)
+    ema_before = ema_layer.kernel.numpy().copy()
+    gan.fit(_dataset(_images(4, seed=1), 4), epochs=1, verbose=0)
+    np.testing.assert_allclose(ema_layer.kernel.numpy(),
+                               0.5 * ema_before + 0.5 * kernel.numpy(), rtol=1e-6)
+
+    # A mask change from outside: prune (0, 0), grow (0, 1).
+    new_mask = MG.copy()
+    new_mask[0, 0], new_mask[0, 1] = 0.0, 1.0
+    layer = gan.masked_layers("generator")[0]
+    layer.mask.assign(new_mask)
+    layer.kernel.assign(layer.kernel * new_mask)
+    ema_before = ema_layer.kernel.numpy().copy()
+    gan.refresh_densities()
+    np.testing.assert_array_equal(ema_layer.mask.numpy(), new_mask)
+    np.testing.assert_array_equal(ema_layer.kernel.numpy(), ema_before * new_mask)
+    assert ema_layer.kernel.numpy()[0, 0] == 0.0
+    assert gan.density("generator") == pytest.approx(new_mask.mean())
+    history = gan.fit(_dataset(_images(4, seed=2), 4), epochs=1, verbose=0)
+    assert history.history["g_density"][-1] == pytest.approx(new_mask.mean())
+    assert np.all(ema_layer.kernel.numpy()[new_mask == 0] == 0.0)
+
+
+# ------------------------------------------------------------------------ conditional GAN
+
+
+def test_conditional_toy_trains_on_image_label_pairs():
+    generator, discriminator = _mlp_toy(conditional=True)
+    gan = _compiled(SparseGAN(generator, discriminator, latent_dim=LATENT, n_dis=2,
+                              num_classes=3, br_interval=1, br_window=3, ema_decay=0.9),
+                    optimizer="adam", lr=0.01)
+    labels = np.random.default_rng(0).integers(0, 3, size=32).astype(np.int32)
+    history = gan.fit(_dataset(_images(32), 8, labels), epochs=1, verbose=0)
+    assert set(history.history) == LOG_KEYS
+    assert all(np.isfinite(history.history[key][-1]) for key in ("d_loss", "g_loss", "br"))
+    assert int(gan.step.numpy()) == 4
+    assert gan.balance.values().shape == (3,)
+    images = gan.sample(5, labels=tf.constant([0, 1, 2, 0, 1]))
+    assert images.shape == (5, FEATURES)
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_constructor_rejects_bad_arguments():
+    generator, discriminator = _linear_toy()
+    with pytest.raises(ValueError, match="n_dis"):
+        SparseGAN(generator, discriminator, latent_dim=LATENT, n_dis=0)
+    with pytest.raises(ValueError, match="ema_decay"):
+        SparseGAN(generator, discriminator, latent_dim=LATENT, ema_decay=1.0)
+    with pytest.raises(ValueError, match="br_window"):
+        SparseGAN(generator, discriminator, latent_dim=LATENT, br_interval=10, br_window=5)
+    unbuilt = keras.Sequential([MaskedDense(1)])
+    with pytest.raises(ValueError, match="discriminator must be built"):
+        SparseGAN(generator, unbuilt, latent_dim=LATENT)
+    with pytest.raises(ValueError, match="network must be one of"):
+        SparseGAN(generator, discriminator, latent_dim=LATENT).request_gradients("critic")
+
+
+def test_compile_rejects_steps_per_execution_above_one():
+    gan = SparseGAN(*_linear_toy(), latent_dim=LATENT)
+    with pytest.raises(ValueError, match="steps_per_execution=1"):
+        _compiled(gan, steps_per_execution=2)
+
+
+def test_dataset_elements_must_match_conditioning():
+    generator, discriminator = _mlp_toy(conditional=True)
+    gan = _compiled(SparseGAN(generator, discriminator, latent_dim=LATENT, num_classes=3))
+    with pytest.raises(ValueError, match="need `\\(images, labels\\)`"):
+        gan.fit(_dataset(_images(8), 4), epochs=1, verbose=0)
+    gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT))
+    labels = np.zeros(8, np.int32)
+    with pytest.raises(ValueError, match="num_classes=None"):
+        gan.fit(_dataset(_images(8), 4, labels), epochs=1, verbose=0)
+
+
+def test_batch_must_be_a_static_multiple_of_n_dis():
+    gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT, n_dis=2))
+    with pytest.raises(ValueError, match="multiple of n_dis=2"):
+        gan.fit(_dataset(_images(6), 3), epochs=1, verbose=0)
+    unbatched = tf.data.Dataset.from_tensor_slices(_images(8)).batch(4)  # batch dim None
+    gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT, n_dis=2))
+    with pytest.raises(ValueError, match="drop_remainder=True"):
+        gan.fit(unbatched, epochs=1, verbose=0)
+
+
+# ---------------------------------------------------------------------- MirroredStrategy
+
+
+def test_mirrored_strategy_matches_one_device_and_replicas_agree():
+    script = os.path.join(os.path.dirname(__file__), "_mirrored_check.py")
+    result = subprocess.run([sys.executable, script], capture_output=True, text=True,
+                            timeout=240, check=False)
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["replicas"] == 2
+    for phase in ("one_iteration", "two_iterations", "after_mask_change"):
+        single, mirrored = report[phase]["single"], report[phase]["mirrored"]
+        for key in ("d_loss", "g_loss", "br"):
+            np.testing.assert_allclose(mirrored[key], single[key], rtol=1e-4, err_msg=phase)
+        np.testing.assert_allclose(mirrored["br_values"], single["br_values"], rtol=1e-4,
+                                   err_msg=phase)
+        np.testing.assert_allclose(mirrored["g_density"], single["g_density"], rtol=1e-6)
+        np.testing.assert_allclose(mirrored["d_density"], single["d_density"], rtol=1e-6)
+        assert report[phase]["max_weight_difference"] < 1e-4, phase
+        assert report[phase]["replica_disagreements"] == [], phase
+    assert report["after_mask_change"]["kernel_outside_mask"] == 0.0
+    assert all(norm > 0 for norm in report["grad_buffer_norms"])
+    # One variant, traced when first run (once per replica's device) and never again.
+    for phase in ("one_iteration", "two_iterations", "after_mask_change"):
+        assert report[phase]["trace_counts"] == {"single": [1], "mirrored": [2]}, phase
