@@ -13,7 +13,7 @@ import pytest
 import adapt_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from adapt_tf import architectures as A
 from adapt_tf.architectures import biggan, blocks
-from adapt_tf.layers import MaskedLayer, SNDense, SNEmbedding, apply_masks, masked_layers
+from adapt_tf.layers import MaskedLayer, apply_masks, masked_layers
 
 import tensorflow as tf
 import tf_keras as keras
@@ -300,6 +300,9 @@ def test_attention_map_matches_a_numpy_softmax_attention():
     expected = (weights @ v).reshape(2, 4, 4, 5)
     np.testing.assert_allclose(blocks.AttentionMap()([theta, phi, g]).numpy(), expected,
                                rtol=1e-5, atol=1e-6)
+    # Two matmuls per sample: [16, 3] x [3, 4] and [16, 4] x [4, 5].
+    assert blocks.AttentionMap().attention_macs([[2, 4, 4, 3], [2, 2, 2, 3], [2, 2, 2, 5]]) == (
+        16 * 4 * 3 + 16 * 4 * 5)
 
 
 def test_scaled_residual_starts_as_identity():

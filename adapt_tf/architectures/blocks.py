@@ -280,6 +280,13 @@ class AttentionMap(keras.layers.Layer):
         weights = tf.cast(tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1), values.dtype)
         return tf.reshape(tf.matmul(weights, values), [batch, height, width, g.shape[-1]])
 
+    def attention_macs(self, input_shapes) -> float:
+        """Per-sample MACs of the two matmuls, from the [theta, phi, g] shapes (`flops`)."""
+        theta, phi, g = input_shapes
+        queries = math.prod(theta[1:-1])
+        keys = math.prod(phi[1:-1])
+        return float(queries * keys * (theta[-1] + g[-1]))
+
 
 class ScaledResidual(keras.layers.Layer):
     """([x, o]) -> x + gamma * o with a learnable scalar `gamma` starting at 0.
