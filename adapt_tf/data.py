@@ -32,6 +32,7 @@ from a local copy of the official archive given as `manual_dir`.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
 import types
 from collections.abc import Mapping
@@ -170,10 +171,13 @@ def make_dataset(
 def _check_arguments(name: str, spec: DatasetSpec, *, batch_size: int, image_size: int | None,
                      conditional: bool, seed: int, start_step: int,
                      manual_dir: str | os.PathLike | None) -> None:
-    for label, value in (("batch_size", batch_size), ("image_size", image_size or 1)):
+    sizes = {"batch_size": batch_size}
+    if image_size is not None:
+        sizes["image_size"] = image_size
+    for label, value in sizes.items():
         if not _is_int(value) or value < 1:
             raise ValueError(f"{label}={value!r} must be a positive int.")
-    for label, value in (("seed", seed), ("start_step", start_step)):
+    for label, value in {"seed": seed, "start_step": start_step}.items():
         if not _is_int(value) or not 0 <= value < 2**62:
             raise ValueError(f"{label}={value!r} must be an int in [0, 2**62).")
     if conditional and spec.num_classes is None:
@@ -190,7 +194,7 @@ def _check_arguments(name: str, spec: DatasetSpec, *, batch_size: int, image_siz
 
 
 def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _tfds_is_mocked() -> bool:

@@ -133,6 +133,8 @@ def test_offline_unprepared_dataset_fails_fast_with_instructions(tmp_path):
 def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="batch_size=0"):
         data.make_dataset("cifar10", batch_size=0)
+    with pytest.raises(ValueError, match="image_size=0"):
+        data.make_dataset("cifar10", batch_size=4, image_size=0)
     with pytest.raises(ValueError, match="seed=-1"):
         data.make_dataset("cifar10", batch_size=4, seed=-1)
     with pytest.raises(ValueError, match="tinyimagenet"):
@@ -241,6 +243,8 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
 
 
 def test_global_batch_splits_over_two_replicas():
+    # A subprocess: the CPU must be split into two logical devices before TF initialises.
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
     result = subprocess.run([sys.executable, "-c", _MIRRORED_SCRIPT], capture_output=True,
-                            text=True, timeout=300, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+                            text=True, timeout=300, env=env)
     assert result.returncode == 0 and result.stdout.strip().endswith("OK"), result.stderr[-3000:]
