@@ -6,7 +6,9 @@ before TensorFlow initialises. Not collected by pytest (the name does not start 
 Both runs use the same initial weights, data (global batch) and seeds. Phases:
   one_iteration: fit on 1 batch; two_iterations: fit on the next 2 batches (one epoch);
   after_mask_change: new masks assigned from outside (cross-replica context, `sparsify`),
-  `refresh_densities()`, then 1 iteration.
+  `refresh_densities()`, then 1 iteration;
+  mask_change_in_callback: 2 iterations, masks redrawn by a callback before the second (as DST
+  callbacks do, in fit's cross-replica context).
 Every iteration samples BR and fills both gradient buffers, so each run uses one variant
 (`trace_counts` per phase: the mirrored step function is traced once per replica, once).
 Per phase: the logs and BR window of both runs, the largest difference between the two runs'
@@ -66,17 +68,23 @@ def _gan(weights):
 
 
 class _RequestGradients(keras.callbacks.Callback):
-    def __init__(self, gan):
+    """Requests both gradients every iteration; optionally redraws masks before one."""
+
+    def __init__(self, gan, change_masks_at=None):
         super().__init__()
         self.gan = gan
+        self.change_masks_at = change_masks_at
 
     def on_train_batch_begin(self, batch, logs=None):
+        if batch == self.change_masks_at:
+            _change_masks(self.gan, seed=11, density=0.6)
         self.gan.request_gradients("generator")
         self.gan.request_gradients("discriminator")
 
 
-def _fit(gan, images):
-    return gan.fit(_dataset(images), epochs=1, verbose=0, callbacks=[_RequestGradients(gan)])
+def _fit(gan, images, change_masks_at=None):
+    return gan.fit(_dataset(images), epochs=1, verbose=0,
+                   callbacks=[_RequestGradients(gan, change_masks_at)])
 
 
 def _dataset(images):
@@ -129,11 +137,10 @@ def _phase(single, mirrored, fit):
             "replica_disagreements": disagreements}
 
 
-def _change_masks(gan, strategy):
-    with strategy.scope():
-        topology.sparsify(gan.generator, 0.3, distribution="uniform", seed=7)
-        topology.sparsify(gan.discriminator, 0.4, distribution="uniform", seed=8)
-        gan.refresh_densities()
+def _change_masks(gan, *, seed, density):
+    topology.sparsify(gan.generator, density, distribution="uniform", seed=seed)
+    topology.sparsify(gan.discriminator, density + 0.1, distribution="uniform", seed=seed + 1)
+    gan.refresh_densities()
 
 
 def _kernel_outside_mask(gan):
@@ -148,7 +155,7 @@ def main() -> None:
     keras.utils.set_random_seed(0)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     weights = _initial_weights()
-    images = np.random.default_rng(0).uniform(-1, 1, (4 * N_DIS * D_BATCH, FEATURES))
+    images = np.random.default_rng(0).uniform(-1, 1, (6 * N_DIS * D_BATCH, FEATURES))
     images = images.astype(np.float32)
     batch = N_DIS * D_BATCH
     single = _gan(weights)
@@ -159,12 +166,16 @@ def main() -> None:
     report["one_iteration"] = _phase(single, mirrored, lambda gan: _fit(gan, images[:batch]))
     report["two_iterations"] = _phase(single, mirrored,
                                       lambda gan: _fit(gan, images[batch:3 * batch]))
-    _change_masks(single, tf.distribute.get_strategy())
-    _change_masks(mirrored, strategy)
+    _change_masks(single, seed=7, density=0.3)
+    with strategy.scope():
+        _change_masks(mirrored, seed=7, density=0.3)
     report["after_mask_change"] = _phase(single, mirrored,
-                                         lambda gan: _fit(gan, images[3 * batch:]))
-    report["after_mask_change"]["kernel_outside_mask"] = max(
-        _kernel_outside_mask(single), _kernel_outside_mask(mirrored))
+                                         lambda gan: _fit(gan, images[3 * batch:4 * batch]))
+    report["mask_change_in_callback"] = _phase(
+        single, mirrored, lambda gan: _fit(gan, images[4 * batch:], change_masks_at=1))
+    for phase in ("after_mask_change", "mask_change_in_callback"):
+        report[phase]["kernel_outside_mask"] = max(
+            _kernel_outside_mask(single), _kernel_outside_mask(mirrored))
     report["grad_buffer_norms"] = [
         float(np.linalg.norm(_components(buffer)[0]))
         for network in ("generator", "discriminator") for buffer in mirrored.grad_buffers(network)]

@@ -133,7 +133,8 @@ class _Recorder(keras.callbacks.Callback):
         super().__init__()
         self.gan = gan
         self.requests = requests or {}
-        self.logs, self.windows, self.pushes, self.buffers = [], [], [], []  # pushes: (count, position)
+        # pushes: the window's (count, position) after each iteration.
+        self.logs, self.windows, self.pushes, self.buffers = [], [], [], []
 
     def on_train_batch_begin(self, batch, logs=None):
         for network in self.requests.get(batch, ()):
@@ -151,12 +152,20 @@ class _Recorder(keras.callbacks.Callback):
 # ------------------------------------------------------------------- BR hand computation
 
 
-@pytest.mark.parametrize("n_dis", [1, 2])
-def test_br_and_losses_equal_a_hand_computation(n_dis):
+_XLA_Z_STREAM = pytest.mark.xfail(strict=True, reason=(
+    "gan._Sampler draws z inside the XLA-compiled step; XLA's stateless RNG kernels give other "
+    "numbers than TF's for the same (seed, iteration, phase) (also with alg='philox' once the "
+    "seed is not a constant), so jit_compile=True runs see other z than the documented ones "
+    "and than a run without XLA; fix: draw z/labels outside the jit-compiled function"))
+
+
+@pytest.mark.parametrize("n_dis, jit_compile", [
+    (1, False), (2, False), pytest.param(1, True, marks=_XLA_Z_STREAM)])
+def test_br_and_losses_equal_a_hand_computation(n_dis, jit_compile):
     d_batch, iterations, seed = 4, 2, 3
     images = _images(n_dis * d_batch * iterations, seed=1)
     gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT, n_dis=n_dis, br_interval=1,
-                              br_window=5, seed=seed))
+                              br_window=5, seed=seed), jit_compile=jit_compile)
     recorder = _Recorder(gan)
     gan.fit(_dataset(images, n_dis * d_batch), epochs=1, verbose=0, callbacks=[recorder])
 
@@ -185,19 +194,32 @@ def test_br_window_samples_every_interval_from_iteration_zero_and_keeps_window_s
     assert math.isnan(float(gan.balance.mean()))  # NaN before the first sample
     recorder = _Recorder(gan)
     iterations = 11
-    gan.fit(_dataset(_images(4 * iterations), 4), epochs=1, verbose=0, callbacks=[recorder])
+    images = _images(4 * iterations)
+    gan.fit(_dataset(images, 4), epochs=1, verbose=0, callbacks=[recorder])
+    ref = _reference(images, iterations=iterations, n_dis=1, d_batch=4, seed=0)
+    ratios = [(r["gf"] - r["df"]) / (r["dr"] - r["df"]) for r in ref]
 
     # Iteration i pushes iff i % 2 == 0: after iteration i, i // 2 + 1 pushes into the ring.
     assert recorder.pushes == [(min(3, i // 2 + 1), (i // 2 + 1) % 3) for i in range(iterations)]
     assert all(logs["br_skipped"] == 0 for logs in recorder.logs)
-    newest = []
     for i, values in enumerate(recorder.windows):
-        if i % 2 == 0:
-            newest.append(values[-1])  # values() is oldest-first: the new sample is last
-        np.testing.assert_allclose(values, newest[-3:], rtol=1e-6)
-        np.testing.assert_allclose(recorder.logs[i]["br"], np.mean(newest[-3:]), rtol=1e-5)
+        sampled = ratios[0:i + 1:2][-3:]  # the newest 3 samples, oldest first
+        # atol: float32 cancellation in GF - DF once the toy's G steps get small.
+        np.testing.assert_allclose(values, sampled, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(recorder.logs[i]["br"], np.mean(sampled), rtol=1e-4,
+                                   atol=1e-5)
     assert len(gan.balance.values()) == 3 and bool(gan.balance.is_full())
-    assert len(set(np.round(newest, 6))) == len(newest)  # distinct samples: order is visible
+
+
+def test_degenerate_balance_samples_are_skipped_inside_fit():
+    # D with an all-zero mask outputs 0 for real and fake: DR == DF, no ratio.
+    gan = _compiled(SparseGAN(*_linear_toy(md=np.zeros_like(MD)), latent_dim=LATENT,
+                              br_interval=1, br_window=4))
+    history = gan.fit(_dataset(_images(12), 4), epochs=1, verbose=0)
+    assert history.history["br_skipped"][-1] == 3
+    assert math.isnan(history.history["br"][-1])
+    assert history.history["d_density"][-1] == 0.0
+    assert int(gan.balance.count.numpy()) == 0
 
 
 # ---------------------------------------------------------------------- sparsity invariants
@@ -224,24 +246,19 @@ def test_kernels_stay_zero_outside_masks_and_counts_unchanged_under_adam():
     assert history.history["d_density"][-1] == pytest.approx(
         topology.model_density(discriminator))
     assert all(np.isfinite(history.history[key][-1]) for key in ("d_loss", "g_loss", "br"))
-    # Adam keeps moments at inactive positions (dense gradients, official code), yet the
-    # constraint holds the kernel there at 0.
-    g_kernel = gan.masked_layers("generator")[0].kernel
-    moment = gan.g_optimizer._momentums[gan.g_optimizer._index_dict[
-        gan.g_optimizer._var_key(g_kernel)]].numpy()
-    assert np.any(moment[masks[0] == 0] != 0)
 
 
 def test_request_gradients_fills_buffers_with_dense_gradients_on_that_iteration_only():
-    d_batch, seed = 4, 5
-    images = _images(6 * d_batch, seed=2)
+    """G: the G step's gradient; D: the last of the n_dis D steps' (official code)."""
+    d_batch, n_dis, seed = 4, 2, 5
+    images = _images(6 * n_dis * d_batch, seed=2)
     md = np.array([[0.0], [1.0], [1.0]], np.float32)
-    gan = _compiled(SparseGAN(*_linear_toy(md=md), latent_dim=LATENT, br_interval=3,
-                              br_window=6, seed=seed))
+    gan = _compiled(SparseGAN(*_linear_toy(md=md), latent_dim=LATENT, n_dis=n_dis,
+                              br_interval=3, br_window=6, seed=seed))
     requests = {2: ("generator",), 4: ("discriminator",)}
     recorder = _Recorder(gan, requests)
-    gan.fit(_dataset(images, d_batch), epochs=1, verbose=0, callbacks=[recorder])
-    ref = _reference(images, iterations=6, n_dis=1, d_batch=d_batch, seed=seed, md=md)
+    gan.fit(_dataset(images, n_dis * d_batch), epochs=1, verbose=0, callbacks=[recorder])
+    ref = _reference(images, iterations=6, n_dis=n_dis, d_batch=d_batch, seed=seed, md=md)
 
     g_buffers = [b["generator"][0] for b in recorder.buffers]
     d_buffers = [b["discriminator"][0] for b in recorder.buffers]
@@ -258,10 +275,22 @@ def test_request_gradients_fills_buffers_with_dense_gradients_on_that_iteration_
                 (False, True, False): 1, (False, False, True): 1}
     assert gan.trace_counts == variants
     recorder = _Recorder(gan, {1: ("generator",), 4: ("discriminator",)})
-    gan.fit(_dataset(images, d_batch), epochs=1, verbose=0, callbacks=[recorder])
+    gan.fit(_dataset(images, n_dis * d_batch), epochs=1, verbose=0, callbacks=[recorder])
     assert int(gan.step.numpy()) == 12
     assert gan.trace_counts == variants
     assert not np.array_equal(recorder.buffers[-1]["generator"][0], g_buffers[2])
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "SparseGAN.iteration returns the host counter of the last fit (set in "
+    "make_train_function) even after gan.step is assigned outside fit, e.g. by a checkpoint "
+    "restore between fits; fix: re-read step when no fit is running"))
+def test_iteration_follows_the_step_variable_outside_fit():
+    gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT))
+    gan.fit(_dataset(_images(4), 4), epochs=1, verbose=0)
+    assert gan.iteration == 1
+    gan.step.assign(7)  # e.g. tf.train.Checkpoint.restore between two fits
+    assert gan.iteration == 7
 
 
 # ------------------------------------------------------------------------- EMA generator
@@ -375,7 +404,8 @@ def test_mirrored_strategy_matches_one_device_and_replicas_agree():
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["replicas"] == 2
-    for phase in ("one_iteration", "two_iterations", "after_mask_change"):
+    phases = ("one_iteration", "two_iterations", "after_mask_change", "mask_change_in_callback")
+    for phase in phases:
         single, mirrored = report[phase]["single"], report[phase]["mirrored"]
         for key in ("d_loss", "g_loss", "br"):
             np.testing.assert_allclose(mirrored[key], single[key], rtol=1e-4, err_msg=phase)
@@ -385,8 +415,12 @@ def test_mirrored_strategy_matches_one_device_and_replicas_agree():
         np.testing.assert_allclose(mirrored["d_density"], single["d_density"], rtol=1e-6)
         assert report[phase]["max_weight_difference"] < 1e-4, phase
         assert report[phase]["replica_disagreements"] == [], phase
-    assert report["after_mask_change"]["kernel_outside_mask"] == 0.0
+    for phase in ("after_mask_change", "mask_change_in_callback"):
+        assert report[phase]["kernel_outside_mask"] == 0.0, phase
+    assert report["after_mask_change"]["single"]["g_density"] == pytest.approx(0.3, abs=0.02)
+    assert report["mask_change_in_callback"]["single"]["g_density"] == pytest.approx(0.6,
+                                                                                   abs=0.02)
     assert all(norm > 0 for norm in report["grad_buffer_norms"])
     # One variant, traced when first run (once per replica's device) and never again.
-    for phase in ("one_iteration", "two_iterations", "after_mask_change"):
+    for phase in phases:
         assert report[phase]["trace_counts"] == {"single": [1], "mirrored": [2]}, phase
