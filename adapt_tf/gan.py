@@ -229,6 +229,12 @@ class SparseGAN(keras.Model):
         """Traces per train-function variant (sample_br, keep_g_grads, keep_d_grads)."""
         return dict(self._compiled.traces)
 
+    def fit(self, *args, **kwargs):
+        try:
+            return super().fit(*args, **kwargs)
+        finally:
+            self._host_step = None  # outside fit, `iteration` reads `step` again
+
     @property
     def iteration(self) -> int:
         """Completed iterations (host-side, no device sync during fit)."""
@@ -262,17 +268,23 @@ class SparseGAN(keras.Model):
         traces = self._compiled.traces
         traces[key] = 0
 
-        def iteration(data):
+        def iteration(data, drawn):
             traces[key] += 1  # Python side effect: runs once per trace
             return self._iteration(data, sample_br=sample_br, keep_g_grads=keep_g_grads,
-                                   keep_d_grads=keep_d_grads)
+                                   keep_d_grads=keep_d_grads, drawn=drawn)
 
         step_fn = tf.function(iteration, jit_compile=bool(self._jit_compile),
                               reduce_retracing=True)
 
         @tf.function(reduce_retracing=True)
         def run(iterator):
-            outputs = strategy.run(step_fn, args=(next(iterator),))
+            data = next(iterator)
+            # z and labels are drawn here, outside XLA: XLA's stateless RNG differs from TF's.
+            images = data[0] if isinstance(data, (tuple, list)) else data
+            local = strategy.experimental_local_results(images)[0].shape[0]
+            global_d = self._local_d_batch(local) * strategy.num_replicas_in_sync
+            drawn = _draw_latents(self, self.step.read_value(), global_d)
+            outputs = strategy.run(step_fn, args=(data, drawn))
             return keras_training.reduce_per_replica(outputs, strategy, reduction="first")
 
         return run
@@ -284,18 +296,15 @@ class SparseGAN(keras.Model):
                                keep_g_grads=self._grad_requests["generator"],
                                keep_d_grads=self._grad_requests["discriminator"])
 
-    def _iteration(self, data, *, sample_br: bool, keep_g_grads: bool, keep_d_grads: bool):
+    def _iteration(self, data, *, sample_br: bool, keep_g_grads: bool, keep_d_grads: bool,
+                   drawn=None):
         images, labels = self._unpack(data)
         context = tf.distribute.get_replica_context()
         replicas = context.num_replicas_in_sync
         replica = context.replica_id_in_sync_group
-        local_d = images.shape[0] // self.n_dis if images.shape[0] is not None else None
-        if local_d is None or images.shape[0] % self.n_dis:
-            raise ValueError(f"The per-replica batch ({images.shape[0]}) must be a static "
-                             f"multiple of n_dis={self.n_dis}: batch the dataset with "
-                             "drop_remainder=True and n_dis * d_batch images per step.")
+        local_d = self._local_d_batch(images.shape[0])
         step = self.step.read_value()
-        sampler = _Sampler(self, step, replica, replicas)
+        sampler = _Sampler(self, step, replica, replicas, drawn)
 
         for k in range(self.n_dis):
             real = images[k::self.n_dis]
@@ -322,6 +331,13 @@ class SparseGAN(keras.Model):
                 "br": self.balance.mean(), "br_skipped": self.balance.skipped.read_value(),
                 "g_density": self._density["generator"].read_value(),
                 "d_density": self._density["discriminator"].read_value()}
+
+    def _local_d_batch(self, local_batch) -> int:
+        if local_batch is None or local_batch % self.n_dis:
+            raise ValueError(f"The per-replica batch ({local_batch}) must be a static "
+                             f"multiple of n_dis={self.n_dis}: batch the dataset with "
+                             "drop_remainder=True and n_dis * d_batch images per step.")
+        return local_batch // self.n_dis
 
     def _unpack(self, data):
         if isinstance(data, (tuple, list)):
@@ -443,8 +459,9 @@ class _Sampler:
     Phase k < n_dis is D step k; phase n_dis the generator step (and its BR sample).
     """
 
-    def __init__(self, gan: SparseGAN, step, replica, replicas):
+    def __init__(self, gan: SparseGAN, step, replica, replicas, drawn=None):
         self.gan = gan
+        self.drawn = drawn
         self.step = tf.cast(step, tf.int64)
         self.replica = replica
         self.replicas = replicas
@@ -452,15 +469,12 @@ class _Sampler:
     def latents(self, phase: int, global_batch: int):
         gan = self.gan
         local = global_batch // self.replicas
-        base = self.step * (gan.n_dis + 1) + phase
-        z = tf.random.stateless_normal([global_batch, gan.latent_dim],
-                                       seed=tf.stack([tf.constant(gan.seed, tf.int64), base]))
+        if self.drawn is not None:
+            z, labels = self.drawn[phase]
+        else:
+            z, labels = _global_latents(gan, self.step, phase, global_batch)
         z = self._slice(z, local)
-        labels = None
-        if gan.num_classes is not None:
-            labels = tf.random.stateless_uniform(
-                [global_batch], seed=tf.stack([tf.constant(gan.seed + 1, tf.int64), base]),
-                minval=0, maxval=gan.num_classes, dtype=tf.int32)
+        if labels is not None:
             labels = self._slice(labels, local)
         return z, labels
 
@@ -469,6 +483,25 @@ class _Sampler:
             return values
         start = tf.cast(self.replica, tf.int32) * local
         return values[start:start + local]
+
+
+def _global_latents(gan: SparseGAN, step, phase: int, global_batch: int):
+    base = tf.cast(step, tf.int64) * (gan.n_dis + 1) + phase
+    z = tf.random.stateless_normal([global_batch, gan.latent_dim],
+                                   seed=tf.stack([tf.constant(gan.seed, tf.int64), base]))
+    labels = None
+    if gan.num_classes is not None:
+        labels = tf.random.stateless_uniform(
+            [global_batch], seed=tf.stack([tf.constant(gan.seed + 1, tf.int64), base]),
+            minval=0, maxval=gan.num_classes, dtype=tf.int32)
+    return z, labels
+
+
+def _draw_latents(gan: SparseGAN, step, global_d: int):
+    """Global (z, labels) of every phase of an iteration: D steps, then the G step."""
+    g_batch = gan.g_batch_size or global_d
+    return [_global_latents(gan, step, k, global_d) for k in range(gan.n_dis)] + [
+        _global_latents(gan, step, gan.n_dis, g_batch)]
 
 
 def _scale_loss(optimizer, loss):

@@ -152,15 +152,8 @@ class _Recorder(keras.callbacks.Callback):
 # ------------------------------------------------------------------- BR hand computation
 
 
-_XLA_Z_STREAM = pytest.mark.xfail(strict=True, reason=(
-    "gan._Sampler draws z inside the XLA-compiled step; XLA's stateless RNG kernels give other "
-    "numbers than TF's for the same (seed, iteration, phase) (also with alg='philox' once the "
-    "seed is not a constant), so jit_compile=True runs see other z than the documented ones "
-    "and than a run without XLA; fix: draw z/labels outside the jit-compiled function"))
-
-
 @pytest.mark.parametrize("n_dis, jit_compile", [
-    (1, False), (2, False), pytest.param(1, True, marks=_XLA_Z_STREAM)])
+    (1, False), (2, False), (1, True)])
 def test_br_and_losses_equal_a_hand_computation(n_dis, jit_compile):
     d_batch, iterations, seed = 4, 2, 3
     images = _images(n_dis * d_batch * iterations, seed=1)
@@ -281,10 +274,6 @@ def test_request_gradients_fills_buffers_with_dense_gradients_on_that_iteration_
     assert not np.array_equal(recorder.buffers[-1]["generator"][0], g_buffers[2])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "SparseGAN.iteration returns the host counter of the last fit (set in "
-    "make_train_function) even after gan.step is assigned outside fit, e.g. by a checkpoint "
-    "restore between fits; fix: re-read step when no fit is running"))
 def test_iteration_follows_the_step_variable_outside_fit():
     gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT))
     gan.fit(_dataset(_images(4), 4), epochs=1, verbose=0)
