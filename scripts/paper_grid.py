@@ -15,15 +15,10 @@ import shlex
 import subprocess
 import sys
 
+from adapt_tf.paper import DENSITIES, PAPER_FID, SETTINGS
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 EXPERIMENTS = ROOT / "gin_configs" / "experiments"
-DENSITIES = (0.1, 0.2, 0.3, 0.5)
-SETTINGS = {
-    "sngan_cifar10": "SNGAN on CIFAR-10 (32x32)",
-    "sngan_stl10": "SNGAN on STL-10 (48x48)",
-    "biggan_cifar10": "BigGAN on CIFAR-10 (32x32, conditional)",
-    "biggan_tinyimagenet": "BigGAN on Tiny-ImageNet (64x64, conditional)",
-}
 # cell name -> (sparsity files, table, description)
 CELLS = {
     "dense": (["dense"], "Tables 1-2, dense baseline", "dense G and D"),
@@ -40,28 +35,6 @@ CELLS = {
     "sdst_strong_rigl_strict": (["sdst_strong_rigl", "strict"], "Table 2, SDST-Strong-RigL",
                                 "D at 50 %"),
     "adapt_strict": (["adapt_strict"], "Table 2, ADAPT_strict", "d_max = 50 %"),
-}
-# FIDs the paper reports that our notes hold (PAPER_NOTES §4, §9); others: see the paper.
-PAPER_FID = {
-    ("sngan_cifar10", "dense"): {1.0: 10.74},
-    ("sngan_stl10", "dense"): {1.0: 29.71},
-    ("biggan_cifar10", "dense"): {1.0: 8.11},
-    ("biggan_tinyimagenet", "dense"): {1.0: 15.43},
-    ("sngan_cifar10", "adapt_relaxed"): dict(zip(DENSITIES, (14.19, 13.19, 12.38, 10.60))),
-    ("sngan_stl10", "adapt_relaxed"): dict(zip(DENSITIES, (35.98, 33.06, 31.71, 29.96))),
-    ("biggan_cifar10", "adapt_relaxed"): dict(zip(DENSITIES, (10.19, 8.56, 8.36, 8.22))),
-    ("biggan_tinyimagenet", "adapt_relaxed"): dict(zip(DENSITIES, (19.42, 17.99, 17.06, 14.15))),
-    ("sngan_cifar10", "adapt_strict"): dict(zip(DENSITIES, (14.53, 12.73, 12.20, 12.11))),
-    ("sngan_stl10", "adapt_strict"): dict(zip(DENSITIES, (41.18, 31.59, 31.16, 29.11))),
-    ("biggan_cifar10", "adapt_strict"): dict(zip(DENSITIES, (9.29, 8.64, 8.44, 7.90))),
-    ("biggan_tinyimagenet", "adapt_strict"): dict(zip(DENSITIES, (18.89, 17.37, 16.93, 16.02))),
-    ("sngan_cifar10", "sdst_strong_set"): {0.1: 16.49},
-    ("sngan_cifar10", "sdst_strong_rigl"): {0.1: 17.02},
-    ("sngan_cifar10", "sdst_strong_rigl_strict"): {0.1: 15.19},
-    ("sngan_cifar10", "static_balance"): {0.1: 26.75, 0.5: 12.24},
-    ("sngan_stl10", "static_balance"): {0.5: 37.68},
-    ("biggan_cifar10", "static_balance"): {0.5: 8.47},
-    ("biggan_tinyimagenet", "static_balance"): {0.5: 17.51},
 }
 
 
