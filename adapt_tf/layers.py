@@ -41,6 +41,9 @@ __all__ = [
 ]
 
 
+_SN_U_SEED = 1234
+
+
 @tf.custom_gradient
 def _straight_through_mask(kernel: tf.Tensor, mask: tf.Tensor):
     """kernel * mask whose gradient w.r.t. kernel is the dense upstream gradient."""
@@ -76,7 +79,9 @@ class _SpectralNorm:
         self.sn_u = self.add_weight(
             name="sn_u",
             shape=(1, int(weight_shape[-1])),
-            initializer=keras.initializers.RandomNormal(stddev=1.0),
+            # Seeded, so that a model built twice starts its power iteration identically
+            # (PyTorch draws u at random; any u not orthogonal to the top singular vector works).
+            initializer=keras.initializers.RandomNormal(stddev=1.0, seed=_SN_U_SEED),
             trainable=False,
             dtype=tf.float32,
             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
