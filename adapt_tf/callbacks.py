@@ -7,6 +7,8 @@
 * `SampleGrid`: `samples/step_N.png` from the EMA generator on a fixed z.
 * `Checkpointer`: checkpoints of everything a resumed run needs (models, both optimizers,
   masks, EMA, BR window, controller state), every K iterations and at the end.
+* `FlopsLogger`: cumulative training FLOPs as densities change, and their ratio to dense.
+* `EvaluateFID`: periodic FID / IS of the EMA generator; keeps the best checkpoint.
 
 They read the iteration from `gan.iteration` (host side), so they work with any
 `steps_per_epoch` / `initial_epoch` split of a run.
@@ -14,6 +16,7 @@ They read the iteration from `gan.iteration` (host side), so they work with any
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
 import os
 import time
@@ -24,10 +27,13 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from adapt_tf import dst
+from adapt_tf import data, distribution, dst, flops, metrics
+from adapt_tf.controller import ADAPTController
 
 __all__ = ["DynamicSparsity", "MetricsLogger", "SampleGrid", "Checkpointer", "TerminateOnNaN",
-           "save_image_grid"]
+           "save_image_grid", "FlopsState", "FlopsLogger", "training_schedule", "network_costs",
+           "FIDState", "EvaluateFID", "generator_scores", "fid_reference",
+           "reference_cache_path"]
 
 
 class DynamicSparsity(keras.callbacks.Callback):
@@ -289,6 +295,7 @@ class Checkpointer(keras.callbacks.Callback):
             return None
         path = self.manager.save(checkpoint_number=step)
         self._last_saved = step
+        distribution.remove_writer_directory(self.manager.directory, self.directory)
         return path
 
     def on_train_batch_end(self, batch, logs=None):
@@ -301,13 +308,7 @@ class Checkpointer(keras.callbacks.Callback):
 
 def _writer_directory(directory: str) -> str:
     """The chief writes to `directory`; other multi-worker workers to a private temp dir."""
-    strategy = tf.distribute.get_strategy()
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type or resolver.task_type == "chief" or (
-            resolver.task_type == "worker" and resolver.task_id == 0
-            and "chief" not in resolver.cluster_spec().as_dict()):
-        return directory
-    return os.path.join(directory, "..", f".worker_{resolver.task_type}_{resolver.task_id}_tmp")
+    return distribution.writer_directory(directory)
 
 
 class TerminateOnNaN(keras.callbacks.Callback):
@@ -326,3 +327,326 @@ class TerminateOnNaN(keras.callbacks.Callback):
             logging.error("Non-finite loss at iteration %d: %s. Stopping.", self.bad_step,
                           values)
             self.model.stop_training = True
+
+
+# ------------------------------------------------------------------------- training FLOPs
+
+
+def _check_positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return value
+
+
+class FlopsState(tf.Module):
+    """Checkpointable totals of a `flops.FlopsAccumulator` (its `state()`), so that a resumed
+    run continues the cumulative count."""
+
+    def __init__(self):
+        super().__init__(name="flops_state")
+        kw = dict(trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        self.total = tf.Variable(0.0, dtype=tf.float64, name="total", **kw)
+        self.dense_total = tf.Variable(0.0, dtype=tf.float64, name="dense_total", **kw)
+        self.iterations = tf.Variable(0, dtype=tf.int64, name="iterations", **kw)
+
+    def read(self) -> dict[str, float]:
+        return {"total": float(self.total.numpy()),
+                "dense_total": float(self.dense_total.numpy()),
+                "iterations": int(self.iterations.numpy())}
+
+    def write(self, state: Mapping[str, float]) -> None:
+        self.total.assign(state["total"])
+        self.dense_total.assign(state["dense_total"])
+        self.iterations.assign(int(state["iterations"]))
+
+
+def training_schedule(method_callbacks: Sequence[keras.callbacks.Callback], *, d_batch: int,
+                      g_batch: int, n_dis: int, br_interval: int | None) -> flops.Schedule:
+    """The `flops.Schedule` of a run: its global batch sizes, n_dis and BR cadence, and the
+    mask-update intervals and growth kinds of its `DynamicSparsity` and `ADAPTController`
+    callbacks (only the "exact" conventions use the latter)."""
+    intervals = {"generator": None, "discriminator": None}
+    gradient = {"generator": True, "discriminator": True}
+    for callback in method_callbacks:
+        if isinstance(callback, DynamicSparsity):
+            network, interval, growth = callback.network, callback.rule.interval, \
+                callback.rule.growth
+        elif isinstance(callback, ADAPTController):
+            network, interval, growth = "discriminator", callback.interval, callback.growth
+        else:
+            continue
+        previous = intervals[network]
+        intervals[network] = interval if previous is None else math.gcd(previous, interval)
+        gradient[network] = gradient[network] and growth == "gradient"
+    return flops.Schedule(d_batch=d_batch, g_batch=g_batch, n_dis=n_dis,
+                          br_interval=br_interval,
+                          g_update_interval=intervals["generator"],
+                          d_update_interval=intervals["discriminator"],
+                          g_gradient_growth=gradient["generator"],
+                          d_gradient_growth=gradient["discriminator"])
+
+
+def network_costs(generator: keras.Model, discriminator: keras.Model, *, latent_dim: int,
+                  num_classes: int | None) -> tuple[list[flops.LayerCost], list[flops.LayerCost]]:
+    """Per-sample forward costs (`flops.layer_macs`) of a GAN's G and D, from one batch-1
+    forward pass each in inference mode (no variable changes). G takes z [B, latent_dim] (and
+    labels [B] int32 if `num_classes`), D G's output shape (and labels)."""
+    z = tf.zeros([1, latent_dim])
+    images = tf.zeros([1, *generator.output_shape[1:]])
+    if num_classes is None:
+        return flops.layer_macs(generator, z), flops.layer_macs(discriminator, images)
+    labels = tf.zeros([1], tf.int32)
+    return (flops.layer_macs(generator, [z, labels]),
+            flops.layer_macs(discriminator, [images, labels]))
+
+
+class FlopsLogger(keras.callbacks.Callback):
+    """Cumulative training FLOPs of a `SparseGAN` run whose mask densities change.
+
+    At the start of `fit` it measures G's and D's per-sample MACs (`network_costs`) and builds a
+    `flops.FlopsAccumulator` for `schedule` under `convention` ("paper" reproduces the
+    official counter, PAPER_NOTES §7.3), continued from `state`. After every iteration it adds
+    that iteration at the per-layer mask densities in effect during it, then reads them again
+    (one reduction over the masks), so that mask changes made by the DST and ADAPT callbacks
+    placed *before* it in the callback list count from the next iteration on: the total is
+    exact whenever masks change. `logger.extra` gets `train_flops` (cumulative MACs, as the
+    paper's Table 3 counts them) and `train_flops_ratio` (over the same schedule with dense
+    masks), which go into the next metrics.csv row and TensorBoard.
+
+    Args:
+      schedule: the run's `flops.Schedule` (see `training_schedule`).
+      convention: "paper", "exact" or "exact_sparse" (see `adapt_tf.flops`).
+      logger: the run's `MetricsLogger`, or None.
+      state: a `FlopsState` the run's checkpoint holds (so resuming continues the count);
+        default a new one.
+
+    Place it after the callbacks that change masks and before the `MetricsLogger` and the
+    `Checkpointer`.
+    """
+
+    FIELDS = ("train_flops", "train_flops_ratio")
+
+    def __init__(self, schedule: flops.Schedule, *, convention: str = "paper",
+                 logger: MetricsLogger | None = None, state: FlopsState | None = None):
+        super().__init__()
+        if convention not in flops.CONVENTIONS:
+            raise ValueError(f"convention must be one of {sorted(flops.CONVENTIONS)}, got "
+                             f"{convention!r}.")
+        if not isinstance(schedule, flops.Schedule):
+            raise ValueError(f"schedule must be a flops.Schedule, got {schedule!r}; build it "
+                             "with training_schedule(...).")
+        self.schedule = schedule
+        self.convention = convention
+        self.logger = logger
+        self.state = state if state is not None else FlopsState()
+        self.accumulator: flops.FlopsAccumulator | None = None
+        self._layers: dict[str, list] = {}
+        self._densities: tuple[dict[str, float], dict[str, float]] | None = None
+
+    def on_train_begin(self, logs=None):
+        gan = self.model
+        g_costs, d_costs = network_costs(gan.generator, gan.discriminator,
+                                         latent_dim=gan.latent_dim, num_classes=gan.num_classes)
+        self.accumulator = flops.FlopsAccumulator(g_costs, d_costs, self.schedule,
+                                                  convention=self.convention)
+        self.accumulator.restore(self.state.read())
+        self._layers = {net: gan.masked_layers(net) for net in ("generator", "discriminator")}
+        self._count_fn = tf.function(self._active_counts)
+        self._densities = self.densities()
+        gap = gan.iteration - self.accumulator.iterations
+        if gap < 0:
+            raise ValueError(f"The FLOPs state counts {self.accumulator.iterations} iterations "
+                             f"but the model has done {gan.iteration}; give this FlopsLogger "
+                             "the FlopsState restored with the model's checkpoint.")
+        if gap:
+            logging.warning("FLOPs of iterations %d..%d were not logged; charging them at the "
+                            "current densities.", self.accumulator.iterations + 1,
+                            gan.iteration)
+            self._add(gap)
+
+    def _active_counts(self):
+        return tf.stack([tf.math.count_nonzero(layer.mask)
+                         for net in ("generator", "discriminator")
+                         for layer in self._layers[net]])
+
+    def densities(self) -> tuple[dict[str, float], dict[str, float]]:
+        """({G layer name: mask density}, {D layer name: mask density}) right now."""
+        counts = iter(self._count_fn().numpy().tolist())
+        return tuple({layer.name: next(counts) / layer.mask.shape.num_elements()
+                      for layer in self._layers[net]} for net in ("generator", "discriminator"))
+
+    def _add(self, iterations: int) -> None:
+        self.accumulator.add(iterations, *self._densities)
+        self.state.write(self.accumulator.state())
+        if self.logger is not None:
+            self.logger.extra.update(train_flops=self.accumulator.total,
+                                     train_flops_ratio=self.accumulator.ratio)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._add(1)
+        self._densities = self.densities()
+
+
+# ----------------------------------------------------------------------------- FID and IS
+
+
+class FIDState(tf.Module):
+    """Checkpointable best FID so far and its iteration (inf and -1 before any evaluation)."""
+
+    def __init__(self):
+        super().__init__(name="fid_state")
+        kw = dict(trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        self.best_fid = tf.Variable(math.inf, dtype=tf.float64, name="best_fid", **kw)
+        self.best_step = tf.Variable(-1, dtype=tf.int64, name="best_step", **kw)
+
+
+def generator_scores(gan, *, inception: metrics.InceptionModel, reference: metrics.Reference,
+                     num_samples: int, batch_size: int = 100, seed: int = 0) -> dict[str, float]:
+    """FID and Inception Score of `num_samples` images of a `SparseGAN`, as the paper evaluates.
+
+    Images come from the EMA generator (the generator if EMA is off) in train mode (BatchNorm
+    on batch statistics), with uniformly random labels if conditional (PAPER_NOTES §7.1);
+    batch i is `gan.sample(n, seed=seed + i)`, so a given seed gives the same images for the
+    same weights. They go through `metrics.compute_fid_and_is` (uint8 quantisation, one
+    Inception pass for both scores).
+
+    Returns:
+      {"fid", "is_mean", "is_std"}.
+    """
+    _check_positive_int(num_samples, "num_samples")
+    if num_samples < 10:
+        raise ValueError(f"num_samples={num_samples} is too few: the Inception Score uses 10 "
+                         "splits; use at least 10 (the paper uses 50000).")
+    batch_index = iter(range(seed, seed + num_samples))
+
+    def sample(n: int) -> tf.Tensor:
+        return gan.sample(n, seed=next(batch_index), training=True, batch_size=batch_size)
+
+    return metrics.compute_fid_and_is(sample, reference, model=inception,
+                                      num_samples=num_samples, batch_size=batch_size)
+
+
+def reference_cache_path(dataset: str, inception_source: str, *,
+                         cache_dir: str | None = None) -> str:
+    """Where `fid_reference` caches a dataset's statistics: `<cache_dir>/<dataset>_<split>_
+    <image size>px_<sha1 of the Inception source, 10 hex digits>.npz`, cache_dir defaulting to
+    $ADAPT_TF_CACHE_DIR/fid_stats, else ~/.cache/adapt_tf/fid_stats."""
+    spec = data.dataset_info(dataset)
+    if cache_dir is None:
+        root = os.environ.get("ADAPT_TF_CACHE_DIR") or os.path.join(
+            os.path.expanduser("~"), ".cache", "adapt_tf")
+        cache_dir = os.path.join(root, "fid_stats")
+    source = inception_source if "://" in inception_source else os.path.abspath(
+        inception_source)
+    digest = hashlib.sha1(source.encode("utf8")).hexdigest()[:10]
+    return os.path.join(cache_dir, f"{dataset}_{spec.split}_{spec.image_size}px_{digest}.npz")
+
+
+def fid_reference(dataset: str, *, inception: metrics.InceptionModel | None,
+                  reference_stats: str | None = None, cache_dir: str | None = None,
+                  data_dir: str | None = None) -> tuple[tuple[np.ndarray, np.ndarray], str]:
+    """Reference statistics for FID against `dataset`, and the .npz they came from.
+
+    `reference_stats` (e.g. the official fid_stats_cifar10_train.npz) wins. Otherwise the
+    statistics of the dataset's training split (the paper's reference) are computed once with
+    `metrics.reference_statistics` and cached at `reference_cache_path(dataset,
+    inception.source, cache_dir=cache_dir)`.
+
+    Returns:
+      ((mu [F], sigma [F, F]) float64, path of the .npz).
+    """
+    if reference_stats is not None:
+        return metrics.load_statistics(reference_stats), os.fspath(reference_stats)
+    if inception is None:
+        raise ValueError("Without reference_stats the statistics are computed from the "
+                         f"dataset {dataset!r}, which needs inception=load_inception(...).")
+    path = reference_cache_path(dataset, inception.source, cache_dir=cache_dir)
+    if not os.path.isfile(path):
+        logging.info("Computing FID reference statistics of %s into %s.", dataset, path)
+    stats = metrics.reference_statistics(dataset, model=inception, cache_path=path,
+                                         data_dir=data_dir)
+    return stats, path
+
+
+class EvaluateFID(keras.callbacks.Callback):
+    """Every `every` iterations and at the last one: FID and IS of the EMA generator; keeps the
+    best checkpoint.
+
+    Args:
+      inception: from `metrics.load_inception`.
+      reference: reference statistics, (mu, sigma) or an .npz path (see `fid_reference`).
+      every: iterations between evaluations (official `--val-freq` 5000).
+      num_samples: images per evaluation (official default 10000; the paper's tables 50000).
+      total_steps: the run's last iteration, always evaluated; None for none.
+      checkpoint: the run's `tf.train.Checkpoint` (`Checkpointer.checkpoint`); a new best FID
+        saves it to `best_directory`, which keeps that one checkpoint only.
+      best_directory: e.g. workdir/checkpoints_best; required with `checkpoint`.
+      state: the `FIDState` holding best_fid / best_step; put it in the Checkpointer's extra so
+        that a resumed run keeps its best. Default a new one.
+      logger: a `MetricsLogger` whose next row gets `fid`, `inception_score` and `best_fid`
+        (evaluate at multiples of its `every` to land on the evaluated iteration's row).
+      batch_size, seed: of sampling and Inception calls (see `generator_scores`).
+
+    `history` lists {"step", "fid", "is_mean", "is_std"} of the evaluations of this `fit`.
+    """
+
+    FIELDS = ("fid", "inception_score", "best_fid")
+
+    def __init__(self, inception: metrics.InceptionModel, reference: metrics.Reference, *,
+                 every: int, num_samples: int = 10000, total_steps: int | None = None,
+                 checkpoint: tf.train.Checkpoint | None = None,
+                 best_directory: str | None = None, state: FIDState | None = None,
+                 logger: MetricsLogger | None = None, batch_size: int = 100, seed: int = 0):
+        super().__init__()
+        self.every = _check_positive_int(every, "every")
+        _check_positive_int(num_samples, "num_samples")
+        if (checkpoint is None) != (best_directory is None):
+            raise ValueError("Pass both checkpoint and best_directory to keep the best "
+                             f"checkpoint, or neither; got best_directory={best_directory!r}.")
+        self.inception = inception
+        self.reference = reference
+        self.num_samples = num_samples
+        self.total_steps = total_steps
+        self.best_directory = best_directory
+        self.state = state if state is not None else FIDState()
+        self.logger = logger
+        self.batch_size = batch_size
+        self.seed = seed
+        self.history: list[dict[str, float]] = []
+        self._manager = None if checkpoint is None else tf.train.CheckpointManager(
+            checkpoint, _writer_directory(best_directory), max_to_keep=1)
+
+    @property
+    def best_fid(self) -> float:
+        return float(self.state.best_fid.numpy())
+
+    @property
+    def best_step(self) -> int:
+        return int(self.state.best_step.numpy())
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.model.iteration
+        if step % self.every == 0 or step == self.total_steps:
+            self.evaluate(step)
+
+    def evaluate(self, step: int) -> dict[str, float]:
+        """Scores the current EMA generator; records a new best (and saves it)."""
+        scores = generator_scores(self.model, inception=self.inception,
+                                  reference=self.reference, num_samples=self.num_samples,
+                                  batch_size=self.batch_size, seed=self.seed)
+        if scores["fid"] < self.best_fid:
+            self.state.best_fid.assign(scores["fid"])
+            self.state.best_step.assign(step)
+            if self._manager is not None:
+                self._manager.save(checkpoint_number=step)
+                distribution.remove_writer_directory(self._manager.directory,
+                                                     self.best_directory)
+        record = {"step": step, **scores}
+        self.history.append(record)
+        if self.logger is not None:
+            self.logger.extra.update(fid=scores["fid"], inception_score=scores["is_mean"],
+                                     best_fid=self.best_fid)
+        logging.info("FID at iteration %d: %.4f (IS %.3f +- %.3f; best FID %.4f at %d)", step,
+                     scores["fid"], scores["is_mean"], scores["is_std"], self.best_fid,
+                     self.best_step)
+        return record

@@ -663,3 +663,11 @@ def _costs_from_records(records) -> list[LayerCost]:
         params, density = _mask_info(layer)
         costs.append(LayerCost(layer.name, kind, weight, other, params, density, index))
     return costs
+
+
+if __name__ == "__main__":
+    # `python -m adapt_tf.flops`: the CLI lives in flops_cli so that this module defines no flags;
+    # it runs as __main__ so that --help shows its usage and flags.
+    import runpy
+
+    runpy.run_module("adapt_tf.flops_cli", run_name="__main__", alter_sys=True)

@@ -2,11 +2,13 @@
 
 It builds the strategy, the models (sparsified as the method says), the `SparseGAN`, the data
 pipeline and the callbacks, restores the latest checkpoint of `workdir` if there is one, and
-runs `fit` to `total_steps`. `adapt_tf.configurables` makes it gin-configurable;
+runs `fit` to `total_steps`. `build_run` builds the same run without data or training (for
+evaluation of a finished run). `adapt_tf.configurables` makes it gin-configurable;
 `python -m adapt_tf.train` is the CLI.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Callable, Sequence
 
@@ -14,10 +16,11 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from adapt_tf import architectures, callbacks as cb, data, distribution, methods, topology
+from adapt_tf import (architectures, callbacks as cb, data, distribution, methods, metrics,
+                      topology)
 from adapt_tf.gan import SparseGAN
 
-__all__ = ["train", "TrainingDiverged"]
+__all__ = ["train", "build_run", "Run", "TrainingDiverged"]
 
 OptimizerFactory = Callable[[], keras.optimizers.Optimizer]
 
@@ -39,20 +42,114 @@ def train(*, workdir: str, total_steps: int, method: methods.Method,
           loss: str = "hinge", ema_decay: float | None = 0.999, br_interval: int = 10,
           br_window: int = 1000, sparse_init: str = "erk", seed: int = 0,
           log_every: int = 100, checkpoint_every: int = 1000, sample_every: int = 1000,
-          num_sample_images: int = 64, strategy: str = "default", jit_compile: bool = False,
+          num_sample_images: int = 64, strategy: str = "default",
+          devices: Sequence[str] | None = None, jit_compile: bool = False,
           mixed_precision: str | None = None, data_dir: str | None = None,
-          extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> SparseGAN:
+          extra_callbacks: Sequence[keras.callbacks.Callback] = (),
+          flops_convention: str = "paper", eval_every: int | None = None,
+          eval_num_samples: int = 10000, inception_path: str | None = None,
+          reference_stats: str | None = None) -> SparseGAN:
     """Trains (or resumes) one run in `workdir`; returns the trained `SparseGAN`.
 
     Batch sizes are global. `method` comes from `adapt_tf.methods.method(...)`; optimizers
     are factories (called inside the strategy scope), e.g. `functools.partial(Adam, 2e-4)`.
-    Writes `workdir/metrics.csv`, `tensorboard/`, `samples/step_N.png`, `checkpoints/`.
+    Writes `workdir/metrics.csv` (with cumulative `train_flops` and `train_flops_ratio` under
+    `flops_convention`), `tensorboard/`, `samples/step_N.png`, `checkpoints/`. With
+    `eval_every` (a multiple of `log_every`), FID and IS of `eval_num_samples` EMA samples every
+    `eval_every` iterations and at the end, the best checkpoint kept in `checkpoints_best/`;
+    Inception from `inception_path` (default TF-Hub), reference statistics from
+    `reference_stats` (.npz) or computed from `dataset` (`callbacks.fid_reference`).
     """
     if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
         raise ValueError(f"total_steps must be a positive integer, got {total_steps!r}.")
+    if eval_every is not None and (not isinstance(eval_every, int) or eval_every < 1
+                                   or eval_every % log_every):
+        raise ValueError(f"eval_every={eval_every!r} must be None or a positive multiple of "
+                         f"log_every={log_every}, so that FID lands on its own metrics row.")
+    strategy_obj = distribution.get_strategy(strategy, devices=devices)
+    os.makedirs(workdir, exist_ok=True)
+    with strategy_obj.scope():
+        run = build_run(
+            workdir=workdir, total_steps=total_steps, method=method, architecture=architecture,
+            dataset=dataset, g_width=g_width, d_width=d_width, g_batch_size=g_batch_size,
+            n_dis=n_dis, generator_optimizer=generator_optimizer,
+            discriminator_optimizer=discriminator_optimizer, loss=loss, ema_decay=ema_decay,
+            br_interval=br_interval, br_window=br_window, sparse_init=sparse_init, seed=seed,
+            checkpoint_every=checkpoint_every, jit_compile=jit_compile,
+            mixed_precision=mixed_precision)
+        start = run.checkpointer.restore()
+    gan, checkpointer = run.gan, run.checkpointer
+    if start >= total_steps:
+        logging.info("%s already holds a run of %d >= %d iterations; nothing to do.",
+                     workdir, start, total_steps)
+        return gan
+
+    # Non-chief workers of a multi-worker run write logs and samples to a private copy.
+    log_dir = distribution.writer_directory(workdir, strategy_obj)
+    logger = cb.MetricsLogger(log_dir, every=log_every, total_steps=total_steps,
+                              extra_fields=cb.FlopsLogger.FIELDS + cb.EvaluateFID.FIELDS)
+    schedule = cb.training_schedule(run.method_callbacks, d_batch=d_batch_size,
+                                    g_batch=g_batch_size, n_dis=n_dis, br_interval=br_interval)
+    evaluation = [] if eval_every is None else [_fid_callback(
+        run, workdir=workdir, dataset=dataset, every=eval_every, num_samples=eval_num_samples,
+        total_steps=total_steps, inception_path=inception_path,
+        reference_stats=reference_stats, data_dir=data_dir, logger=logger)]
+    images = data.make_dataset(dataset, batch_size=n_dis * d_batch_size,
+                               image_size=run.architecture.image_size,
+                               conditional=run.architecture.conditional,
+                               seed=seed, start_step=start, data_dir=data_dir)
+    nan_guard = cb.TerminateOnNaN()
+    run_callbacks = [*run.method_callbacks,
+                     cb.FlopsLogger(schedule, convention=flops_convention, logger=logger,
+                                    state=run.flops_state),
+                     *evaluation, logger,
+                     cb.SampleGrid(log_dir, every=sample_every, num_images=num_sample_images,
+                                   total_steps=total_steps),
+                     checkpointer, nan_guard, *extra_callbacks]
+    logging.info("Training %s (%s, d_G=%.3f, d_D=%.3f) on %s for iterations %d..%d in %s.",
+                 method.name, architecture, method.g_density, method.d_density, dataset,
+                 start + 1, total_steps, workdir)
+    gan.fit(images, epochs=1, steps_per_epoch=total_steps - start, callbacks=run_callbacks,
+            verbose=0)
+    distribution.remove_writer_directory(log_dir, workdir)
+    if nan_guard.bad_step is not None:
+        raise TrainingDiverged(
+            f"Losses became non-finite at iteration {nan_guard.bad_step} "
+            f"({nan_guard.bad_logs}); training stopped. The last good checkpoint is "
+            f"{tf.train.latest_checkpoint(checkpointer.directory)}. Lower the learning rates "
+            "or use mixed_precision=None, then resume from that workdir.")
+    return gan
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """A run as `build_run` makes it: the compiled `SparseGAN`, the method's callbacks, the
+    checkpointed FLOPs and FID states, and the checkpointer of `workdir/checkpoints` (which
+    also restores `workdir/checkpoints_best/` paths)."""
+
+    gan: SparseGAN
+    architecture: architectures.Architecture
+    method_callbacks: list
+    flops_state: cb.FlopsState
+    fid_state: cb.FIDState
+    checkpointer: cb.Checkpointer
+
+
+def build_run(*, workdir: str, total_steps: int, method: methods.Method,
+              architecture: str = "sngan32", dataset: str = data.DEFAULT_DATASET,
+              g_width: int | None = None, d_width: int | None = None, g_batch_size: int = 128,
+              n_dis: int = 5, generator_optimizer: OptimizerFactory = _adam,
+              discriminator_optimizer: OptimizerFactory = _adam, loss: str = "hinge",
+              ema_decay: float | None = 0.999, br_interval: int = 10, br_window: int = 1000,
+              sparse_init: str = "erk", seed: int = 0, checkpoint_every: int = 1000,
+              jit_compile: bool = False, mixed_precision: str | None = None) -> Run:
+    """Builds `train`'s run in the current strategy scope, without data, restoring or training.
+
+    Arguments are `train`'s of the same names (`adapt_tf.evaluate` rebuilds a finished run
+    from its operative config with them, then restores its checkpoints).
+    """
     if mixed_precision:
         keras.mixed_precision.set_global_policy(mixed_precision)
-    strategy_obj = distribution.get_strategy(strategy)
     spec = data.dataset_info(dataset)
     arch = architectures.ARCHITECTURES.get(architecture)
     if arch is None:
@@ -62,51 +159,36 @@ def train(*, workdir: str, total_steps: int, method: methods.Method,
     if arch.conditional and num_classes is None:
         raise ValueError(f"Architecture {architecture!r} is class-conditional but dataset "
                          f"{dataset!r} has no labels; use an unconditional architecture.")
-    os.makedirs(workdir, exist_ok=True)
+    gan = _build_gan(arch, method, num_classes=num_classes, g_width=g_width,
+                     d_width=d_width, n_dis=n_dis, g_batch_size=g_batch_size,
+                     br_interval=br_interval, br_window=br_window, ema_decay=ema_decay,
+                     sparse_init=sparse_init, seed=seed)
+    g_optimizer, d_optimizer = generator_optimizer(), discriminator_optimizer()
+    if mixed_precision == "mixed_float16":
+        g_optimizer = keras.mixed_precision.LossScaleOptimizer(g_optimizer)
+        d_optimizer = keras.mixed_precision.LossScaleOptimizer(d_optimizer)
+    gan.compile(g_optimizer=g_optimizer, d_optimizer=d_optimizer, loss=loss,
+                jit_compile=jit_compile)
+    method_callbacks = method.callbacks(total_steps=total_steps)
+    states = {f"callback_{i}": c.state for i, c in enumerate(method_callbacks)
+              if hasattr(c, "state")}
+    flops_state, fid_state = cb.FlopsState(), cb.FIDState()
+    checkpointer = cb.Checkpointer(os.path.join(workdir, "checkpoints"), gan,
+                                   every=checkpoint_every,
+                                   extra={**states, "flops": flops_state, "fid": fid_state})
+    return Run(gan, arch, method_callbacks, flops_state, fid_state, checkpointer)
 
-    with strategy_obj.scope():
-        gan = _build_gan(arch, method, num_classes=num_classes, g_width=g_width,
-                         d_width=d_width, n_dis=n_dis, g_batch_size=g_batch_size,
-                         br_interval=br_interval, br_window=br_window, ema_decay=ema_decay,
-                         sparse_init=sparse_init, seed=seed)
-        g_optimizer, d_optimizer = generator_optimizer(), discriminator_optimizer()
-        if mixed_precision == "mixed_float16":
-            g_optimizer = keras.mixed_precision.LossScaleOptimizer(g_optimizer)
-            d_optimizer = keras.mixed_precision.LossScaleOptimizer(d_optimizer)
-        gan.compile(g_optimizer=g_optimizer, d_optimizer=d_optimizer, loss=loss,
-                    jit_compile=jit_compile)
-        method_callbacks = method.callbacks(total_steps=total_steps)
-        states = {f"callback_{i}": c.state for i, c in enumerate(method_callbacks)
-                  if hasattr(c, "state")}
-        checkpointer = cb.Checkpointer(os.path.join(workdir, "checkpoints"), gan,
-                                       every=checkpoint_every, extra=states)
-        start = checkpointer.restore()
-    if start >= total_steps:
-        logging.info("%s already holds a run of %d >= %d iterations; nothing to do.",
-                     workdir, start, total_steps)
-        return gan
 
-    images = data.make_dataset(dataset, batch_size=n_dis * d_batch_size,
-                               image_size=arch.image_size, conditional=arch.conditional,
-                               seed=seed, start_step=start, data_dir=data_dir)
-    nan_guard = cb.TerminateOnNaN()
-    run_callbacks = [*method_callbacks,
-                     cb.MetricsLogger(workdir, every=log_every, total_steps=total_steps),
-                     cb.SampleGrid(workdir, every=sample_every, num_images=num_sample_images,
-                                   total_steps=total_steps),
-                     checkpointer, nan_guard, *extra_callbacks]
-    logging.info("Training %s (%s, d_G=%.3f, d_D=%.3f) on %s for iterations %d..%d in %s.",
-                 method.name, architecture, method.g_density, method.d_density, dataset,
-                 start + 1, total_steps, workdir)
-    gan.fit(images, epochs=1, steps_per_epoch=total_steps - start, callbacks=run_callbacks,
-            verbose=0)
-    if nan_guard.bad_step is not None:
-        raise TrainingDiverged(
-            f"Losses became non-finite at iteration {nan_guard.bad_step} "
-            f"({nan_guard.bad_logs}); training stopped. The last good checkpoint is "
-            f"{tf.train.latest_checkpoint(checkpointer.directory)}. Lower the learning rates "
-            "or use mixed_precision=None, then resume from that workdir.")
-    return gan
+def _fid_callback(run: Run, *, workdir: str, dataset: str, every: int, num_samples: int,
+                  total_steps: int, inception_path: str | None, reference_stats: str | None,
+                  data_dir: str | None, logger: cb.MetricsLogger) -> cb.EvaluateFID:
+    inception = metrics.load_inception(inception_path)
+    reference, _ = cb.fid_reference(dataset, inception=inception,
+                                    reference_stats=reference_stats, data_dir=data_dir)
+    return cb.EvaluateFID(inception, reference, every=every, num_samples=num_samples,
+                          total_steps=total_steps, checkpoint=run.checkpointer.checkpoint,
+                          best_directory=os.path.join(workdir, "checkpoints_best"),
+                          state=run.fid_state, logger=logger)
 
 
 def _build_gan(arch, method: methods.Method, *, num_classes, g_width, d_width, n_dis,

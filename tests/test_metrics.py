@@ -15,31 +15,13 @@ from adapt_tf import metrics
 
 import tensorflow as tf
 import tf_keras as keras
-
-FEATURES, CLASSES, SIZE = 8, 5, 8
-
-
-class _TinyInception(tf.Module):
-    """images [B, 8, 8, 3] in [-1, 1] -> {"pool_3": [B, 1, 1, 8], "logits": [B, 5]}."""
-
-    def __init__(self):
-        super().__init__()
-        rng = np.random.default_rng(0)
-        self.w = tf.Variable(rng.normal(size=(SIZE * SIZE * 3, FEATURES)).astype(np.float32) / 8)
-        self.v = tf.Variable(rng.normal(size=(FEATURES, CLASSES)).astype(np.float32))
-
-    @tf.function(input_signature=[tf.TensorSpec([None, SIZE, SIZE, 3], tf.float32)])
-    def __call__(self, images):
-        pool = tf.tanh(tf.reshape(images, [-1, SIZE * SIZE * 3]) @ self.w)
-        return {"pool_3": tf.reshape(pool, [-1, 1, 1, FEATURES]), "logits": pool @ self.v}
+from inception_stub import CLASSES, FEATURES, SIZE, TinyInception as _TinyInception, \
+    save_tiny_inception
 
 
 @pytest.fixture(scope="module")
 def inception_dir(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("inception") / "tiny")
-    module = _TinyInception()
-    tf.saved_model.save(module, path, signatures={"default": module.__call__})
-    return path
+    return save_tiny_inception(tmp_path_factory.mktemp("inception") / "tiny")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,134 @@
+"""A run's configuration and records, read back: what `evaluate`, `report` and the FLOPs CLI
+share.
+
+A workdir written by `python -m adapt_tf.train` holds `operative_config.gin` (every `train`
+argument the run used), `metrics.csv`, `checkpoints/`, `checkpoints_best/` (with FID
+evaluation) and, after `python -m adapt_tf.evaluate`, `eval.json`. `RunConfig` is the parsed
+configuration: `train`'s keyword arguments (bound values and defaults) and the method's
+table cell in the paper's grid.
+
+Parsing goes through gin (`configurables.parse_config`), so it clears gin's global config and
+leaves the parsed one in place.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import inspect
+import json
+import math
+import os
+from typing import Any, Sequence
+
+import gin
+
+from adapt_tf import configurables, methods, paper, train_lib
+
+__all__ = ["RunConfig", "parse_run_config", "read_run_config", "read_metrics", "read_eval"]
+
+CONFIG_NAME = "operative_config.gin"
+METRICS_NAME = "metrics.csv"
+EVAL_NAME = "eval.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """One run's configuration.
+
+    Attributes:
+      arguments: `train_lib.train`'s keyword arguments, bound or default; "method" holds the
+        `methods.Method` unless parsed with `with_method=False`.
+      method_arguments: the bindings of `methods.method` (name, g_density, setting, ...).
+    """
+
+    arguments: dict[str, Any]
+    method_arguments: dict[str, Any]
+
+    @property
+    def method_setting(self) -> str:
+        """"relaxed" (Table 1) or "strict" (Table 2)."""
+        return self.method_arguments.get("setting", "relaxed")
+
+    @property
+    def setting(self) -> str:
+        """The paper's setting, e.g. "sngan_cifar10" (`paper.setting_name`)."""
+        return paper.setting_name(self.arguments["architecture"], self.arguments["dataset"])
+
+    @property
+    def method(self) -> methods.Method:
+        if "method" not in self.arguments:
+            raise ValueError("This RunConfig was parsed with with_method=False; parse it again "
+                             "with with_method=True to get the Method.")
+        return self.arguments["method"]
+
+    @property
+    def cell(self) -> str:
+        """The row of the paper's tables, e.g. "sdst_strong_rigl_strict" (`paper.cell_name`)."""
+        return paper.cell_name(self.method.name, self.method_setting)
+
+    def build_run_arguments(self) -> dict[str, Any]:
+        """The subset of `arguments` that `train_lib.build_run` takes."""
+        names = inspect.signature(train_lib.build_run).parameters
+        return {name: value for name, value in self.arguments.items() if name in names}
+
+
+def parse_run_config(gin_files: Sequence[str], gin_bindings: Sequence[str] = (), *,
+                     with_method: bool = True) -> RunConfig:
+    """Parses gin files and bindings (clearing gin's config first) into a `RunConfig`.
+
+    Args:
+      gin_files, gin_bindings: as `python -m adapt_tf.train` takes them.
+      with_method: build the `methods.Method` (needs `method.name` bound); False for configs
+        that only set up a setting (e.g. `gin_configs/settings/*.gin`).
+    """
+    gin.clear_config()
+    configurables.parse_config(list(gin_files), list(gin_bindings))
+    bound = gin.get_bindings(configurables.train, resolve_references=False)
+    if not with_method:
+        bound.pop("method", None)
+    defaults = {name: parameter.default
+                for name, parameter in inspect.signature(train_lib.train).parameters.items()
+                if parameter.default is not inspect.Parameter.empty}
+    # deepcopy resolves gin references: macros to values, @method() to its result.
+    arguments = {**defaults, **copy.deepcopy(bound)}
+    method_arguments = gin.get_bindings("adapt_tf.methods.method")
+    return RunConfig(arguments, method_arguments)
+
+
+def read_run_config(workdir: str, *, with_method: bool = True) -> RunConfig:
+    """The `RunConfig` of a run, from `workdir/operative_config.gin`; arguments["workdir"] is
+    `workdir` (the run may have been moved)."""
+    path = os.path.join(workdir, CONFIG_NAME)
+    if not os.path.isfile(path):
+        raise ValueError(f"{workdir!r} has no {CONFIG_NAME}; pass the workdir of a run started "
+                         "with `python -m adapt_tf.train --workdir=...`.")
+    config = parse_run_config([path], with_method=with_method)
+    config.arguments["workdir"] = workdir
+    return config
+
+
+def read_metrics(workdir: str) -> list[dict[str, float]]:
+    """The rows of `workdir/metrics.csv` as floats (empty cells NaN); [] if there is none."""
+    path = os.path.join(workdir, METRICS_NAME)
+    if not os.path.isfile(path):
+        return []
+    with open(path, newline="") as f:
+        return [{key: _float(value) for key, value in row.items() if key is not None}
+                for row in csv.DictReader(f)]
+
+
+def _float(value: str | None) -> float:
+    try:
+        return float(value) if value not in (None, "") else math.nan
+    except ValueError:
+        return math.nan
+
+
+def read_eval(workdir: str) -> dict[str, Any] | None:
+    """`workdir/eval.json` as written by `python -m adapt_tf.evaluate`, or None."""
+    path = os.path.join(workdir, EVAL_NAME)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)

@@ -1,0 +1,207 @@
+"""Tests of the FLOPs logging of adapt_tf.callbacks (FlopsLogger, FlopsState,
+training_schedule) and of the static FLOPs table behind `python -m adapt_tf.flops`.
+
+The toy is linear, so its costs are hand-countable under the paper's convention
+(PAPER_NOTES §7.3): G(z) = z @ Wg with a [2, 3] kernel, D(x) = x @ Wd with a [3, 1] kernel, no
+biases. Per sample, g_fwd = 6 d_G and d_fwd = 3 d_D MACs; per iteration
+G = g_fwd (d_batch n_dis + 3 g_batch), D = d_fwd (3 d_batch n_dis + g_batch), and a run adds
+G + n_dis D per iteration.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from adapt_tf import architectures, callbacks as cb, dst, flops, flops_cli, topology
+from adapt_tf.controller import ADAPTController
+from adapt_tf.gan import SparseGAN
+from adapt_tf.layers import MaskedDense, masked_layers
+
+import tensorflow as tf
+import tf_keras as keras
+
+ROOT = Path(__file__).resolve().parent.parent
+N_DIS, D_BATCH, G_BATCH = 2, 4, 4
+MG = np.array([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]], np.float32)  # d_G = 4/6
+SCHEDULE = flops.Schedule(d_batch=D_BATCH, g_batch=G_BATCH, n_dis=N_DIS)
+
+
+def _iteration(g_active: int, d_active: int) -> int:
+    """Hand count of one iteration's paper FLOPs with that many active kernel entries."""
+    g_part = g_active * (D_BATCH * N_DIS + 3 * G_BATCH)
+    d_part = d_active * (3 * D_BATCH * N_DIS + G_BATCH)
+    return g_part + N_DIS * d_part
+
+
+SPARSE, THINNED, DENSE = _iteration(4, 3), _iteration(4, 1), _iteration(6, 3)
+assert (SPARSE, THINNED, DENSE) == (248, 136, 288)
+
+
+def _gan():
+    generator = keras.Sequential([keras.Input((2,)),
+                                  MaskedDense(3, use_bias=False, name="g_dense")])
+    discriminator = keras.Sequential([keras.Input((3,)),
+                                      MaskedDense(1, use_bias=False, name="d_dense")])
+    layer = masked_layers(generator)[0]
+    layer.mask.assign(MG)
+    layer.kernel.assign(layer.kernel * MG)
+    gan = SparseGAN(generator, discriminator, latent_dim=2, n_dis=N_DIS, g_batch_size=G_BATCH)
+    gan.compile(g_optimizer=keras.optimizers.SGD(0.01), d_optimizer=keras.optimizers.SGD(0.01))
+    return gan
+
+
+def _data(iterations: int):
+    images = np.random.default_rng(0).normal(size=(iterations * N_DIS * D_BATCH, 3))
+    return tf.data.Dataset.from_tensor_slices(images.astype(np.float32)).batch(
+        N_DIS * D_BATCH, drop_remainder=True)
+
+
+class _ThinD(keras.callbacks.Callback):
+    """After iteration `step`, keeps one of D's three kernel entries (as ADAPT would prune)."""
+
+    def __init__(self, step: int):
+        super().__init__()
+        self.step = step
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.model.iteration == self.step:
+            layer = self.model.masked_layers("discriminator")[0]
+            layer.mask.assign([[1.0], [0.0], [0.0]])
+            layer.kernel.assign(layer.kernel * layer.mask)
+            self.model.refresh_densities()
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """4 iterations; D loses 2 of its 3 weights after iteration 2."""
+    workdir = str(tmp_path_factory.mktemp("flops_run"))
+    gan = _gan()
+    logger = cb.MetricsLogger(workdir, every=2, extra_fields=cb.FlopsLogger.FIELDS,
+                              tensorboard=False)
+    flops_logger = cb.FlopsLogger(SCHEDULE, logger=logger)
+    gan.fit(_data(4), epochs=1, verbose=0, callbacks=[_ThinD(2), flops_logger, logger])
+    return workdir, gan, flops_logger
+
+
+def test_cumulative_flops_follow_density_changes(run):
+    _, gan, flops_logger = run
+    accumulator = flops_logger.accumulator
+    assert gan.iteration == 4
+    assert accumulator.total == pytest.approx(2 * SPARSE + 2 * THINNED)
+    assert accumulator.dense_total == pytest.approx(4 * DENSE)
+    assert accumulator.ratio == pytest.approx((2 * 248 + 2 * 136) / (4 * 288))
+    assert flops_logger.state.read() == {"total": 768.0, "dense_total": 1152.0,
+                                         "iterations": 4}
+
+
+def test_metrics_csv_rows_hold_cumulative_flops_and_ratio(run):
+    workdir, _, _ = run
+    with open(os.path.join(workdir, "metrics.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [2, 4]
+    assert [float(r["train_flops"]) for r in rows] == [2 * SPARSE, 2 * SPARSE + 2 * THINNED]
+    assert float(rows[0]["train_flops_ratio"]) == pytest.approx(SPARSE / DENSE)
+    assert float(rows[1]["train_flops_ratio"]) == pytest.approx(768 / 1152)
+
+
+def test_checkpointed_state_continues_the_count(run, tmp_path):
+    _, gan, flops_logger = run
+    path = tf.train.Checkpoint(flops=flops_logger.state).save(str(tmp_path / "ckpt"))
+    restored = cb.FlopsState()
+    tf.train.Checkpoint(flops=restored).restore(path).assert_consumed()
+    resumed = cb.FlopsLogger(SCHEDULE, state=restored)
+    gan.fit(_data(2), epochs=1, verbose=0, callbacks=[resumed])
+    assert gan.iteration == 6
+    assert restored.read() == {"total": 768.0 + 2 * THINNED, "dense_total": 6.0 * DENSE,
+                               "iterations": 6}
+
+
+def test_missing_iterations_are_charged_and_a_state_ahead_is_refused():
+    gan = _gan()
+    gan.step.assign(3)  # e.g. a model trained before FLOPs were logged
+    late = cb.FlopsLogger(SCHEDULE)
+    gan.fit(_data(1), epochs=1, verbose=0, callbacks=[late])
+    assert late.state.read() == {"total": 4.0 * SPARSE, "dense_total": 4.0 * DENSE,
+                                 "iterations": 4}
+    ahead = cb.FlopsState()
+    ahead.iterations.assign(10)
+    with pytest.raises(ValueError, match="FlopsState restored"):
+        gan.fit(_data(1), epochs=1, verbose=0, callbacks=[cb.FlopsLogger(SCHEDULE,
+                                                                         state=ahead)])
+
+
+def test_training_schedule_reads_the_method_callbacks_and_bad_input():
+    callbacks = [cb.DynamicSparsity("generator", dst.SET(interval=3), total_steps=10),
+                 ADAPTController("strict", total_steps=10, interval=4, growth="random")]
+    schedule = cb.training_schedule(callbacks, d_batch=4, g_batch=8, n_dis=2, br_interval=5)
+    assert schedule == flops.Schedule(d_batch=4, g_batch=8, n_dis=2, br_interval=5,
+                                      g_update_interval=3, d_update_interval=4,
+                                      g_gradient_growth=False, d_gradient_growth=False)
+    assert cb.training_schedule([], d_batch=4, g_batch=8, n_dis=2, br_interval=None) == \
+        flops.Schedule(4, 8, 2, br_interval=None)
+    with pytest.raises(ValueError, match="convention must be one of"):
+        cb.FlopsLogger(SCHEDULE, convention="tables")
+    with pytest.raises(ValueError, match="flops.Schedule"):
+        cb.FlopsLogger({"d_batch": 4})
+
+
+def _table_rows(text: str) -> list[list[str]]:
+    return [[cell.strip() for cell in line.split("|")[1:-1]] for line in text.splitlines()
+            if line.startswith("| Static")]
+
+
+def test_flops_cli_table_against_flops_module(capsys):
+    """`python -m adapt_tf.flops` in process: the tiny config at 8 channels, strict setting."""
+    from absl import flags
+
+    flops_cli.define_flags()
+    flags.FLAGS(["flops", f"--gin_file={ROOT / 'gin_configs' / 'test' / 'tiny.gin'}",
+                 "--gin_bindings=train.g_width = 8", "--gin_bindings=train.d_width = 8",
+                 "--gin_bindings=method.setting = 'strict'", "--densities=0.3"])
+    try:
+        flops_cli.main(["flops"])
+    finally:
+        flags.FLAGS.unparse_flags()
+    text = capsys.readouterr().out
+    assert text.startswith("sngan32 on toy_shapes (strict setting): 8 iterations, n_dis 2, "
+                           "batch D 8 / G 8, ERK masks, convention 'paper'")
+    rows = _table_rows(text)
+    assert [row[:3] for row in rows] == [["Static-Balance", "30%", "30%"],
+                                         ["Static-Strong", "30%", "50%"]]
+    # The same numbers straight from adapt_tf.flops: ERK masks over the masked kernels, the
+    # tiny config's batches, n_dis and 8 iterations.
+    generator, discriminator = architectures.build_models("sngan32", g_width=8, d_width=8)
+    costs = cb.network_costs(generator, discriminator, latent_dim=128, num_classes=None)
+    shapes = [{layer.name: tuple(layer.kernel.shape) for layer in masked_layers(model)}
+              for model in (generator, discriminator)]
+    schedule = flops.Schedule(d_batch=8, g_batch=8, n_dis=2, br_interval=1)
+    for row, d_density in zip(rows, (0.3, 0.5)):
+        expected = flops.training_flops(
+            *costs, schedule, iterations=8, g_densities=topology.erk_densities(shapes[0], 0.3),
+            d_densities=topology.erk_densities(shapes[1], d_density))
+        assert float(row[3]) == pytest.approx(expected.total, rel=1e-4)
+        assert float(row[4].rstrip("%")) == pytest.approx(100 * expected.ratio, abs=0.006)
+    dense = float(text.splitlines()[1].split(":")[1])
+    assert dense == pytest.approx(expected.dense_total, rel=1e-4)
+
+
+def test_static_flops_relaxed_strong_d_is_dense_and_bad_input():
+    result = flops_cli.StaticFlops("t", 10.0, [{"configuration": "Static-Strong",
+                                                "g_density": 0.1, "d_density": 1.0,
+                                                "flops": 5.0, "ratio": 0.5}])
+    assert flops_cli.format_table(result).splitlines()[-1] == \
+        "| Static-Strong | 10% | 100% | 5.0000e+00 | 50.00% |"
+    with pytest.raises(ValueError, match="Unknown architecture 'sngan'"):
+        flops_cli.static_flops({"architecture": "sngan"})
+
+
+def test_python_m_adapt_tf_flops_runs_the_cli():
+    result = subprocess.run([sys.executable, "-m", "adapt_tf.flops", "--help"],
+                            capture_output=True, text=True, timeout=120)
+    assert "--gin_file" in result.stdout and "--convention" in result.stdout
