@@ -1,0 +1,366 @@
+"""`python -m adapt_tf.report W1 W2 ... [--output_dir=D]` (workdirs or glob patterns).
+
+Writes, for the runs in the given workdirs (see `adapt_tf.runs`):
+
+* `D/report.md`: per setting (e.g. sngan_cifar10), the paper's layout (methods x d_G) for FID
+  and for normalised training FLOPs, each of our values next to the paper's where PAPER_NOTES
+  holds it ("ours (paper)"); then the plots.
+* `D/report.csv`: one row per run (setting, cell, d_G, FID and where it came from, the paper's
+  FID, final d_D, training FLOPs and their ratio to dense, progress).
+* `D/run_<name>.png` per run and `D/comparison.png` for all runs side by side, each with four
+  panels: BR over training with the [B-, B+] band (the paper's Fig. 2 style), d_D (and d_G)
+  over training, FID over training, and FID against cumulative training FLOPs.
+
+Our FID is the best checkpoint's from `eval.json` (`python -m adapt_tf.evaluate`), else the
+best FID logged during training (marked *), as the paper reports the best FID over training.
+FLOPs are the last `train_flops_ratio` of metrics.csv (cumulative up to the last logged
+iteration, under the run's `train.flops_convention`). D defaults to W/report for one workdir and
+<their common parent>/report for several.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import glob
+import math
+import os
+import re
+import sys
+from typing import Any, Sequence
+
+from absl import app, flags, logging
+
+import adapt_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from adapt_tf import paper
+
+__all__ = ["RunRecord", "load_run", "expand_workdirs", "csv_rows", "markdown", "plot_runs",
+           "default_output_dir", "write_report", "define_flags", "main"]
+
+_DEFAULT_BAND = (0.45, 0.55)
+_CSV_FIELDS = ("setting", "cell", "method", "g_density", "fid", "fid_source", "fid_samples",
+               "fid_last", "inception_score", "paper_fid", "final_d_density", "train_flops",
+               "train_flops_ratio", "flops_convention", "paper_flops_ratio", "steps",
+               "total_steps", "workdir")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRecord:
+    """What the report shows of one run.
+
+    Attributes:
+      workdir, name: the run directory and a short unique name for it (file names, legends).
+      setting, cell, g_density: its place in the paper's grid (`adapt_tf.paper`).
+      band: the BR band [B-, B+] of its method (ADAPT/DDA's; the paper's default otherwise).
+      total_steps, flops_convention: from its operative config.
+      metrics: metrics.csv rows (floats, NaN where empty).
+      evaluation: eval.json, or None.
+    """
+
+    workdir: str
+    name: str
+    setting: str
+    cell: str
+    g_density: float
+    band: tuple[float, float]
+    total_steps: int
+    flops_convention: str
+    metrics: list[dict[str, float]]
+    evaluation: dict[str, Any] | None
+
+    @property
+    def label(self) -> str:
+        return f"{paper.CELLS.get(self.cell, self.cell)} d_G={_percent(self.g_density)}"
+
+    def series(self, key: str) -> tuple[list[float], list[float]]:
+        """(steps, values) of a metrics.csv column, rows where it is finite."""
+        pairs = [(row["step"], row[key]) for row in self.metrics
+                 if math.isfinite(row.get(key, math.nan))]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+
+    def last(self, key: str) -> float:
+        _, values = self.series(key)
+        return values[-1] if values else math.nan
+
+    @property
+    def steps(self) -> int:
+        return int(self.metrics[-1]["step"]) if self.metrics else 0
+
+    def fid(self) -> tuple[float, str, float]:
+        """(best FID, where it comes from, samples it used); NaN if never evaluated."""
+        best = (self.evaluation or {}).get("checkpoints", {}).get("best")
+        if best is not None:
+            return best["fid"], "eval.json best checkpoint", self.evaluation["num_samples"]
+        _, fids = self.series("fid")
+        if fids:
+            return min(fids), "training (best logged)", math.nan
+        return math.nan, "", math.nan
+
+
+def _percent(value: float) -> str:
+    return f"{value * 100:.0f}%"
+
+
+def expand_workdirs(patterns: Sequence[str]) -> list[str]:
+    """Workdirs from paths and glob patterns; a pattern keeps only directories holding an
+    operative_config.gin; an explicit path without one raises ValueError."""
+    workdirs: list[str] = []
+    for pattern in patterns:
+        if glob.has_magic(pattern):
+            matches = sorted(p for p in glob.glob(pattern)
+                             if os.path.isfile(os.path.join(p, "operative_config.gin")))
+            if not matches:
+                raise ValueError(f"No run directory matches {pattern!r}.")
+            workdirs += matches
+        elif os.path.isfile(os.path.join(pattern, "operative_config.gin")):
+            workdirs.append(pattern)
+        else:
+            raise ValueError(f"{pattern!r} is not a run directory (no operative_config.gin); "
+                             "pass workdirs written by `python -m adapt_tf.train`.")
+    return list(dict.fromkeys(os.path.normpath(w) for w in workdirs))
+
+
+def load_run(workdir: str, *, name: str | None = None) -> RunRecord:
+    """Reads one run's config, metrics.csv and eval.json."""
+    from adapt_tf import runs
+
+    config = runs.read_run_config(workdir)
+    method = config.method
+    controller = method.controller or {}
+    band = (controller.get("b_low", _DEFAULT_BAND[0]), controller.get("b_high", _DEFAULT_BAND[1]))
+    return RunRecord(workdir=workdir, name=name or os.path.basename(os.path.normpath(workdir)),
+                     setting=config.setting, cell=config.cell, g_density=method.g_density,
+                     band=band, total_steps=config.arguments["total_steps"],
+                     flops_convention=config.arguments.get("flops_convention", "paper"),
+                     metrics=runs.read_metrics(workdir), evaluation=runs.read_eval(workdir))
+
+
+def _names(workdirs: Sequence[str]) -> list[str]:
+    """Short unique names: paths relative to the common parent, as file-name-safe strings."""
+    if len(workdirs) == 1:
+        relative = [os.path.basename(os.path.abspath(workdirs[0]))]
+    else:
+        parent = os.path.commonpath([os.path.abspath(w) for w in workdirs])
+        relative = [os.path.relpath(os.path.abspath(w), parent) for w in workdirs]
+    return [re.sub(r"[^A-Za-z0-9._-]+", "_", r).strip("_") or "run" for r in relative]
+
+
+# ------------------------------------------------------------------------------------ tables
+
+
+def csv_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
+    """One row per run, `_CSV_FIELDS` (NaN where unknown)."""
+    rows = []
+    for record in records:
+        fid, source, samples = record.fid()
+        last = (record.evaluation or {}).get("checkpoints", {}).get("last", {})
+        paper_flops = paper.PAPER_FLOPS_RATIO.get((record.setting, record.cell), {})
+        rows.append({
+            "setting": record.setting, "cell": record.cell,
+            "method": paper.CELLS.get(record.cell, record.cell), "g_density": record.g_density,
+            "fid": fid, "fid_source": source, "fid_samples": samples,
+            "fid_last": last.get("fid", math.nan),
+            "inception_score": last.get("is_mean", record.last("inception_score")),
+            "paper_fid": _or_nan(paper.paper_fid(record.setting, record.cell,
+                                                 record.g_density)),
+            "final_d_density": record.last("d_density"),
+            "train_flops": record.last("train_flops"),
+            "train_flops_ratio": record.last("train_flops_ratio"),
+            "flops_convention": record.flops_convention,
+            "paper_flops_ratio": _or_nan(paper_flops.get(round(record.g_density, 4))),
+            "steps": record.steps, "total_steps": record.total_steps,
+            "workdir": record.workdir})
+    return rows
+
+
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def _fmt(value: float, kind: str) -> str:
+    if not math.isfinite(value):
+        return "–"
+    return f"{value:.2%}" if kind == "ratio" else f"{value:.2f}"
+
+
+def _grid_table(rows: Sequence[dict[str, Any]], setting: str, *, value: str,
+                paper_value: str, kind: str) -> list[str]:
+    """Markdown lines: rows = cells in the paper's order, columns = d_G."""
+    mine = [row for row in rows if row["setting"] == setting]
+    densities = sorted(set(paper.DENSITIES) | {row["g_density"] for row in mine})
+    cells = sorted({row["cell"] for row in mine},
+                   key=lambda c: (list(paper.CELLS).index(c) if c in paper.CELLS
+                                  else len(paper.CELLS), c))
+    lines = ["| method | " + " | ".join(_percent(d) for d in densities) + " |",
+             "|---|" + "---:|" * len(densities)]
+    for cell in cells:
+        entries = []
+        for density in densities:
+            runs = [r for r in mine if r["cell"] == cell and math.isclose(r["g_density"],
+                                                                          density)]
+            ours = ", ".join(_fmt(r[value], kind) + ("*" if value == "fid" and
+                                                     r["fid_source"].startswith("training")
+                                                     else "")
+                             + ("" if r["steps"] >= r["total_steps"] else " (partial)")
+                             for r in runs) or "–"
+            theirs = paper.PAPER_FID if paper_value == "paper_fid" else paper.PAPER_FLOPS_RATIO
+            known = theirs.get((setting, cell), {}).get(round(density, 4))
+            entries.append(ours if known is None else f"{ours} ({_fmt(known, kind)})")
+        lines.append(f"| {paper.CELLS.get(cell, cell)} | " + " | ".join(entries) + " |")
+    return lines
+
+
+def markdown(records: Sequence[RunRecord], *, plots: Sequence[str] = ()) -> str:
+    """The report's Markdown: per setting, the FID and the FLOPs tables, then the plots."""
+    rows = csv_rows(records)
+    lines = ["# adapt_tf report", "",
+             f"{len(records)} run(s). Each cell: ours (paper). Ours = FID of the best "
+             "checkpoint from eval.json, else the best FID logged during training (*); the "
+             "paper's = PAPER_NOTES §9 where known; – = none. (partial) = the run has not "
+             "reached its total_steps. Normalised FLOPs = cumulative training FLOPs / the same "
+             "schedule with dense masks (the run's flops_convention; 'paper' as Table 3); the "
+             "paper's Table 3 values are not in our notes.", ""]
+    for setting in dict.fromkeys(row["setting"] for row in rows):
+        title = paper.SETTINGS.get(setting, "not one of the paper's settings")
+        lines += [f"## {setting}: {title}", "", "### FID", ""]
+        lines += _grid_table(rows, setting, value="fid", paper_value="paper_fid", kind="fid")
+        lines += ["", "### Normalised training FLOPs", ""]
+        lines += _grid_table(rows, setting, value="train_flops_ratio",
+                             paper_value="paper_flops_ratio", kind="ratio")
+        lines.append("")
+    lines += ["## Runs", "", "| run | method | d_G | steps | final d_D | FID (source) | workdir |",
+              "|---|---|---:|---:|---:|---|---|"]
+    for record, row in zip(records, rows):
+        lines.append(f"| {record.name} | {row['method']} | {_percent(record.g_density)} | "
+                     f"{row['steps']}/{row['total_steps']} | {_fmt(row['final_d_density'], 'fid')}"
+                     f" | {_fmt(row['fid'], 'fid')} ({row['fid_source'] or 'not evaluated'}) | "
+                     f"{record.workdir} |")
+    lines.append("")
+    for plot in plots:
+        lines += [f"![{os.path.basename(plot)}]({os.path.basename(plot)})", ""]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------- plots
+
+
+def _panels(axes, records: Sequence[RunRecord], colors) -> None:
+    br, density, fid, fid_flops = axes.flat
+    bands = {record.band for record in records}
+    for low, high in bands:
+        br.axhspan(low, high, color="tab:green", alpha=0.12, lw=0)
+        for bound in (low, high):
+            br.axhline(bound, color="tab:green", lw=0.8, ls="--")
+    several = len(records) > 1
+    for record, color in zip(records, colors):
+        label = record.label if not several else f"{record.label} ({record.name})"
+        br.plot(*record.series("br"), color=color, lw=1.2, label=label)
+        density.plot(*record.series("d_density"), color=color, lw=1.5,
+                     label=label if several else "d_D")
+        density.plot(*record.series("g_density"), color=color, lw=1.0, ls=":",
+                     label=None if several else "d_G")
+        steps, fids = record.series("fid")
+        if fids:
+            fid.plot(steps, fids, color=color, marker="o", ms=3, lw=1.2, label=label)
+            best = min(range(len(fids)), key=fids.__getitem__)
+            fid.plot(steps[best], fids[best], color=color, marker="*", ms=12, ls="none")
+        flops_steps, flops_values = record.series("train_flops")
+        at_fid = dict(zip(flops_steps, flops_values))
+        pairs = [(at_fid[s], f) for s, f in zip(steps, fids) if s in at_fid]
+        if pairs:
+            fid_flops.plot(*zip(*pairs), color=color, marker="o", ms=3, lw=1.2, label=label)
+    br.set(title="Balance ratio (band [B-, B+])", xlabel="iteration", ylabel="BR")
+    density.set(title="Densities (solid d_D, dotted d_G)", xlabel="iteration",
+                ylabel="density", ylim=(0, 1.05))
+    fid.set(title="FID over training (* best)", xlabel="iteration", ylabel="FID")
+    fid_flops.set(title="FID vs cumulative training FLOPs", xlabel="training FLOPs (MACs)",
+                  ylabel="FID")
+    for axis, empty in ((fid, "no FID evaluated\n(set train.eval_every)"),
+                        (fid_flops, "no FID evaluated\n(set train.eval_every)")):
+        if not axis.lines:
+            axis.text(0.5, 0.5, empty, ha="center", va="center", transform=axis.transAxes,
+                      color="0.4")
+    for axis in axes.flat:
+        axis.grid(alpha=0.3)
+
+
+def plot_runs(records: Sequence[RunRecord], path: str, *, title: str) -> str:
+    """Writes the four-panel PNG of one or several runs (overlaid, one colour each)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = plt.get_cmap("tab10" if len(records) <= 10 else "tab20").colors
+    colors = [colors[i % len(colors)] for i in range(len(records))]
+    figure, axes = plt.subplots(2, 2, figsize=(12, 8.5))
+    _panels(axes, records, colors)
+    if len(records) > 1:
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        figure.legend(handles, labels, loc="lower center", ncol=min(3, len(records)),
+                      fontsize="small", frameon=False)
+        bottom = 0.06 + 0.03 * math.ceil(len(records) / 3)
+    else:
+        for axis in axes.flat[1:2]:
+            axis.legend(fontsize="small", loc="best")
+        bottom = 0.04
+    figure.suptitle(title)
+    figure.tight_layout(rect=(0, bottom, 1, 0.97))
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+# ------------------------------------------------------------------------------------ driver
+
+
+def default_output_dir(workdirs: Sequence[str]) -> str:
+    if len(workdirs) == 1:
+        return os.path.join(workdirs[0], "report")
+    return os.path.join(os.path.commonpath([os.path.abspath(w) for w in workdirs]), "report")
+
+
+def write_report(workdirs: Sequence[str], output_dir: str | None = None) -> dict[str, Any]:
+    """Writes report.md, report.csv and the PNGs for these workdirs; returns their paths
+    {"markdown", "csv", "plots": [...]}."""
+    if not workdirs:
+        raise ValueError("No workdirs given; pass run directories or glob patterns.")
+    output_dir = output_dir or default_output_dir(workdirs)
+    os.makedirs(output_dir, exist_ok=True)
+    records = [load_run(w, name=n) for w, n in zip(workdirs, _names(workdirs))]
+    plots = []
+    if len(records) > 1:
+        plots.append(plot_runs(records, os.path.join(output_dir, "comparison.png"),
+                               title=f"{len(records)} runs"))
+    for record in records:
+        plots.append(plot_runs([record], os.path.join(output_dir, f"run_{record.name}.png"),
+                               title=f"{record.label} on {record.setting} ({record.workdir})"))
+    csv_path = os.path.join(output_dir, "report.csv")
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=_CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(csv_rows(records))
+    markdown_path = os.path.join(output_dir, "report.md")
+    with open(markdown_path, "w") as f:
+        f.write(markdown(records, plots=plots))
+    return {"markdown": markdown_path, "csv": csv_path, "plots": plots}
+
+
+def define_flags() -> None:
+    """Defines the CLI's flags (only when run as a program; see `adapt_tf.evaluate`)."""
+    flags.DEFINE_string("output_dir", None, "Where to write report.md, report.csv and the PNGs "
+                        "(default: W/report for one workdir, <common parent>/report for more).")
+
+
+def main(argv):
+    try:
+        workdirs = expand_workdirs(argv[1:])
+        paths = write_report(workdirs, flags.FLAGS.output_dir)
+    except ValueError as error:
+        sys.exit(f"adapt_tf.report: {error}")
+    logging.info("Wrote %s", paths)
+    print(f"{paths['markdown']}\n{paths['csv']}\n" + "\n".join(paths["plots"]))
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

@@ -1,0 +1,122 @@
+"""Tests of adapt_tf.report on hand-written workdirs (operative config, metrics.csv, eval.json):
+the paper-layout tables next to the paper's values, the CSV, the PNGs, workdir expansion."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from adapt_tf import report
+
+CONFIG = """DENSITY = {density}
+method.name = '{method}'
+method.g_density = %DENSITY
+{extra}
+train.method = @method()
+train.architecture = 'sngan32'
+train.dataset = 'cifar10'
+train.total_steps = 400
+"""
+FIELDS = ["step", "br", "g_density", "d_density", "train_flops", "train_flops_ratio", "fid"]
+
+
+def _workdir(root, name, *, method, density, rows, extra="", evaluation=None):
+    path = root / name
+    path.mkdir(parents=True)
+    (path / "operative_config.gin").write_text(
+        CONFIG.format(density=density, method=method, extra=extra))
+    with open(path / "metrics.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows([dict(zip(FIELDS, row)) for row in rows])
+    if evaluation is not None:
+        (path / "eval.json").write_text(json.dumps(evaluation))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    adapt = _workdir(
+        root, "adapt/d10", method="adapt_relaxed", density=0.1,
+        rows=[(100, 0.2, 0.1, 0.1, 1e15, 0.30, ""), (200, 0.6, 0.1, 0.15, 2e15, 0.32, 20.0),
+              (300, 0.5, 0.1, 0.15, 3e15, 0.34, ""), (400, 0.5, 0.1, 0.15, 4e15, 0.35, 18.0)],
+        evaluation={"num_samples": 50000, "checkpoints": {
+            "best": {"step": 400, "fid": 14.0, "is_mean": 7.0, "is_std": 0.1},
+            "last": {"step": 400, "fid": 14.0, "is_mean": 7.0, "is_std": 0.1}}})
+    strong = _workdir(root, "strong/d10", method="static_strong", density=0.1,
+                      extra="method.setting = 'strict'",
+                      rows=[(100, 0.9, 0.1, 0.5, 2e15, 0.6, ""),
+                            (200, 0.8, 0.1, 0.5, 4e15, 0.6, 30.0)])
+    dense = _workdir(root, "dense/d100", method="dense", density=0.1,
+                     rows=[(200, 0.5, 1.0, 1.0, 9e15, 1.0, 12.0),
+                           (400, 0.5, 1.0, 1.0, 1.8e16, 1.0, 11.0)])
+    return root, [adapt, strong, dense]
+
+
+@pytest.fixture(scope="module")
+def written(runs):
+    root, workdirs = runs
+    return report.write_report(workdirs, str(root / "out"))
+
+
+def test_csv_rows_hold_our_and_the_papers_numbers(written):
+    with open(written["csv"]) as f:
+        rows = {r["cell"]: r for r in csv.DictReader(f)}
+    adapt, strong, dense = (rows["adapt_relaxed"], rows["static_strong_strict"],
+                            rows["dense"])
+    assert (adapt["setting"], float(adapt["g_density"])) == ("sngan_cifar10", 0.1)
+    assert (float(adapt["fid"]), adapt["fid_source"]) == (14.0, "eval.json best checkpoint")
+    assert float(adapt["paper_fid"]) == 14.19
+    assert float(adapt["train_flops_ratio"]) == 0.35
+    assert float(adapt["final_d_density"]) == 0.15
+    assert (float(strong["fid"]), strong["fid_source"]) == (30.0, "training (best logged)")
+    assert math.isnan(float(strong["paper_fid"]))
+    assert (int(strong["steps"]), int(strong["total_steps"])) == (200, 400)
+    assert (float(dense["g_density"]), float(dense["fid"]), float(dense["paper_fid"])) == (
+        1.0, 11.0, 10.74)
+
+
+def test_markdown_tables_follow_the_papers_layout(written):
+    text = open(written["markdown"]).read()
+    assert "## sngan_cifar10: SNGAN on CIFAR-10 (32x32)" in text
+    fid_table = text.split("### FID")[1].split("###")[0]
+    lines = [line for line in fid_table.splitlines() if line.startswith("|")]
+    assert lines[0] == "| method | 10% | 20% | 30% | 50% | 100% |"
+    # Rows in the paper's order; ours (paper); * = best FID logged during training.
+    assert lines[2:] == [
+        "| Dense | – | – | – | – | 11.00* (10.74) |",
+        "| ADAPT_relax | 14.00 (14.19) | – (13.19) | – (12.38) | – (10.60) | – |",
+        "| Static-Strong (strict) | 30.00* (partial) | – | – | – | – |"]
+    flops_table = text.split("### Normalised training FLOPs")[1].split("##")[0]
+    assert "| ADAPT_relax | 35.00% | – | – | – | – |" in flops_table
+    for name in ("comparison.png", "run_adapt_d10.png", "run_strong_d10.png"):
+        assert f"]({name})" in text
+
+
+def test_plots_are_written_as_images(written):
+    import matplotlib.image
+
+    names = sorted(os.path.basename(p) for p in written["plots"])
+    assert names == ["comparison.png", "run_adapt_d10.png", "run_dense_d100.png",
+                     "run_strong_d10.png"]
+    for path in written["plots"]:
+        pixels = matplotlib.image.imread(path)
+        assert pixels.shape[:2] == (850, 1200) and np.std(pixels[..., :3]) > 0.05
+
+
+def test_workdir_patterns_and_errors(runs, tmp_path):
+    root, workdirs = runs
+    assert report.expand_workdirs([str(root / "*" / "d10")]) == sorted(workdirs[:2])
+    assert report.expand_workdirs([workdirs[2], workdirs[2]]) == [workdirs[2]]
+    assert report.default_output_dir(workdirs) == str(root / "report")
+    with pytest.raises(ValueError, match="not a run directory"):
+        report.expand_workdirs([str(tmp_path)])
+    with pytest.raises(ValueError, match="No run directory matches"):
+        report.expand_workdirs([str(tmp_path / "*")])
+    with pytest.raises(ValueError, match="No workdirs"):
+        report.write_report([])
