@@ -1,10 +1,11 @@
-"""Tests of FID evaluation during and after training: the EvaluateFID callback through
-`train_lib.train` (metrics.csv columns, best checkpoint, cached reference statistics) and
-`adapt_tf.evaluate` on the finished run, with the tiny stand-in Inception of
-tests/inception_stub.py and a 4-iteration static run of the tiny gin config. No network."""
+"""Tests of FID evaluation during and after training: the EvaluateFID callback as train_lib
+wires it (cadence, metrics row values, best checkpoint, cached reference statistics) and
+`adapt_tf.evaluate` on the resulting workdir, with the tiny stand-in Inception of
+tests/inception_stub.py and the tiny gin config's models at 8 channels. To stay fast nothing
+is trained: between "iterations" the EMA generator's kernels are rescaled, which changes the
+samples (and so the FID) the way training would. No network."""
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -14,53 +15,72 @@ import gin
 import pytest
 from inception_stub import save_tiny_inception
 
-from adapt_tf import callbacks as cb, configurables, evaluate, methods, metrics, train_lib
+from adapt_tf import callbacks as cb, evaluate, methods, metrics, runs, train_lib
+from adapt_tf.layers import masked_layers
 
 import tensorflow as tf
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = str(ROOT / "gin_configs" / "test" / "tiny.gin")
+SCALES = {1: 1.0, 2: 0.2, 3: 1.0, 4: 3.0, 5: 1.5}  # EMA kernel scale at each iteration
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A finished 4-iteration run with FID at iterations 2 and 4 on 10 samples each."""
+def evaluated(tmp_path_factory):
+    """A workdir with FID evaluated at iterations 2, 4 and 5 (the last) on 20 samples."""
     root = tmp_path_factory.mktemp("evaluate")
     inception = save_tiny_inception(root / "inception")
     workdir = str(root / "run")
-    bindings = ["method.name = 'static_balance'", "train.g_width = 8", "train.d_width = 8",
-                "train.total_steps = 4", "train.log_every = 2", "train.checkpoint_every = 2",
-                "train.sample_every = 4", "train.eval_every = 2",
-                "train.eval_num_samples = 10", f"train.inception_path = '{inception}'"]
+    bindings = ["train.g_width = 8", "train.d_width = 8", "train.total_steps = 5",
+                "train.eval_every = 2", "train.eval_num_samples = 20",
+                f"train.inception_path = '{inception}'"]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ADAPT_TF_CACHE_DIR", str(root / "cache"))
-        gin.clear_config()
-        configurables.parse_config([TINY], bindings)
-        configurables.train(workdir=workdir)
+        config = runs.parse_run_config([TINY], bindings)
+        os.makedirs(workdir)
         with open(os.path.join(workdir, "operative_config.gin"), "w") as f:
-            f.write(gin.operative_config_str())
-    with open(os.path.join(workdir, "metrics.csv")) as f:
-        rows = list(csv.DictReader(f))
-    return workdir, inception, root / "cache", rows
+            f.write(gin.config_str())
+        run = train_lib.build_run(**{**config.build_run_arguments(), "workdir": workdir})
+        logger = cb.MetricsLogger(workdir, every=2, extra_fields=cb.EvaluateFID.FIELDS,
+                                  tensorboard=False)
+        callback = train_lib._fid_callback(
+            run, workdir=workdir, dataset="toy_shapes", every=2, num_samples=20,
+            total_steps=5, inception_path=inception, reference_stats=None, data_dir=None,
+            logger=logger)
+    callback.set_model(run.gan)
+    logged = {}
+    for step, scale in SCALES.items():
+        run.gan.step.assign(step)
+        for layer in masked_layers(run.gan.ema_generator):
+            layer.kernel.assign(layer.kernel * scale)
+        callback.on_train_batch_end(step - 1)
+        logged[step], logger.extra = logger.extra, {}
+    run.checkpointer.save()
+    return workdir, inception, root / "cache", callback, logged
 
 
-def test_fid_is_logged_and_the_best_checkpoint_kept(trained):
-    workdir, _, _, rows = trained
-    assert [int(r["step"]) for r in rows] == [2, 4]
-    fids = [float(r["fid"]) for r in rows]
-    assert all(math.isfinite(f) and f > 0 for f in fids)
-    assert all(float(r["inception_score"]) >= 1.0 for r in rows)
-    assert float(rows[0]["best_fid"]) == fids[0]
-    assert float(rows[1]["best_fid"]) == min(fids)
-    best_step = 2 + 2 * fids.index(min(fids))
-    assert tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints_best")).endswith(
-        f"ckpt-{best_step}")
-    assert sorted(n for n in os.listdir(os.path.join(workdir, "checkpoints_best"))
-                  if n.endswith(".index")) == [f"ckpt-{best_step}.index"]
+def test_fid_is_evaluated_logged_and_the_best_checkpoint_kept(evaluated):
+    workdir, _, _, callback, logged = evaluated
+    assert [record["step"] for record in callback.history] == [2, 4, 5]
+    fids = {record["step"]: record["fid"] for record in callback.history}
+    assert len(set(fids.values())) == 3 and all(f > 0 for f in fids.values())
+    best_step = min(fids, key=fids.get)
+    assert (callback.best_fid, callback.best_step) == (fids[best_step], best_step)
+    assert {step for step, extra in logged.items() if extra} == {2, 4, 5}
+    running_best = math.inf
+    for step in (2, 4, 5):
+        running_best = min(running_best, fids[step])
+        assert logged[step]["fid"] == fids[step]
+        assert logged[step]["best_fid"] == running_best
+        assert logged[step]["inception_score"] >= 1.0
+    best_dir = os.path.join(workdir, "checkpoints_best")
+    assert tf.train.latest_checkpoint(best_dir).endswith(f"ckpt-{best_step}")
+    assert [n for n in os.listdir(best_dir) if n.endswith(".index")] == [
+        f"ckpt-{best_step}.index"]
 
 
-def test_reference_statistics_are_computed_once_into_the_cache(trained):
-    _, inception, cache, _ = trained
+def test_reference_statistics_are_computed_once_into_the_cache(evaluated):
+    _, inception, cache, _, _ = evaluated
     model = metrics.load_inception(inception)
     path = cb.reference_cache_path("toy_shapes", inception, cache_dir=str(cache / "fid_stats"))
     assert os.path.isfile(path) and os.path.basename(path).startswith("toy_shapes_train_32px_")
@@ -71,27 +91,27 @@ def test_reference_statistics_are_computed_once_into_the_cache(trained):
     assert source2 == path and (mu2 == mu).all()
 
 
-def test_evaluate_rescores_best_and_last_checkpoints(trained):
-    workdir, _, cache, rows = trained
+def test_evaluate_rescores_best_and_last_checkpoints(evaluated):
+    workdir, _, cache, callback, _ = evaluated
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ADAPT_TF_CACHE_DIR", str(cache))
-        record = evaluate.evaluate_run(workdir, num_samples=10)
+        record = evaluate.evaluate_run(workdir, num_samples=20)
     with open(os.path.join(workdir, "eval.json")) as f:
         assert json.load(f) == record
-    fids = {int(r["step"]): float(r["fid"]) for r in rows}
-    best_step = min(fids, key=fids.get)
+    fids = {r["step"]: r["fid"] for r in callback.history}
     best, last = record["checkpoints"]["best"], record["checkpoints"]["last"]
-    assert (best["step"], last["step"]) == (best_step, 4)
-    # Same weights, samples (seed 0) and count as the callback: the same FID.
-    assert best["fid"] == pytest.approx(fids[best_step], rel=1e-5)
-    assert last["fid"] == pytest.approx(fids[4], rel=1e-5)
-    assert record["training_best"] == {"fid": pytest.approx(min(fids.values())),
-                                       "step": best_step, "num_samples": 10}
-    assert record["reference"].startswith(str(cache)) and record["num_samples"] == 10
+    assert (best["step"], last["step"]) == (callback.best_step, 5)
+    # The rebuilt run restores the same EMA weights; same samples (seed 0) and count as the
+    # callback: the same FIDs.
+    assert best["fid"] == pytest.approx(fids[callback.best_step], rel=1e-6)
+    assert last["fid"] == pytest.approx(fids[5], rel=1e-6)
+    assert record["training_best"] == {"fid": pytest.approx(callback.best_fid),
+                                       "step": callback.best_step, "num_samples": 20}
+    assert record["reference"].startswith(str(cache)) and record["num_samples"] == 20
 
 
-def test_evaluate_errors_name_the_problem(trained, tmp_path):
-    workdir, _, _, _ = trained
+def test_evaluate_errors_name_the_problem(evaluated, tmp_path):
+    workdir = evaluated[0]
     with pytest.raises(ValueError, match="no operative_config.gin"):
         evaluate.evaluate_run(str(tmp_path), num_samples=10)
     with pytest.raises(metrics.InceptionUnavailableError, match="no SavedModel"):
