@@ -47,7 +47,10 @@ class RunConfig:
 
     @property
     def method_setting(self) -> str:
-        """"relaxed" (Table 1) or "strict" (Table 2)."""
+        """"relaxed" (Table 1) or "strict" (Table 2: `method.setting = 'strict'`, or
+        ADAPT_strict, which is strict whatever the binding)."""
+        if self.method_arguments.get("name") == "adapt_strict":
+            return "strict"
         return self.method_arguments.get("setting", "relaxed")
 
     @property

@@ -7,10 +7,14 @@ import json
 import math
 import os
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from adapt_tf import report
+
+ROOT = Path(__file__).resolve().parent.parent
 
 CONFIG = """DENSITY = {density}
 method.name = '{method}'
@@ -120,3 +124,17 @@ def test_workdir_patterns_and_errors(runs, tmp_path):
         report.expand_workdirs([str(tmp_path / "*")])
     with pytest.raises(ValueError, match="No workdirs"):
         report.write_report([])
+
+
+@pytest.mark.parametrize("experiment, cell, setting", [
+    ("sngan_cifar10/adapt_strict", "adapt_strict", "strict"),
+    ("sngan_cifar10/static_strong_strict", "static_strong_strict", "strict"),
+    ("biggan_tinyimagenet/sdst_balance_rigl", "sdst_balance_rigl", "relaxed")])
+def test_experiment_configs_map_to_the_papers_cells(experiment, cell, setting):
+    from adapt_tf import runs
+
+    path = ROOT / "gin_configs" / "experiments" / f"{experiment}.gin"
+    config = runs.parse_run_config([str(path)], ["DENSITY = 0.2"])
+    assert (config.setting, config.cell, config.method_setting) == (
+        experiment.split("/")[0], cell, setting)
+    assert config.method.g_density == 0.2
