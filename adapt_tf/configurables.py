@@ -11,6 +11,7 @@ scopes, as gin's docs do for GANs:
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -42,8 +43,20 @@ def parse_config(gin_files, gin_bindings=()) -> None:
     if missing:
         raise ValueError(f"gin file(s) not found: {missing}; give a path, or a path relative "
                          f"to {CONFIG_DIR}.")
-    gin.parse_config_files_and_bindings(list(gin_files), list(gin_bindings),
-                                        finalize_config=True)
+    root = logging.getLogger()
+    root.addFilter(_quiet_include_probes)
+    try:
+        gin.parse_config_files_and_bindings(list(gin_files), list(gin_bindings),
+                                            finalize_config=True)
+    finally:
+        root.removeFilter(_quiet_include_probes)
+
+
+def _quiet_include_probes(record: logging.LogRecord) -> bool:
+    """Drops gin's 'Path not found' errors, logged for every search path it probes for an
+    include before the one that has the file (a missing file still raises)."""
+    return not (record.pathname.endswith("resource_reader.py")
+                and str(record.msg).startswith("Path not found"))
 
 
 def _findable(path: str) -> bool:
