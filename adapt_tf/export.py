@@ -1,0 +1,451 @@
+"""Exports of a trained run: TF-Hub style SavedModels of G (and D) and TFLite files.
+
+    python -m adapt_tf.export --workdir=W [--checkpoint=best|last|PATH] [--discriminator]
+
+writes `W/export/generator/` (SavedModel), `W/export/generator.tflite` and
+`W/export/export_info.json` (checkpoint, densities, TFLite sizes), and with `--discriminator`
+`W/export/discriminator/`. Loading an export needs TensorFlow only, not adapt_tf.
+
+The generator SavedModel (from the EMA generator when the run keeps one):
+
+* `serving_default(z, [y,] truncation) -> {"images"}`: z float32 [B, latent_dim], y int32 [B]
+  in [0, num_classes) (conditional models only: a signature cannot have optional inputs),
+  truncation float32 scalar; images float32 [B, H, W, 3] in [-1, 1].
+* Truncation trick by clipping: z <- clip(z, -t, t) when t > 0, z unchanged when t <= 0. Clipping
+  (rather than resampling |z| > t) keeps the output a deterministic function of the z passed in.
+* A reusable `__call__(inputs, training=False)` with inputs z or [z, y] (the Keras generator's
+  convention), `variables`, `trainable_variables` and an empty `regularization_losses`, so it
+  works with `tf.saved_model.load`, `hub.load` and `hub.KerasLayer`. training=False uses
+  BatchNorm's moving statistics; training=True is Keras training mode (batch statistics, moving
+  statistics updated), for fine-tuning, which does not keep the sparsity.
+* Attributes (non-trainable variables): `latent_dim`, `num_classes` (0 = unconditional),
+  `image_shape` [3], `density` (active / total over the masked kernels) and `layer_densities`
+  {masked layer name: density}.
+
+Masks are baked in: each masked layer becomes a plain Keras `Dense` / `Conv2D` whose kernel is
+(kernel * mask), divided by its spectral norm where the layer has one (as the Keras layer
+computes it at inference), so the exported kernels are zero exactly where the masks are zero.
+The same holds for tfmot-pruned models (`strip_pruning` is applied first). Weights are
+float32 whatever the run's mixed-precision policy.
+
+The discriminator SavedModel: `serving_default(images, [y]) -> {"logits"}` (float32 [B]),
+`__call__(images or [images, y], training=False)`, `variables`, `image_shape`, `density`,
+`layer_densities`.
+
+TFLite: the generator (fixed batch, no truncation) converted with
+`tf.lite.Optimize.EXPERIMENTAL_SPARSITY`, which stores sparse constant tensors in TFLite's
+sparse format; its size is reported next to the size of a plain (dense) conversion.
+
+Checkpoints: `best` is the latest checkpoint in `W/checkpoints_best/` (kept by the FID
+callback), `last` the latest in `W/checkpoints/`; the default is `best` if a run kept one, else
+`last`. A run is rebuilt from `W/operative_config.gin`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from adapt_tf import layers as masked
+from adapt_tf.layers import MaskedLayer, masked_layers
+
+__all__ = [
+    "CHECKPOINT_DIRS",
+    "TFLiteExport",
+    "strip_masks",
+    "export_generator",
+    "export_discriminator",
+    "export_tflite",
+    "find_checkpoint",
+    "load_run",
+    "export_run",
+]
+
+CHECKPOINT_DIRS = {"best": "checkpoints_best", "last": "checkpoints"}
+
+
+# ------------------------------------------------------------------------ plain Keras models
+
+
+def strip_masks(model: keras.Model) -> keras.Model:
+    """A float32 copy of a functional `model` in plain Keras layers, masks baked into kernels.
+
+    Masked layers become `Dense` / `Conv2D` with kernel = kernel * mask (spectrally normalised
+    as at inference where the layer has SN); `SNDense`, `SNConv2D`, `SNEmbedding` become
+    `Dense`, `Conv2D`, `Embedding` with their normalised weights. Other layers are copied.
+    tfmot pruning wrappers are stripped first. The copy's outputs equal `model(x,
+    training=False)` (float32).
+    """
+    if not isinstance(model, keras.Model) or not getattr(model, "_is_graph_network", False):
+        raise ValueError(f"strip_masks needs a functional keras.Model, got {model!r}; build "
+                         "the network with keras.Input (adapt_tf.architectures do).")
+    model = _strip_pruning(model)
+    plain = keras.models.clone_model(model, clone_function=_plain_layer)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer) or isinstance(layer, keras.Model):
+            continue  # nested models were stripped (weights included) by _plain_layer
+        plain.get_layer(layer.name).set_weights(_baked_weights(layer))
+    return plain
+
+
+def _strip_pruning(model: keras.Model) -> keras.Model:
+    if not any(type(layer).__name__ == "PruneLowMagnitude"
+               for layer in model._flatten_layers(include_self=False)):
+        return model
+    import tensorflow_model_optimization as tfmot
+
+    return tfmot.sparsity.keras.strip_pruning(model)
+
+
+_PLAIN = ((masked.MaskedDense, keras.layers.Dense), (masked.MaskedConv2D, keras.layers.Conv2D),
+          (masked.SNDense, keras.layers.Dense), (masked.SNConv2D, keras.layers.Conv2D),
+          (masked.SNEmbedding, keras.layers.Embedding))
+
+
+def _plain_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
+    if isinstance(layer, keras.Model):
+        return strip_masks(layer)
+    config = {**layer.get_config(), "dtype": "float32"}
+    for source, target in _PLAIN:
+        if isinstance(layer, source):
+            for key in ("spectral_norm", "sn_eps", "kernel_constraint",
+                        "embeddings_constraint"):
+                config.pop(key, None)
+            return target.from_config(config)
+    return layer.__class__.from_config(config)
+
+
+def _baked_weights(layer: keras.layers.Layer) -> list[np.ndarray]:
+    """The layer's weights in order, with its kernel baked and mask / SN vector left out."""
+    if isinstance(layer, MaskedLayer):
+        baked, source = layer._normalize(layer.masked_kernel(), False), layer.kernel
+    elif isinstance(layer, (masked.SNDense, masked.SNConv2D)):
+        baked = layer._normalize(masked._float32_value(layer.kernel), False)
+        source = layer.kernel
+    elif isinstance(layer, masked.SNEmbedding):
+        baked = layer._normalize(masked._float32_value(layer.embeddings), False)
+        source = layer.embeddings
+    else:
+        return [np.asarray(w, np.float32) if np.asarray(w).dtype.kind == "f" else np.asarray(w)
+                for w in layer.get_weights()]
+    skip = {id(getattr(layer, "mask", None)), id(getattr(layer, "sn_u", None))}
+    return [np.asarray(baked, np.float32) if w is source else np.asarray(w, np.float32)
+            for w in layer.weights if id(w) not in skip]
+
+
+# ------------------------------------------------------------------------------ SavedModels
+
+
+def _networks(model, network: str, use_ema: bool):
+    """(keras network, SparseGAN or None) from a SparseGAN or a bare Keras network."""
+    if hasattr(model, "generator") and hasattr(model, "discriminator"):
+        if network == "discriminator":
+            return model.discriminator, model
+        ema = getattr(model, "ema_generator", None)
+        return (ema if use_ema and ema is not None else model.generator), model
+    return model, None
+
+
+def _density_variables(network: keras.Model) -> tuple[tf.Variable, dict[str, tf.Variable]]:
+    layers = masked_layers(network)
+    active = sum(float(tf.reduce_sum(layer.mask)) for layer in layers)
+    total = sum(int(layer.mask.shape.num_elements()) for layer in layers)
+    per_layer = {layer.name: _constant(layer.density, tf.float32) for layer in layers}
+    return _constant(active / total if total else 1.0, tf.float32), per_layer
+
+
+def _constant(value, dtype) -> tf.Variable:
+    return tf.Variable(value, dtype=dtype, trainable=False)
+
+
+def _root(plain: keras.Model, network: keras.Model) -> tf.train.Checkpoint:
+    """The exported object: variables in hub's reusable-SavedModel convention, bookkeeping."""
+    root = tf.train.Checkpoint()
+    root.variables = list(plain.variables)
+    root.trainable_variables = list(plain.trainable_variables)
+    root.regularization_losses = []
+    root.density, root.layer_densities = _density_variables(network)
+    return root
+
+
+def export_generator(model, path: str, *, num_classes: int | None = None,
+                     use_ema: bool = True) -> str:
+    """Writes the generator as a TF-Hub style SavedModel at `path` (see the module docstring).
+
+    Args:
+      model: a `SparseGAN` (its EMA generator when it has one and `use_ema`) or a functional
+        Keras generator, z [B, latent_dim] (or [z, y]) -> images [B, H, W, 3] in [-1, 1].
+      path: output directory (overwritten).
+      num_classes: class count of a bare conditional generator (a SparseGAN knows its own).
+      use_ema: export the EMA generator of a SparseGAN rather than the trained one.
+    Returns: `path`.
+    """
+    generator, gan = _networks(model, "generator", use_ema)
+    conditional = len(generator.inputs) == 2
+    if gan is not None:
+        num_classes = gan.num_classes
+    if conditional and not (isinstance(num_classes, int) and num_classes > 0):
+        raise ValueError(f"num_classes={num_classes!r}: a conditional generator (inputs "
+                         f"{[i.name for i in generator.inputs]}) needs the class count.")
+    if not conditional and num_classes:
+        raise ValueError(f"num_classes={num_classes!r} given for an unconditional generator; "
+                         "pass None.")
+    plain = strip_masks(generator)
+    latent_dim = int(generator.inputs[0].shape[-1])
+    image_shape = [int(s) for s in plain.outputs[0].shape[1:]]
+    root = _root(plain, generator)
+    root.latent_dim = _constant(latent_dim, tf.int32)
+    root.num_classes = _constant(num_classes or 0, tf.int32)
+    root.image_shape = _constant(image_shape, tf.int32)
+
+    @tf.function
+    def call(inputs, training=False):
+        return tf.cast(plain(inputs, training=training), tf.float32)
+
+    z_spec = tf.TensorSpec([None, latent_dim], tf.float32, name="z")
+    y_spec = tf.TensorSpec([None], tf.int32, name="y")
+    t_spec = tf.TensorSpec([], tf.float32, name="truncation")
+    call_spec = [z_spec, y_spec] if conditional else z_spec
+    for training in (False, True):
+        call.get_concrete_function(call_spec, training=training)
+    root.__call__ = call
+
+    def truncate(z, truncation):
+        return tf.where(truncation > 0.0, tf.clip_by_value(z, -truncation, truncation), z)
+
+    if conditional:
+        @tf.function(input_signature=[z_spec, y_spec, t_spec])
+        def serve(z, y, truncation):
+            return {"images": call([truncate(z, truncation), y], training=False)}
+    else:
+        @tf.function(input_signature=[z_spec, t_spec])
+        def serve(z, truncation):
+            return {"images": call(truncate(z, truncation), training=False)}
+    tf.saved_model.save(root, path, signatures={"serving_default": serve})
+    return path
+
+
+def export_discriminator(model, path: str) -> str:
+    """Writes the discriminator as a SavedModel: serving_default(images[, y]) -> {"logits"}.
+
+    `model`: a `SparseGAN` or a functional Keras discriminator, images [B, H, W, 3] in [-1, 1]
+    (and int32 labels [B]) -> logits [B] (or [B, 1], exported as [B]). Returns `path`.
+    """
+    discriminator, _ = _networks(model, "discriminator", False)
+    conditional = len(discriminator.inputs) == 2
+    plain = strip_masks(discriminator)
+    image_shape = [int(s) for s in discriminator.inputs[0].shape[1:]]
+    root = _root(plain, discriminator)
+    root.image_shape = _constant(image_shape, tf.int32)
+
+    @tf.function
+    def call(inputs, training=False):
+        logits = tf.cast(plain(inputs, training=training), tf.float32)
+        return tf.reshape(logits, [-1])
+
+    x_spec = tf.TensorSpec([None, *image_shape], tf.float32, name="images")
+    y_spec = tf.TensorSpec([None], tf.int32, name="y")
+    for training in (False, True):
+        call.get_concrete_function([x_spec, y_spec] if conditional else x_spec,
+                                   training=training)
+    root.__call__ = call
+    if conditional:
+        @tf.function(input_signature=[x_spec, y_spec])
+        def serve(images, y):
+            return {"logits": call([images, y], training=False)}
+    else:
+        @tf.function(input_signature=[x_spec])
+        def serve(images):
+            return {"logits": call(images, training=False)}
+    tf.saved_model.save(root, path, signatures={"serving_default": serve})
+    return path
+
+
+# ---------------------------------------------------------------------------------- TFLite
+
+
+@dataclasses.dataclass(frozen=True)
+class TFLiteExport:
+    """A sparse TFLite file and the sizes of the sparse and the dense conversion, in bytes."""
+
+    path: str
+    sparse_bytes: int
+    dense_bytes: int
+
+
+def export_tflite(model, path: str, *, batch_size: int = 1, use_ema: bool = True
+                  ) -> TFLiteExport:
+    """Converts the generator to TFLite at `path`, keeping the sparsity; reports both sizes.
+
+    The TFLite model maps z float32 [batch_size, latent_dim] (and y int32 [batch_size]) to
+    images float32 [batch_size, H, W, 3] in [-1, 1], no truncation. `tf.lite.Optimize.
+    EXPERIMENTAL_SPARSITY` stores sparse constant tensors in TFLite's sparse format; a plain
+    (dense) conversion is made only to report its size. The batch is static: the converter
+    leaves convolutions after the nearest upsampling to TF kernels when it is not.
+
+    Args:
+      model: a `SparseGAN` (EMA generator if `use_ema` and it has one) or a Keras generator.
+      path: the .tflite file to write.
+      batch_size: the model's fixed batch.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    generator, _ = _networks(model, "generator", use_ema)
+    plain = strip_masks(generator)
+    specs = [tf.TensorSpec([batch_size, *i.shape[1:]], i.dtype, name=i.name)
+             for i in generator.inputs]
+    function = tf.function(lambda *inputs: plain(list(inputs) if len(inputs) > 1
+                                                 else inputs[0], training=False))
+    concrete = function.get_concrete_function(*specs)
+    sizes = {}
+    for sparse in (True, False):
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], plain)
+        if sparse:
+            converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+        flatbuffer = converter.convert()
+        sizes[sparse] = len(flatbuffer)
+        if sparse:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(flatbuffer)
+    return TFLiteExport(path=path, sparse_bytes=sizes[True], dense_bytes=sizes[False])
+
+
+# ------------------------------------------------------------------------ runs and the CLI
+
+
+def find_checkpoint(workdir: str, checkpoint: str | None = None) -> str:
+    """The checkpoint prefix `checkpoint` names in `workdir`.
+
+    Args:
+      checkpoint: "best" (latest in `W/checkpoints_best/`), "last" (latest in
+        `W/checkpoints/`), a checkpoint prefix (e.g. `W/checkpoints/ckpt-8`) or a directory
+        of checkpoints; None = "best" if the run kept one, else "last".
+    Raises:
+      ValueError: no such workdir or checkpoint, with what was looked for.
+    """
+    if not os.path.isdir(workdir):
+        raise ValueError(f"workdir {workdir!r} does not exist; pass the --workdir of a "
+                         "training run.")
+    if checkpoint is None:
+        for kind in ("best", "last"):
+            path = tf.train.latest_checkpoint(os.path.join(workdir, CHECKPOINT_DIRS[kind]))
+            if path:
+                return path
+        raise ValueError(f"{workdir!r} holds no checkpoint (looked in "
+                         f"{[os.path.join(workdir, d) for d in CHECKPOINT_DIRS.values()]}); "
+                         "train the run first, or pass --checkpoint=PATH.")
+    if checkpoint in CHECKPOINT_DIRS:
+        directory = os.path.join(workdir, CHECKPOINT_DIRS[checkpoint])
+        path = tf.train.latest_checkpoint(directory)
+        if path is None:
+            hint = ("the run kept no best checkpoint (it needs FID evaluation, "
+                    "train.eval_every); use --checkpoint=last" if checkpoint == "best"
+                    else "train the run first")
+            raise ValueError(f"No {checkpoint!r} checkpoint: {directory!r} holds none; {hint}.")
+        return path
+    if os.path.isdir(checkpoint):
+        path = tf.train.latest_checkpoint(checkpoint)
+        if path is None:
+            raise ValueError(f"Directory {checkpoint!r} holds no checkpoint (no 'checkpoint' "
+                             "state file); give a checkpoint prefix such as "
+                             f"{os.path.join(workdir, 'checkpoints', 'ckpt-N')}.")
+        return path
+    if not tf.io.gfile.exists(checkpoint + ".index"):
+        raise ValueError(f"No checkpoint at {checkpoint!r} (no {checkpoint}.index): give "
+                         "'best', 'last', a checkpoint prefix such as "
+                         f"{os.path.join(workdir, 'checkpoints', 'ckpt-N')}, or a directory.")
+    return checkpoint
+
+
+def load_run(workdir: str, *, checkpoint: str | None = None):
+    """The `SparseGAN` of a run, rebuilt from `W/operative_config.gin` and restored.
+
+    `checkpoint` as `find_checkpoint`. Rebuilding parses the run's config with gin (clearing
+    the process's gin config, see `adapt_tf.runs`); the global mixed-precision policy is left
+    as it was.
+    """
+    from adapt_tf import runs, train_lib  # gin lives at the composition root
+
+    path = find_checkpoint(workdir, checkpoint)
+    config = runs.read_run_config(workdir)
+    policy = keras.mixed_precision.global_policy()
+    try:
+        run = train_lib.build_run(**config.build_run_arguments())
+        try:
+            run.checkpointer.restore(path)
+        except (AssertionError, ValueError, tf.errors.OpError) as error:
+            raise ValueError(f"Checkpoint {path!r} does not fit the run that "
+                             f"{os.path.join(workdir, 'operative_config.gin')} describes: "
+                             f"{error}") from error
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    return run.gan
+
+
+def export_run(workdir: str, *, checkpoint: str | None = None, output_dir: str | None = None,
+               discriminator: bool = False, tflite: bool = True) -> dict[str, Any]:
+    """Exports a run's generator (and discriminator, TFLite); returns what `export_info.json`
+    records: checkpoint, iteration, paths, densities and TFLite sizes.
+
+    output_dir defaults to `W/export`.
+    """
+    gan = load_run(workdir, checkpoint=checkpoint)
+    output_dir = output_dir or os.path.join(workdir, "export")
+    os.makedirs(output_dir, exist_ok=True)
+    generator = gan.ema_generator if gan.ema_generator is not None else gan.generator
+    info: dict[str, Any] = {
+        "checkpoint": find_checkpoint(workdir, checkpoint), "step": gan.iteration,
+        "ema": gan.ema_generator is not None,
+        "generator": export_generator(gan, os.path.join(output_dir, "generator")),
+        "g_density": gan.density("generator"), "d_density": gan.density("discriminator"),
+        "layer_densities": {layer.name: layer.density for layer in masked_layers(generator)},
+    }
+    if discriminator:
+        info["discriminator"] = export_discriminator(
+            gan, os.path.join(output_dir, "discriminator"))
+    if tflite:
+        result = export_tflite(gan, os.path.join(output_dir, "generator.tflite"))
+        info["tflite"] = dataclasses.asdict(result)
+    with open(os.path.join(output_dir, "export_info.json"), "w") as f:
+        json.dump(info, f, indent=2)
+    return info
+
+
+def _main(argv) -> None:
+    from absl import app, flags, logging
+
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    values = flags.FLAGS
+    try:
+        info = export_run(values.workdir, checkpoint=values.checkpoint or None,
+                          output_dir=values.output_dir, discriminator=values.discriminator,
+                          tflite=values.tflite)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
+    logging.info("Exported %s (iteration %d, d_G=%.4f) to %s", info["checkpoint"],
+                 info["step"], info["g_density"], info["generator"])
+    if "tflite" in info:
+        sizes = info["tflite"]
+        logging.info("TFLite %s: %d bytes sparse vs %d bytes dense (%.1f %%).", sizes["path"],
+                     sizes["sparse_bytes"], sizes["dense_bytes"],
+                     100.0 * sizes["sparse_bytes"] / sizes["dense_bytes"])
+
+
+if __name__ == "__main__":
+    from absl import app, flags
+
+    flags.DEFINE_string("workdir", None, "Run directory written by python -m adapt_tf.train.")
+    flags.DEFINE_string("checkpoint", "", "best | last | a checkpoint prefix or directory; "
+                        "default: best if the run kept one, else last.")
+    flags.DEFINE_string("output_dir", None, "Where to write (default WORKDIR/export).")
+    flags.DEFINE_bool("discriminator", False, "Also export the discriminator.")
+    flags.DEFINE_bool("tflite", True, "Also write generator.tflite (sparse) and report sizes.")
+    flags.mark_flag_as_required("workdir")
+    app.run(_main)
