@@ -94,7 +94,7 @@ def method(name: str, *, g_density: float = 1.0, setting: str = "relaxed",
         return Method(name, g_density, d_density, g_rule=rule)
     controller = dict(delta_d=delta_d, growth=growth, seed=seed)
     if name == "dda":
-        controller.update(mode="relaxed", interval=d_interval or 2000,
+        controller.update(mode="relaxed", interval=2000 if d_interval is None else d_interval,
                           b_low=0.50 if b_low is None else b_low,
                           b_high=0.65 if b_high is None else b_high)
         return Method(name, g_density, g_density, controller=controller)
