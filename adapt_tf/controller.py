@@ -40,6 +40,20 @@ _GROWTHS = ("gradient", "random")
 _EPS = 1e-9
 
 
+class _JSONText(tf.train.experimental.PythonState):
+    """A checkpointed string that is not a variable: MultiWorkerMirroredStrategy broadcasts
+    every variable's initial value, which it cannot do for strings."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def serialize(self) -> str:
+        return self.text
+
+    def deserialize(self, string_value) -> None:
+        self.text = string_value.decode() if isinstance(string_value, bytes) else string_value
+
+
 class ControllerState(tf.Module):
     """Checkpointable controller state: target density and the JSON decision log."""
 
@@ -47,7 +61,7 @@ class ControllerState(tf.Module):
         super().__init__(name="adapt_controller")
         kw = dict(trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.density = tf.Variable(-1.0, dtype=tf.float64, name="density", **kw)
-        self.log_json = tf.Variable("[]", dtype=tf.string, name="decisions", **kw)
+        self.log_json = _JSONText("[]")
 
 
 class ADAPTController(keras.callbacks.Callback):
@@ -114,11 +128,11 @@ class ADAPTController(keras.callbacks.Callback):
     @property
     def decisions(self) -> list[dict[str, Any]]:
         """Every decision so far: step, br, old/new density, action."""
-        return json.loads(self.state.log_json.numpy().decode())
+        return json.loads(self.state.log_json.text)
 
     def _record(self, decision: dict[str, Any]) -> None:
         log = self.decisions + [decision]
-        self.state.log_json.assign(json.dumps(log))
+        self.state.log_json.text = json.dumps(log)
         logging.info("ADAPT step %d: BR=%s d_D %.4f -> %.4f (%s)", decision["step"],
                      decision["br"], decision["old_density"], decision["new_density"],
                      decision["action"])

@@ -218,10 +218,15 @@ class LayerFactory:
         return layer(labels)
 
     def batch_norm(self, x, *, name: str, affine: bool = True):
-        """BatchNorm over the channel axis with PyTorch's momentum and this network's eps."""
+        """BatchNorm over the channel axis with PyTorch's momentum and this network's eps.
+
+        Built under a strategy with several replicas, the batch statistics are synchronised
+        (over the global batch), so that a distributed run computes what one device does.
+        """
+        synchronized = tf.distribute.get_strategy().num_replicas_in_sync > 1
         return keras.layers.BatchNormalization(
             momentum=BN_MOMENTUM, epsilon=self.bn_epsilon, center=affine, scale=affine,
-            name=name)(x)
+            synchronized=synchronized, name=name)(x)
 
 
 # --------------------------------------------------------------------------- weight-free layers

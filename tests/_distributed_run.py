@@ -1,0 +1,136 @@
+"""Runs gin_configs/test/tiny.gin through `train_lib.train` and dumps the final state (.npz).
+
+Run by tests/test_distribution.py in subprocesses (the CPU must be split into logical devices,
+and MultiWorkerMirroredStrategy configured, before TensorFlow initialises). Not collected by
+pytest (the name does not start with test_).
+
+    python tests/_distributed_run.py reference OUT_DIR
+        one process, the CPU split into 2 logical devices: a run with strategy "default"
+        (OUT_DIR/default.npz) and one with "mirrored" on /cpu:0 and /cpu:1 (mirrored.npz).
+    python tests/_distributed_run.py worker OUT_DIR WORKDIR TOTAL_STEPS
+        one MultiWorkerMirroredStrategy worker (TF_CONFIG from the environment) training
+        WORKDIR (shared by the workers) to TOTAL_STEPS; writes OUT_DIR/worker_<task>.npz.
+
+The state: every weight of G, D and the EMA generator, the masks, both densities, the BR
+window, the iteration, and the d_loss / g_loss / br logged after every iteration.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Tiny ADAPT: the G-DST update and the controller decision both after iteration 4 (of 5), so
+# that the train step needs two compiled variants only. Adam's epsilon is raised because
+# BatchNorm makes the conv biases before it gradient-free: their round-off-level gradients,
+# different in a distributed sum, would become lr-sized Adam steps of random sign.
+BINDINGS = ["train.total_steps = 5", "train.n_dis = 1", "train.g_width = 8",
+            "train.d_width = 8", "train.log_every = 1", "train.sample_every = 1000",
+            "train.num_sample_images = 4", "train.checkpoint_every = 4",
+            "method.g_interval = 4", "method.d_interval = 4",
+            "generator/keras.optimizers.Adam.epsilon = 1e-3",
+            "discriminator/keras.optimizers.Adam.epsilon = 1e-3"]
+
+
+class LogRecorder(keras.callbacks.Callback):
+    """The per-iteration losses and BR the train step logged."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows = []
+        self.start = {}
+
+    def on_train_begin(self, logs=None):
+        from adapt_tf.layers import masked_layers
+
+        self.start = {"g_masks": [layer.mask.numpy() for layer in
+                                  masked_layers(self.model.generator)],
+                      "d_density": self.model.density("discriminator")}
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.rows.append([float(np.asarray(logs[k])) for k in ("d_loss", "g_loss", "br")])
+
+
+class SeedSpectralNorm(keras.callbacks.Callback):
+    """Sets every spectral-norm vector `sn_u` from a stateless seed before training.
+
+    `adapt_tf.layers` draws the initial `sn_u` from an unseeded initializer, so two processes
+    would start their power iterations from different vectors; the runs compared here must
+    start from identical states (the other weights come from seeded initializers).
+    """
+
+    def on_train_begin(self, logs=None):
+        networks = [self.model.generator, self.model.discriminator]
+        for i, layer in enumerate(l for n in networks for l in n._flatten_layers()
+                                  if getattr(l, "sn_u", None) is not None):
+            layer.sn_u.assign(tf.random.stateless_normal(layer.sn_u.shape, seed=[i, 17]))
+
+
+def _train(workdir: str, **overrides):
+    import gin
+
+    from adapt_tf import configurables
+
+    gin.clear_config()
+    configurables.parse_config([os.path.join(ROOT, "gin_configs", "test", "tiny.gin")],
+                               BINDINGS)
+    recorder = LogRecorder()
+    gan = configurables.train(workdir=workdir, extra_callbacks=[SeedSpectralNorm(), recorder],
+                              **overrides)
+    return gan, recorder
+
+
+def _state(gan, recorder: LogRecorder) -> dict[str, np.ndarray]:
+    from adapt_tf.layers import masked_layers
+
+    g_masks = [layer.mask.numpy() for layer in masked_layers(gan.generator)]
+    state = {"step": np.int64(gan.iteration),
+             "logs": np.asarray(recorder.rows, np.float64).reshape(-1, 3),
+             # What the G-DST update and the controller decision changed during training:
+             "g_mask_changes": np.int64(sum(np.sum(a != b) for a, b in zip(
+                 g_masks, recorder.start.get("g_masks", g_masks)))),
+             "d_density_start": np.float64(recorder.start.get("d_density", np.nan)),
+             "g_density": np.float64(gan.density("generator")),
+             "d_density": np.float64(gan.density("discriminator")),
+             "br_samples": gan.balance.samples.numpy(), "br_count": gan.balance.count.numpy(),
+             "br_position": gan.balance.position.numpy(), "br_mean": gan.balance.mean().numpy()}
+    for network in ("generator", "discriminator", "ema_generator"):
+        for i, weight in enumerate(getattr(gan, network).weights):
+            state[f"{network}/{i}/{weight.name}"] = np.asarray(weight.numpy())
+    for network in ("generator", "discriminator"):
+        for layer in masked_layers(getattr(gan, network)):
+            state[f"mask/{network}/{layer.name}"] = layer.mask.numpy()
+    return state
+
+
+def reference(out_dir: str) -> None:
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+    for name, overrides in (("default", {}),
+                            ("mirrored", dict(strategy="mirrored",
+                                              devices=["/cpu:0", "/cpu:1"]))):
+        gan, recorder = _train(os.path.join(out_dir, f"run_{name}"), **overrides)
+        np.savez(os.path.join(out_dir, f"{name}.npz"), **_state(gan, recorder))
+
+
+def worker(out_dir: str, workdir: str, total_steps: int) -> None:
+    task = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+    gan, recorder = _train(workdir, strategy="multi_worker", total_steps=total_steps)
+    np.savez(os.path.join(out_dir, f"worker_{task}.npz"), **_state(gan, recorder))
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "reference":
+        reference(sys.argv[2])
+    else:
+        worker(sys.argv[2], sys.argv[3], int(sys.argv[4]))
