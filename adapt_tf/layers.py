@@ -160,6 +160,10 @@ class MaskedLayer(_SpectralNorm):
         """Fraction of active kernel entries (eager)."""
         return float(tf.reduce_mean(self.mask))
 
+    def get_prunable_weights(self) -> list:
+        """tfmot's `PrunableLayer` interface: the kernel is the prunable weight."""
+        return [self.kernel]
+
     def _masked_config(self, config: dict) -> dict:
         config["kernel_constraint"] = keras.constraints.serialize(self._user_kernel_constraint)
         config["spectral_norm"] = self.spectral_norm

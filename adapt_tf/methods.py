@@ -12,6 +12,10 @@ Names (PAPER_NOTES §4; Tables 1-2 of the paper):
 | adapt_relaxed | RigL DST, d_G | starts at d_G, ADAPT relaxed (d_D <= 1) |
 | adapt_strict | RigL DST, d_G | starts at d_G, ADAPT strict (d_D <= 0.5, then D-DST) |
 | dda | fixed, d_G | starts at d_G, density moved by BR with B± = [0.50, 0.65], ΔT = 2000 |
+| gmp | dense, pruned to d_G (GMP) | dense, pruned to d_G (GMP) |
+
+"gmp" is not in the paper: gradual magnitude pruning (Zhu & Gupta, 2017) through tfmot, the
+dense-to-sparse baseline; `adapt_tf.gmp` says how.
 
 "setting" is the table: "relaxed" (Table 1, Strong D dense) or "strict" (Table 2, every
 network at most 50 % dense, Strong D = d_max = 50 %).
@@ -26,16 +30,22 @@ from adapt_tf import dst
 __all__ = ["Method", "METHODS", "method"]
 
 METHODS = ("dense", "static_balance", "static_strong", "sdst_balance_set", "sdst_strong_set",
-           "sdst_balance_rigl", "sdst_strong_rigl", "adapt_relaxed", "adapt_strict", "dda")
+           "sdst_balance_rigl", "sdst_strong_rigl", "adapt_relaxed", "adapt_strict", "dda",
+           "gmp")
 _SETTINGS = {"relaxed": 1.0, "strict": 0.5}
 
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-    """What a method trains: initial densities, the G rule and the D controller settings.
+    """What a method trains: densities, the G rule and the D controller settings.
+
+    g_density, d_density: the run's d_G and d_D; the networks start there (`initial_densities`),
+    except with `pruning`, where they start dense and end there.
 
     g_rule: a `dst.SET`/`dst.RigL` applied to G (None = fixed G mask).
     controller: keyword arguments of `ADAPTController` (None = fixed D mask).
+    pruning: GMP of both networks (None = off): target densities "generator" and
+      "discriminator", "begin" and "end" as fractions of the run, "frequency" in iterations.
     """
 
     name: str
@@ -43,6 +53,14 @@ class Method:
     d_density: float
     g_rule: dst.DropGrowRule | None = None
     controller: Mapping[str, Any] | None = None
+    pruning: Mapping[str, Any] | None = None
+
+    @property
+    def initial_densities(self) -> tuple[float, float]:
+        """(G, D) densities the run starts from: dense for GMP (dense-to-sparse)."""
+        if self.pruning is not None:
+            return 1.0, 1.0
+        return self.g_density, self.d_density
 
     def callbacks(self, *, total_steps: int) -> list:
         """The Keras callbacks that implement the method in `SparseGAN.fit`."""
@@ -54,13 +72,26 @@ class Method:
             callbacks.append(DynamicSparsity("generator", self.g_rule, total_steps=total_steps))
         if self.controller is not None:
             callbacks.append(ADAPTController(total_steps=total_steps, **self.controller))
+        if self.pruning is not None:
+            callbacks.extend(self._pruning_callbacks(total_steps))
         return callbacks
+
+    def _pruning_callbacks(self, total_steps: int) -> list:
+        from adapt_tf.gmp import GradualMagnitudePruning
+
+        begin = int(round(self.pruning["begin"] * total_steps))
+        end = max(int(round(self.pruning["end"] * total_steps)), begin + 1)
+        return [GradualMagnitudePruning(network, target_density=self.pruning[network],
+                                        begin_step=begin, end_step=end,
+                                        frequency=self.pruning["frequency"])
+                for network in ("generator", "discriminator")]
 
 
 def method(name: str, *, g_density: float = 1.0, setting: str = "relaxed",
            g_interval: int = 500, drop_fraction: float = 0.5, d_interval: int | None = None,
            b_low: float | None = None, b_high: float | None = None, delta_d: float = 0.05,
-           growth: str = "gradient", seed: int = 0) -> Method:
+           growth: str = "gradient", seed: int = 0, prune_begin: float = 0.0,
+           prune_end: float = 0.75, prune_frequency: int | None = None) -> Method:
     """The preset `name` at generator density `g_density` in `setting`.
 
     Args:
@@ -73,6 +104,9 @@ def method(name: str, *, g_density: float = 1.0, setting: str = "relaxed",
       delta_d: ADAPT's density step.
       growth: D growth of ADAPT ("gradient" or "random").
       seed: seed of the random growth of SET and ADAPT.
+      prune_begin, prune_end: gmp: first and last pruning iteration as fractions of the run
+        (the target density is reached at prune_end; the rest of the run fine-tunes).
+      prune_frequency: gmp: iterations between pruning steps (default g_interval).
     """
     if name not in METHODS:
         raise ValueError(f"Unknown method {name!r}; choose one of {list(METHODS)}.")
@@ -85,6 +119,13 @@ def method(name: str, *, g_density: float = 1.0, setting: str = "relaxed",
     strong = _SETTINGS[setting]
     if name == "dense":
         return Method(name, 1.0, 1.0)
+    if name == "gmp":
+        if not 0.0 <= prune_begin < prune_end <= 1.0:
+            raise ValueError(f"Need 0 <= prune_begin < prune_end <= 1 (fractions of the run), "
+                             f"got prune_begin={prune_begin!r}, prune_end={prune_end!r}.")
+        return Method(name, g_density, g_density, pruning=dict(
+            generator=g_density, discriminator=g_density, begin=prune_begin, end=prune_end,
+            frequency=g_interval if prune_frequency is None else prune_frequency))
     if name.startswith(("static", "sdst")):
         d_density = g_density if "_balance" in name else strong
         rule = None

@@ -196,11 +196,11 @@ def _build_gan(arch, method: methods.Method, *, num_classes, g_width, d_width, n
                seed) -> SparseGAN:
     generator, discriminator = architectures.build_models(
         arch.name, num_classes=num_classes, g_width=g_width, d_width=d_width, seed=seed)
-    if method.g_density < 1.0:
-        topology.sparsify(generator, method.g_density, distribution=sparse_init, seed=seed)
-    if method.d_density < 1.0:
-        topology.sparsify(discriminator, method.d_density, distribution=sparse_init,
-                          seed=seed + 1)
+    g_start, d_start = method.initial_densities
+    if g_start < 1.0:
+        topology.sparsify(generator, g_start, distribution=sparse_init, seed=seed)
+    if d_start < 1.0:
+        topology.sparsify(discriminator, d_start, distribution=sparse_init, seed=seed + 1)
     return SparseGAN(generator, discriminator, latent_dim=arch.latent_dim, n_dis=n_dis,
                      g_batch_size=g_batch_size, num_classes=num_classes,
                      br_interval=br_interval, br_window=br_window, ema_decay=ema_decay,
