@@ -53,6 +53,8 @@ def train(*, workdir: str, total_steps: int, method: methods.Method,
 
     Batch sizes are global. `method` comes from `adapt_tf.methods.method(...)`; optimizers
     are factories (called inside the strategy scope), e.g. `functools.partial(Adam, 2e-4)`.
+    `strategy` is a `distribution.get_strategy` name, `devices` the devices of "mirrored"
+    (default: all local GPUs); under "multi_worker" only the chief writes to `workdir`.
     Writes `workdir/metrics.csv` (with cumulative `train_flops` and `train_flops_ratio` under
     `flops_convention`), `tensorboard/`, `samples/step_N.png`, `checkpoints/`. With
     `eval_every` (a multiple of `log_every`), FID and IS of `eval_num_samples` EMA samples every
