@@ -190,6 +190,7 @@ class _Snapshot(keras.callbacks.Callback):
 
 
 def test_fit_updates_every_interval_never_at_the_end_with_exact_counts():
+    keras.utils.set_random_seed(1)  # kernel initialisation: the updates below regrow weights
     gan = _gan(ema_decay=0.5)
     gan.compile(g_optimizer=keras.optimizers.Adam(0.01), d_optimizer=keras.optimizers.Adam(0.01))
     total = 6
@@ -210,8 +211,13 @@ def test_fit_updates_every_interval_never_at_the_end_with_exact_counts():
                                                                  after.records)]
     for step, ((g_pre, g_post), (d_pre, d_post), record) in enumerate(
             zip(g, d, after.records), start=1):
-        assert (g_post["masks"] != g_pre["masks"]).any() == (step in (2, 4)), step
-        assert (d_post["masks"] != d_pre["masks"]).any() == (step == 3), step
+        # Off the update iterations nothing moves. (On them the masks may also come out
+        # unchanged: RigL may regrow exactly what it dropped, e.g. weights grown at step 2 that
+        # are still small at step 4 but have large gradients.)
+        if step not in (2, 4):
+            np.testing.assert_array_equal(g_post["masks"], g_pre["masks"])
+        if step != 3:
+            np.testing.assert_array_equal(d_post["masks"], d_pre["masks"])
         assert int(g_post["masks"].sum()) == 24 and int(d_post["masks"].sum()) == 18, step
         for post in (g_post, d_post):
             assert np.all(post["kernels"][post["masks"] == 0] == 0.0), step
@@ -223,11 +229,16 @@ def test_fit_updates_every_interval_never_at_the_end_with_exact_counts():
         fraction = float(dst.drop_fraction(step, total))
         expected, _, grown = _reference(pre["masks"], pre["kernels"], pre["grads"], fraction)
         np.testing.assert_array_equal(post["masks"], expected)
-        assert grown and np.all(post["kernels"][sorted(grown)] == 0.0)
+        assert np.all(post["kernels"][sorted(grown)] == 0.0)
         regrown = (post["masks"] == 1) & (pre["masks"] == 0)
         for slot_pre, slot_post in zip(pre["slots"], post["slots"]):
-            assert np.all(slot_post[regrown] == 0.0) and np.any(slot_pre[regrown] != 0.0)
+            assert np.all(slot_post[regrown] == 0.0)
             np.testing.assert_array_equal(slot_post[~regrown], slot_pre[~regrown])
+    # The seed makes the step-2 update regrow weights whose Adam slots were warm.
+    pre, post = g[1]
+    regrown = (post["masks"] == 1) & (pre["masks"] == 0)
+    assert regrown.any() and all(np.any(slot[regrown] != 0.0) for slot in pre["slots"])
+    assert (d[2][1]["masks"] != d[2][0]["masks"]).any()  # SET moved D at step 3
     # D keeps warm Adam slots (the paper's default, reset_optimizer_slots=False).
     d_pre, d_post = d[2]
     for slot_pre, slot_post in zip(d_pre["slots"], d_post["slots"]):
