@@ -251,11 +251,19 @@ class MaskedConv2D(MaskedLayer, keras.layers.Conv2D):
 
 
 class _DenseSpectralNorm(_SpectralNorm):
-    """Spectral norm for a dense (unmasked) kernel: `normalized_kernel(training)`."""
+    """Spectral norm for a dense (unmasked) kernel, built after the Keras layer's kernel."""
 
-    def normalized_kernel(self, training=None) -> tf.Tensor:
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._build_spectral_norm(self.kernel.shape)
+
+    def effective_kernel(self, training=None) -> tf.Tensor:
         kernel = self._normalize(_float32_value(self.kernel), training)
         return tf.cast(kernel, self.compute_dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "spectral_norm": self.spectral_norm,
+                "sn_eps": self.sn_eps}
 
 
 class SNDense(_DenseSpectralNorm, keras.layers.Dense):
@@ -267,18 +275,7 @@ class SNDense(_DenseSpectralNorm, keras.layers.Dense):
         self.spectral_norm = bool(spectral_norm)
         self.sn_eps = _check_sn_eps(sn_eps)
 
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_spectral_norm(self.kernel.shape)
-
     call = MaskedDense.call
-
-    def effective_kernel(self, training=None) -> tf.Tensor:
-        return self.normalized_kernel(training)
-
-    def get_config(self):
-        return {**super().get_config(), "spectral_norm": self.spectral_norm,
-                "sn_eps": self.sn_eps}
 
 
 class SNConv2D(_DenseSpectralNorm, keras.layers.Conv2D):
@@ -290,18 +287,7 @@ class SNConv2D(_DenseSpectralNorm, keras.layers.Conv2D):
         self.spectral_norm = bool(spectral_norm)
         self.sn_eps = _check_sn_eps(sn_eps)
 
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_spectral_norm(self.kernel.shape)
-
     call = MaskedConv2D.call
-
-    def effective_kernel(self, training=None) -> tf.Tensor:
-        return self.normalized_kernel(training)
-
-    def get_config(self):
-        return {**super().get_config(), "spectral_norm": self.spectral_norm,
-                "sn_eps": self.sn_eps}
 
 
 class SNEmbedding(_SpectralNorm, keras.layers.Embedding):
