@@ -23,6 +23,7 @@ from adapt_tf.layers import MaskedDense, masked_layers
 
 import tensorflow as tf
 import tf_keras as keras
+from flat_arrays import assign_flat, flat
 
 SIZES = {"generator": 48, "discriminator": 36}
 
@@ -49,24 +50,12 @@ def _gan(*, ema_decay: float | None = None, seed: int = 0) -> SparseGAN:
                      ema_decay=ema_decay)
 
 
-def _flat(arrays) -> np.ndarray:
-    return np.concatenate([np.asarray(a).reshape(-1) for a in arrays])
-
-
-def _assign_flat(variables, values: np.ndarray) -> None:
-    start = 0
-    for variable in variables:
-        size = variable.shape.num_elements()
-        variable.assign(values[start:start + size].reshape(variable.shape).astype(np.float32))
-        start += size
-
-
 def _state(gan, network: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Flat (masks, kernels, gradient buffers) of the network's masked layers."""
     layers = gan.masked_layers(network)
-    return (_flat([layer.mask.numpy() for layer in layers]),
-            _flat([layer.kernel.numpy() for layer in layers]),
-            _flat([buffer.numpy() for buffer in gan.grad_buffers(network)]))
+    return (flat([layer.mask.numpy() for layer in layers]),
+            flat([layer.kernel.numpy() for layer in layers]),
+            flat([buffer.numpy() for buffer in gan.grad_buffers(network)]))
 
 
 def _distinct_values(gan, network: str, seed: int = 0) -> None:
@@ -76,8 +65,8 @@ def _distinct_values(gan, network: str, seed: int = 0) -> None:
     masks = _state(gan, network)[0]
     layers = gan.masked_layers(network)
     signs = rng.choice([-1.0, 1.0], size=n)
-    _assign_flat([layer.kernel for layer in layers], (rng.permutation(n) + 1.0) / n * signs * masks)
-    _assign_flat(gan.grad_buffers(network), (rng.permutation(n) + 1.0) * signs)
+    assign_flat([layer.kernel for layer in layers], (rng.permutation(n) + 1.0) / n * signs * masks)
+    assign_flat(gan.grad_buffers(network), (rng.permutation(n) + 1.0) * signs)
 
 
 def _reference(masks, kernels, grads, fraction) -> tuple[np.ndarray, set[int], set[int]]:
@@ -112,7 +101,7 @@ def test_rigl_update_drops_smallest_magnitudes_and_grows_largest_gradients(netwo
     # Zero gradient at the n weights to drop, so that none of them is regrown.
     active = np.flatnonzero(masks)
     grads[active[np.argsort(np.abs(kernels[active]))[:n]]] = 0.0
-    _assign_flat(gan.grad_buffers(network), grads)
+    assign_flat(gan.grad_buffers(network), grads)
 
     event = callback.update(2)
 
@@ -163,7 +152,7 @@ def test_set_growth_is_random_exact_and_deterministic_in_the_seed():
 def _adam_slots(optimizer, layers) -> list[np.ndarray]:
     """Flat Adam (m, v) of the layers' kernels, where tf_keras keeps them."""
     index = [optimizer._index_dict[optimizer._var_key(layer.kernel)] for layer in layers]
-    return [_flat([slots[i].numpy() for i in index])
+    return [flat([slots[i].numpy() for i in index])
             for slots in (optimizer._momentums, optimizer._velocities)]
 
 
@@ -184,8 +173,8 @@ class _Snapshot(keras.callbacks.Callback):
             record[network] = dict(masks=masks, kernels=kernels, grads=grads,
                                    slots=_adam_slots(optimizer, gan.masked_layers(network)))
         ema = masked_layers(gan.ema_generator)
-        record["ema"] = dict(masks=_flat([layer.mask.numpy() for layer in ema]),
-                             kernels=_flat([layer.kernel.numpy() for layer in ema]))
+        record["ema"] = dict(masks=flat([layer.mask.numpy() for layer in ema]),
+                             kernels=flat([layer.kernel.numpy() for layer in ema]))
         self.records.append(record)
 
 

@@ -23,6 +23,7 @@ from adapt_tf.layers import MaskedDense
 
 import tensorflow as tf
 import tf_keras as keras
+from flat_arrays import assign_flat, flat
 
 WIDTH = 12
 N_D = 2 * WIDTH + WIDTH  # 36 masked entries in D
@@ -54,34 +55,22 @@ def _gan(d_density: float = 0.5, *, seed: int = 0, br_window: int = WINDOW) -> S
     magnitudes = (rng.permutation(N_D) + 1.0) / N_D
     signs = rng.choice([-1.0, 1.0], size=N_D)
     grads = (rng.permutation(N_D) + 1.0) * rng.choice([-1.0, 1.0], size=N_D)
-    _assign_flat([layer.kernel for layer in gan.masked_layers("discriminator")],
-                 magnitudes * signs * _flat(_masks(gan)))
-    _assign_flat(gan.grad_buffers("discriminator"), grads)
+    assign_flat([layer.kernel for layer in gan.masked_layers("discriminator")],
+                 magnitudes * signs * flat(_masks(gan)))
+    assign_flat(gan.grad_buffers("discriminator"), grads)
     return gan
 
 
-def _flat(arrays) -> np.ndarray:
-    return np.concatenate([np.asarray(a).reshape(-1) for a in arrays])
-
-
-def _assign_flat(variables, values: np.ndarray) -> None:
-    start = 0
-    for variable in variables:
-        size = variable.shape.num_elements()
-        variable.assign(values[start:start + size].reshape(variable.shape).astype(np.float32))
-        start += size
-
-
 def _masks(gan) -> np.ndarray:
-    return _flat([layer.mask.numpy() for layer in gan.masked_layers("discriminator")])
+    return flat([layer.mask.numpy() for layer in gan.masked_layers("discriminator")])
 
 
 def _kernels(gan) -> np.ndarray:
-    return _flat([layer.kernel.numpy() for layer in gan.masked_layers("discriminator")])
+    return flat([layer.kernel.numpy() for layer in gan.masked_layers("discriminator")])
 
 
 def _grads(gan) -> np.ndarray:
-    return _flat([buffer.numpy() for buffer in gan.grad_buffers("discriminator")])
+    return flat([buffer.numpy() for buffer in gan.grad_buffers("discriminator")])
 
 
 def _fill(gan, ratios) -> None:
@@ -259,7 +248,7 @@ def test_strict_mode_runs_d_dst_at_d_max_and_relaxed_keeps():
     dropped = _smallest_active(kernels, masks, n)
     grads = _grads(gan)
     grads[sorted(dropped)] = 0.0
-    _assign_flat(gan.grad_buffers("discriminator"), grads)
+    assign_flat(gan.grad_buffers("discriminator"), grads)
     _fill(gan, [2.0] * WINDOW)
 
     decision = controller.decide(40)
