@@ -1,9 +1,10 @@
 """Tests of scripts/benchmark.py: the report's structure on a tiny SNGAN-32, no timing asserts.
 
-One measurement at width 4, batches of 2, n_dis 1, no XLA, 2 measured rounds after a warm-up:
-every model, iteration kind and forced update is reported; method costs are composed from the
-measured parts by the documented formulas; nothing retraces after the first call although the
-G masks and D density changed; the forced D resizes moved D's density by exactly +-0.05.
+One measurement at width 4, batches of 2, n_dis 1, no XLA, no EMA, 2 measured rounds after a
+warm-up: every model, iteration kind and forced update is reported; method costs are composed
+from the measured parts by the documented formulas; nothing retraces after the first call
+although the G masks and D density changed; the forced D resizes moved D's density by exactly
++-0.05. The ~30 s are three train-function traces; the rounds themselves take 0.2 s.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def benchmark():
 @pytest.fixture(scope="module")
 def measured(benchmark):
     setup = benchmark.Setup(g_width=4, d_width=4, d_batch=2, g_batch=2, n_dis=1, iterations=2,
-                            warmup=1, xla=(False,), grad_copies=False)
+                            warmup=1, xla=(False,), grad_copies=False, ema_decay=None)
     subjects = benchmark.measure(setup, log=lambda line: None)
     return setup, subjects, benchmark.build_report(setup, subjects)
 
@@ -81,6 +82,10 @@ def test_methods_are_composed_by_the_schedule(measured):
     assert list(rows) == ["dense (no masks)", "static (d = 0.1)", "SDST-RigL", "ADAPT relaxed"]
     assert rows["dense (no masks)"]["ratio_to_dense"] == 1.0
     assert rows["static (d = 0.1)"]["cpu_s"] == plain
+    per_round = [s / d for s, d in zip(sparse["plain"]["cpu_s"],
+                                       report["subjects"]["dense"]["kinds"]["plain"]["cpu_s"])]
+    assert rows["static (d = 0.1)"]["paired_ratio"] == pytest.approx(
+        sorted(per_round)[0] / 2 + sorted(per_round)[1] / 2)  # median of two rounds
     adapt = plain * 0.9 + br / 10 + g_update / 500 + d_resize / 1000
     assert rows["ADAPT relaxed"]["cpu_s"] == pytest.approx(adapt)
     assert rows["ADAPT relaxed"]["ratio_to_dense"] == pytest.approx(adapt / dense)
@@ -97,6 +102,12 @@ def test_report_is_json_and_prints(benchmark, measured):
     assert report["peak_rss_mb"] > 0
     assert report["machine"]["cores"] >= 1 and "tensorflow" in report["machine"]
     assert json.loads(json.dumps(report))["setup"]["g_width"] == setup.g_width
+    goals = report["goals"]
+    assert set(goals) == {"static_ratio", "adapt_ratio", "g_update_s", "d_resize_s", "retraces"}
+    assert goals["retraces"] == {"target": 0, "measured": 0, "xla": False, "met": True}
+    rows = {row["method"]: row for row in report["table"]}
+    assert goals["adapt_ratio"]["measured"] == rows["ADAPT relaxed"]["ratio_to_dense"]
+    assert goals["adapt_ratio"]["met"] == (goals["adapt_ratio"]["measured"] <= 1.08)
     text = benchmark.format_report(report)
     for needle in ("ADAPT relaxed", "static (d = 0.1)", "retraces after the first call: 0",
                    "BR sample"):
