@@ -80,19 +80,16 @@ class DynamicSparsity(keras.callbacks.Callback):
         """Applies the rule as of `step` completed iterations; returns what changed."""
         gan = self.model
         layers = gan.masked_layers(self.network)
-        old_masks = [tf.identity(layer.mask) for layer in layers]
-        new_masks = self._update(
+        old_masks = ([tf.identity(layer.mask) for layer in layers]
+                     if self.rule.reset_optimizer_slots else None)
+        dropped, grown = self._update(
             [layer.kernel for layer in layers], [layer.mask for layer in layers],
             gan.grad_buffers(self.network), tf.constant(step, tf.int64),
             tf.constant(self.total_steps, tf.int64))
-        for layer, mask in zip(layers, new_masks):
-            layer.mask.assign(mask)
-            layer.kernel.assign(layer.kernel * tf.cast(mask, layer.kernel.dtype))
-        if self.rule.reset_optimizer_slots:
+        if old_masks is not None:
             optimizer = gan.g_optimizer if self.network == "generator" else gan.d_optimizer
-            reset_regrown_slots(optimizer, layers, old_masks, new_masks)
+            reset_regrown_slots(optimizer, layers, old_masks, [layer.mask for layer in layers])
         gan.refresh_densities()
-        dropped, grown = dst.changed(old_masks, new_masks)
         event = dict(step=step, network=self.network, dropped=int(dropped), grown=int(grown),
                      fraction=float(self.rule.fraction(step, self.total_steps)))
         self.history.append(event)
@@ -102,7 +99,13 @@ class DynamicSparsity(keras.callbacks.Callback):
 
     @tf.function
     def _update(self, kernels, masks, grads, step, total_steps):
-        return self.rule.update(kernels, masks, grads, step=step, total_steps=total_steps)
+        """One compiled update: the rule, the mask and kernel assigns, the changed counts.
+
+        Regrown kernel entries start at exactly 0 (the kernel is multiplied by the new mask).
+        Traced once per network: kernels, masks and grads are variables, step a tensor.
+        """
+        new_masks = self.rule.update(kernels, masks, grads, step=step, total_steps=total_steps)
+        return dst.assign_masks(kernels, masks, new_masks)
 
 
 def reset_regrown_slots(optimizer, layers, old_masks, new_masks) -> None:

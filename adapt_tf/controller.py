@@ -204,21 +204,19 @@ class ADAPTController(keras.callbacks.Callback):
         kernels = [layer.kernel for layer in layers]
         masks = [layer.mask for layer in layers]
         grads = gan.grad_buffers("discriminator")
-        new_masks = fn(kernels, masks, grads, tf.constant(step, tf.int64),
-                       tf.constant(value, tf.float64))
-        for layer, mask in zip(layers, new_masks):
-            layer.mask.assign(mask)
-            layer.kernel.assign(layer.kernel * tf.cast(mask, layer.kernel.dtype))
+        fn(kernels, masks, grads, tf.constant(step, tf.int64), tf.constant(value, tf.float64))
         gan.refresh_densities()
 
     @tf.function
     def _resize(self, kernels, masks, grads, step, density):
         total = sum(m.shape.num_elements() for m in masks)
         target = tf.cast(tf.round(density * total), tf.int32)
-        return dst.resize(kernels, masks, target, grads=grads, growth=self.growth,
-                          seed=self.seed, step=step)
+        new_masks = dst.resize(kernels, masks, target, grads=grads, growth=self.growth,
+                               seed=self.seed, step=step)
+        return dst.assign_masks(kernels, masks, new_masks)
 
     @tf.function
     def _strict_dst(self, kernels, masks, grads, step, fraction):
-        return dst.prune_and_regrow(kernels, masks, grads, fraction, growth=self.growth,
-                                    seed=self.seed, step=step)
+        new_masks = dst.prune_and_regrow(kernels, masks, grads, fraction, growth=self.growth,
+                                         seed=self.seed, step=step)
+        return dst.assign_masks(kernels, masks, new_masks)

@@ -1,8 +1,9 @@
 """Dynamic sparse training: drop/grow mask arithmetic, schedules, rules and resizing.
 
 Level 2 of adapt_tf: pure TensorFlow functions over lists of same-shaped tensors (NumPy arrays
-and variables are accepted; tf tensors are returned). Nothing here assigns to a variable:
-every function returns new float32 0/1 masks and the caller assigns them.
+and variables are accepted; tf tensors are returned). Every rule returns new float32 0/1 masks;
+`assign_masks` is the one function that writes variables (the masks, and the kernels
+multiplied by them), so that a caller's `tf.function` holds the whole update.
 
 Provenance: ADAPT's `sparselearning/core.py` (`Masking.truncate_weights`,
 `global_magnitude_death`, `global_gradient_growth`, `global_random_growth`, `CosineDecay`),
@@ -24,9 +25,9 @@ CPU: two exact radix selections, no sort and no large top_k.
 
 How callers use it:
 
-* G-DST (SDST and ADAPT): when `rule.is_update_step(step, total_steps)`, assign
-  `rule.update(kernels, masks, grads, step=step, total_steps=total_steps)` to the masks, then
-  multiply the kernels by the new masks. Weights grown at positions that were inactive are
+* G-DST (SDST and ADAPT): when `rule.is_update_step(step, total_steps)`,
+  `assign_masks(kernels, masks, rule.update(kernels, masks, grads, step=step,
+  total_steps=total_steps))` sets the new masks and multiplies the kernels by them. Weights grown at positions that were inactive are
   therefore exactly 0 (the kernel is 0 outside the old mask); a weight dropped and regrown in
   the same update keeps its value, as in the official code. Zero the EMA of G the same way.
 * ADAPT density move of D by +-delta: `resize(kernels, masks, target_count(masks, d_new),
@@ -393,6 +394,21 @@ def changed(old_masks: Sequence[Any], new_masks: Sequence[Any]) -> tuple[tf.Tens
         dropped.append(tf.reduce_sum(tf.cast(o & tf.logical_not(n), tf.int32)))
         grown.append(tf.reduce_sum(tf.cast(n & tf.logical_not(o), tf.int32)))
     return tf.add_n(dropped), tf.add_n(grown)
+
+
+def assign_masks(kernels: Sequence[tf.Variable], masks: Sequence[tf.Variable],
+                 new_masks: Sequence[Any]) -> tuple[tf.Tensor, tf.Tensor]:
+    """masks <- new_masks and kernels <- kernels * new_masks; returns `changed(masks, new_masks)`.
+
+    Regrown entries start at exactly 0 and dropped ones become 0. Inside a `tf.function` (how
+    the callbacks call it) the whole update is one graph: no host round trip of any kernel.
+    """
+    dropped, grown = changed(masks, new_masks)
+    with tf.control_dependencies([dropped, grown]):
+        for kernel, mask, new in zip(kernels, masks, new_masks):
+            mask.assign(tf.cast(new, mask.dtype))
+            kernel.assign(kernel * tf.cast(new, kernel.dtype))
+    return tf.identity(dropped), tf.identity(grown)
 
 
 # ---------------------------------------------------------------------------------- rules

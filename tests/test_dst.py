@@ -82,6 +82,20 @@ def test_changed_counts_dropped_and_grown_entries():
     assert [int(x) for x in dst.changed(old, new)] == [1, 2]
 
 
+@pytest.mark.parametrize("compiled", [False, True])
+def test_assign_masks_sets_masks_zeroes_kernels_and_counts_changes(compiled):
+    kernels = [tf.Variable([[1.0, 2.0], [3.0, 0.0]]), tf.Variable([5.0, 0.0, 7.0])]
+    masks = [tf.Variable([[1.0, 1.0], [1.0, 0.0]]), tf.Variable([1.0, 0.0, 1.0])]
+    new = [np.array([[0, 1], [1, 1]], np.float32), np.array([1, 1, 0], np.float32)]
+    fn = tf.function(dst.assign_masks) if compiled else dst.assign_masks
+    dropped, grown = fn(kernels, masks, [tf.constant(n) for n in new])
+    assert (int(dropped), int(grown)) == (2, 2)  # (0,0) and [2] dropped; (1,1) and [1] grown
+    for mask, n in zip(masks, new):
+        np.testing.assert_array_equal(mask.numpy(), n)
+    np.testing.assert_array_equal(kernels[0].numpy(), [[0.0, 2.0], [3.0, 0.0]])
+    np.testing.assert_array_equal(kernels[1].numpy(), [5.0, 0.0, 0.0])
+
+
 # ------------------------------------------------------------------------ schedules
 
 
