@@ -38,13 +38,13 @@ every `br_interval` iterations whatever the method; a large `br_interval` turns 
 
 Ratios are to the dense model's plain iteration at the same XLA setting; "paired" is the median
 over rounds of the same-round ratio, which load drifting between rounds disturbs less. Trace
-counts of every
-compiled function are read after the rounds, i.e. after masks changed: a count above 1 is a
-retrace. `--profile DIR` records one plain iteration of each non-XLA model with the TensorFlow
+counts of every compiled function are read after the rounds, i.e. after masks changed: a count
+above 1 is a retrace. `--profile DIR` records one plain iteration of each non-XLA model with the TensorFlow
 profiler and prints the self time by op type.
 
-TensorFlow's oneDNN kernels are off by default on CPUs without AVX-512; run with
-`TF_ENABLE_ONEDNN_OPTS=1` in the environment to measure with them (the report says which).
+`import adapt_tf` turns TensorFlow's oneDNN CPU kernels on (TensorFlow itself enables them only
+on CPUs with AVX-512 VNNI/BF16/AMX); run with `TF_ENABLE_ONEDNN_OPTS=0` in the environment to
+measure TensorFlow's default Eigen kernels instead (the report says which ran).
 """
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ import time
 from typing import Any, Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import adapt_tf  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS and TF_ENABLE_ONEDNN_OPTS)
 
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
