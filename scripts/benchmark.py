@@ -39,8 +39,8 @@ every `br_interval` iterations whatever the method; a large `br_interval` turns 
 Ratios are to the dense model's plain iteration at the same XLA setting; "paired" is the median
 over rounds of the same-round ratio, which load drifting between rounds disturbs less. Trace
 counts of every compiled function are read after the rounds, i.e. after masks changed: a count
-above 1 is a retrace. `--profile DIR` records one plain iteration of each non-XLA model with the TensorFlow
-profiler and prints the self time by op type.
+above 1 is a retrace. `--profile DIR` records one plain iteration of each non-XLA model with the
+TensorFlow profiler and prints the self time by op type.
 
 `import adapt_tf` turns TensorFlow's oneDNN CPU kernels on (TensorFlow itself enables them only
 on CPUs with AVX-512 VNNI/BF16/AMX); run with `TF_ENABLE_ONEDNN_OPTS=0` in the environment to
@@ -161,7 +161,17 @@ class Subject:
 
     @property
     def label(self) -> str:
-        return f"{self.name}{'+xla' if self.xla else ''}"
+        return _label(self.name, self.xla)
+
+
+def _label(name: str, xla: bool) -> str:
+    """A model's key in the report: "dense", "sparse+xla", ..."""
+    return f"{name}+xla" if xla else name
+
+
+def _measured(report: dict[str, Any], name: str, xla: bool) -> dict[str, Any]:
+    """The measured iteration kinds and updates of one model of the report."""
+    return report["subjects"][_label(name, xla)]["kinds"]
 
 
 def _unmasked(model: keras.Model) -> keras.Model:
@@ -450,14 +460,13 @@ def _paired_ratio(sparse: dict[str, Any], dense: dict[str, Any]) -> float:
     return statistics.median(s / d for s, d in zip(sparse["cpu_s"], dense["cpu_s"]))
 
 
-def _setting_rows(setup: Setup, subjects: dict[str, Any], xla: bool) -> list[dict[str, Any]]:
+def _setting_rows(setup: Setup, report: dict[str, Any], xla: bool) -> list[dict[str, Any]]:
     """The table rows of one XLA setting: dense, (dense with masks), composed methods."""
-    suffix = "+xla" if xla else ""
-    dense = subjects[f"dense{suffix}"]["kinds"]["plain"]
-    sparse = subjects[f"sparse{suffix}"]["kinds"]
+    dense = _measured(report, "dense", xla)["plain"]
+    sparse = _measured(report, "sparse", xla)
     rows = [{"method": "dense (no masks)", "cpu_s": dense["median_cpu_s"],
              "ratio_to_dense": 1.0}]
-    masked = subjects.get(f"dense_masked{suffix}")
+    masked = report["subjects"].get(_label("dense_masked", xla))
     if masked:
         value = masked["kinds"]["plain"]
         rows.append({"method": "dense (masks of ones)", "cpu_s": value["median_cpu_s"],
@@ -481,30 +490,27 @@ def build_report(setup: Setup, subjects: list[Subject]) -> dict[str, Any]:
                               "subjects": {s.label: _subject_report(s) for s in subjects},
                               "table": [], "br_overhead": {}}
     for xla in setup.xla:
-        report["table"] += _setting_rows(setup, report["subjects"], xla)
-        sparse = report["subjects"][f"sparse{'+xla' if xla else ''}"]["kinds"]
-        report["br_overhead"][f"xla={xla}"] = _br_overhead(setup, sparse)
-    best_dense = min((report["subjects"][f"dense{'+xla' if xla else ''}"]["kinds"]["plain"]
-                      for xla in setup.xla), key=lambda kind: kind["median_cpu_s"])
-    report["torch"] = _torch_comparison(setup, best_dense)
+        report["table"] += _setting_rows(setup, report, xla)
+        report["br_overhead"][f"xla={xla}"] = _br_overhead(setup, _measured(report, "sparse", xla))
+    best_xla = min(setup.xla, key=lambda xla: _measured(report, "dense", xla)["plain"][
+        "median_cpu_s"])
+    report["torch"] = _torch_comparison(setup, _measured(report, "dense", best_xla)["plain"])
     report["retraces"] = sum(max(0, (c or 0) - 1) for s in report["subjects"].values()
                              for c in s["trace_counts"].values())
     report["peak_rss_mb"] = _peak_rss_mb()
     report["machine"]["load_average_end"] = report["machine"].pop("load_average")
-    report["goals"] = _goals(setup, report)
+    report["goals"] = _goals(report, best_xla)
     return report
 
 
-def _goals(setup: Setup, report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Issue 7's goals against this run, at the XLA setting with the faster dense iteration.
+def _goals(report: dict[str, Any], xla: bool) -> dict[str, dict[str, Any]]:
+    """Issue 7's goals against this run, at `xla` (the setting with the faster dense iteration).
 
     The ratios are the paired ones: static = the median same-round ratio to dense, ADAPT =
     that times ADAPT's composed cost over static's (both from the sparse model's own medians).
     """
-    xla = min(setup.xla, key=lambda x: report["subjects"][f"dense{'+xla' if x else ''}"][
-        "kinds"]["plain"]["median_cpu_s"])
     rows = {row["method"]: row for row in report["table"] if row["xla"] == xla}
-    kinds = report["subjects"][f"sparse{'+xla' if xla else ''}"]["kinds"]
+    kinds = _measured(report, "sparse", xla)
     static = rows["static (d = 0.1)"]
     measured = {"static_ratio": static["paired_ratio"],
                 "adapt_ratio": static["paired_ratio"] * rows["ADAPT relaxed"]["cpu_s"]
