@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import math
 import os
 import time
@@ -27,7 +28,7 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from adapt_tf import data, distribution, dst, flops, metrics
+from adapt_tf import data, distribution, dst, flops, metrics, workdir as workdir_lib
 from adapt_tf.controller import ADAPTController
 
 __all__ = ["DynamicSparsity", "MetricsLogger", "SampleGrid", "Checkpointer", "TerminateOnNaN",
@@ -196,15 +197,17 @@ def _scalar(value) -> Any:
 
 
 def _truncate_csv(path: str, fields: Sequence[str], step: int) -> None:
-    """Keeps only rows with step <= `step` (a resumed run rewrites what came after)."""
+    """Keeps only well-formed rows with step <= `step` (a resumed run rewrites what came after;
+    torn rows are dropped with a warning, `workdir.read_csv_rows`)."""
     if not os.path.exists(path):
         return
-    with open(path, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if int(float(r["step"])) <= step]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(fields), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    _, rows = workdir_lib.read_csv_rows(path)
+    rows = [r for r in rows if int(r["step"]) <= step]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(fields), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    workdir_lib.write_atomic(path, buffer.getvalue())
 
 
 def save_image_grid(images, path: str, *, columns: int | None = None) -> str:
@@ -275,15 +278,25 @@ class Checkpointer(keras.callbacks.Callback):
         super().__init__()
         self.directory = directory
         self.every = every
+        self.max_to_keep = max_to_keep
         self.checkpoint = tf.train.Checkpoint(gan=gan, g_optimizer=gan.g_optimizer,
                                               d_optimizer=gan.d_optimizer, **(extra or {}))
-        self.manager = tf.train.CheckpointManager(self.checkpoint, _writer_directory(
-            directory), max_to_keep=max_to_keep, step_counter=gan.step)
+        self.manager = self._new_manager()
         self._last_saved = None
+        self.refused_step: int | None = None
+
+    def _new_manager(self) -> tf.train.CheckpointManager:
+        return tf.train.CheckpointManager(
+            self.checkpoint, _writer_directory(self.directory), max_to_keep=self.max_to_keep,
+            step_counter=self.checkpoint.gan.step)
 
     def restore(self, path: str | None = None) -> int:
-        """Restores `path` (default: the latest checkpoint); returns the restored iteration."""
-        path = path or tf.train.latest_checkpoint(self.directory)
+        """Restores `path` (default: `workdir.usable_checkpoint`, the newest checkpoint that
+        reads back whole and finite; unusable newer ones are moved aside with a warning);
+        returns the restored iteration, 0 if there is no checkpoint."""
+        if path is None:
+            path = workdir_lib.usable_checkpoint(self.directory)
+            self.manager = self._new_manager()  # The index may have been rewritten.
         if path is None:
             return 0
         self.checkpoint.restore(path).assert_existing_objects_matched()
@@ -293,13 +306,26 @@ class Checkpointer(keras.callbacks.Callback):
         return step
 
     def save(self) -> str | None:
+        """Saves the current state unless it was saved at this iteration or holds NaN or
+        infinite model values (then nothing is written, `refused_step` is set and training
+        stops): a diverged run never rotates its good checkpoints away."""
         step = int(self.checkpoint.gan.step.numpy())
-        if step == self._last_saved:
+        if step == self._last_saved or self.refused_step is not None:
+            return None
+        bad = workdir_lib.nonfinite_count(self._model_state())
+        if bad:
+            logging.error("Not saving iteration %d: %d non-finite model values.", step, bad)
+            self.refused_step = step
+            self.checkpoint.gan.stop_training = True
             return None
         path = self.manager.save(checkpoint_number=step)
         self._last_saved = step
         distribution.remove_writer_directory(self.manager.directory, self.directory)
         return path
+
+    def _model_state(self) -> list:
+        return [*self.checkpoint.gan.variables, *self.checkpoint.g_optimizer.variables,
+                *self.checkpoint.d_optimizer.variables]
 
     def on_train_batch_end(self, batch, logs=None):
         if self.model.iteration % self.every == 0:

@@ -11,16 +11,20 @@ scopes, as gin's docs do for GANs:
 """
 from __future__ import annotations
 
+import contextlib
+import inspect
 import logging
 import os
+import tokenize
 from pathlib import Path
+from typing import Any
 
 import gin
 import tf_keras as keras
 
 from adapt_tf import methods, train_lib
 
-__all__ = ["CONFIG_DIR", "parse_config"]
+__all__ = ["CONFIG_DIR", "parse_config", "config_bindings", "binding_differences"]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "gin_configs"
 
@@ -46,10 +50,86 @@ def parse_config(gin_files, gin_bindings=()) -> None:
     root = logging.getLogger()
     root.addFilter(_quiet_include_probes)
     try:
-        gin.parse_config_files_and_bindings(list(gin_files), list(gin_bindings),
-                                            finalize_config=True)
+        for path in gin_files:
+            with _syntax_errors_named(f"gin file {path}"):
+                gin.parse_config_file(path)
+        with _syntax_errors_named(f"gin bindings {list(gin_bindings)}"):
+            gin.parse_config(list(gin_bindings))
+        gin.finalize()
     finally:
         root.removeFilter(_quiet_include_probes)
+
+
+@contextlib.contextmanager
+def _syntax_errors_named(source: str):
+    """Turns tokenizer errors (an unclosed bracket or string), which name no file, into a
+    ValueError naming the file or bindings (gin adds the include chain, if any)."""
+    try:
+        yield
+    except tokenize.TokenError as error:
+        args = error.args
+        if len(args) == 2 and isinstance(args[1], tuple):  # (message, (line, column))
+            detail = f"{args[0]} at line {args[1][0]}"
+        else:  # gin re-raised it with the including file and line appended
+            detail = " ".join(str(error).split())
+        raise ValueError(f"Syntax error in {source}: {detail} (an unclosed bracket, "
+                         "parenthesis or quote?)") from None
+
+
+def config_bindings() -> dict[str, Any]:
+    """Every parameter the current gin config binds, as {"scope/name.param": value} (e.g.
+    "generator/Adam.learning_rate", "train.total_steps"), with macros resolved (`%DENSITY`
+    becomes DENSITY's value). References are kept as their text (e.g.
+    "@generator/keras.optimizers.Adam")."""
+    bindings: dict[str, Any] = {}
+    for (scope, selector), parameters in gin.config._CONFIG.items():  # no public iterator
+        if selector.endswith("gin.macro"):
+            continue
+        short = gin.config._REGISTRY.get_match(selector).name
+        name = f"{scope}/{short}" if scope else short
+        for parameter, value in parameters.items():
+            bindings[f"{name}.{parameter}"] = _resolve(value)
+    return bindings
+
+
+UNSET = "<unset>"
+
+
+def binding_differences(old: dict[str, Any], new: dict[str, Any]
+                        ) -> list[tuple[str, Any, Any]]:
+    """(key, old value, new value) for each parameter whose value differs between two
+    `config_bindings()`, a missing binding standing for the parameter's default, so that a
+    config and the operative config of the run it made (which lists defaults) compare equal."""
+    differences = []
+    for key in sorted(set(old) | set(new)):
+        default = _default(key)
+        before, after = old.get(key, default), new.get(key, default)
+        if before != after:
+            differences.append((key, before, after))
+    return differences
+
+
+def _default(key: str) -> Any:
+    selector, parameter = key.rsplit(".", 1)
+    configurable = gin.config._REGISTRY.get_match(selector.rsplit("/", 1)[-1])
+    try:
+        signature = inspect.signature(configurable.wrapped)
+    except (AttributeError, TypeError, ValueError):
+        return UNSET
+    found = signature.parameters.get(parameter)
+    return UNSET if found is None or found.default is inspect.Parameter.empty else found.default
+
+
+def _resolve(value):
+    """Macros to their values, recursively; other references to their text."""
+    if isinstance(value, gin.config.ConfigurableReference):
+        text = repr(value)  # "%NAME" for macros, "@scope/name" or "@name()" otherwise
+        return _resolve(gin.query_parameter(text)) if text.startswith("%") else text
+    if isinstance(value, (list, tuple)):
+        return type(value)(_resolve(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _resolve(v) for k, v in value.items()}
+    return value
 
 
 def _quiet_include_probes(record: logging.LogRecord) -> bool:

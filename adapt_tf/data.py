@@ -37,6 +37,7 @@ import os
 import types
 from collections.abc import Mapping
 
+import filelock
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -206,14 +207,32 @@ def _tfds_is_mocked() -> bool:
 def _prepared_builder(name: str, spec: DatasetSpec, *, data_dir, manual_dir,
                       download: bool) -> tfds.core.DatasetBuilder:
     """The tfds builder, its data prepared; fails fast rather than download unasked."""
-    builder = tfds.builder(spec.tfds_name, data_dir=os.fspath(data_dir) if data_dir else None)
+    builder = _builder(spec, data_dir)
     if _tfds_is_mocked() or builder.is_prepared():
         return builder
-    if spec.preparation == "local" or manual_dir is not None or download:
-        config = tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=download)
-        builder.download_and_prepare(download_config=config)
-        return builder
-    raise DatasetNotPreparedError(_not_prepared_message(name, spec, builder))
+    if not (spec.preparation == "local" or manual_dir is not None or download):
+        raise DatasetNotPreparedError(_not_prepared_message(name, spec, builder))
+    return _prepare_once(spec, data_dir, manual_dir=manual_dir, download=download)
+
+
+def _builder(spec: DatasetSpec, data_dir) -> tfds.core.DatasetBuilder:
+    return tfds.builder(spec.tfds_name, data_dir=os.fspath(data_dir) if data_dir else None)
+
+
+def _prepare_once(spec: DatasetSpec, data_dir, *, manual_dir,
+                  download: bool) -> tfds.core.DatasetBuilder:
+    """Prepares the dataset under a file lock beside it, so that processes preparing it at the
+    same time do it once: the others wait, then reuse the complete copy (tfds alone fails
+    renaming its incomplete folder onto the one another process finished)."""
+    root = os.fspath(_builder(spec, data_dir).data_dir_root)
+    os.makedirs(root, exist_ok=True)
+    with filelock.FileLock(os.path.join(root, f"{spec.tfds_name}.lock")):
+        builder = _builder(spec, data_dir)  # Sees a copy another process finished meanwhile.
+        if not builder.is_prepared():
+            config = tfds.download.DownloadConfig(manual_dir=manual_dir,
+                                                  try_download_gcs=download)
+            builder.download_and_prepare(download_config=config)
+    return builder
 
 
 def _not_prepared_message(name: str, spec: DatasetSpec, builder) -> str:
@@ -235,8 +254,10 @@ def _not_prepared_message(name: str, spec: DatasetSpec, builder) -> str:
                f"{tfds_name} to {root}/{tfds_name} here;\n")
     return (head + how
             + "  - data already prepared elsewhere on this machine: pass data_dir=<its root> (the "
-              f"folder that contains {tfds_name}/), or set TFDS_DATA_DIR;\n"
-              "  - with internet access here: pass download=True.")
+              f"folder that contains {tfds_name}/; CLI: --gin_bindings=\"train.data_dir = "
+              "'<its root>'\"), or set TFDS_DATA_DIR;\n"
+              "  - with internet access here: pass download=True (CLI: "
+              "--gin_bindings=\"train.download = True\").")
 
 
 def _decoded_examples(builder: tfds.core.DatasetBuilder, split: str,

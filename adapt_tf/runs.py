@@ -13,7 +13,6 @@ leaves the parsed one in place.
 from __future__ import annotations
 
 import copy
-import csv
 import dataclasses
 import inspect
 import json
@@ -22,14 +21,23 @@ import os
 from typing import Any, Sequence
 
 import gin
+from absl import logging
 
-from adapt_tf import configurables, methods, paper, train_lib
+from adapt_tf import configurables, methods, paper, train_lib, workdir as workdir_lib
 
-__all__ = ["RunConfig", "parse_run_config", "read_run_config", "read_metrics", "read_eval"]
+__all__ = ["RunConfig", "parse_run_config", "current_run_config", "read_run_config",
+           "read_metrics", "read_eval", "recorded_bindings", "check_resume",
+           "RESUMABLE_CHANGES"]
 
-CONFIG_NAME = "operative_config.gin"
-METRICS_NAME = "metrics.csv"
+CONFIG_NAME = workdir_lib.CONFIG_NAME
+METRICS_NAME = workdir_lib.METRICS_NAME
 EVAL_NAME = "eval.json"
+# Bindings a resumed run may change: when, how often and where it runs, not what it trains.
+# total_steps also rescales the method's schedules (e.g. the drop fraction) from then on.
+RESUMABLE_CHANGES = ("train.total_steps", "train.log_every", "train.checkpoint_every",
+                     "train.sample_every", "train.num_sample_images", "train.eval_every",
+                     "train.data_dir", "train.download", "train.strategy", "train.devices",
+                     "train.jit_compile")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +95,11 @@ def parse_run_config(gin_files: Sequence[str], gin_bindings: Sequence[str] = (),
     """
     gin.clear_config()
     configurables.parse_config(list(gin_files), list(gin_bindings))
+    return current_run_config(with_method=with_method)
+
+
+def current_run_config(*, with_method: bool = True) -> RunConfig:
+    """The `RunConfig` of gin's current config (`parse_run_config` without parsing)."""
     bound = gin.get_bindings(configurables.train, resolve_references=False)
     if not with_method:
         bound.pop("method", None)
@@ -112,13 +125,13 @@ def read_run_config(workdir: str, *, with_method: bool = True) -> RunConfig:
 
 
 def read_metrics(workdir: str) -> list[dict[str, float]]:
-    """The rows of `workdir/metrics.csv` as floats (empty cells NaN); [] if there is none."""
+    """The rows of `workdir/metrics.csv` as floats (empty cells NaN); [] if there is none.
+    Torn rows are dropped with a warning (`workdir.read_csv_rows`)."""
     path = os.path.join(workdir, METRICS_NAME)
     if not os.path.isfile(path):
         return []
-    with open(path, newline="") as f:
-        return [{key: _float(value) for key, value in row.items() if key is not None}
-                for row in csv.DictReader(f)]
+    _, rows = workdir_lib.read_csv_rows(path)
+    return [{key: _float(value) for key, value in row.items()} for row in rows]
 
 
 def _float(value: str | None) -> float:
@@ -126,6 +139,47 @@ def _float(value: str | None) -> float:
         return float(value) if value not in (None, "") else math.nan
     except ValueError:
         return math.nan
+
+
+def recorded_bindings(workdir: str) -> dict[str, Any] | None:
+    """`configurables.config_bindings()` of the run recorded in `workdir` if it has
+    checkpoints (None otherwise, or with a warning if its config is missing). Clears gin."""
+    if not workdir_lib.checkpoint_paths(os.path.join(workdir, workdir_lib.CHECKPOINT_DIR)):
+        return None
+    path = os.path.join(workdir, CONFIG_NAME)
+    if not os.path.isfile(path):
+        logging.warning("%s has checkpoints but no %s: the configuration cannot be checked "
+                        "against them.", workdir, CONFIG_NAME)
+        return None
+    gin.clear_config()
+    try:
+        configurables.parse_config([path])
+    except (ValueError, TypeError, KeyError, OSError, SyntaxError) as error:
+        raise workdir_lib.WorkdirError(
+            f"Cannot read the recorded configuration {path} ({error}); restore it from a "
+            "backup, or use a new --workdir.") from None
+    bindings = configurables.config_bindings()
+    gin.clear_config()
+    return bindings
+
+
+def check_resume(workdir: str, recorded: dict[str, Any] | None,
+                 bindings: dict[str, Any]) -> None:
+    """Refuses to resume a run with bindings that differ from its `recorded` ones, except
+    `RESUMABLE_CHANGES`: `WorkdirError` listing each differing binding, recorded and new."""
+    if recorded is None:
+        return
+    differences = [(key, old, new) for key, old, new in
+                   configurables.binding_differences(recorded, bindings)
+                   if key not in RESUMABLE_CHANGES]
+    if differences:
+        listed = "; ".join(f"{key} = {old!r} recorded, {new!r} now"
+                           for key, old, new in differences)
+        raise workdir_lib.WorkdirError(
+            f"{workdir} holds checkpoints of a run with another configuration ({listed}). "
+            f"Resume it with its recorded configuration ({os.path.join(workdir, CONFIG_NAME)})"
+            f", or train the new one in a new --workdir. Only {', '.join(RESUMABLE_CHANGES)} "
+            "may change on resume.")
 
 
 def read_eval(workdir: str) -> dict[str, Any] | None:

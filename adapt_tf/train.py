@@ -2,6 +2,9 @@
 
 Trains (or resumes, if W holds checkpoints) the run the gin files describe, writing
 W/operative_config.gin, W/metrics.csv, W/tensorboard/, W/samples/ and W/checkpoints/.
+A resumed run must have the recorded configuration (`runs.RESUMABLE_CHANGES` may differ).
+Errors end as one line and exit 1 (`--debug` or ADAPT_TF_DEBUG=1: with the traceback);
+SIGTERM / SIGINT save and exit 143 / 130. See docs/RELIABILITY.md.
 """
 from __future__ import annotations
 
@@ -15,34 +18,56 @@ import adapt_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads
 FLAGS = flags.DEFINE_multi_string("gin_file", [], "Gin config file(s), applied in order.")
 BINDINGS = flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings, e.g. 'DENSITY = 0.2'.")
 WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created; resumed if it exists).")
+DEBUG = flags.DEFINE_bool("debug", False, "Show the traceback of errors (or ADAPT_TF_DEBUG=1).")
 flags.mark_flag_as_required("workdir")
+
+# What a user's configuration, data or workdir can cause; anything else keeps its traceback.
+USER_ERRORS = (ValueError, TypeError, KeyError, SyntaxError, OSError)
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    import gin
-
-    from adapt_tf import configurables
-
     if not FLAGS.value:
         raise app.UsageError("Give at least one --gin_file (e.g. gin_configs/quickstart.gin).")
+    from adapt_tf.preemption import TrainingInterrupted
+    from adapt_tf.train_lib import TrainingDiverged
+
     try:
-        configurables.parse_config(FLAGS.value, BINDINGS.value)
-    except (ValueError, KeyError, TypeError, SyntaxError) as error:
-        sys.exit(f"Bad gin configuration ({', '.join(FLAGS.value)}; bindings "
-                 f"{BINDINGS.value}): {error}")
-    workdir = WORKDIR.value
-    os.makedirs(workdir, exist_ok=True)
-    config_path = os.path.join(workdir, "operative_config.gin")
-    with open(config_path, "w") as f:
-        f.write(gin.config_str())
-    logging.get_absl_handler().use_absl_log_file("train", workdir)
-    logging.set_verbosity(logging.INFO)
-    logging.set_stderrthreshold(logging.INFO)
-    configurables.train(workdir=workdir)
-    with open(config_path, "w") as f:
-        f.write(gin.operative_config_str())
+        _train(FLAGS.value, BINDINGS.value, WORKDIR.value)
+    except TrainingInterrupted as stop:
+        print(stop, file=sys.stderr, flush=True)
+        sys.exit(stop.exit_code)
+    except (*USER_ERRORS, TrainingDiverged) as error:
+        if DEBUG.value or os.environ.get("ADAPT_TF_DEBUG", "") not in ("", "0"):
+            raise
+        sys.exit(f"adapt_tf.train: error: {' '.join(str(error).split())} (--debug shows the "
+                 "traceback)")
+
+
+def _train(gin_files, gin_bindings, workdir: str) -> None:
+    """Checks the workdir and the config, records the config, trains, records what ran."""
+    import gin
+
+    from adapt_tf import configurables, runs, train_lib, workdir as workdir_lib
+
+    workdir_lib.check_writable(workdir)
+    with workdir_lib.lock(workdir):
+        recorded = runs.recorded_bindings(workdir)
+        configurables.parse_config(gin_files, gin_bindings)
+        runs.check_resume(workdir, recorded, configurables.config_bindings())
+        arguments = runs.current_run_config().arguments
+        train_lib.check_arguments(**{name: arguments[name] for name in (
+            "total_steps", "architecture", "dataset", "log_every", "checkpoint_every",
+            "eval_every")})
+        config_path = os.path.join(workdir, workdir_lib.CONFIG_NAME)
+        if recorded is None:
+            workdir_lib.write_atomic(config_path, gin.config_str())
+        logging.get_absl_handler().use_absl_log_file("train", workdir)
+        logging.set_verbosity(logging.INFO)
+        logging.set_stderrthreshold(logging.INFO)
+        configurables.train(workdir=workdir)
+        workdir_lib.write_atomic(config_path, gin.operative_config_str())
     logging.info("Done: %s", workdir)
 
 

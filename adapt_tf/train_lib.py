@@ -17,16 +17,17 @@ import tf_keras as keras
 from absl import logging
 
 from adapt_tf import (architectures, callbacks as cb, data, distribution, methods, metrics,
-                      topology)
+                      preemption, topology, workdir as workdir_lib)
 from adapt_tf.gan import SparseGAN
 
-__all__ = ["train", "build_run", "Run", "TrainingDiverged"]
+__all__ = ["train", "build_run", "check_arguments", "Run", "TrainingDiverged"]
 
 OptimizerFactory = Callable[[], keras.optimizers.Optimizer]
 
 
 class TrainingDiverged(RuntimeError):
-    """A loss became NaN or infinite; the message names the step and the last checkpoint."""
+    """Losses or model values became NaN or infinite; the message names the iteration and the
+    newest (finite) checkpoint."""
 
 
 def _adam(learning_rate: float = 2e-4, beta_1: float = 0.0, beta_2: float = 0.9):
@@ -45,7 +46,7 @@ def train(*, workdir: str, total_steps: int, method: methods.Method,
           num_sample_images: int = 64, strategy: str = "default",
           devices: Sequence[str] | None = None, jit_compile: bool = False,
           mixed_precision: str | None = None, data_dir: str | None = None,
-          extra_callbacks: Sequence[keras.callbacks.Callback] = (),
+          download: bool = False, extra_callbacks: Sequence[keras.callbacks.Callback] = (),
           flops_convention: str = "paper", eval_every: int | None = None,
           eval_num_samples: int = 10000, inception_path: str | None = None,
           reference_stats: str | None = None) -> SparseGAN:
@@ -61,66 +62,129 @@ def train(*, workdir: str, total_steps: int, method: methods.Method,
     `eval_every` iterations and at the end, the best checkpoint kept in `checkpoints_best/`;
     Inception from `inception_path` (default TF-Hub), reference statistics from
     `reference_stats` (.npz) or computed from `dataset` (`callbacks.fid_reference`).
+    `download` lets tfds download a catalog dataset that is not prepared (needs internet).
+
+    The workdir is locked for the run (`workdir.lock`) and checked writable first; it resumes
+    from the newest usable checkpoint (`workdir.usable_checkpoint`); non-finite state is never
+    saved. See docs/RELIABILITY.md.
+
+    Raises:
+      TrainingDiverged: losses or model values became non-finite (nothing non-finite saved).
+      preemption.TrainingInterrupted: SIGTERM/SIGINT; the state was saved first.
+      workdir.WorkdirError: the workdir is in use, not writable, or has no usable checkpoint.
     """
-    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
-        raise ValueError(f"total_steps must be a positive integer, got {total_steps!r}.")
+    check_arguments(total_steps=total_steps, architecture=architecture, dataset=dataset,
+                    log_every=log_every, checkpoint_every=checkpoint_every,
+                    eval_every=eval_every)
+    with workdir_lib.lock(workdir):
+        workdir_lib.check_writable(workdir)
+        strategy_obj = distribution.get_strategy(strategy, devices=devices)
+        with strategy_obj.scope():
+            run = build_run(
+                workdir=workdir, total_steps=total_steps, method=method,
+                architecture=architecture, dataset=dataset, g_width=g_width, d_width=d_width,
+                g_batch_size=g_batch_size, n_dis=n_dis,
+                generator_optimizer=generator_optimizer,
+                discriminator_optimizer=discriminator_optimizer, loss=loss,
+                ema_decay=ema_decay, br_interval=br_interval, br_window=br_window,
+                sparse_init=sparse_init, seed=seed, checkpoint_every=checkpoint_every,
+                jit_compile=jit_compile, mixed_precision=mixed_precision)
+            start = run.checkpointer.restore()
+        if start >= total_steps:
+            logging.info("%s already holds a run of %d >= %d iterations; nothing to do.",
+                         workdir, start, total_steps)
+            return run.gan
+        images = data.make_dataset(dataset, batch_size=n_dis * d_batch_size,
+                                   image_size=run.architecture.image_size,
+                                   conditional=run.architecture.conditional, seed=seed,
+                                   start_step=start, data_dir=data_dir, download=download)
+        return _fit(run, images, method=method, start=start, strategy=strategy_obj,
+                    workdir=workdir, total_steps=total_steps, log_every=log_every,
+                    sample_every=sample_every, num_sample_images=num_sample_images, d_batch_size=d_batch_size,
+                    g_batch_size=g_batch_size, n_dis=n_dis, br_interval=br_interval,
+                    flops_convention=flops_convention, extra_callbacks=extra_callbacks,
+                    evaluation=dict(every=eval_every, num_samples=eval_num_samples,
+                                    inception_path=inception_path,
+                                    reference_stats=reference_stats, data_dir=data_dir,
+                                    dataset=dataset))
+
+
+def check_arguments(*, total_steps: int, architecture: str, dataset: str, log_every: int,
+                    checkpoint_every: int, eval_every: int | None) -> None:
+    """The checks of `train`'s arguments that need no model or data (the CLI runs them before
+    it writes operative_config.gin): ValueError naming the value and the fix."""
+    for name, value in (("total_steps", total_steps), ("log_every", log_every),
+                        ("checkpoint_every", checkpoint_every)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
     if eval_every is not None and (not isinstance(eval_every, int) or eval_every < 1
                                    or eval_every % log_every):
         raise ValueError(f"eval_every={eval_every!r} must be None or a positive multiple of "
                          f"log_every={log_every}, so that FID lands on its own metrics row.")
-    strategy_obj = distribution.get_strategy(strategy, devices=devices)
-    os.makedirs(workdir, exist_ok=True)
-    with strategy_obj.scope():
-        run = build_run(
-            workdir=workdir, total_steps=total_steps, method=method, architecture=architecture,
-            dataset=dataset, g_width=g_width, d_width=d_width, g_batch_size=g_batch_size,
-            n_dis=n_dis, generator_optimizer=generator_optimizer,
-            discriminator_optimizer=discriminator_optimizer, loss=loss, ema_decay=ema_decay,
-            br_interval=br_interval, br_window=br_window, sparse_init=sparse_init, seed=seed,
-            checkpoint_every=checkpoint_every, jit_compile=jit_compile,
-            mixed_precision=mixed_precision)
-        start = run.checkpointer.restore()
-    gan, checkpointer = run.gan, run.checkpointer
-    if start >= total_steps:
-        logging.info("%s already holds a run of %d >= %d iterations; nothing to do.",
-                     workdir, start, total_steps)
-        return gan
+    spec = data.dataset_info(dataset)
+    arch = _architecture(architecture)
+    if arch.conditional and spec.num_classes is None:
+        raise ValueError(f"Architecture {architecture!r} is class-conditional but dataset "
+                         f"{dataset!r} has no labels; use an unconditional architecture.")
 
+
+def _architecture(name: str) -> architectures.Architecture:
+    arch = architectures.ARCHITECTURES.get(name)
+    if arch is None:
+        raise ValueError(f"Unknown architecture {name!r}; choose one of "
+                         f"{sorted(architectures.ARCHITECTURES)}.")
+    return arch
+
+
+def _fit(run: Run, images: tf.data.Dataset, *, method: methods.Method, start: int, strategy,
+         workdir: str, total_steps: int, log_every: int, sample_every: int, num_sample_images: int,
+         d_batch_size: int, g_batch_size: int, n_dis: int, br_interval: int,
+         flops_convention: str, extra_callbacks, evaluation: dict) -> SparseGAN:
+    """Runs `fit` from iteration `start` with the run's callbacks; raises on divergence or a
+    stop signal (after the final save)."""
     # Non-chief workers of a multi-worker run write logs and samples to a private copy.
-    log_dir = distribution.writer_directory(workdir, strategy_obj)
+    log_dir = distribution.writer_directory(workdir, strategy)
     logger = cb.MetricsLogger(log_dir, every=log_every, total_steps=total_steps,
                               extra_fields=cb.FlopsLogger.FIELDS + cb.EvaluateFID.FIELDS)
     schedule = cb.training_schedule(run.method_callbacks, d_batch=d_batch_size,
                                     g_batch=g_batch_size, n_dis=n_dis, br_interval=br_interval)
-    evaluation = [] if eval_every is None else [_fid_callback(
-        run, workdir=workdir, dataset=dataset, every=eval_every, num_samples=eval_num_samples,
-        total_steps=total_steps, inception_path=inception_path,
-        reference_stats=reference_stats, data_dir=data_dir, logger=logger)]
-    images = data.make_dataset(dataset, batch_size=n_dis * d_batch_size,
-                               image_size=run.architecture.image_size,
-                               conditional=run.architecture.conditional,
-                               seed=seed, start_step=start, data_dir=data_dir)
-    nan_guard = cb.TerminateOnNaN()
+    fid = [] if evaluation["every"] is None else [_fid_callback(
+        run, workdir=workdir, total_steps=total_steps, logger=logger, **evaluation)]
+    nan_guard, stop = cb.TerminateOnNaN(), preemption.StopOnSignal()
     run_callbacks = [*run.method_callbacks,
                      cb.FlopsLogger(schedule, convention=flops_convention, logger=logger,
                                     state=run.flops_state),
-                     *evaluation, logger,
+                     *fid, logger,
                      cb.SampleGrid(log_dir, every=sample_every, num_images=num_sample_images,
                                    total_steps=total_steps),
-                     checkpointer, nan_guard, *extra_callbacks]
-    logging.info("Training %s (%s, d_G=%.3f, d_D=%.3f) on %s for iterations %d..%d in %s.",
-                 method.name, architecture, method.g_density, method.d_density, dataset,
+                     nan_guard, run.checkpointer, *extra_callbacks, stop]
+    logging.info("Training %s (%s, d_G=%.3f, d_D=%.3f) for iterations %d..%d in %s.",
+                 method.name, run.architecture.name, method.g_density, method.d_density,
                  start + 1, total_steps, workdir)
-    gan.fit(images, epochs=1, steps_per_epoch=total_steps - start, callbacks=run_callbacks,
-            verbose=0)
+    run.gan.fit(images, epochs=1, steps_per_epoch=total_steps - start,
+                callbacks=run_callbacks, verbose=0)
     distribution.remove_writer_directory(log_dir, workdir)
-    if nan_guard.bad_step is not None:
+    _raise_if_stopped(run, nan_guard, stop)
+    return run.gan
+
+
+def _raise_if_stopped(run: Run, nan_guard: cb.TerminateOnNaN,
+                      stop: preemption.StopOnSignal) -> None:
+    checkpointer, iteration = run.checkpointer, run.gan.iteration
+    latest = tf.train.latest_checkpoint(checkpointer.directory)
+    if nan_guard.bad_step is not None or checkpointer.refused_step is not None:
+        where = nan_guard.bad_step if nan_guard.bad_step is not None else iteration
+        newest = f"is {latest}" if latest else "does not exist (none was saved)"
         raise TrainingDiverged(
-            f"Losses became non-finite at iteration {nan_guard.bad_step} "
-            f"({nan_guard.bad_logs}); training stopped. The last good checkpoint is "
-            f"{tf.train.latest_checkpoint(checkpointer.directory)}. Lower the learning rates "
-            "or use mixed_precision=None, then resume from that workdir.")
-    return gan
+            f"Training diverged at iteration {where} (losses {nan_guard.bad_logs or 'finite'}"
+            f", model values {'non-finite' if checkpointer.refused_step else 'finite'}); "
+            f"nothing non-finite was saved and the newest finite checkpoint {newest}. Start a "
+            "new --workdir with lower learning rates (or mixed_precision=None); rerunning this "
+            "one resumes from that checkpoint with the same configuration.")
+    if stop.received is not None:
+        name = os.path.basename(latest) if latest else "no checkpoint"
+        raise preemption.TrainingInterrupted(
+            f"saved {name} at iteration {iteration}; rerun to resume", signum=stop.received)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,10 +217,7 @@ def build_run(*, workdir: str, total_steps: int, method: methods.Method,
     if mixed_precision:
         keras.mixed_precision.set_global_policy(mixed_precision)
     spec = data.dataset_info(dataset)
-    arch = architectures.ARCHITECTURES.get(architecture)
-    if arch is None:
-        raise ValueError(f"Unknown architecture {architecture!r}; choose one of "
-                         f"{sorted(architectures.ARCHITECTURES)}.")
+    arch = _architecture(architecture)
     num_classes = spec.num_classes if arch.conditional else None
     if arch.conditional and num_classes is None:
         raise ValueError(f"Architecture {architecture!r} is class-conditional but dataset "

@@ -1,0 +1,150 @@
+"""The workdir's integrity rules: lock, writability, atomic writes, usable checkpoints, torn
+metrics rows (docs/RELIABILITY.md)."""
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from adapt_tf import callbacks as cb, workdir
+
+
+def _save_checkpoints(directory, values_per_step):
+    """Checkpoints ckpt-N of a `gan` root holding one variable, for N, value in the mapping,
+    through a CheckpointManager keeping them all (as the Checkpointer writes them)."""
+    module = tf.Module()
+    module.weight = tf.Variable(np.zeros(4, np.float32))
+    fid = tf.Module()
+    fid.best = tf.Variable(np.inf)  # Not model state: inf is legitimate here.
+    checkpoint = tf.train.Checkpoint(gan=module, fid=fid)
+    manager = tf.train.CheckpointManager(checkpoint, str(directory), max_to_keep=10)
+    for step, value in values_per_step.items():
+        module.weight.assign(np.full(4, value, np.float32))
+        manager.save(checkpoint_number=step)
+
+
+def _value(path):
+    return tf.train.load_checkpoint(path).get_tensor("gan/weight/.ATTRIBUTES/VARIABLE_VALUE")
+
+
+def test_usable_checkpoint_is_the_newest_when_all_are_good(tmp_path):
+    _save_checkpoints(tmp_path, {2: 1.0, 4: 2.0, 6: 3.0})
+    assert workdir.usable_checkpoint(str(tmp_path)) == str(tmp_path / "ckpt-6")
+    assert not (tmp_path / "rejected").exists()
+
+
+@pytest.mark.parametrize("fault", ["deleted", "truncated", "garbled", "nonfinite"])
+def test_bad_newest_checkpoint_falls_back_and_is_moved_aside(tmp_path, caplog, fault):
+    _save_checkpoints(tmp_path, {2: 1.0, 4: 2.0, 6: np.nan if fault == "nonfinite" else 3.0})
+    data = tmp_path / "ckpt-6.data-00000-of-00001"
+    if fault == "deleted":
+        for name in tmp_path.glob("ckpt-6.*"):
+            name.unlink()
+    elif fault == "truncated":
+        data.write_bytes(data.read_bytes()[:5])
+    elif fault == "garbled":
+        raw = bytearray(data.read_bytes())
+        raw[:8] = b"\xff" * 8
+        data.write_bytes(bytes(raw))
+    with caplog.at_level(logging.WARNING):
+        path = workdir.usable_checkpoint(str(tmp_path))
+    assert path == str(tmp_path / "ckpt-4")
+    np.testing.assert_array_equal(_value(path), np.full(4, 2.0, np.float32))
+    assert "ckpt-6" in caplog.text and "unusable" in caplog.text
+    # The index now lists only the good ones, so later saves rotate only good checkpoints.
+    state = tf.train.get_checkpoint_state(str(tmp_path))
+    assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == ["ckpt-2",
+                                                                               "ckpt-4"]
+    assert not list(tmp_path.glob("ckpt-6.*"))
+    if fault != "deleted":
+        assert (tmp_path / "rejected" / "ckpt-6.index").exists()
+
+
+def test_no_usable_checkpoint_is_refused_naming_them(tmp_path):
+    _save_checkpoints(tmp_path, {2: np.inf, 4: np.nan})
+    with pytest.raises(workdir.WorkdirError, match=r"ckpt-4, ckpt-2"):
+        workdir.usable_checkpoint(str(tmp_path))
+    assert workdir.usable_checkpoint(str(tmp_path / "empty")) is None
+
+
+def test_nonfinite_count_counts_nan_and_inf_entries():
+    variables = [tf.Variable([1.0, np.nan, np.inf]), tf.Variable([[-np.inf, 0.0]]),
+                 tf.Variable([3], dtype=tf.int64)]
+    assert workdir.nonfinite_count(variables) == 3
+    assert workdir.nonfinite_count(variables[2:]) == 0
+
+
+def test_check_writable_fails_before_training_when_checkpoints_cannot_be_written(tmp_path):
+    workdir.check_writable(str(tmp_path / "fresh"))
+    assert (tmp_path / "fresh" / "checkpoints").is_dir()
+    assert os.listdir(tmp_path / "fresh" / "checkpoints") == []  # The probe is removed.
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "checkpoints").write_text("not a directory")
+    with pytest.raises(workdir.WorkdirError, match=r"taken/checkpoints is not a writable"):
+        workdir.check_writable(str(tmp_path / "taken"))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_check_writable_names_a_read_only_checkpoints_dir(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints").chmod(0o555)
+    with pytest.raises(workdir.WorkdirError, match="checkpoints is not a writable"):
+        workdir.check_writable(str(tmp_path))
+
+
+def test_write_atomic_replaces_whole_file_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "operative_config.gin"
+    path.write_text("old")
+    workdir.write_atomic(str(path), "new = 1\n")
+    assert path.read_text() == "new = 1\n"
+    assert os.listdir(tmp_path) == ["operative_config.gin"]
+
+
+def test_lock_is_reentrant_here_and_refuses_another_process(tmp_path):
+    with workdir.lock(str(tmp_path)):
+        with workdir.lock(str(tmp_path)):  # The CLI and train() both take it.
+            pass
+        other = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(f"""
+                from adapt_tf import workdir
+                with workdir.lock({str(tmp_path)!r}):
+                    pass
+             """)], capture_output=True, text=True, timeout=300)
+        assert other.returncode != 0
+        assert f"workdir in use by pid {os.getpid()}" in other.stderr
+    with workdir.lock(str(tmp_path)):  # Released: free again.
+        pass
+
+
+HEADER = "step,d_loss,g_loss,br,br_skipped,g_density,d_density\r\n"
+
+
+def test_torn_and_malformed_metrics_rows_are_dropped_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "metrics.csv"
+    path.write_bytes((HEADER + "10,1.0,2.0,0.5,0,0.3,0.3\r\n"
+                      + "21\r\n"                            # torn: one field
+                      + "20,1.5,x,0.5,0,0.3,0.3\r\n"        # garbled value
+                      + "30,1.0,2.0,0.5,0,0.3,0.3\r\n"
+                      + "40,1.0,2.0,0.5,0,0.3,0.").encode())  # cut mid-row: no newline
+    with caplog.at_level(logging.WARNING):
+        header, rows = workdir.read_csv_rows(str(path))
+    assert header[:2] == ["step", "d_loss"]
+    assert [r["step"] for r in rows] == ["10", "30"]
+    assert [line in caplog.text for line in ("line 3", "line 4", "line 6")] == [True] * 3
+    # A resumed run rewrites the file without them.
+    cb._truncate_csv(str(path), cb.MetricsLogger.FIELDS, 30)
+    assert path.read_text().splitlines()[1:] == ["10,1.0,2.0,0.5,0,0.3,0.3",
+                                                 "30,1.0,2.0,0.5,0,0.3,0.3"]
+
+
+def test_non_utf8_metrics_file_is_an_error_naming_it(tmp_path):
+    path = tmp_path / "metrics.csv"
+    path.write_bytes(HEADER.encode() + b"10,\xff\xfe,2.0\r\n")
+    with pytest.raises(workdir.WorkdirError, match=r"metrics.csv is not UTF-8"):
+        workdir.read_csv_rows(str(path))
