@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import csv
+import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +12,9 @@ from pathlib import Path
 import gin
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from adapt_tf import configurables, layers as L, train_lib
+from adapt_tf import configurables, layers as L, train_lib, workdir
 
 import tf_keras as keras
 
@@ -113,3 +116,136 @@ def test_missing_required_value_names_the_parameter(tmp_path):
 def test_unknown_gin_file_is_a_clear_error():
     with pytest.raises(ValueError, match="not found"):
         configurables.parse_config(["gin_configs/no_such.gin"])
+
+
+# ------------------------------------------------------------------- run integrity (issue 12)
+
+
+class _InjectNaN(keras.callbacks.Callback):
+    """Makes one D weight NaN after iteration `step`, as a diverging run would."""
+
+    def __init__(self, step):
+        super().__init__()
+        self.step = step
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.model.iteration == self.step:
+            kernel = L.masked_layers(self.model.discriminator)[0].kernel
+            kernel.assign(tf.tensor_scatter_nd_update(kernel, [[0] * kernel.shape.rank],
+                                                      [float("nan")]))
+
+
+def test_diverged_run_saves_nothing_nonfinite_and_keeps_its_good_checkpoints(tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    _train(tmp_path, "train.total_steps = 4", "train.checkpoint_every = 2")
+    kept = sorted(os.listdir(checkpoints))
+    assert {"ckpt-2.index", "ckpt-4.index"} <= set(kept)
+    for _ in range(2):  # Rerunning as advised must not rotate the good checkpoints away.
+        with pytest.raises(train_lib.TrainingDiverged,
+                           match=r"iteration 6 .*newest finite checkpoint is \S*ckpt-4"):
+            _train(tmp_path, "train.checkpoint_every = 2", extra_callbacks=[_InjectNaN(5)])
+        assert sorted(os.listdir(checkpoints)) == kept
+        assert workdir.checkpoint_problem(str(checkpoints / "ckpt-4")) is None
+
+
+def test_missing_newest_checkpoint_falls_back_and_resumes_exactly(tmp_path, uninterrupted,
+                                                                  caplog):
+    full, (masks, weights, window, _) = uninterrupted
+    run = tmp_path / "run"
+    shutil.copytree(full, run)
+    for path in (run / "checkpoints").glob("ckpt-8.*"):
+        path.unlink()
+    with caplog.at_level(logging.WARNING):
+        resumed = _train(run)
+    assert "ckpt-8" in caplog.text and "unusable" in caplog.text
+    assert resumed.iteration == 8  # From ckpt-4, not from iteration 1.
+    masks2, weights2, window2, _ = _state(resumed)
+    for a, b in zip(masks, masks2):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(weights, weights2):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    with open(run / "metrics.csv") as f, open(full / "metrics.csv") as g:
+        rows, reference = list(csv.DictReader(f)), list(csv.DictReader(g))
+    assert [r["step"] for r in rows] == ["2", "4", "6", "8"]
+    assert rows[:2] == reference[:2]  # The rows before the fallback point were kept.
+
+
+def _cli(workdir, *bindings, gin_file=TINY, extra=(), timeout=600):
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "ADAPT_TF_DEBUG": ""}
+    return subprocess.run(
+        [sys.executable, "-m", "adapt_tf.train", f"--gin_file={gin_file}",
+         *[f"--gin_bindings={b}" for b in bindings], f"--workdir={workdir}", *extra],
+        capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)
+
+
+def _error_line(result):
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("adapt_tf.train: error: ")
+    return last
+
+
+def test_cli_resume_refuses_changed_config_and_keeps_the_record_true(tmp_path):
+    first = _cli(tmp_path, "train.total_steps = 2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    config = tmp_path / "operative_config.gin"
+    recorded = config.read_text()
+    changed = _cli(tmp_path, "DENSITY = 0.5", "generator/Adam.learning_rate = 1e9",
+                   "train.total_steps = 2")
+    line = _error_line(changed)
+    assert "method.g_density = 0.3 recorded, 0.5 now" in line
+    assert "generator/Adam.learning_rate = 0.001 recorded, 1000000000.0 now" in line
+    invalid = _cli(tmp_path, "DENSITY = 0", "train.total_steps = 2")
+    assert "method.g_density = 0.3 recorded, 0 now" in _error_line(invalid)
+    assert config.read_text() == recorded  # A refused rerun never rewrites the record.
+    longer = _cli(tmp_path, "train.total_steps = 4")  # total_steps may change on resume.
+    assert longer.returncode == 0, longer.stderr[-3000:]
+    assert "train.total_steps = 4" in config.read_text()
+    assert "method.g_density = %DENSITY" in config.read_text()
+    with open(tmp_path / "metrics.csv") as f:
+        assert [r["step"] for r in csv.DictReader(f)] == ["2", "4"]
+
+
+def test_cli_refuses_a_workdir_another_process_trains_in(tmp_path):
+    with workdir.lock(str(tmp_path)):
+        result = _cli(tmp_path)
+    assert f"workdir in use by pid {os.getpid()}" in _error_line(result)
+    assert not (tmp_path / "metrics.csv").exists()
+    assert not (tmp_path / "operative_config.gin").exists()
+
+
+_UNCLOSED = "include 'base.gin'\ntrain.total_steps = [1, 2\n"
+
+
+@pytest.mark.parametrize("case, bindings, expected", [
+    ("bad_density", ["DENSITY = 0"], "g_density=0 must be in (0, 1]"),
+    ("unknown_method", ["method.name = 'adapt_fancy'"], "adapt_fancy"),
+    ("unknown_architecture", ["train.architecture = 'resnet9'"], "'resnet9'"),
+    ("unknown_dataset", ["train.dataset = 'mnist'"], "Unknown dataset 'mnist'"),
+    ("missing_include", [], "no_such_file.gin"),
+    ("unclosed_bracket", [], "unclosed bracket"),
+    ("not_prepared", ["train.dataset = 'cifar10'"], "train.download = True"),
+    ("unwritable_workdir", [], "is not a writable directory"),
+])
+def test_cli_user_errors_are_one_line_naming_the_value(tmp_path, case, bindings, expected):
+    gin_file, run = TINY, tmp_path / "run"
+    if case in ("missing_include", "unclosed_bracket"):
+        gin_file = tmp_path / f"{case}.gin"
+        gin_file.write_text(_UNCLOSED if case == "unclosed_bracket"
+                            else f"include '{TINY}'\ninclude 'no_such_file.gin'\n")
+    if case == "not_prepared":
+        bindings = [*bindings, f"train.data_dir = '{tmp_path / 'empty_tfds'}'"]
+    if case == "unwritable_workdir":
+        (tmp_path / "file").write_text("")
+        run = tmp_path / "file" / "run"
+    line = _error_line(_cli(run, *bindings, gin_file=gin_file))
+    assert expected in line
+    if case == "unclosed_bracket":
+        assert str(gin_file) in line
+    assert not (run / "operative_config.gin").exists() or case == "not_prepared"
+
+
+def test_cli_debug_flag_shows_the_traceback(tmp_path):
+    result = _cli(tmp_path, "train.dataset = 'mnist'", extra=["--debug"])
+    assert result.returncode != 0 and "Traceback" in result.stderr
