@@ -54,7 +54,11 @@ def _train(gin_files, gin_bindings, workdir: str) -> None:
     workdir_lib.check_writable(workdir)
     with workdir_lib.lock(workdir):
         recorded = runs.recorded_bindings(workdir)
-        configurables.parse_config(gin_files, gin_bindings)
+        try:
+            configurables.parse_config(gin_files, gin_bindings)
+        except USER_ERRORS as error:
+            raise ValueError(f"Bad gin configuration ({', '.join(gin_files)}; bindings "
+                             f"{list(gin_bindings)}): {error}") from error
         runs.check_resume(workdir, recorded, configurables.config_bindings())
         arguments = runs.current_run_config().arguments
         train_lib.check_arguments(**{name: arguments[name] for name in (

@@ -248,3 +248,37 @@ def test_global_batch_splits_over_two_replicas():
     result = subprocess.run([sys.executable, "-c", _MIRRORED_SCRIPT], capture_output=True,
                             text=True, timeout=300, env=env)
     assert result.returncode == 0 and result.stdout.strip().endswith("OK"), result.stderr[-3000:]
+
+
+_PREPARE_SCRIPT = textwrap.dedent("""
+    import sys
+    from adapt_tf import data
+    ds = data.make_dataset("toy_shapes", batch_size=4, data_dir=sys.argv[1])
+    print(ds.take(1).get_single_element().shape)
+""")
+
+
+def test_two_processes_prepare_toy_shapes_at_once_safely(tmp_path):
+    """Both start together on an empty data_dir: one prepares, the other waits on the lock and
+    reuses the complete copy (without it tfds fails renaming onto the finished folder)."""
+    processes = [subprocess.Popen([sys.executable, "-c", _PREPARE_SCRIPT, str(tmp_path)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+    for process in processes:
+        stdout, stderr = process.communicate(timeout=900)
+        assert process.returncode == 0, stderr[-3000:]
+        assert "(4, 32, 32, 3)" in stdout
+    builder = tfds.builder("toy_shapes", data_dir=tmp_path)
+    assert builder.is_prepared() and builder.info.splits["train"].num_examples == 12_000
+    assert not [p for p in (tmp_path / "toy_shapes").iterdir() if "incomplete" in p.name]
+
+
+def test_tests_use_temporary_data_and_cache_dirs_not_home():
+    """conftest points tfds, adapt_tf's cache, Keras and TF-Hub into one session temp dir."""
+    variables = ("TFDS_DATA_DIR", "ADAPT_TF_CACHE_DIR", "KERAS_HOME", "TFHUB_CACHE_DIR")
+    parents = {os.path.dirname(os.environ[v]) for v in variables}
+    assert len(parents) == 1 and os.path.basename(parents.pop()).startswith("adapt_tf_tests_")
+    assert os.fspath(tfds.builder("toy_shapes").data_dir_root) == os.environ["TFDS_DATA_DIR"]
+    from adapt_tf import callbacks
+    cache = callbacks.reference_cache_path("toy_shapes", "/x/inception")
+    assert cache.startswith(os.path.join(os.environ["ADAPT_TF_CACHE_DIR"], "fid_stats"))
