@@ -138,3 +138,28 @@ def test_experiment_configs_map_to_the_papers_cells(experiment, cell, setting):
     assert (config.setting, config.cell, config.method_setting) == (
         experiment.split("/")[0], cell, setting)
     assert config.method.g_density == 0.2
+
+
+def test_torn_last_metrics_row_is_dropped_not_reported(tmp_path, caplog):
+    import logging
+
+    path = _workdir(tmp_path, "torn", method="adapt_relaxed", density=0.1,
+                    rows=[(100, 0.2, 0.1, 0.1, 1e15, 0.30, ""),
+                          (200, 0.6, 0.1, 0.15, 2e15, 0.32, 20.0)])
+    with open(os.path.join(path, "metrics.csv"), "a") as f:
+        f.write("400,0.5,0.1,0.1")  # A process killed while writing the next row.
+    with caplog.at_level(logging.WARNING):
+        record = report.load_run(path)
+    assert [row["step"] for row in record.metrics] == [100.0, 200.0]
+    assert record.steps == 200 and record.last("d_density") == 0.15
+    assert "line 4" in caplog.text and "dropping" in caplog.text
+
+
+def test_non_utf8_metrics_is_an_error_naming_the_file(tmp_path):
+    from adapt_tf import workdir
+
+    path = _workdir(tmp_path, "binary", method="adapt_relaxed", density=0.1, rows=[])
+    with open(os.path.join(path, "metrics.csv"), "ab") as f:
+        f.write(b"\x89PNG\r\n\x1a\n")
+    with pytest.raises(workdir.WorkdirError, match=r"binary/metrics.csv is not UTF-8"):
+        report.load_run(path)
