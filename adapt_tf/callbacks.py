@@ -295,7 +295,9 @@ class Checkpointer(keras.callbacks.Callback):
         reads back whole and finite; unusable newer ones are moved aside with a warning);
         returns the restored iteration, 0 if there is no checkpoint."""
         if path is None:
-            path = workdir_lib.usable_checkpoint(self.directory)
+            # Only the chief moves unusable checkpoints aside; other workers just skip them.
+            path = workdir_lib.usable_checkpoint(self.directory,
+                                                 reject=distribution.is_chief())
             self.manager = self._new_manager()  # The index may have been rewritten.
         if path is None:
             return 0

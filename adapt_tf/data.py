@@ -26,7 +26,8 @@ Offline first: catalog datasets are never downloaded unless `download=True`. If 
 not prepared, `make_dataset` raises `DatasetNotPreparedError` at once (tfds itself would retry
 the download for minutes offline) naming the directory tfds looked in and how to prepare it.
 `toy_shapes` is prepared on demand (a few seconds, no network); `tinyimagenet` is prepared
-from a local copy of the official archive given as `manual_dir`.
+from a local copy of the official archive given as `manual_dir`. Preparation holds a file lock
+(`<data_dir>/<tfds name>.lock`): processes preparing the same dataset at once do it once.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from typing import Sequence
 
 import tensorflow as tf
 
-__all__ = ["STRATEGIES", "get_strategy", "is_chief", "writer_directory",
+__all__ = ["STRATEGIES", "get_strategy", "is_chief", "is_chief_process", "writer_directory",
            "remove_writer_directory"]
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
@@ -92,7 +92,17 @@ def is_chief(strategy: tf.distribute.Strategy | None = None) -> bool:
     `strategy` defaults to the current one (`tf.distribute.get_strategy()`).
     """
     strategy = strategy or tf.distribute.get_strategy()
-    resolver = getattr(strategy, "cluster_resolver", None)
+    return _is_chief_task(getattr(strategy, "cluster_resolver", None))
+
+
+def is_chief_process() -> bool:
+    """`is_chief` before any strategy exists, from $TF_CONFIG (True without one)."""
+    if not os.environ.get("TF_CONFIG"):
+        return True
+    return _is_chief_task(tf.distribute.cluster_resolver.TFConfigClusterResolver())
+
+
+def _is_chief_task(resolver) -> bool:
     if resolver is None or not resolver.task_type:
         return True
     if resolver.task_type == "chief":

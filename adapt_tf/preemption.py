@@ -25,6 +25,7 @@ class TrainingInterrupted(Exception):
 
     def __init__(self, message: str, *, signum: int):
         super().__init__(message)
+        self.message = message  # str(self) may gain gin's "In call to configurable ..."
         self.signum = signum
         self.exit_code = 128 + signum
 

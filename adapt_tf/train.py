@@ -8,6 +8,7 @@ SIGTERM / SIGINT save and exit 143 / 130. See docs/RELIABILITY.md.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -36,7 +37,7 @@ def main(argv):
     try:
         _train(FLAGS.value, BINDINGS.value, WORKDIR.value)
     except TrainingInterrupted as stop:
-        print(stop, file=sys.stderr, flush=True)
+        print(stop.message, file=sys.stderr, flush=True)
         sys.exit(stop.exit_code)
     except (*USER_ERRORS, TrainingDiverged) as error:
         if DEBUG.value or os.environ.get("ADAPT_TF_DEBUG", "") not in ("", "0"):
@@ -49,30 +50,43 @@ def _train(gin_files, gin_bindings, workdir: str) -> None:
     """Checks the workdir and the config, records the config, trains, records what ran."""
     import gin
 
-    from adapt_tf import configurables, runs, train_lib, workdir as workdir_lib
+    from adapt_tf import configurables, distribution, workdir as workdir_lib
 
     workdir_lib.check_writable(workdir)
-    with workdir_lib.lock(workdir):
-        recorded = runs.recorded_bindings(workdir)
-        try:
-            configurables.parse_config(gin_files, gin_bindings)
-        except USER_ERRORS as error:
-            raise ValueError(f"Bad gin configuration ({', '.join(gin_files)}; bindings "
-                             f"{list(gin_bindings)}): {error}") from error
-        runs.check_resume(workdir, recorded, configurables.config_bindings())
-        arguments = runs.current_run_config().arguments
-        train_lib.check_arguments(**{name: arguments[name] for name in (
-            "total_steps", "architecture", "dataset", "log_every", "checkpoint_every",
-            "eval_every")})
-        config_path = os.path.join(workdir, workdir_lib.CONFIG_NAME)
-        if recorded is None:
+    # Workers of a multi-worker run share the workdir: the chief owns it and its config.
+    chief = distribution.is_chief_process()
+    config_path = os.path.join(workdir, workdir_lib.CONFIG_NAME)
+    with workdir_lib.lock(workdir) if chief else contextlib.nullcontext():
+        resuming = _parse_and_check(gin_files, gin_bindings, workdir)
+        if chief and not resuming:
             workdir_lib.write_atomic(config_path, gin.config_str())
         logging.get_absl_handler().use_absl_log_file("train", workdir)
         logging.set_verbosity(logging.INFO)
         logging.set_stderrthreshold(logging.INFO)
         configurables.train(workdir=workdir)
-        workdir_lib.write_atomic(config_path, gin.operative_config_str())
+        if chief:
+            workdir_lib.write_atomic(config_path, gin.operative_config_str())
     logging.info("Done: %s", workdir)
+
+
+def _parse_and_check(gin_files, gin_bindings, workdir: str) -> bool:
+    """Parses the config into gin, refuses it if it differs from the one `workdir`'s
+    checkpoints were trained with (`runs.check_resume`) or fails `train`'s argument checks;
+    returns whether there is a recorded config to keep (a resume)."""
+    from adapt_tf import configurables, runs, train_lib
+
+    recorded = runs.recorded_bindings(workdir)
+    try:
+        configurables.parse_config(gin_files, gin_bindings)
+    except USER_ERRORS as error:
+        raise ValueError(f"Bad gin configuration ({', '.join(gin_files)}; bindings "
+                         f"{list(gin_bindings)}): {error}") from error
+    runs.check_resume(workdir, recorded, configurables.config_bindings())
+    arguments = runs.current_run_config().arguments
+    train_lib.check_arguments(**{name: arguments[name] for name in (
+        "total_steps", "architecture", "dataset", "log_every", "checkpoint_every",
+        "eval_every")})
+    return recorded is not None
 
 
 if __name__ == "__main__":

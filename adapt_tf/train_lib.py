@@ -8,6 +8,7 @@ evaluation of a finished run). `adapt_tf.configurables` makes it gin-configurabl
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from typing import Callable, Sequence
@@ -76,9 +77,11 @@ def train(*, workdir: str, total_steps: int, method: methods.Method,
     check_arguments(total_steps=total_steps, architecture=architecture, dataset=dataset,
                     log_every=log_every, checkpoint_every=checkpoint_every,
                     eval_every=eval_every)
-    with workdir_lib.lock(workdir):
+    strategy_obj = distribution.get_strategy(strategy, devices=devices)
+    # Workers of a multi-worker run share the workdir; the chief owns it.
+    chief = distribution.is_chief(strategy_obj)
+    with workdir_lib.lock(workdir) if chief else contextlib.nullcontext():
         workdir_lib.check_writable(workdir)
-        strategy_obj = distribution.get_strategy(strategy, devices=devices)
         with strategy_obj.scope():
             run = build_run(
                 workdir=workdir, total_steps=total_steps, method=method,

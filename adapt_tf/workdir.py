@@ -144,24 +144,25 @@ def _indexed_paths(directory: str) -> list[str]:
     return list(state.all_model_checkpoint_paths) if state else []
 
 
-def usable_checkpoint(directory: str) -> str | None:
+def usable_checkpoint(directory: str, *, reject: bool = True) -> str | None:
     """The newest checkpoint of `directory` that reads back whole with finite model state.
 
-    Newer ones that fail are moved to `directory/rejected/` (kept for inspection) with a
-    warning naming each and why, and the `checkpoint` index is rewritten to the survivors,
-    so that later saves rotate only good checkpoints. Returns None when `directory` has no
+    Newer ones that fail are named in a warning with the reason and, with `reject`, moved to
+    `directory/rejected/` (kept for inspection) and dropped from the `checkpoint` index, so
+    that later saves rotate only good checkpoints. Returns None when `directory` has no
     checkpoint; raises `WorkdirError` when it has some but none is usable.
     """
     candidates = checkpoint_paths(directory)
     for index, path in enumerate(candidates):
         problem = checkpoint_problem(path)
         if problem is None:
-            if index:
+            if index and reject:
                 _reindex(directory, candidates[index:])
             return path
-        logging.warning("Checkpoint %s is unusable (%s); moving it to %s/ and trying the "
-                        "previous one.", path, problem, REJECTED_DIR)
-        _reject(path)
+        logging.warning("Checkpoint %s is unusable (%s); %s trying the previous one.", path,
+                        problem, f"moving it to {REJECTED_DIR}/ and" if reject else "")
+        if reject:
+            _reject(path)
     if candidates:
         raise WorkdirError(
             f"No usable checkpoint in {directory}: {', '.join(map(os.path.basename, candidates))}"
