@@ -93,6 +93,8 @@ def train(*, workdir: str, total_steps: int, method: methods.Method,
                 sparse_init=sparse_init, seed=seed, checkpoint_every=checkpoint_every,
                 jit_compile=jit_compile, mixed_precision=mixed_precision)
             start = run.checkpointer.restore()
+        if start == 0 and chief:
+            workdir_lib.set_aside_orphan_metrics(workdir)
         if start >= total_steps:
             logging.info("%s already holds a run of %d >= %d iterations; nothing to do.",
                          workdir, start, total_steps)

@@ -32,6 +32,7 @@ from absl import logging
 
 __all__ = ["WorkdirError", "WorkdirInUseError", "lock", "check_writable", "write_atomic",
            "checkpoint_paths", "usable_checkpoint", "nonfinite_count", "read_csv_rows",
+           "set_aside_orphan_metrics",
            "CONFIG_NAME", "METRICS_NAME", "CHECKPOINT_DIR", "REJECTED_DIR"]
 
 CONFIG_NAME = "operative_config.gin"
@@ -216,6 +217,24 @@ def _first_line(error: BaseException) -> str:
 
 
 # ----------------------------------------------------------------------------- metrics.csv
+
+
+def set_aside_orphan_metrics(workdir: str) -> str | None:
+    """Before a run starts from iteration 1: a `metrics.csv` with rows has no checkpoint to
+    resume them (e.g. killed before its first save), so it is renamed to
+    `metrics.orphaned-K.csv` (first free K) with a warning instead of being emptied. Returns
+    the new path, or None if there was nothing to keep."""
+    path = os.path.join(workdir, METRICS_NAME)
+    if not os.path.isfile(path) or not read_csv_rows(path)[1]:
+        return None
+    number = 1
+    while os.path.exists(kept := os.path.join(workdir, f"metrics.orphaned-{number}.csv")):
+        number += 1
+    os.replace(path, kept)
+    logging.warning("%s has rows but %s has no checkpoint to resume them: starting from "
+                    "iteration 1 and keeping the old rows in %s.", path, CHECKPOINT_DIR, kept)
+    return kept
+
 
 
 def read_csv_rows(path: str) -> tuple[list[str], list[dict[str, str]]]:

@@ -148,3 +148,15 @@ def test_non_utf8_metrics_file_is_an_error_naming_it(tmp_path):
     path.write_bytes(HEADER.encode() + b"10,\xff\xfe,2.0\r\n")
     with pytest.raises(workdir.WorkdirError, match=r"metrics.csv is not UTF-8"):
         workdir.read_csv_rows(str(path))
+
+
+def test_rows_without_a_checkpoint_are_kept_aside_not_emptied(tmp_path, caplog):
+    path = tmp_path / "metrics.csv"
+    path.write_text(HEADER + "10,1.0,2.0,0.5,0,0.3,0.3\r\n")
+    with caplog.at_level(logging.WARNING):
+        kept = workdir.set_aside_orphan_metrics(str(tmp_path))
+    assert kept == str(tmp_path / "metrics.orphaned-1.csv") and not path.exists()
+    assert open(kept).read() == HEADER.replace("\r\n", "\n") + "10,1.0,2.0,0.5,0,0.3,0.3\n"
+    assert "no checkpoint" in caplog.text
+    path.write_text(HEADER)  # Only a header: nothing to keep.
+    assert workdir.set_aside_orphan_metrics(str(tmp_path)) is None and path.exists()
