@@ -261,8 +261,10 @@ _PREPARE_SCRIPT = textwrap.dedent("""
 def test_two_processes_prepare_toy_shapes_at_once_safely(tmp_path):
     """Both start together on an empty data_dir: one prepares, the other waits on the lock and
     reuses the complete copy (without it tfds fails renaming onto the finished folder)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # this adapt_tf
     processes = [subprocess.Popen([sys.executable, "-c", _PREPARE_SCRIPT, str(tmp_path)],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  cwd=root)
                  for _ in range(2)]
     for process in processes:
         stdout, stderr = process.communicate(timeout=900)

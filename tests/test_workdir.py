@@ -115,7 +115,8 @@ def test_lock_is_reentrant_here_and_refuses_another_process(tmp_path):
                 from adapt_tf import workdir
                 with workdir.lock({str(tmp_path)!r}):
                     pass
-             """)], capture_output=True, text=True, timeout=300)
+             """)], capture_output=True, text=True, timeout=300,
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         assert other.returncode != 0
         assert f"workdir in use by pid {os.getpid()}" in other.stderr
     with workdir.lock(str(tmp_path)):  # Released: free again.
