@@ -1,6 +1,6 @@
 """`SparseGAN`: one Keras training step = one GAN iteration, with the balance ratio.
 
-An iteration (PAPER_NOTES §1.2 and §6.1, as the official ADAPT code runs it):
+An iteration (docs/ALGORITHM.md §1 and §2, as the official ADAPT code runs it):
 
 1. `n_dis` discriminator steps. The step's real batch of `n_dis * d_batch` images is split by
    striding, D step k taking `images[k::n_dis]`; each D step draws fresh z, generates fakes
