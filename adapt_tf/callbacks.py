@@ -408,7 +408,7 @@ class FlopsLogger(keras.callbacks.Callback):
 
     At the start of `fit` it measures G's and D's per-sample MACs (`network_costs`) and builds a
     `flops.FlopsAccumulator` for `schedule` under `convention` ("paper" reproduces the
-    official counter, PAPER_NOTES §7.3), continued from `state`. After every iteration it adds
+    official counter, docs/ALGORITHM.md §10), continued from `state`. After every iteration it adds
     that iteration at the per-layer mask densities in effect during it, then reads them again
     (one reduction over the masks), so that mask changes made by the DST and ADAPT callbacks
     placed *before* it in the callback list count from the next iteration on: the total is
@@ -508,7 +508,7 @@ def generator_scores(gan, *, inception: metrics.InceptionModel, reference: metri
     """FID and Inception Score of `num_samples` images of a `SparseGAN`, as the paper evaluates.
 
     Images come from the EMA generator (the generator if EMA is off) in train mode (BatchNorm
-    on batch statistics), with uniformly random labels if conditional (PAPER_NOTES §7.1);
+    on batch statistics), with uniformly random labels if conditional (docs/ALGORITHM.md §9);
     batch i is `gan.sample(n, seed=seed + i)`, so a given seed gives the same images for the
     same weights. They go through `metrics.compute_fid_and_is` (uint8 quantisation, one
     Inception pass for both scores).

@@ -4,7 +4,7 @@
 The run is rebuilt from W/operative_config.gin (`runs.read_run_config`, then
 `train_lib.build_run`, on the default strategy), and each checkpoint is restored in turn:
 the best one (W/checkpoints_best/, kept by the training-time FID callback, if it ran) and the
-last one (W/checkpoints/). Each is scored as the paper does (PAPER_NOTES §7.1):
+last one (W/checkpoints/). Each is scored as the paper does (docs/ALGORITHM.md §9):
 `num_samples` images of the EMA generator in train mode, uniformly random labels if
 conditional, FID against the reference statistics and the Inception Score (10 splits) from
 one Inception pass (`callbacks.generator_scores`).

@@ -1,4 +1,4 @@
-"""Inception features, FID and Inception Score (PAPER_NOTES §7.1, §7.2).
+"""Inception features, FID and Inception Score (docs/ALGORITHM.md §9).
 
 The paper's numbers come from the TTUR TensorFlow FID (pool_3 of the 2015 Inception graph) and
 the OpenAI improved-GAN Inception Score (softmax of the same graph's 1008 logits, 10 splits),
@@ -327,7 +327,7 @@ def load_statistics(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     if not os.path.isfile(path):
         raise ValueError(f"no statistics file at {path!r}; compute it with "
                          "reference_statistics(..., cache_path=...) or download the official "
-                         ".npz (PAPER_NOTES §7.1)")
+                         ".npz (README: Evaluating)")
     with np.load(path) as data:
         missing = {"mu", "sigma"} - set(data.files)
         if missing:
@@ -459,7 +459,7 @@ def reference_statistics(dataset: str | Source, *, model: InceptionModel | None,
         tf.data.Dataset, ...).
       model: the Inception model.
       split: the tfds split; default the dataset's training split, which is the paper's
-        reference (CIFAR-10 train, STL-10 unlabelled, TinyImageNet train; PAPER_NOTES §7.1).
+        reference (CIFAR-10 train, STL-10 unlabelled, TinyImageNet train; docs/ALGORITHM.md §9).
       num_examples: images to use; default the whole split (or source).
       batch_size: images per Inception call.
       cache_path: .npz to read or write.
