@@ -132,6 +132,17 @@ def test_classifier_rejects_other_image_sizes_and_models_without_features():
 # ------------------------------------------------------------------------------------ cache
 
 
+def test_noise_outliers_are_seeded_images_in_range():
+    first = toy_metric._noise_images(6, tf.constant([0, 3], tf.int64)).numpy()
+    again = toy_metric._noise_images(6, tf.constant([0, 3], tf.int64)).numpy()
+    other = toy_metric._noise_images(6, tf.constant([0, 4], tf.int64)).numpy()
+    assert first.shape == (6, 32, 32, 3) and -1 <= first.min() and first.max() <= 1
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+    # Upsampled from at most 16x16: neighbouring pixels differ by at most half the range.
+    assert np.abs(np.diff(first, axis=1)).max() <= 1.0 + 1e-6
+
+
 @pytest.fixture
 def training_count(monkeypatch):
     """Counts calls of toy_metric.train_network."""
