@@ -14,14 +14,17 @@ numbers for N images (`toy_scores`):
 * **toy FID**: the Fréchet distance (`metrics.frechet_distance`) between Gaussian fits of the
   classifier's penultimate features (`FEATURE_DIM`-d, after global average pooling) of the N
   images and of the 1,200 test images. Its **floor** is the same distance between the test
-  and the train split (real vs real): a generator cannot be expected to do better.
+  and the train split (real vs real): what real data scores, finite-sample bias included.
 
 The toy FID is NOT comparable with Inception FID (other features, dimension and scale) nor
 across classifier recipes; it compares runs scored by the same cached classifier.
 
 The classifier is deterministic: the train images come from `toy_shapes.draw_examples` (the
 same pixels as the tfds split), weights start from seeded initialisers, minibatch order is a
-seeded permutation, and the CPU kernels it uses are deterministic for a given machine. It is
+seeded permutation, the noise images of its loss are drawn statelessly from (seed, step), and
+the CPU kernels it uses gave identical weights run after run (tests check it). TensorFlow's
+process-wide op determinism is not switched on: it would also constrain the GAN training that
+shares the process. It is
 trained at first use and cached as one .npz (weights and reference statistics) at
 `classifier_path(...)`: `$ADAPT_TF_CACHE_DIR/toy_classifier`, default
 `~/.cache/adapt_tf/toy_classifier`, under a name holding the dataset version, so a new version
@@ -69,7 +72,7 @@ class Recipe:
       learning_rate: Adam's.
       outlier_weight: weight of the noise images' term of the loss (see `train_network`).
       num_train_examples: the first n train images (all 12,000 by default; tests use fewer).
-      seed: initialisers and minibatch order.
+      seed: initialisers, minibatch order and noise images.
     """
 
     epochs: int = 5
