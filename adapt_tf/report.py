@@ -88,7 +88,7 @@ class RunRecord:
     def fid(self) -> tuple[float, str, float]:
         """(best FID, where it comes from, samples it used); NaN if never evaluated."""
         best = (self.evaluation or {}).get("checkpoints", {}).get("best")
-        if best is not None:
+        if best is not None and "fid" in best:  # not a toy-metric eval.json
             return best["fid"], "eval.json best checkpoint", self.evaluation["num_samples"]
         _, fids = self.series("fid")
         if fids:
