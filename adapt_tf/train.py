@@ -85,7 +85,7 @@ def _parse_and_check(gin_files, gin_bindings, workdir: str) -> bool:
     arguments = runs.current_run_config().arguments
     train_lib.check_arguments(**{name: arguments[name] for name in (
         "total_steps", "architecture", "dataset", "log_every", "checkpoint_every",
-        "eval_every")})
+        "eval_every", "eval_metric")})
     return recorded is not None
 
 

@@ -18,7 +18,7 @@ import tf_keras as keras
 from absl import logging
 
 from adapt_tf import (architectures, callbacks as cb, data, distribution, methods, metrics,
-                      preemption, topology, workdir as workdir_lib)
+                      preemption, topology, toy_metric, workdir as workdir_lib)
 from adapt_tf.gan import SparseGAN
 
 __all__ = ["train", "build_run", "check_arguments", "Run", "TrainingDiverged"]
@@ -49,7 +49,8 @@ def train(*, workdir: str, total_steps: int, method: methods.Method,
           mixed_precision: str | None = None, data_dir: str | None = None,
           download: bool = False, extra_callbacks: Sequence[keras.callbacks.Callback] = (),
           flops_convention: str = "paper", eval_every: int | None = None,
-          eval_num_samples: int = 10000, inception_path: str | None = None,
+          eval_num_samples: int = 10000, eval_metric: str | None = None,
+          inception_path: str | None = None,
           reference_stats: str | None = None) -> SparseGAN:
     """Trains (or resumes) one run in `workdir`; returns the trained `SparseGAN`.
 
@@ -59,10 +60,13 @@ def train(*, workdir: str, total_steps: int, method: methods.Method,
     (default: all local GPUs); under "multi_worker" only the chief writes to `workdir`.
     Writes `workdir/metrics.csv` (with cumulative `train_flops` and `train_flops_ratio` under
     `flops_convention`), `tensorboard/`, `samples/step_N.png`, `checkpoints/`. With
-    `eval_every` (a multiple of `log_every`), FID and IS of `eval_num_samples` EMA samples every
-    `eval_every` iterations and at the end, the best checkpoint kept in `checkpoints_best/`;
-    Inception from `inception_path` (default TF-Hub), reference statistics from
-    `reference_stats` (.npz) or computed from `dataset` (`callbacks.fid_reference`).
+    `eval_every` (a multiple of `log_every`), `eval_num_samples` EMA samples are scored every
+    `eval_every` iterations and at the end, the best checkpoint kept in `checkpoints_best/`.
+    `eval_metric` (`callbacks.evaluation_metric`; default "toy" for toy_shapes, else "fid")
+    chooses the score: "fid" is FID and IS, Inception from `inception_path` (default TF-Hub),
+    reference statistics from `reference_stats` (.npz) or computed from `dataset`
+    (`callbacks.fid_reference`); "toy" is the offline toy_shapes metric (`adapt_tf.toy_metric`:
+    toy FID, class coverage, confident share), its classifier trained at first use and cached.
     `download` lets tfds download a catalog dataset that is not prepared (needs internet).
 
     The workdir is locked for the run (`workdir.lock`) and checked writable first; it resumes
@@ -76,7 +80,8 @@ def train(*, workdir: str, total_steps: int, method: methods.Method,
     """
     check_arguments(total_steps=total_steps, architecture=architecture, dataset=dataset,
                     log_every=log_every, checkpoint_every=checkpoint_every,
-                    eval_every=eval_every)
+                    eval_every=eval_every, eval_metric=eval_metric)
+    metric = cb.evaluation_metric(eval_metric, dataset)
     strategy_obj = distribution.get_strategy(strategy, devices=devices)
     # Workers of a multi-worker run share the workdir; the chief owns it.
     chief = distribution.is_chief(strategy_obj)
@@ -105,17 +110,20 @@ def train(*, workdir: str, total_steps: int, method: methods.Method,
                                    start_step=start, data_dir=data_dir, download=download)
         return _fit(run, images, method=method, start=start, strategy=strategy_obj,
                     workdir=workdir, total_steps=total_steps, log_every=log_every,
-                    sample_every=sample_every, num_sample_images=num_sample_images, d_batch_size=d_batch_size,
-                    g_batch_size=g_batch_size, n_dis=n_dis, br_interval=br_interval,
-                    flops_convention=flops_convention, extra_callbacks=extra_callbacks,
-                    evaluation=dict(every=eval_every, num_samples=eval_num_samples,
+                    sample_every=sample_every, num_sample_images=num_sample_images,
+                    d_batch_size=d_batch_size, g_batch_size=g_batch_size, n_dis=n_dis,
+                    br_interval=br_interval, flops_convention=flops_convention,
+                    extra_callbacks=extra_callbacks,
+                    evaluation=dict(metric=metric, every=eval_every,
+                                    num_samples=eval_num_samples,
                                     inception_path=inception_path,
                                     reference_stats=reference_stats, data_dir=data_dir,
                                     dataset=dataset))
 
 
 def check_arguments(*, total_steps: int, architecture: str, dataset: str, log_every: int,
-                    checkpoint_every: int, eval_every: int | None) -> None:
+                    checkpoint_every: int, eval_every: int | None,
+                    eval_metric: str | None = None) -> None:
     """The checks of `train`'s arguments that need no model or data (the CLI runs them before
     it writes operative_config.gin): ValueError naming the value and the fix."""
     for name, value in (("total_steps", total_steps), ("log_every", log_every),
@@ -127,6 +135,7 @@ def check_arguments(*, total_steps: int, architecture: str, dataset: str, log_ev
         raise ValueError(f"eval_every={eval_every!r} must be None or a positive multiple of "
                          f"log_every={log_every}, so that FID lands on its own metrics row.")
     spec = data.dataset_info(dataset)
+    cb.evaluation_metric(eval_metric, dataset)
     arch = _architecture(architecture)
     if arch.conditional and spec.num_classes is None:
         raise ValueError(f"Architecture {architecture!r} is class-conditional but dataset "
@@ -142,24 +151,27 @@ def _architecture(name: str) -> architectures.Architecture:
 
 
 def _fit(run: Run, images: tf.data.Dataset, *, method: methods.Method, start: int, strategy,
-         workdir: str, total_steps: int, log_every: int, sample_every: int, num_sample_images: int,
-         d_batch_size: int, g_batch_size: int, n_dis: int, br_interval: int,
+         workdir: str, total_steps: int, log_every: int, sample_every: int,
+         num_sample_images: int, d_batch_size: int, g_batch_size: int, n_dis: int, br_interval: int,
          flops_convention: str, extra_callbacks, evaluation: dict) -> SparseGAN:
     """Runs `fit` from iteration `start` with the run's callbacks; raises on divergence or a
     stop signal (after the final save)."""
     # Non-chief workers of a multi-worker run write logs and samples to a private copy.
     log_dir = distribution.writer_directory(workdir, strategy)
-    logger = cb.MetricsLogger(log_dir, every=log_every, total_steps=total_steps,
-                              extra_fields=cb.FlopsLogger.FIELDS + cb.EvaluateFID.FIELDS)
+    metric = evaluation.pop("metric")
+    logger = cb.MetricsLogger(
+        log_dir, every=log_every, total_steps=total_steps,
+        extra_fields=cb.FlopsLogger.FIELDS + cb.EVALUATIONS[metric].FIELDS)
     schedule = cb.training_schedule(run.method_callbacks, d_batch=d_batch_size,
                                     g_batch=g_batch_size, n_dis=n_dis, br_interval=br_interval)
-    fid = [] if evaluation["every"] is None else [_fid_callback(
-        run, workdir=workdir, total_steps=total_steps, logger=logger, **evaluation)]
+    scoring = [] if evaluation["every"] is None else [_evaluation_callback(
+        run, metric=metric, workdir=workdir, total_steps=total_steps, logger=logger,
+        **evaluation)]
     nan_guard, stop = cb.TerminateOnNaN(), preemption.StopOnSignal()
     run_callbacks = [*run.method_callbacks,
                      cb.FlopsLogger(schedule, convention=flops_convention, logger=logger,
                                     state=run.flops_state),
-                     *fid, logger,
+                     *scoring, logger,
                      cb.SampleGrid(log_dir, every=sample_every, num_images=num_sample_images,
                                    total_steps=total_steps),
                      nan_guard, run.checkpointer, *extra_callbacks, stop]
@@ -247,16 +259,21 @@ def build_run(*, workdir: str, total_steps: int, method: methods.Method,
     return Run(gan, arch, method_callbacks, flops_state, fid_state, checkpointer)
 
 
-def _fid_callback(run: Run, *, workdir: str, dataset: str, every: int, num_samples: int,
-                  total_steps: int, inception_path: str | None, reference_stats: str | None,
-                  data_dir: str | None, logger: cb.MetricsLogger) -> cb.EvaluateFID:
-    inception = metrics.load_inception(inception_path)
-    reference, _ = cb.fid_reference(dataset, inception=inception,
-                                    reference_stats=reference_stats, data_dir=data_dir)
-    return cb.EvaluateFID(inception, reference, every=every, num_samples=num_samples,
-                          total_steps=total_steps, checkpoint=run.checkpointer.checkpoint,
-                          best_directory=os.path.join(workdir, "checkpoints_best"),
-                          state=run.fid_state, logger=logger)
+def _evaluation_callback(run: Run, *, metric: str, workdir: str, dataset: str, every: int,
+                         num_samples: int, total_steps: int, inception_path: str | None,
+                         reference_stats: str | None, data_dir: str | None,
+                         logger: cb.MetricsLogger) -> cb.EvaluateFID:
+    """The `cb.EVALUATIONS[metric]` callback of a run (`metric` from `evaluation_metric`)."""
+    if metric == "toy":
+        model, reference = toy_metric.load_classifier()
+    else:
+        model = metrics.load_inception(inception_path)
+        reference, _ = cb.fid_reference(dataset, inception=model,
+                                        reference_stats=reference_stats, data_dir=data_dir)
+    return cb.EVALUATIONS[metric](
+        model, reference, every=every, num_samples=num_samples, total_steps=total_steps,
+        checkpoint=run.checkpointer.checkpoint, state=run.fid_state, logger=logger,
+        best_directory=os.path.join(workdir, "checkpoints_best"))
 
 
 def _build_gan(arch, method: methods.Method, *, num_classes, g_width, d_width, n_dis,
