@@ -85,9 +85,11 @@ TABLE_METHODS = (("Dense", "dense"), ("Static-Balance", "static_balance"),
 EVAL_EVERY = 400  # three evaluations in the quickstart's 1200 iterations
 
 
-def table_runs(densities, seeds):
+def table_runs(densities, seeds, methods=None):
     """(label, d_G or None, seed, run name, bindings) of every run of the table."""
     for label, preset in TABLE_METHODS:
+        if methods and preset not in methods:
+            continue
         for density in (None,) if preset == "dense" else densities:
             for seed in seeds:
                 name = f"{preset}_d{density or 1.0:g}_s{seed}"
@@ -134,7 +136,8 @@ def write_table(args) -> None:
     from adapt_tf import report
 
     groups: dict = {}
-    for label, density, seed, name, bindings in table_runs(args.densities, args.seeds):
+    for label, density, seed, name, bindings in table_runs(args.densities, args.seeds,
+                                                           args.methods):
         result = run(name, bindings, out=args.out, steps=args.steps)
         groups.setdefault((label, density), []).append(result)
         print(f"{name}: {result['seconds']:.0f} s", flush=True)
@@ -172,6 +175,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0 .. N-1 per table cell")
     parser.add_argument("--densities", type=float, nargs="+", default=[0.1, 0.2])
     parser.add_argument("--only", nargs="*", help="run only these probe names")
+    parser.add_argument("--methods", nargs="*", help="table: only these presets (e.g. to "
+                        "train parts in parallel into one --out, then read all back)")
     parser.add_argument("--out", default=os.path.join(ROOT, "runs", "toy_table"))
     args = parser.parse_args()
     if not args.probe:
