@@ -82,6 +82,17 @@ class RunRecord:
         return values[-1] if values else math.nan
 
     @property
+    def score_key(self) -> str:
+        """The logged quality column: "fid", or "toy_fid" for a run scored by the toy_shapes
+        classifier (`adapt_tf.toy_metric`; not comparable with Inception FID)."""
+        return "toy_fid" if not self.series("fid")[1] and self.series("toy_fid")[1] else "fid"
+
+    def best_toy_row(self) -> dict[str, float] | None:
+        """The metrics.csv row of the lowest logged toy FID, or None."""
+        rows = [row for row in self.metrics if math.isfinite(row.get("toy_fid", math.nan))]
+        return min(rows, key=lambda row: row["toy_fid"]) if rows else None
+
+    @property
     def steps(self) -> int:
         return int(self.metrics[-1]["step"]) if self.metrics else 0
 
@@ -209,6 +220,15 @@ def _grid_table(rows: Sequence[dict[str, Any]], setting: str, *, value: str,
     return lines
 
 
+def _score_text(record: RunRecord, row: dict[str, Any]) -> str:
+    toy = record.best_toy_row()
+    if record.score_key == "toy_fid" and toy is not None:
+        return (f"toy FID {toy['toy_fid']:.1f} (floor {toy['toy_fid_floor']:.2f}), coverage "
+                f"{toy['class_coverage']:.0f}/12, confident {toy['confident_share']:.2f} at "
+                f"iteration {toy['step']:.0f} (toy metric, not Inception FID)")
+    return f"{_fmt(row['fid'], 'fid')} ({row['fid_source'] or 'not evaluated'})"
+
+
 def markdown(records: Sequence[RunRecord], *, plots: Sequence[str] = ()) -> str:
     """The report's Markdown: per setting, the FID and the FLOPs tables, then the plots."""
     rows = csv_rows(records)
@@ -228,13 +248,14 @@ def markdown(records: Sequence[RunRecord], *, plots: Sequence[str] = ()) -> str:
         lines += _grid_table(rows, setting, value="train_flops_ratio",
                              paper_value="paper_flops_ratio", kind="ratio")
         lines.append("")
-    lines += ["## Runs", "", "| run | method | d_G | steps | final d_D | FID (source) | workdir |",
+
+    lines += ["## Runs", "", "| run | method | d_G | steps | final d_D | FID or toy metric "
+              "(source) | workdir |",
               "|---|---|---:|---:|---:|---|---|"]
     for record, row in zip(records, rows):
         lines.append(f"| {record.name} | {row['method']} | {_percent(record.g_density)} | "
                      f"{row['steps']}/{row['total_steps']} | {_fmt(row['final_d_density'], 'fid')}"
-                     f" | {_fmt(row['fid'], 'fid')} ({row['fid_source'] or 'not evaluated'}) | "
-                     f"{record.workdir} |")
+                     f" | {_score_text(record, row)} | {record.workdir} |")
     lines.append("")
     for plot in plots:
         lines += [f"![{os.path.basename(plot)}]({os.path.basename(plot)})", ""]
@@ -259,7 +280,7 @@ def _panels(axes, records: Sequence[RunRecord], colors) -> None:
                      label=label if several else "d_D")
         density.plot(*record.series("g_density"), color=color, lw=1.0, ls=":",
                      label=None if several else "d_G")
-        steps, fids = record.series("fid")
+        steps, fids = record.series(record.score_key)
         if fids:
             fid.plot(steps, fids, color=color, marker="o", ms=3, lw=1.2, label=label)
             best = min(range(len(fids)), key=fids.__getitem__)
@@ -272,9 +293,10 @@ def _panels(axes, records: Sequence[RunRecord], colors) -> None:
     br.set(title="Balance ratio (band [B-, B+])", xlabel="iteration", ylabel="BR")
     density.set(title="Densities (solid d_D, dotted d_G)", xlabel="iteration",
                 ylabel="density", ylim=(0, 1.05))
-    fid.set(title="FID over training (* best)", xlabel="iteration", ylabel="FID")
-    fid_flops.set(title="FID vs cumulative training FLOPs", xlabel="training FLOPs (MACs)",
-                  ylabel="FID")
+    name = "toy FID" if {r.score_key for r in records} == {"toy_fid"} else "FID"
+    fid.set(title=f"{name} over training (* best)", xlabel="iteration", ylabel=name)
+    fid_flops.set(title=f"{name} vs cumulative training FLOPs", xlabel="training FLOPs (MACs)",
+                  ylabel=name)
     for axis, empty in ((fid, "no FID evaluated\n(set train.eval_every)"),
                         (fid_flops, "no FID evaluated\n(set train.eval_every)")):
         if not axis.lines:

@@ -13,8 +13,9 @@ confident share, `adapt_tf.toy_metric`; mean +- sd over seeds) and of the traini
 normalised to dense (paper convention); it writes `table.md` and `traces.png` (BR with the
 band, d_D and d_G over iterations, one colour per run: `adapt_tf.report.plot_runs`) to --out.
 
---probe trains short runs that differ from the quickstart in one thing each (dense nets, a
-static D, width, learning rate, n_dis, density) and prints, per run, the BR window mean over
+--probe trains short runs that differ from a baseline (the quickstart with the paper's learning
+rate 2e-4, `PROBE_BASE`) in one thing each (dense nets, a static D, width, learning rate, n_dis,
+density) and prints, per run, the BR window mean over
 the second half of the run (the median of the logged window means), its range, and d_D at the
 end: what moves BR towards the paper's band [0.45, 0.55], measured rather than guessed.
 """
@@ -31,7 +32,13 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICKSTART = os.path.join(ROOT, "gin_configs", "quickstart.gin")
 
-# (name, gin bindings) of the probe; each changes the quickstart in one respect.
+# The probe's baseline: the quickstart as it was before the probe chose its learning rate and
+# cadence (the paper's 2e-4, ADAPT every 200 iterations on a 200-iteration window), without
+# evaluation. Each probe below changes this baseline in one respect.
+PROBE_BASE = ("generator/keras.optimizers.Adam.learning_rate = 2e-4",
+              "discriminator/keras.optimizers.Adam.learning_rate = 2e-4",
+              "method.d_interval = 200", "train.br_window = 200", "train.eval_every = None")
+# (name, gin bindings applied after PROBE_BASE).
 PROBES = (
     ("quickstart", ()),
     ("static_balance", ("method.name = 'static_balance'",)),
@@ -85,9 +92,11 @@ TABLE_METHODS = (("Dense", "dense"), ("Static-Balance", "static_balance"),
 EVAL_EVERY = 400  # three evaluations in the quickstart's 1200 iterations
 
 
-def table_runs(densities, seeds):
+def table_runs(densities, seeds, methods=None):
     """(label, d_G or None, seed, run name, bindings) of every run of the table."""
     for label, preset in TABLE_METHODS:
+        if methods and preset not in methods:
+            continue
         for density in (None,) if preset == "dense" else densities:
             for seed in seeds:
                 name = f"{preset}_d{density or 1.0:g}_s{seed}"
@@ -134,7 +143,8 @@ def write_table(args) -> None:
     from adapt_tf import report
 
     groups: dict = {}
-    for label, density, seed, name, bindings in table_runs(args.densities, args.seeds):
+    for label, density, seed, name, bindings in table_runs(args.densities, args.seeds,
+                                                           args.methods):
         result = run(name, bindings, out=args.out, steps=args.steps)
         groups.setdefault((label, density), []).append(result)
         print(f"{name}: {result['seconds']:.0f} s", flush=True)
@@ -158,7 +168,7 @@ def probe_table(results) -> str:
         rows = r["rows"]
         half = [row["br"] for row in rows[len(rows) // 2:] if "br" in row]
         lines.append(
-            f"| {r['name']} | {'; '.join(r['bindings']) or '-'} | "
+            f"| {r['name']} | {'; '.join(r['bindings'][len(PROBE_BASE):]) or '-'} | "
             f"{statistics.median(half):.3f} | {min(half):.3f} .. {max(half):.3f} | "
             f"{rows[-1]['d_density']:.2f} | {r['seconds']:.0f} |")
     return "\n".join(lines)
@@ -172,6 +182,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0 .. N-1 per table cell")
     parser.add_argument("--densities", type=float, nargs="+", default=[0.1, 0.2])
     parser.add_argument("--only", nargs="*", help="run only these probe names")
+    parser.add_argument("--methods", nargs="*", help="table: only these presets (e.g. to "
+                        "train parts in parallel into one --out, then read all back)")
     parser.add_argument("--out", default=os.path.join(ROOT, "runs", "toy_table"))
     args = parser.parse_args()
     if not args.probe:
@@ -183,7 +195,7 @@ def main() -> None:
     probes = [p for p in PROBES if not args.only or p[0] in args.only]
     results = []
     for name, bindings in probes:
-        results.append(run(name, bindings, out=os.path.join(args.out, "probe"),
+        results.append(run(name, PROBE_BASE + bindings, out=os.path.join(args.out, "probe"),
                            steps=args.steps))
         print(probe_table(results[-1:]).splitlines()[-1], flush=True)
     print(probe_table(results))

@@ -163,3 +163,27 @@ def test_non_utf8_metrics_is_an_error_naming_the_file(tmp_path):
         f.write(b"\x89PNG\r\n\x1a\n")
     with pytest.raises(workdir.WorkdirError, match=r"binary/metrics.csv is not UTF-8"):
         report.load_run(path)
+
+
+def test_a_toy_metric_run_reports_its_best_toy_evaluation(tmp_path):
+    fields = ["step", "br", "g_density", "d_density", "toy_fid", "toy_fid_floor",
+              "class_coverage", "confident_share"]
+    rows = [(200, 0.3, 0.2, 0.2, 300.0, 2.06, 4, 0.6), (400, 0.4, 0.2, 0.15, "", "", "", ""),
+            (600, 0.5, 0.2, 0.15, 120.5, 2.06, 9, 0.81), (800, 0.5, 0.2, 0.1, 150.0, 2.06, 8, 0.7)]
+    path = tmp_path / "toy"
+    path.mkdir()
+    (path / "operative_config.gin").write_text(
+        CONFIG.format(density=0.2, method="adapt_relaxed", extra="").replace(
+            "'cifar10'", "'toy_shapes'"))
+    with open(path / "metrics.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(fields)
+        writer.writerows(rows)
+    record = report.load_run(str(path))
+    assert record.score_key == "toy_fid"
+    assert record.best_toy_row()["step"] == 600
+    text = report.markdown([record])
+    assert ("toy FID 120.5 (floor 2.06), coverage 9/12, confident 0.81 at iteration 600 "
+            "(toy metric, not Inception FID)") in text
+    written = report.write_report([str(path)], str(tmp_path / "out"))
+    assert all(os.path.getsize(p) > 0 for p in written["plots"])
