@@ -1,7 +1,8 @@
 """`python -m adapt_tf.train --gin_file=F [--gin_file=F2] [--gin_bindings=B] --workdir=W`.
 
 Trains (or resumes, if W holds checkpoints) the run the gin files describe, writing
-W/operative_config.gin, W/metrics.csv, W/tensorboard/, W/samples/ and W/checkpoints/.
+W/operative_config.gin, W/metrics.csv, W/tensorboard/, W/samples/, W/checkpoints/ and, at the
+end, W/training.png (BR with its band, densities and FID or the toy metric over iterations).
 A resumed run must have the recorded configuration (`runs.RESUMABLE_CHANGES` may differ).
 Errors end as one line and exit 1 (`--debug` or ADAPT_TF_DEBUG=1: with the traceback);
 SIGTERM / SIGINT save and exit 143 / 130. See docs/RELIABILITY.md.
@@ -66,7 +67,19 @@ def _train(gin_files, gin_bindings, workdir: str) -> None:
         configurables.train(workdir=workdir)
         if chief:
             workdir_lib.write_atomic(config_path, gin.operative_config_str())
+            _plot_training(workdir)
     logging.info("Done: %s", workdir)
+
+
+def _plot_training(workdir: str) -> None:
+    """W/training.png: BR with its band, d_D and d_G, and FID (or the toy metric) over the
+    iterations, as `python -m adapt_tf.report W` draws one run."""
+    from adapt_tf import report
+
+    record = report.load_run(workdir)
+    path = report.plot_runs([record], os.path.join(workdir, "training.png"),
+                            title=f"{record.label} on {record.setting}")
+    logging.info("Wrote %s", path)
 
 
 def _parse_and_check(gin_files, gin_bindings, workdir: str) -> bool:

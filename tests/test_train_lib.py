@@ -103,6 +103,7 @@ def test_cli_writes_operative_config_and_rejects_bad_gin(tmp_path):
     config = (workdir / "operative_config.gin").read_text()
     assert "train.total_steps = 2" in config and "method.name = 'adapt_relaxed'" in config
     assert (workdir / "metrics.csv").exists()
+    assert (workdir / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_missing_required_value_names_the_parameter(tmp_path):
