@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 
 from absl import app, flags, logging
@@ -43,8 +44,15 @@ def main(argv):
     except (*USER_ERRORS, TrainingDiverged) as error:
         if DEBUG.value or os.environ.get("ADAPT_TF_DEBUG", "") not in ("", "0"):
             raise
-        sys.exit(f"adapt_tf.train: error: {' '.join(str(error).split())} (--debug shows the "
-                 "traceback)")
+        sys.exit(f"adapt_tf.train: error: {_one_line(error)} (--debug shows the traceback)")
+
+
+def _one_line(error: BaseException) -> str:
+    """The error's message on one line, without the suffix gin appends to errors raised inside
+    a configurable ("In call to configurable 'method' (<function ... at 0x...>)"), which names
+    an address, not a value."""
+    text = " ".join(str(error).split())
+    return re.sub(r"\s*In call to configurable '[^']*' \(<[^>]*>\)", "", text)
 
 
 def _train(gin_files, gin_bindings, workdir: str) -> None:
