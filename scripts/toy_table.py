@@ -115,6 +115,12 @@ def best_evaluation(rows) -> dict:
     return min(evaluated, key=lambda row: row["toy_fid"])
 
 
+def _late_br(rows) -> float:
+    """The median of the logged BR window means over the second half of the run."""
+    values = [row["br"] for row in rows if "br" in row]
+    return statistics.median(values[len(values) // 2:])
+
+
 def _mean_sd(values, fmt: str) -> str:
     if len(values) == 1:
         return format(values[0], fmt)
@@ -124,7 +130,8 @@ def _mean_sd(values, fmt: str) -> str:
 def results_table(groups) -> str:
     """groups: {(label, d_G): [run result, ...]} -> Markdown."""
     lines = ["| method | d_G | toy FID (best) | floor | coverage (of 12) | confident share | "
-             "final d_D | train FLOPs (% of dense) |", "|---|---|---|---|---|---|---|---|"]
+             "BR (median, 2nd half) | final d_D | train FLOPs (% of dense) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for (label, density), results in groups.items():
         best = [best_evaluation(r["rows"]) for r in results]
         last = [r["rows"][-1] for r in results]
@@ -134,6 +141,7 @@ def results_table(groups) -> str:
             f"{best[0]['toy_fid_floor']:.2f} | "
             f"{_mean_sd([b['class_coverage'] for b in best], '.1f')} | "
             f"{_mean_sd([b['confident_share'] for b in best], '.2f')} | "
+            f"{_mean_sd([_late_br(r['rows']) for r in results], '.2f')} | "
             f"{_mean_sd([row['d_density'] for row in last], '.2f')} | "
             f"{_mean_sd([100 * row['train_flops_ratio'] for row in last], '.1f')} |")
     return "\n".join(lines)
@@ -169,7 +177,7 @@ def probe_table(results) -> str:
         half = [row["br"] for row in rows[len(rows) // 2:] if "br" in row]
         lines.append(
             f"| {r['name']} | {'; '.join(r['bindings'][len(PROBE_BASE):]) or '-'} | "
-            f"{statistics.median(half):.3f} | {min(half):.3f} .. {max(half):.3f} | "
+            f"{_late_br(rows):.3f} | {min(half):.3f} .. {max(half):.3f} | "
             f"{rows[-1]['d_density']:.2f} | {r['seconds']:.0f} |")
     return "\n".join(lines)
 
