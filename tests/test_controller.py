@@ -144,6 +144,43 @@ def test_decision_moves_density_as_br_asks_with_exact_counts(ratios, band, actio
         np.testing.assert_array_equal(_masks(gan), masks_before)
 
 
+# Pushes, oldest first, into the 4-sample window under EXACT_BAND [0.375, 0.625]. In each, the
+# window mean falls on a different side of the band from its median, its newest and its oldest
+# sample (and, in the last, from the mean of everything pushed), so a controller reading any
+# of those instead of the mean takes another action. All values are exact in float32.
+MISLEADING_WINDOWS = [
+    # mean 0.75 (above); median 0.25, newest 0.0, oldest 0.0 (all below)
+    ([0.0, 0.5, 2.5, 0.0], "increase", 0.55),
+    # mean 0.0625 (below); median 0.5 (inside), newest 0.75 (above), oldest 0.5 (inside)
+    ([0.5, 0.5, -1.5, 0.75], "decrease", 0.45),
+    # mean 0.5 (inside); median 0.25, newest 0.25 (below), oldest 1.5 (above)
+    ([1.5, 0.0, 0.25, 0.25], "keep", 0.5),
+    # 6 pushes: the ring keeps the last 4 (mean 0.5, inside); the oldest kept sample (1.5) is
+    # above, the newest (0.25) below, the mean of all 6 pushes (-3.0) below.
+    ([-10.0, -10.0, 1.5, 0.0, 0.25, 0.25], "keep", 0.5),
+]
+
+
+@pytest.mark.usefixtures("eager")
+@pytest.mark.parametrize("pushes, action, new_density", MISLEADING_WINDOWS)
+def test_decision_follows_the_window_mean_not_its_median_newest_or_oldest(pushes, action,
+                                                                         new_density):
+    window = np.array(pushes[-WINDOW:])
+    low, high = EXACT_BAND["b_low"], EXACT_BAND["b_high"]
+    sides = [int(v >= high) - int(v <= low)  # +1 above (inclusive), -1 below, 0 inside
+             for v in (window.mean(), np.median(window), window[-1], window[0])]
+    assert sides[0] not in sides[1:]  # the case is built as the comment says
+    gan = _gan(0.5)
+    controller = _controller(gan, **EXACT_BAND)
+    _fill(gan, pushes)
+
+    decision = controller.decide(10)
+
+    assert decision["br"] == window.mean()
+    assert (decision["action"], decision["new_density"]) == (action, new_density)
+    assert int(_masks(gan).sum()) == round(new_density * N_D)
+
+
 @pytest.mark.usefixtures("eager")
 def test_partial_window_waits_and_changes_nothing():
     gan = _gan(0.5)
