@@ -30,6 +30,15 @@ def test_balance_ratio_is_the_ratio_of_means_of_d_outputs():
     assert balance.balance_ratio([-1.0], [0.0], [5.0]) == pytest.approx(-0.2)
 
 
+def test_balance_ratio_averages_float32_logits_in_float64():
+    # 2**24 + 1 is not a float32: a float32 running sum of [2**24, 1, -2**24] gives 0, the
+    # exact (float64) sum 1, so mean(post) = 1/3 and BR = (1/3 - 0) / (1 - 0).
+    post = np.array([2.0 ** 24, 1.0, -2.0 ** 24], np.float32)
+    assert float(np.float32(2.0 ** 24) + np.float32(1.0)) == 2.0 ** 24
+    ratio = balance.balance_ratio(post, np.zeros(2, np.float32), np.ones(2, np.float32))
+    assert ratio == pytest.approx(1.0 / 3.0, rel=1e-12)
+
+
 def test_window_is_empty_and_nan_before_any_push():
     window = balance.BalanceWindow(3)
     assert math.isnan(float(window.mean()))

@@ -171,6 +171,34 @@ def test_rigl_drops_floor_fraction_and_grows_top_gradients():
     np.testing.assert_array_equal(new[0], [[1, 0, 0], [1, 1, 0]])
 
 
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_rigl_ranks_by_magnitude_not_by_sign(scope):
+    # Large negative weights and gradients: ranking signed values instead of |w| / |grad|
+    # drops -0.8 and grows a zero gradient.
+    kernels = [np.array([[0.3, -0.8, 0.0], [0.0, 0.5, -0.05]], np.float32),
+               np.array([-0.7, 0.0, 0.2, 0.0], np.float32)]
+    masks = [np.array([[1, 1, 0], [0, 1, 1]], np.float32), np.array([1, 0, 1, 0], np.float32)]
+    grads = [np.array([[0.0, 0.0, -0.9], [0.6, 0.0, 0.0]], np.float32),
+             np.array([0.0, -0.85, 0.0, 0.1], np.float32)]
+    rule = dst.RigL(drop_fraction=0.5, schedule="constant", scope=scope)
+    new = _np(rule.update(kernels, masks, grads, step=1, total_steps=10))
+    # Global: floor(0.5 * 6) = 3 dropped, |w| 0.05, 0.2, 0.3; the largest inactive |grad| after
+    # the drop are 0.9, 0.85, 0.6 (not 0.1 or the zeros). Per layer, the same entries: layer 0
+    # drops 2 (|w| 0.05, 0.3) and grows |grad| 0.9, 0.6; layer 1 drops |w| 0.2, grows 0.85.
+    np.testing.assert_array_equal(new[0], [[0, 1, 1], [1, 1, 0]])
+    np.testing.assert_array_equal(new[1], [1, 1, 0, 0])
+
+
+def test_resize_shrinks_by_magnitude_keeping_large_negative_weights():
+    kernels = [np.array([0.4, -0.95, 0.0], np.float32),
+               np.array([[0.9, -0.05], [-0.3, 0.0]], np.float32)]
+    masks = [np.array([1, 1, 0], np.float32), np.array([[1, 1], [1, 0]], np.float32)]
+    new = _np(dst.resize(kernels, masks, 3))
+    # keep |w| 0.95, 0.9, 0.4; drop -0.05 and -0.3
+    np.testing.assert_array_equal(new[0], [1, 1, 0])
+    np.testing.assert_array_equal(new[1], [[1, 0], [0, 0]])
+
+
 def test_just_dropped_weights_can_be_regrown():
     kernels = [np.array([0.1, 0.9, 0.0], np.float32)]
     masks = [np.array([1, 1, 0], np.float32)]
