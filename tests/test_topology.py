@@ -81,6 +81,43 @@ def test_erk_reproduces_paper_notes_table_and_budget(density):
         assert sum(counts.values()) == round(density * _total(shapes))
 
 
+def _official_erk(shapes, density, erk_power_scale=1.0):
+    """The ITOP / official ADAPT `Masking.init` ERK loop, transcribed in its own form:
+    rhs counts ones of sparse layers minus zeros of dense ones, one round per maximum."""
+    dense_layers = set()
+    while True:
+        divisor, rhs, raw_probabilities = 0.0, 0.0, {}
+        for name, shape in shapes.items():
+            n_param = np.prod(shape)
+            n_zeros, n_ones = n_param * (1 - density), n_param * density
+            if name in dense_layers:
+                rhs -= n_zeros
+            else:
+                rhs += n_ones
+                raw_probabilities[name] = (np.sum(shape) / np.prod(shape)) ** erk_power_scale
+                divisor += raw_probabilities[name] * n_param
+        epsilon = rhs / divisor
+        max_prob = np.max(list(raw_probabilities.values()))
+        if max_prob * epsilon <= 1:
+            break
+        dense_layers.update(name for name, raw in raw_probabilities.items() if raw == max_prob)
+    return {name: 1.0 if name in dense_layers else epsilon * raw_probabilities[name]
+            for name in shapes}
+
+
+@pytest.mark.parametrize("density", [0.05, 0.1, 0.2, 0.3, 0.5, 0.7])
+@pytest.mark.parametrize("network", ["generator", "discriminator"])
+def test_erk_equals_the_official_loop_on_sngan32_shapes(network, density):
+    shapes = (_sngan32_generator_shapes() if network == "generator"
+              else _sngan32_discriminator_shapes())
+    expected = _official_erk(shapes, density)
+    got = topology.erk_densities(shapes, density)
+    assert list(got) == list(shapes)
+    for name in shapes:
+        # Same arithmetic in another summation order: float64 agrees to ~1e-15.
+        assert got[name] == pytest.approx(expected[name], abs=1e-9, rel=0), name
+
+
 def test_erk_hand_computed_two_layers():
     # Scores: a [2, 2] -> 4/4 = 1, b [10, 10] -> 20/100 = 0.2. N = 104, d = 0.5 -> 52 active.
     # eps = 52 / (1 * 4 + 0.2 * 100) = 52 / 24 > 1, so a is dense; then
