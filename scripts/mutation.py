@@ -56,6 +56,11 @@ def _config(module: str) -> str:
     # mutmut's default limit, 15x the tests' own time + 1 s, flags ordinary mutants as
     # timeouts when a forked worker re-warms TensorFlow on a loaded 2-core machine.
     section.setdefault("timeout_constant", "120")
+    # Forking mutmut's main process, which has run TensorFlow ops while collecting coverage,
+    # deadlocks TensorFlow's thread pools in the children; a fork server that has only
+    # imported the test modules does not.
+    section.setdefault("process_isolation", "forkserver")
+    section.setdefault("forkserver_warmup", "collect")
     text = io.StringIO()
     parser.write(text)
     return text.getvalue()

@@ -86,6 +86,34 @@ def test_degenerate_denominator_is_skipped_and_counted_never_raised():
     np.testing.assert_allclose(window.values(), [0.5, 0.25])
 
 
+def test_denominator_equal_to_eps_is_skipped_and_just_above_is_kept():
+    eps = 2.0 ** -10  # exact in float32, so dr - df == eps exactly
+    window = balance.BalanceWindow(3, eps=eps)
+    assert not bool(window.push(1.0, 0.0, eps))
+    assert bool(window.push(eps, 0.0, 2 * eps))  # ratio 0.5
+    assert int(window.skipped.numpy()) == 1
+    np.testing.assert_allclose(window.values(), [0.5])
+
+
+def test_capacity_one_window_holds_the_newest_sample():
+    window = balance.BalanceWindow(1)
+    window.push(0.5, 0.0, 1.0)
+    window.push(0.25, 0.0, 1.0)
+    assert bool(window.is_full()) and float(window.mean()) == 0.25
+    np.testing.assert_array_equal(window.values(), [0.25])
+
+
+def test_window_state_is_non_trainable_int32_counters_kept_by_the_first_replica():
+    # Not trainable: optimizers and Model.trainable_weights never see it. ONLY_FIRST_REPLICA:
+    # assignable from a replica context under MirroredStrategy (every replica holds the same).
+    window = balance.BalanceWindow(4)
+    assert window.trainable_variables == ()
+    for variable in (window.samples, window.count, window.position, window.skipped):
+        assert variable.aggregation == tf.VariableAggregation.ONLY_FIRST_REPLICA
+    assert window.samples.dtype == tf.float32
+    assert {v.dtype for v in (window.count, window.position, window.skipped)} == {tf.int32}
+
+
 def test_all_skipped_window_stays_nan():
     window = balance.BalanceWindow(2)
     window.push(3.0, 2.0, 2.0)
