@@ -154,6 +154,35 @@ def test_layer_counts_hit_exact_total_with_at_most_one_adjustment():
     assert counts == {"dense": 4, "b": 48}
 
 
+# (shapes, densities, density, counts): the rounding gap closed on the largest remainders
+# d_l n_l - count_l (+1) or the smallest (-1), ties by layer order, dense layers untouched.
+_COUNT_CASES = [
+    # round: 1, 2, 3, 4 (4.5 half to even), 3, 10 = 23; round(25.25) = 25: +1 on the two
+    # largest remainders, d (0.5) and e (0.45, reaching its size 4); f has the largest
+    # d_l n_l + count_l but a small remainder.
+    ({"a": [10], "b": [10], "c": [10], "d": [10], "e": [4], "f": [20]},
+     {"a": 0.14, "b": 0.23, "c": 0.34, "d": 0.45, "e": 0.8625, "f": 0.51}, 25.25 / 64,
+     {"a": 1, "b": 2, "c": 3, "d": 5, "e": 4, "f": 10}),
+    # counts 4 + 3 + 3 + 1 = 11, target 9: -1 on the two smallest remainders, c (-0.4) and
+    # g (-0.4, down to 0), not e (+0.2).
+    ({"dense": [4], "c": [10], "e": [10], "g": [10]},
+     {"dense": 1.0, "c": 0.26, "e": 0.32, "g": 0.06}, 9 / 34,
+     {"dense": 4, "c": 2, "e": 3, "g": 0}),
+    # -1 on both sparse layers (as many candidates as the gap); the dense layer's remainder
+    # (0) would come before e's (+0.2) but it is never a candidate.
+    ({"dense": [4], "c": [10], "e": [10]}, {"dense": 1.0, "c": 0.26, "e": 0.32}, 8 / 24,
+     {"dense": 4, "c": 2, "e": 2}),
+]
+
+
+@pytest.mark.parametrize("shapes, densities, density, expected", _COUNT_CASES)
+def test_layer_counts_close_the_gap_on_the_largest_remainders(shapes, densities, density,
+                                                              expected):
+    counts = topology.layer_counts(shapes, densities, density)
+    assert counts == expected
+    assert sum(counts.values()) == round(density * _total(shapes))
+
+
 def test_layer_counts_rejects_mismatched_inputs():
     shapes = {"a": [10], "b": [10]}
     with pytest.raises(ValueError, match="cannot close a gap"):
@@ -280,6 +309,41 @@ def test_sparsify_is_deterministic_in_seed_and_bernoulli_is_approximate():
     assert abs(topology.model_density(layers) - 0.3) < 0.08
     for layer in layers:
         assert np.all(np.asarray(layer.kernel)[np.asarray(layer.mask) == 0] == 0)
+
+
+def test_sparsify_defaults_case_and_bernoulli_sampling():
+    default, explicit, upper = _fake_layers(), _fake_layers(), _fake_layers()
+    topology.sparsify(default, 0.3)
+    topology.sparsify(explicit, 0.3, distribution="erk", seed=0, sampling="exact")
+    topology.sparsify(upper, 0.3, distribution="ERK")  # names are case-insensitive
+    for a, b, c in zip(default, explicit, upper):
+        np.testing.assert_array_equal(np.asarray(a.mask), np.asarray(b.mask))
+        np.testing.assert_array_equal(np.asarray(a.mask), np.asarray(c.mask))
+    # Bernoulli sampling draws bernoulli_mask(shape, d_l, seed=(seed, l)), not exact counts.
+    layers = _fake_layers()
+    topology.sparsify(layers, 0.3, seed=7, sampling="bernoulli")
+    shapes = {layer.name: layer.mask.shape for layer in layers}
+    densities = topology.erk_densities(shapes, 0.3)
+    for index, layer in enumerate(layers):
+        np.testing.assert_array_equal(np.asarray(layer.mask), topology.bernoulli_mask(
+            shapes[layer.name], densities[layer.name], seed=(7, index)))
+    with pytest.raises(ValueError, match="unknown distribution None"):
+        topology.sparsify(_fake_layers(), 0.3, distribution=None)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: topology.random_mask([4], 2, seed=()), r"seed must be .* got \(\)"),
+    (lambda: topology.random_mask([4], 2.0, seed=0), r"n_active must be an int .* got 2.0"),
+    (lambda: topology.random_mask([4], True, seed=0), r"n_active must be an int .* got True"),
+    (lambda: topology.erk_densities({"a": 5}, 0.5), r"sequence of positive ints .* got 5"),
+    (lambda: topology.erk_densities({"a": [2, 2.5]}, 0.5), r"must contain ints"),
+    (lambda: topology.erk_densities({"a": [2, True]}, 0.5), r"must contain ints"),
+    (lambda: topology.erk_densities({"a": [2, 2]}, 0.5, power_scale=True),
+     r"power_scale must be a finite real >= 0, got True"),
+])
+def test_more_bad_inputs_raise_value_errors_naming_the_value(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
 
 
 def test_sparsify_errors():
