@@ -2,6 +2,7 @@
 
     python scripts/mutation.py balance losses topology    # these modules, one after another
     python scripts/mutation.py --list                     # modules and their test files
+    python scripts/mutation.py dst --only '*prune_and_regrow*'   # one function's mutants
     python scripts/mutation.py dst --results              # survivors of the last dst run
 
 For each module the script copies `adapt_tf/`, `tests/` and `setup.cfg` into
@@ -12,8 +13,9 @@ test) and mutants no test reaches ("no tests") counted as survivors. A per-modul
 (counts and the names of surviving mutants, for `mutmut show NAME` in that directory) goes to
 `<workdir>/<module>/summary.json`.
 
-mutmut re-runs only what changed when called again on the same workdir. It is CPU-heavy: the
-test files import TensorFlow and each mutant runs the tests that cover its function; on a
+Each run starts from a fresh copy (mutmut's cache keeps old verdicts when only the tests
+changed). It is CPU-heavy: every mutant runs the tests of its own file that cover the mutated
+function, in a process forked from a server that has imported them (TensorFlow included); on a
 2-core machine `balance` and `losses` take minutes, `dst` and `gan` much longer.
 """
 from __future__ import annotations
@@ -68,7 +70,10 @@ def _config(module: str) -> str:
 
 def _prepare(module: str, workdir: pathlib.Path) -> pathlib.Path:
     target = workdir / module
-    target.mkdir(parents=True, exist_ok=True)
+    # A fresh copy every run: mutmut keeps a mutant's last verdict while the mutated function
+    # is unchanged, even when the tests that would now kill it changed.
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
     for folder in ("adapt_tf", "tests"):
         shutil.copytree(ROOT / folder, target / folder, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("__pycache__"))
@@ -94,10 +99,11 @@ def _summary(target: pathlib.Path, module: str) -> dict:
             "survivors": statuses.get("survived", []) + statuses.get("no tests", [])}
 
 
-def _run(module: str, workdir: pathlib.Path, max_children: int) -> dict:
+def _run(module: str, workdir: pathlib.Path, max_children: int, only: list[str]) -> dict:
     target = _prepare(module, workdir)
-    subprocess.run([str(MUTMUT), "run", "--max-children", str(max_children)], cwd=target,
-                   check=False)
+    patterns = [f"adapt_tf.{module}.{pattern}" for pattern in only]
+    subprocess.run([str(MUTMUT), "run", "--max-children", str(max_children), *patterns],
+                   cwd=target, check=False)
     summary = _summary(target, module)
     (target / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
@@ -117,6 +123,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", type=pathlib.Path, default=ROOT / "mutants_runs")
     parser.add_argument("--max-children", type=int, default=2,
                         help="parallel mutant runs (default 2)")
+    parser.add_argument("--only", action="append", default=[], metavar="PATTERN",
+                        help="mutate only functions matching this fnmatch pattern, e.g. "
+                        "'*decide*' (repeatable; default: the whole module)")
     parser.add_argument("--results", action="store_true",
                         help="only summarise the last run in the workdir")
     parser.add_argument("--list", action="store_true", help="print modules and test files")
@@ -132,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.results:
             summary = _summary(args.workdir / module, module)
         else:
-            summary = _run(module, args.workdir, args.max_children)
+            summary = _run(module, args.workdir, args.max_children, args.only)
         _print(summary)
 
 

@@ -11,6 +11,7 @@ has one right answer that the tests compute with NumPy.
 """
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -182,6 +183,31 @@ def test_decision_follows_the_window_mean_not_its_median_newest_or_oldest(pushes
 
 
 @pytest.mark.usefixtures("eager")
+def test_each_decision_is_logged_with_step_br_densities_and_action(caplog):
+    gan = _gan(0.5)
+    controller = _controller(gan, **EXACT_BAND)
+    _fill(gan, [0.75] * WINDOW)
+    with caplog.at_level(logging.INFO, logger="absl"):
+        controller.decide(10)
+    assert "ADAPT step 10: BR=0.75 d_D 0.5000 -> 0.5500 (increase)" in caplog.messages
+
+
+@pytest.mark.usefixtures("eager")
+def test_resize_count_is_round_of_density_times_size_in_float64():
+    # D with 2 * 30 + 30 = 90 masked entries: 0.35 * 90 is 31.499999999999996 in float64
+    # (31, as dst.target_count) but rounds to 31.5 -> 32 in float32.
+    generator = keras.Sequential([keras.Input((2,)), MaskedDense(2)])
+    discriminator = keras.Sequential([keras.Input((2,)), MaskedDense(30), MaskedDense(1)])
+    topology.sparsify(discriminator, 0.4, distribution="uniform", seed=0)
+    gan = SparseGAN(generator, discriminator, latent_dim=2, br_interval=1, br_window=WINDOW)
+    controller = _controller(gan)
+    assert int(_masks(gan).sum()) == 36 and controller.density == 0.4
+    _fill(gan, [0.0] * WINDOW)
+    assert controller.decide(10)["new_density"] == 0.35
+    assert int(_masks(gan).sum()) == round(0.35 * 90) == 31
+
+
+@pytest.mark.usefixtures("eager")
 def test_partial_window_waits_and_changes_nothing():
     gan = _gan(0.5)
     controller = _controller(gan)
@@ -334,6 +360,13 @@ def test_acts_only_every_interval_and_never_at_the_last_iteration():
     assert [d["step"] for d in controller.decisions] == [2, 4]
     assert controller.density == pytest.approx(0.6)
     assert int(_masks(gan).sum()) == round(0.6 * N_D) == 22
+    # Every iteration with interval 1, from the first; still never at the last.
+    every = _controller(_gan(0.5), interval=1, total_steps=3, growth="random")
+    _fill(every.model, [2.0] * WINDOW)
+    for step in range(1, 4):
+        every.model.step.assign(step)
+        every.on_train_batch_end(step - 1)
+    assert [d["step"] for d in every.decisions] == [1, 2]
 
 
 class _Recorder(keras.callbacks.Callback):
@@ -402,6 +435,7 @@ def test_state_round_trips_through_a_checkpoint(tmp_path):
 
     assert fresh.density == controller.density == 0.6
     assert fresh.decisions == controller.decisions
+    assert isinstance(fresh.state.log_json.text, str)  # restored bytes decoded
     assert [d["action"] for d in fresh.decisions] == ["increase", "keep", "increase"]
     np.testing.assert_array_equal(_masks(restored_gan), _masks(gan))
     fresh.set_model(restored_gan)
