@@ -9,6 +9,7 @@
   masks, EMA, BR window, controller state), every K iterations and at the end.
 * `FlopsLogger`: cumulative training FLOPs as densities change, and their ratio to dense.
 * `EvaluateFID`: periodic FID / IS of the EMA generator; keeps the best checkpoint.
+  `EvaluateToyMetric`: the same with the offline toy_shapes metric (`adapt_tf.toy_metric`).
 
 They read the iteration from `gan.iteration` (host side), so they work with any
 `steps_per_epoch` / `initial_epoch` split of a run.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import math
 import os
 import time
@@ -27,13 +29,13 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from adapt_tf import data, distribution, dst, flops, metrics
+from adapt_tf import data, distribution, dst, flops, metrics, toy_metric
 from adapt_tf.controller import ADAPTController
 
 __all__ = ["DynamicSparsity", "MetricsLogger", "SampleGrid", "Checkpointer", "TerminateOnNaN",
            "save_image_grid", "FlopsState", "FlopsLogger", "training_schedule", "network_costs",
-           "FIDState", "EvaluateFID", "generator_scores", "fid_reference",
-           "reference_cache_path"]
+           "FIDState", "EvaluateFID", "EvaluateToyMetric", "EVALUATIONS", "evaluation_metric",
+           "generator_scores", "toy_generator_scores", "fid_reference", "reference_cache_path"]
 
 
 class DynamicSparsity(keras.callbacks.Callback):
@@ -408,7 +410,7 @@ class FlopsLogger(keras.callbacks.Callback):
 
     At the start of `fit` it measures G's and D's per-sample MACs (`network_costs`) and builds a
     `flops.FlopsAccumulator` for `schedule` under `convention` ("paper" reproduces the
-    official counter, PAPER_NOTES §7.3), continued from `state`. After every iteration it adds
+    official counter, docs/ALGORITHM.md §10), continued from `state`. After every iteration it adds
     that iteration at the per-layer mask densities in effect during it, then reads them again
     (one reduction over the masks), so that mask changes made by the DST and ADAPT callbacks
     placed *before* it in the callback list count from the next iteration on: the total is
@@ -494,7 +496,8 @@ class FlopsLogger(keras.callbacks.Callback):
 
 
 class FIDState(tf.Module):
-    """Checkpointable best FID so far and its iteration (inf and -1 before any evaluation)."""
+    """Checkpointable best score so far and its iteration (inf and -1 before any evaluation):
+    the FID, or the toy FID when the run is scored with the toy metric."""
 
     def __init__(self):
         super().__init__(name="fid_state")
@@ -503,12 +506,24 @@ class FIDState(tf.Module):
         self.best_step = tf.Variable(-1, dtype=tf.int64, name="best_step", **kw)
 
 
+def _generated_images(gan, *, seed: int, batch_size: int):
+    """n -> images of the EMA generator (the generator if EMA is off) in train mode, with
+    uniformly random labels if conditional; call number i uses `gan.sample(n, seed=seed + i)`,
+    so a given seed gives the same images for the same weights."""
+    batch_index = itertools.count(seed)
+
+    def sample(n: int) -> tf.Tensor:
+        return gan.sample(n, seed=next(batch_index), training=True, batch_size=batch_size)
+
+    return sample
+
+
 def generator_scores(gan, *, inception: metrics.InceptionModel, reference: metrics.Reference,
                      num_samples: int, batch_size: int = 100, seed: int = 0) -> dict[str, float]:
     """FID and Inception Score of `num_samples` images of a `SparseGAN`, as the paper evaluates.
 
     Images come from the EMA generator (the generator if EMA is off) in train mode (BatchNorm
-    on batch statistics), with uniformly random labels if conditional (PAPER_NOTES §7.1);
+    on batch statistics), with uniformly random labels if conditional (docs/ALGORITHM.md §9);
     batch i is `gan.sample(n, seed=seed + i)`, so a given seed gives the same images for the
     same weights. They go through `metrics.compute_fid_and_is` (uint8 quantisation, one
     Inception pass for both scores).
@@ -520,13 +535,31 @@ def generator_scores(gan, *, inception: metrics.InceptionModel, reference: metri
     if num_samples < 10:
         raise ValueError(f"num_samples={num_samples} is too few: the Inception Score uses 10 "
                          "splits; use at least 10 (the paper uses 50000).")
-    batch_index = iter(range(seed, seed + num_samples))
+    return metrics.compute_fid_and_is(_generated_images(gan, seed=seed, batch_size=batch_size),
+                                      reference, model=inception, num_samples=num_samples,
+                                      batch_size=batch_size)
 
-    def sample(n: int) -> tf.Tensor:
-        return gan.sample(n, seed=next(batch_index), training=True, batch_size=batch_size)
 
-    return metrics.compute_fid_and_is(sample, reference, model=inception,
-                                      num_samples=num_samples, batch_size=batch_size)
+def toy_generator_scores(gan, *, classifier: metrics.FeatureModel,
+                         reference: metrics.Reference, num_samples: int,
+                         batch_size: int = 100, seed: int = 0) -> dict[str, Any]:
+    """Toy FID, confident share and class coverage (`toy_metric.toy_scores`) of `num_samples`
+    images of a `SparseGAN` trained on toy_shapes, sampled as `generator_scores` does.
+
+    Args:
+      classifier: from `toy_metric.load_classifier`.
+      reference: the test split's (mu, sigma) (`ToyReference.mu`, `.sigma`).
+
+    Returns:
+      {"toy_fid", "confident_share", "class_coverage", "class_counts"}.
+    """
+    _check_positive_int(num_samples, "num_samples")
+    if num_samples < 2:
+        raise ValueError(f"num_samples={num_samples} is too few for a covariance; use at least "
+                         "2 (1000 or more for a stable toy FID).")
+    return toy_metric.toy_scores(_generated_images(gan, seed=seed, batch_size=batch_size),
+                                 classifier=classifier, reference=reference,
+                                 num_samples=num_samples, batch_size=batch_size)
 
 
 def reference_cache_path(dataset: str, inception_source: str, *,
@@ -591,11 +624,14 @@ class EvaluateFID(keras.callbacks.Callback):
       batch_size, seed: of sampling and Inception calls (see `generator_scores`).
 
     `history` lists {"step", "fid", "is_mean", "is_std"} of the evaluations of this `fit`.
+    Subclasses score with another metric by overriding `KEY` (the score minimised), `FIELDS`,
+    `score` and `row` (`EvaluateToyMetric`).
     """
 
+    KEY = "fid"
     FIELDS = ("fid", "inception_score", "best_fid")
 
-    def __init__(self, inception: metrics.InceptionModel, reference: metrics.Reference, *,
+    def __init__(self, inception: metrics.FeatureModel, reference: metrics.Reference, *,
                  every: int, num_samples: int = 10000, total_steps: int | None = None,
                  checkpoint: tf.train.Checkpoint | None = None,
                  best_directory: str | None = None, state: FIDState | None = None,
@@ -606,7 +642,7 @@ class EvaluateFID(keras.callbacks.Callback):
         if (checkpoint is None) != (best_directory is None):
             raise ValueError("Pass both checkpoint and best_directory to keep the best "
                              f"checkpoint, or neither; got best_directory={best_directory!r}.")
-        self.inception = inception
+        self.feature_model = inception  # the Inception model, or the toy classifier
         self.reference = reference
         self.num_samples = num_samples
         self.total_steps = total_steps
@@ -621,6 +657,7 @@ class EvaluateFID(keras.callbacks.Callback):
 
     @property
     def best_fid(self) -> float:
+        """The best (lowest) `KEY` score so far: FID here, toy FID in `EvaluateToyMetric`."""
         return float(self.state.best_fid.numpy())
 
     @property
@@ -632,13 +669,22 @@ class EvaluateFID(keras.callbacks.Callback):
         if step % self.every == 0 or step == self.total_steps:
             self.evaluate(step)
 
-    def evaluate(self, step: int) -> dict[str, float]:
+    def score(self) -> dict[str, Any]:
+        """The current EMA generator's scores: {"fid", "is_mean", "is_std"}."""
+        return generator_scores(self.model, inception=self.feature_model,
+                                reference=self.reference, num_samples=self.num_samples,
+                                batch_size=self.batch_size, seed=self.seed)
+
+    def row(self, scores: Mapping[str, Any]) -> dict[str, Any]:
+        """The metrics.csv / TensorBoard values of `scores` (after the best is updated)."""
+        return {"fid": scores["fid"], "inception_score": scores["is_mean"],
+                "best_fid": self.best_fid}
+
+    def evaluate(self, step: int) -> dict[str, Any]:
         """Scores the current EMA generator; records a new best (and saves it)."""
-        scores = generator_scores(self.model, inception=self.inception,
-                                  reference=self.reference, num_samples=self.num_samples,
-                                  batch_size=self.batch_size, seed=self.seed)
-        if scores["fid"] < self.best_fid:
-            self.state.best_fid.assign(scores["fid"])
+        scores = self.score()
+        if scores[self.KEY] < self.best_fid:
+            self.state.best_fid.assign(scores[self.KEY])
             self.state.best_step.assign(step)
             if self._manager is not None:
                 self._manager.save(checkpoint_number=step)
@@ -646,10 +692,62 @@ class EvaluateFID(keras.callbacks.Callback):
                                                      self.best_directory)
         record = {"step": step, **scores}
         self.history.append(record)
+        row = self.row(scores)
         if self.logger is not None:
-            self.logger.extra.update(fid=scores["fid"], inception_score=scores["is_mean"],
-                                     best_fid=self.best_fid)
-        logging.info("FID at iteration %d: %.4f (IS %.3f +- %.3f; best FID %.4f at %d)", step,
-                     scores["fid"], scores["is_mean"], scores["is_std"], self.best_fid,
-                     self.best_step)
+            self.logger.extra.update(row)
+        logging.info("Evaluation at iteration %d: %s (best %s %.4f at %d)", step,
+                     ", ".join(f"{k} {v:.4g}" for k, v in row.items()), self.KEY,
+                     self.best_fid, self.best_step)
         return record
+
+
+class EvaluateToyMetric(EvaluateFID):
+    """`EvaluateFID` with the offline toy_shapes metric instead of Inception: every `every`
+    iterations and at the last one, toy FID, class coverage and confident share of the EMA
+    generator (`toy_generator_scores`); the best checkpoint is the lowest toy FID.
+
+    Args:
+      classifier, reference: from `toy_metric.load_classifier()`.
+      Others: as `EvaluateFID`.
+
+    The logger's row gets `toy_fid`, `toy_fid_floor` (the real test vs train value, constant:
+    the best a generator can be expected to reach), `class_coverage` (of 12),
+    `confident_share` and `best_toy_fid`.
+    """
+
+    KEY = "toy_fid"
+    FIELDS = ("toy_fid", "toy_fid_floor", "class_coverage", "confident_share", "best_toy_fid")
+
+    def __init__(self, classifier: metrics.FeatureModel, reference: toy_metric.ToyReference,
+                 **kwargs):
+        super().__init__(classifier, reference, **kwargs)
+
+    def score(self) -> dict[str, Any]:
+        """{"toy_fid", "confident_share", "class_coverage", "class_counts"}."""
+        return toy_generator_scores(self.model, classifier=self.feature_model,
+                                    reference=(self.reference.mu, self.reference.sigma),
+                                    num_samples=self.num_samples, batch_size=self.batch_size,
+                                    seed=self.seed)
+
+    def row(self, scores: Mapping[str, Any]) -> dict[str, Any]:
+        return {"toy_fid": scores["toy_fid"], "toy_fid_floor": self.reference.floor,
+                "class_coverage": scores["class_coverage"],
+                "confident_share": scores["confident_share"], "best_toy_fid": self.best_fid}
+
+
+EVALUATIONS = {"fid": EvaluateFID, "toy": EvaluateToyMetric}
+
+
+def evaluation_metric(metric: str | None, dataset: str) -> str:
+    """The metric a run is scored with: `metric` ("fid": Inception FID and IS; "toy": the
+    toy_shapes classifier), or by default "toy" for toy_shapes (offline, no Inception) and
+    "fid" for every other dataset."""
+    if metric is None:
+        return "toy" if dataset == "toy_shapes" else "fid"
+    if metric not in EVALUATIONS:
+        raise ValueError(f"Unknown evaluation metric {metric!r}; choose one of "
+                         f"{sorted(EVALUATIONS)} or None (toy for toy_shapes, else fid).")
+    if metric == "toy" and dataset != "toy_shapes":
+        raise ValueError(f"The toy metric scores toy_shapes samples only, not {dataset!r}; use "
+                         "metric 'fid' (or None).")
+    return metric

@@ -1,7 +1,7 @@
 """`ADAPTController`: moves the discriminator's density so the balance ratio stays in a band.
 
 The paper's ADAPT (Wang et al., NeurIPS 2023), exactly as the official code's
-`Masking.dynamic_adjust_density` runs it (PAPER_NOTES §2.3):
+`Masking.dynamic_adjust_density` runs it (docs/ALGORITHM.md §3):
 
 * It acts after iterations ΔT, 2ΔT, ... (never after the last one), and only when the BR
   window is full (official: a full `da_iters // br_freq` queue); otherwise it waits.

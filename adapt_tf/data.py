@@ -4,7 +4,7 @@ One element of `make_dataset(...)` is the real data of one GAN iteration: `batch
 n_dis * d_batch` i.i.d. images, float32 NHWC in [-1, 1] (and int32 labels for conditional
 models). The train step splits it into n_dis D minibatches by striding (`images[k::n_dis]`).
 
-Datasets (PAPER_NOTES §5, §6):
+Datasets (docs/ALGORITHM.md §8):
 
 | name | tfds name, split | images | labels | flip | source |
 |---|---|---|---|---|---|

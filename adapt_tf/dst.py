@@ -7,7 +7,7 @@ multiplied by them), so that a caller's `tf.function` holds the whole update.
 
 Provenance: ADAPT's `sparselearning/core.py` (`Masking.truncate_weights`,
 `global_magnitude_death`, `global_gradient_growth`, `global_random_growth`, `CosineDecay`),
-itself built on ITOP's sparselearning core; see PAPER_NOTES §2.3, §3.3 and §11.
+itself built on ITOP's sparselearning core; see docs/ALGORITHM.md §3, §5 and §12.
 
 Selection is exact. "Drop n" deactivates exactly n active entries and "grow n" activates
 exactly n inactive ones (the official code thresholds with `>=`, so ties can move a few extra

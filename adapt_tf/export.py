@@ -11,6 +11,16 @@ The generator SavedModel (from the EMA generator when the run keeps one):
 * `serving_default(z, [y,] truncation) -> {"images"}`: z float32 [B, latent_dim], y int32 [B]
   in [0, num_classes) (conditional models only: a signature cannot have optional inputs),
   truncation float32 scalar; images float32 [B, H, W, 3] in [-1, 1].
+* BatchNorm mode of `serving_default`: **batch statistics** (Keras training mode), the mode in
+  which the official code evaluates its EMA generator and in which `SparseGAN.sample` draws
+  the sample grids and the FID/IS images. The images of a call therefore depend on the whole
+  batch: the same z batch (and y) gives the same images as `gan.sample` gives for that batch
+  (grids: one batch; FID: batches of 100). Spectral norms are baked as a training call
+  computes them (one power iteration from the stored vector). Serving changes no variable
+  (the moving statistics are restored after the call). For per-image outputs independent of
+  the batch, call `__call__(inputs, training=False)`, which uses the moving statistics:
+  these are G's (the EMA copy carries G's, as in the official code), so they fit the EMA's
+  weights only approximately and the images differ from the grids.
 * Truncation trick by clipping: z <- clip(z, -t, t) when t > 0, z unchanged when t <= 0. Clipping
   (rather than resampling |z| > t) keeps the output a deterministic function of the z passed in.
 * A reusable `__call__(inputs, training=False)` with inputs z or [z, y] (the Keras generator's
@@ -24,7 +34,8 @@ The generator SavedModel (from the EMA generator when the run keeps one):
 
 Masks are baked in: each masked layer becomes a plain Keras `Dense` / `Conv2D` whose kernel is
 (kernel * mask), divided by its spectral norm where the layer has one (as the Keras layer
-computes it at inference), so the exported kernels are zero exactly where the masks are zero.
+computes it in a training call for the generator SavedModel, in an inference call for the
+discriminator and TFLite), so the exported kernels are zero exactly where the masks are zero.
 The same holds for tfmot-pruned models (`strip_pruning` is applied first). Weights are
 float32 whatever the run's mixed-precision policy.
 
@@ -32,7 +43,8 @@ The discriminator SavedModel: `serving_default(images, [y]) -> {"logits"}` (floa
 `__call__(images or [images, y], training=False)`, `variables`, `image_shape`, `density`,
 `layer_densities`.
 
-TFLite: the generator (fixed batch, no truncation) converted with
+TFLite: the generator (fixed batch, no truncation, BatchNorm on the moving statistics and
+spectral norms of an inference call, i.e. `__call__(z, training=False)`) converted with
 `tf.lite.Optimize.EXPERIMENTAL_SPARSITY`, which stores sparse constant tensors in TFLite's
 sparse format; its size is reported next to the size of a plain (dense) conversion.
 
@@ -43,6 +55,7 @@ callback), `last` the latest in `W/checkpoints/`; the default is `best` if a run
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from typing import Any
@@ -72,24 +85,27 @@ CHECKPOINT_DIRS = {"best": "checkpoints_best", "last": "checkpoints"}
 # ------------------------------------------------------------------------ plain Keras models
 
 
-def strip_masks(model: keras.Model) -> keras.Model:
+def strip_masks(model: keras.Model, *, power_iteration: bool = False) -> keras.Model:
     """A float32 copy of a functional `model` in plain Keras layers, masks baked into kernels.
 
     Masked layers become `Dense` / `Conv2D` with kernel = kernel * mask (spectrally normalised
-    as at inference where the layer has SN); `SNDense`, `SNConv2D`, `SNEmbedding` become
-    `Dense`, `Conv2D`, `Embedding` with their normalised weights. Other layers are copied.
-    tfmot pruning wrappers are stripped first. The copy's outputs equal `model(x,
-    training=False)` (float32).
+    where the layer has SN); `SNDense`, `SNConv2D`, `SNEmbedding` become `Dense`, `Conv2D`,
+    `Embedding` with their normalised weights. Other layers are copied. tfmot pruning wrappers
+    are stripped first. Spectral norms are those of an inference call (the stored vector), or
+    with `power_iteration` those of a training call (one power iteration from the stored
+    vector; the model's vector is not changed). The copy's outputs equal `model(x,
+    training=t)` (float32) when called with training=t and `power_iteration=t`.
     """
     if not isinstance(model, keras.Model) or not getattr(model, "_is_graph_network", False):
         raise ValueError(f"strip_masks needs a functional keras.Model, got {model!r}; build "
                          "the network with keras.Input (adapt_tf.architectures do).")
     model = _strip_pruning(model)
-    plain = keras.models.clone_model(model, clone_function=_plain_layer)
+    plain = keras.models.clone_model(
+        model, clone_function=functools.partial(_plain_layer, power_iteration=power_iteration))
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer) or isinstance(layer, keras.Model):
             continue  # nested models were stripped (weights included) by _plain_layer
-        plain.get_layer(layer.name).set_weights(_baked_weights(layer))
+        plain.get_layer(layer.name).set_weights(_baked_weights(layer, power_iteration))
     return plain
 
 
@@ -107,9 +123,9 @@ _PLAIN = ((masked.MaskedDense, keras.layers.Dense), (masked.MaskedConv2D, keras.
           (masked.SNEmbedding, keras.layers.Embedding))
 
 
-def _plain_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
+def _plain_layer(layer: keras.layers.Layer, power_iteration: bool) -> keras.layers.Layer:
     if isinstance(layer, keras.Model):
-        return strip_masks(layer)
+        return strip_masks(layer, power_iteration=power_iteration)
     config = {**layer.get_config(), "dtype": "float32"}
     for source, target in _PLAIN:
         if isinstance(layer, source):
@@ -120,16 +136,19 @@ def _plain_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
     return layer.__class__.from_config(config)
 
 
-def _baked_weights(layer: keras.layers.Layer) -> list[np.ndarray]:
+def _baked_weights(layer: keras.layers.Layer, power_iteration: bool) -> list[np.ndarray]:
     """The layer's weights in order, with its kernel baked and mask / SN vector left out."""
+    def bake(weight):
+        if not layer.spectral_norm:
+            return weight
+        return layer.normalized_weight(weight, power_iteration=power_iteration)[0]
+
     if isinstance(layer, MaskedLayer):
-        baked, source = layer._normalize(layer.masked_kernel(), False), layer.kernel
+        baked, source = bake(layer.masked_kernel()), layer.kernel
     elif isinstance(layer, (masked.SNDense, masked.SNConv2D)):
-        baked = layer._normalize(masked._float32_value(layer.kernel), False)
-        source = layer.kernel
+        baked, source = bake(masked._float32_value(layer.kernel)), layer.kernel
     elif isinstance(layer, masked.SNEmbedding):
-        baked = layer._normalize(masked._float32_value(layer.embeddings), False)
-        source = layer.embeddings
+        baked, source = bake(masked._float32_value(layer.embeddings)), layer.embeddings
     else:
         return [np.asarray(w, np.float32) if np.asarray(w).dtype.kind == "f" else np.asarray(w)
                 for w in layer.get_weights()]
@@ -195,7 +214,7 @@ def export_generator(model, path: str, *, num_classes: int | None = None,
     if not conditional and num_classes:
         raise ValueError(f"num_classes={num_classes!r} given for an unconditional generator; "
                          "pass None.")
-    plain = strip_masks(generator)
+    plain = strip_masks(generator, power_iteration=True)
     latent_dim = int(generator.inputs[0].shape[-1])
     image_shape = [int(s) for s in plain.outputs[0].shape[1:]]
     root = _root(plain, generator)
@@ -218,14 +237,25 @@ def export_generator(model, path: str, *, num_classes: int | None = None,
     def truncate(z, truncation):
         return tf.where(truncation > 0.0, tf.clip_by_value(z, -truncation, truncation), z)
 
+    def batch_statistics_call(inputs):
+        # As the grids and FID sample: batch statistics; the moving statistics a training
+        # call updates are put back, so serving changes no variable.
+        state = list(plain.non_trainable_variables)
+        saved = [tf.identity(variable) for variable in state]
+        images = call(inputs, training=True)
+        with tf.control_dependencies([images]):
+            restored = [variable.assign(value) for variable, value in zip(state, saved)]
+        with tf.control_dependencies(restored):
+            return tf.identity(images)
+
     if conditional:
         @tf.function(input_signature=[z_spec, y_spec, t_spec])
         def serve(z, y, truncation):
-            return {"images": call([truncate(z, truncation), y], training=False)}
+            return {"images": batch_statistics_call([truncate(z, truncation), y])}
     else:
         @tf.function(input_signature=[z_spec, t_spec])
         def serve(z, truncation):
-            return {"images": call(truncate(z, truncation), training=False)}
+            return {"images": batch_statistics_call(truncate(z, truncation))}
     tf.saved_model.save(root, path, signatures={"serving_default": serve})
     return path
 

@@ -16,7 +16,7 @@ the paper's Table 3 does. Three steps:
    per-iteration and per-run totals under a named convention:
 
 * ``"paper"`` reproduces the official counter (`utils.flops_calculator` and `main.py` of
-  YiteWang/ADAPT; PAPER_NOTES §7.3) exactly, so that numbers compare with the paper's Table 3:
+  YiteWang/ADAPT; docs/ALGORITHM.md §10) exactly, so that numbers compare with the paper's Table 3:
 
   - counted layers: Linear in*out (+out bias), Conv2d cin*cout*kh*kw*Hout*Wout
     (+cout*Hout*Wout bias), BatchNorm with affine 2*C*H*W (2*C on [B, C] inputs). Not counted:
@@ -35,9 +35,9 @@ the paper's Table 3 does. Three steps:
   - not counted: RigL's dense gradients, mask updates, BR passes, evaluation.
 
 * ``"exact"`` counts what this TensorFlow implementation really computes per iteration
-  (DESIGN §6: n_dis D steps, one G step, a BR sample every `br_interval` iterations). Masked
-  layers multiply a dense `kernel * mask`, so every kernel costs its dense MACs whatever its
-  density; all layer kinds and every call are counted:
+  (docs/ALGORITHM.md §1: n_dis D steps, one G step, a BR sample every `br_interval`
+  iterations). Masked layers multiply a dense `kernel * mask`, so every kernel costs its dense
+  MACs whatever its density; all layer kinds and every call are counted:
 
   - each D step: G forward on d_batch fakes (1x) + D forward and backward on d_batch real and
     d_batch fake images (3x each; backward = 2x forward: activation and weight gradients);
@@ -114,7 +114,7 @@ class LayerCost:
 
 @dataclasses.dataclass(frozen=True)
 class Schedule:
-    """What one training iteration does (DESIGN §6), as far as FLOPs are concerned.
+    """What one training iteration does (docs/ALGORITHM.md §1), as far as FLOPs are concerned.
 
     Attributes:
       d_batch: real images per D step (per D step, not per iteration).
@@ -422,7 +422,8 @@ def training_flops(g_costs: Sequence[LayerCost], d_costs: Sequence[LayerCost],
     """Training FLOPs of `iterations` iterations at fixed densities, and of the dense run.
 
     Under "paper" this is iterations * (G + n_dis * D) against the same for full masks, as the
-    official `main.py` reports (PAPER_NOTES §7.3). Use `FlopsAccumulator` when densities change.
+    official `main.py` reports (docs/ALGORITHM.md §10). Use `FlopsAccumulator` when densities
+    change.
     """
     accumulator = FlopsAccumulator(g_costs, d_costs, schedule, convention=convention)
     accumulator.add(iterations, g_densities, d_densities)

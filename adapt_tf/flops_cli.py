@@ -6,7 +6,7 @@ total and normalised training FLOPs (ratio to dense) of the Static-Balance (d_D 
 Static-Strong (dense D; 50 % in the strict setting) configurations for d_G in
 {10, 20, 30, 50} %, with masks at the ERK (or the config's `train.sparse_init`) layer
 densities, the setting's batch sizes, n_dis and iterations. Under the default "paper"
-convention the numbers are MACs counted as the official code counts them (PAPER_NOTES §7.3),
+convention the numbers are MACs counted as the official code counts them (docs/ALGORITHM.md §10),
 comparable with the paper's Table 3. Only the model shapes matter: nothing is trained or read.
 
 `flops.py` runs this module when executed, so that `adapt_tf.flops` defines no flags.

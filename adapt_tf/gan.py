@@ -1,6 +1,6 @@
 """`SparseGAN`: one Keras training step = one GAN iteration, with the balance ratio.
 
-An iteration (PAPER_NOTES §1.2 and §6.1, as the official ADAPT code runs it):
+An iteration (docs/ALGORITHM.md §1 and §2, as the official ADAPT code runs it):
 
 1. `n_dis` discriminator steps. The step's real batch of `n_dis * d_batch` images is split by
    striding, D step k taking `images[k::n_dis]`; each D step draws fresh z, generates fakes
@@ -11,7 +11,8 @@ An iteration (PAPER_NOTES §1.2 and §6.1, as the official ADAPT code runs it):
    same z, DR = mean D(x) on the last D step's real minibatch, both with D after its update.
    The ratio (GF - DF) / (DR - DF) goes into a sliding window of `br_window // br_interval`
    samples; the logged `br` is the window's mean of per-sample ratios.
-4. The EMA generator (if `ema_decay`) is updated: ema <- decay * ema + (1 - decay) * w.
+4. The EMA generator (if `ema_decay`) is updated: ema <- decay * ema + (1 - decay) * w for
+   the trainable weights; BatchNorm moving statistics and spectral-norm vectors are copied.
 
 Sparsity updates (DST on G, ADAPT on D) happen between iterations in callbacks. The kernel
 gradients they need (dL/d(kernel * mask), dense) are copied into `grad_buffers` by the
@@ -81,6 +82,12 @@ class SparseGAN(keras.Model):
       br_window: iterations the BR window covers (paper: 1000), so it holds
         `br_window // br_interval` samples.
       ema_decay: decay of the EMA generator (paper: 0.999 SNGAN, 0.9999 BigGAN); None = off.
+        `ema_generator` is a copy of G that no optimizer sees (empty `trainable_variables`):
+        its trainable weights are averaged after every iteration, and the rest (BatchNorm
+        moving statistics, spectral-norm vectors) are copied from G, as the official code's
+        EMA shares G's buffers. Called with training=True it uses batch statistics exactly
+        as G does; with training=False it would apply G's moving statistics to the EMA's
+        weights, which the official code never does.
       seed: seed of z and fake-label sampling.
 
     The dataset yields `images` [n_dis * d_batch, H, W, C] float32 in [-1, 1], or
@@ -177,7 +184,14 @@ class SparseGAN(keras.Model):
                              f"cloning failed: {error}") from error
         ema.set_weights(self.generator.get_weights())
         ema._name = f"{self.generator.name}_ema"
+        # No optimizer may see the copy: its trainable_variables are empty. But tf_keras
+        # BatchNormalization ignores training=True when the layer itself is not trainable, so
+        # the layers keep the generator's flags and sample with batch statistics, as the
+        # official code's EMA generator does (docs/ALGORITHM.md §6).
         ema.trainable = False
+        for ema_layer, layer in zip(ema._flatten_layers(include_self=False),
+                                    self.generator._flatten_layers(include_self=False)):
+            ema_layer.trainable = layer.trainable
         g_weights = self.generator.weights
         masks = {layer.mask.ref() for layer in self._masked["generator"]}
         self._ema_pairs = [(e, w) for e, w in zip(ema.weights, g_weights) if w.trainable]
@@ -421,8 +435,13 @@ class SparseGAN(keras.Model):
                training: bool = True, batch_size: int = 256) -> tf.Tensor:
         """num images [num, H, W, C] in [-1, 1] from the (EMA) generator, deterministic in seed.
 
-        `training=True` (default) uses batch statistics in BatchNorm, as the official
-        evaluation does; labels default to uniform random classes for conditional models.
+        z_i is row i of stateless_normal([num, latent_dim], seed=[seed, 7919]); labels default
+        to uniform random classes for conditional models. `training=True` (default) uses batch
+        statistics in BatchNorm, as the official evaluation does, so an image depends on the
+        other images of its batch (rows [k * batch_size, (k + 1) * batch_size)). Sampling
+        changes no variable: what a training-mode call updates (BatchNorm moving statistics,
+        spectral-norm vectors) is restored after every batch, so samples never perturb
+        training and every batch is computed from the same state.
         """
         generator = self.ema_generator if use_ema and self.ema_generator is not None \
             else self.generator
@@ -430,13 +449,26 @@ class SparseGAN(keras.Model):
         if self.num_classes is not None and labels is None:
             labels = tf.random.stateless_uniform([num], seed=[seed, 104729], minval=0,
                                                  maxval=self.num_classes, dtype=tf.int32)
+        state = self._call_state(generator)
         outputs = []
         for start in range(0, num, batch_size):
             batch_z = z[start:start + batch_size]
             inputs = batch_z if labels is None else [
                 batch_z, tf.cast(labels[start:start + batch_size], tf.int32)]
-            outputs.append(tf.cast(generator(inputs, training=training), tf.float32))
+            saved = [tf.identity(variable) for variable in state]
+            try:
+                outputs.append(tf.cast(generator(inputs, training=training), tf.float32))
+            finally:
+                for variable, value in zip(state, saved):
+                    variable.assign(value)
         return tf.concat(outputs, axis=0)
+
+    def _call_state(self, generator: keras.Model) -> list[tf.Variable]:
+        """The variables a training-mode call of `generator` updates (all but weights, masks)."""
+        if generator is self.ema_generator:
+            return [ema for ema, _ in self._ema_copies]
+        masks = {layer.mask.ref() for layer in self._masked["generator"]}
+        return [w for w in generator.weights if not w.trainable and w.ref() not in masks]
 
     def get_config(self):
         return {"latent_dim": self.latent_dim, "n_dis": self.n_dis,

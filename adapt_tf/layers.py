@@ -91,17 +91,26 @@ class _SpectralNorm:
     def _normalize(self, weight: tf.Tensor, training) -> tf.Tensor:
         if not self.spectral_norm:
             return weight
+        normalized, u = self.normalized_weight(weight, power_iteration=bool(training))
+        if training:
+            self.sn_u.assign(u)
+        return normalized
+
+    def normalized_weight(self, weight: tf.Tensor, *, power_iteration: bool
+                          ) -> tuple[tf.Tensor, tf.Tensor]:
+        """(weight / sigma, u) without assigning `sn_u`: sigma as a training call (one power
+        iteration from `sn_u`, whose result is u) or an inference call (u = `sn_u`) computes
+        it. Exports use it to bake kernels."""
         matrix = tf.reshape(weight, [-1, weight.shape[-1]])
         u = tf.math.l2_normalize(tf.convert_to_tensor(self.sn_u), axis=1, epsilon=self.sn_eps)
         v = tf.math.l2_normalize(tf.matmul(u, matrix, transpose_b=True), axis=1,
                                  epsilon=self.sn_eps)
-        if training:
+        if power_iteration:
             u = tf.math.l2_normalize(tf.matmul(v, matrix), axis=1, epsilon=self.sn_eps)
             u = tf.stop_gradient(u)
             v = tf.stop_gradient(v)
-            self.sn_u.assign(u)
         sigma = tf.reduce_sum(tf.matmul(v, matrix) * u)
-        return weight / sigma
+        return weight / sigma, u
 
 
 class _MaskConstraint(keras.constraints.Constraint):

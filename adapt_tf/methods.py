@@ -1,6 +1,6 @@
 """Every training method of the paper as a preset: densities, rules and callbacks.
 
-Names (PAPER_NOTES §4; Tables 1-2 of the paper):
+Names (docs/ALGORITHM.md §7; Tables 1-2 of the paper):
 
 | name | G | D |
 |---|---|---|

@@ -1,4 +1,8 @@
-"""Inception features, FID and Inception Score (PAPER_NOTES §7.1, §7.2).
+"""Inception features, FID and Inception Score (docs/ALGORITHM.md §9).
+
+`FeatureModel` is the interface the feature, statistics and FID functions below use; the
+Inception model is one, `adapt_tf.toy_metric.ToyClassifier` (the offline metric of
+`toy_shapes`) another.
 
 The paper's numbers come from the TTUR TensorFlow FID (pool_3 of the 2015 Inception graph) and
 the OpenAI improved-GAN Inception Score (softmax of the same graph's 1008 logits, 10 splits),
@@ -38,6 +42,8 @@ import tensorflow as tf
 __all__ = [
     "DEFAULT_INCEPTION_HANDLE",
     "InceptionUnavailableError",
+    "FeatureModel",
+    "quantize_images",
     "InceptionModel",
     "load_inception",
     "statistics",
@@ -114,7 +120,67 @@ def _flatten(x: tf.Tensor) -> tf.Tensor:
     return tf.reshape(x, [tf.shape(x)[0], -1])
 
 
-class InceptionModel:
+def quantize_images(images: tf.Tensor) -> tf.Tensor:
+    """Images float32 in [-1, 1] rounded to the 256 levels of a uint8 PNG and mapped back:
+    x * 127.5 + 127.5 truncated, as the official `.to(torch.uint8)` (the 1e-3 keeps exact
+    levels exact under float rounding)."""
+    levels = tf.floor(tf.clip_by_value(images * 127.5 + 127.5, 0.0, 255.0) + 1e-3)
+    return tf.minimum(levels, 255.0) / 127.5 - 1.0
+
+
+class FeatureModel:
+    """An image classifier seen as a feature extractor: images -> (features, logits).
+
+    Subclasses implement `_forward(images, quantize)` on one checked batch of float32
+    [B, H, W, 3] images in [-1, 1], returning (features [B, F], logits [B, K]) float32 (with
+    `quantize_images` first when `quantize`), and set `feature_dim`, `num_classes`, `source`.
+    `activations` runs it over many images; `compute_fid` and `reference_statistics` take any
+    FeatureModel: the Inception of FID, or `adapt_tf.toy_metric.ToyClassifier`.
+    """
+
+    feature_dim: int
+    num_classes: int
+    source: str
+
+    def __call__(self, images: Any, *, quantize: bool = True) -> tuple[tf.Tensor, tf.Tensor]:
+        """One batch: images float32 [B, H, W, 3] in [-1, 1] -> (features [B, F], logits
+        [B, K]), float32. 1-channel images are repeated to 3; `quantize` as `activations`."""
+        return self._forward(_check_images(images), quantize=quantize)
+
+    def _forward(self, images: tf.Tensor, quantize: bool) -> tuple[tf.Tensor, tf.Tensor]:
+        raise NotImplementedError(f"{type(self).__name__} must implement _forward")
+
+    def activations(self, source: Source, *, num_samples: int | None = None,
+                    batch_size: int = 100,
+                    quantize: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Features (pool_3 for Inception) and logits of many images, float64 [N, F]
+        and [N, K].
+
+        Args:
+          source: images [N, H, W, 3] in [-1, 1] (NumPy or tensor); a tf.data.Dataset or any
+            iterable of such batches (or of (images, labels) / {"image": ...} elements); or a
+            function n -> images [n, H, W, 3], e.g. `lambda n: generator(tf.random.normal([n,
+            128]), training=True)` (the paper samples the EMA generator in train mode).
+          num_samples: how many images to use; all of an array or dataset by default, required
+            for a function. A source with fewer images raises ValueError.
+          batch_size: images per model call (the official eval batch is 100).
+          quantize: round to uint8 levels first, as the official PNG round trip does.
+        """
+        pools, logits, seen = [], [], 0
+        for batch in _batches(source, num_samples=num_samples, batch_size=batch_size):
+            pool, logit = self(batch, quantize=quantize)
+            pools.append(pool.numpy().astype(np.float64))
+            logits.append(logit.numpy().astype(np.float64))
+            seen += len(pools[-1])
+        if num_samples is not None and seen < num_samples:
+            raise ValueError(f"source yielded {seen} images, fewer than num_samples="
+                             f"{num_samples}; pass a larger source or a smaller num_samples")
+        if not pools:
+            raise ValueError("source yielded no images")
+        return np.concatenate(pools), np.concatenate(logits)
+
+
+class InceptionModel(FeatureModel):
     """An Inception classifier: images -> (pool_3 features, logits).
 
     Build it with `load_inception`. Attributes: `image_size` (H, W) the model is fed,
@@ -136,8 +202,7 @@ class InceptionModel:
     def _forward(self, images: tf.Tensor, quantize: bool) -> tuple[tf.Tensor, tf.Tensor]:
         images = tf.cast(images, tf.float32)
         if quantize:
-            levels = tf.floor(tf.clip_by_value(images * 127.5 + 127.5, 0.0, 255.0) + 1e-3)
-            images = tf.minimum(levels, 255.0) / 127.5 - 1.0
+            images = quantize_images(images)
         if images.shape[1:3] != self.image_size:
             images = tf.raw_ops.ResizeBilinear(images=images, size=self.image_size,
                                                align_corners=False, half_pixel_centers=False)
@@ -147,39 +212,6 @@ class InceptionModel:
             raise ValueError(f"Inception model {self.source!r} outputs {sorted(outputs)}, "
                              f"lacking {sorted(missing)}; it needs 'pool_3' and 'logits'")
         return _flatten(outputs[POOL_KEY]), _flatten(outputs[LOGITS_KEY])
-
-    def __call__(self, images: Any, *, quantize: bool = True) -> tuple[tf.Tensor, tf.Tensor]:
-        """One batch: images float32 [B, H, W, 3] in [-1, 1] -> (pool_3 [B, F], logits [B, K]),
-        float32. Images are resized to `image_size`."""
-        return self._forward(_check_images(images), quantize=quantize)
-
-    def activations(self, source: Source, *, num_samples: int | None = None,
-                    batch_size: int = 100,
-                    quantize: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """pool_3 features and logits of many images, float64 [N, F] and [N, K].
-
-        Args:
-          source: images [N, H, W, 3] in [-1, 1] (NumPy or tensor); a tf.data.Dataset or any
-            iterable of such batches (or of (images, labels) / {"image": ...} elements); or a
-            function n -> images [n, H, W, 3], e.g. `lambda n: generator(tf.random.normal([n,
-            128]), training=True)` (the paper samples the EMA generator in train mode).
-          num_samples: how many images to use; all of an array or dataset by default, required
-            for a function. A source with fewer images raises ValueError.
-          batch_size: images per Inception call (the official eval batch is 100).
-          quantize: round to uint8 levels first, as the official PNG round trip does.
-        """
-        pools, logits, seen = [], [], 0
-        for batch in _batches(source, num_samples=num_samples, batch_size=batch_size):
-            pool, logit = self(batch, quantize=quantize)
-            pools.append(pool.numpy().astype(np.float64))
-            logits.append(logit.numpy().astype(np.float64))
-            seen += len(pools[-1])
-        if num_samples is not None and seen < num_samples:
-            raise ValueError(f"source yielded {seen} images, fewer than num_samples="
-                             f"{num_samples}; pass a larger source or a smaller num_samples")
-        if not pools:
-            raise ValueError("source yielded no images")
-        return np.concatenate(pools), np.concatenate(logits)
 
 
 def _callable_of(module: Any) -> tuple[Callable[[tf.Tensor], Mapping], tuple[int, int] | None]:
@@ -327,7 +359,7 @@ def load_statistics(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     if not os.path.isfile(path):
         raise ValueError(f"no statistics file at {path!r}; compute it with "
                          "reference_statistics(..., cache_path=...) or download the official "
-                         ".npz (PAPER_NOTES §7.1)")
+                         ".npz (README: Evaluating)")
     with np.load(path) as data:
         missing = {"mu", "sigma"} - set(data.files)
         if missing:
@@ -424,7 +456,7 @@ def _reference(reference: Reference) -> tuple[np.ndarray, np.ndarray]:
                      f"{type(reference).__name__}")
 
 
-def compute_fid(source: Source, reference: Reference, *, model: InceptionModel,
+def compute_fid(source: Source, reference: Reference, *, model: FeatureModel,
                 num_samples: int | None = None, batch_size: int = 100) -> float:
     """FID of images (see `InceptionModel.activations` for `source`) against reference
     statistics: a .npz path or (mu, sigma). The paper uses 50,000 EMA-generator samples."""
@@ -443,7 +475,7 @@ def compute_fid_and_is(source: Source, reference: Reference, *, model: Inception
     return {"fid": fid, "is_mean": is_mean, "is_std": is_std}
 
 
-def reference_statistics(dataset: str | Source, *, model: InceptionModel | None,
+def reference_statistics(dataset: str | Source, *, model: FeatureModel | None,
                          split: str | None = None, num_examples: int | None = None,
                          batch_size: int = 100, cache_path: str | os.PathLike | None = None,
                          data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -459,7 +491,7 @@ def reference_statistics(dataset: str | Source, *, model: InceptionModel | None,
         tf.data.Dataset, ...).
       model: the Inception model.
       split: the tfds split; default the dataset's training split, which is the paper's
-        reference (CIFAR-10 train, STL-10 unlabelled, TinyImageNet train; PAPER_NOTES §7.1).
+        reference (CIFAR-10 train, STL-10 unlabelled, TinyImageNet train; docs/ALGORITHM.md §9).
       num_examples: images to use; default the whole split (or source).
       batch_size: images per Inception call.
       cache_path: .npz to read or write.

@@ -1,11 +1,12 @@
-"""The paper's grid and the numbers it reports that our notes hold (PAPER_NOTES §4, §9).
+"""The paper's grid and the numbers it reports that this repository records (see
+docs/ALGORITHM.md §7 and §12).
 
 Settings are named "<model>_<dataset>" as `gin_configs/experiments/<setting>/`; cells (table
 rows) as the experiment files: the method name, with "_strict" for the Strong-D baselines of
 Table 2 (D at 50 %). Densities are d_G; 1.0 is the dense baseline. FIDs are the paper's best
-FID over training (50k EMA samples against the training-set statistics); values the notes
-lack are absent, never guessed. The paper's normalised training FLOPs (Table 3) are not in the
-notes: `PAPER_FLOPS_RATIO` is empty until someone copies them from the paper.
+FID over training (50k EMA samples against the training-set statistics); values not
+recorded here are absent, never guessed. The paper's normalised training FLOPs (Table 3) are
+not recorded here yet: `PAPER_FLOPS_RATIO` is empty until someone copies them from the paper.
 
 This module is level 0: plain data, no TensorFlow.
 """
@@ -90,5 +91,5 @@ def cell_name(method: str, setting: str = "relaxed") -> str:
 
 
 def paper_fid(setting: str, cell: str, density: float) -> float | None:
-    """The paper's FID for a cell at d_G = density (1.0 for dense), or None if not in the notes."""
+    """The paper's FID for a cell at d_G = density (1.0 for dense), or None if not recorded here."""
     return PAPER_FID.get((setting, cell), {}).get(round(float(density), 4))

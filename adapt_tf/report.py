@@ -3,8 +3,8 @@
 Writes, for the runs in the given workdirs (see `adapt_tf.runs`):
 
 * `D/report.md`: per setting (e.g. sngan_cifar10), the paper's layout (methods x d_G) for FID
-  and for normalised training FLOPs, each of our values next to the paper's where PAPER_NOTES
-  holds it ("ours (paper)"); then the plots.
+  and for normalised training FLOPs, each of our values next to the paper's where
+  `adapt_tf.paper` holds it ("ours (paper)"); then the plots.
 * `D/report.csv`: one row per run (setting, cell, d_G, FID and where it came from, the paper's
   FID, final d_D, training FLOPs and their ratio to dense, progress).
 * `D/run_<name>.png` per run and `D/comparison.png` for all runs side by side, each with four
@@ -88,7 +88,7 @@ class RunRecord:
     def fid(self) -> tuple[float, str, float]:
         """(best FID, where it comes from, samples it used); NaN if never evaluated."""
         best = (self.evaluation or {}).get("checkpoints", {}).get("best")
-        if best is not None:
+        if best is not None and "fid" in best:  # not a toy-metric eval.json
             return best["fid"], "eval.json best checkpoint", self.evaluation["num_samples"]
         _, fids = self.series("fid")
         if fids:
@@ -215,10 +215,11 @@ def markdown(records: Sequence[RunRecord], *, plots: Sequence[str] = ()) -> str:
     lines = ["# adapt_tf report", "",
              f"{len(records)} run(s). Each cell: ours (paper). Ours = FID of the best "
              "checkpoint from eval.json, else the best FID logged during training (*); the "
-             "paper's = PAPER_NOTES §9 where known; – = none. (partial) = the run has not "
-             "reached its total_steps. Normalised FLOPs = cumulative training FLOPs / the same "
-             "schedule with dense masks (the run's flops_convention; 'paper' as Table 3); the "
-             "paper's Table 3 values are not in our notes.", ""]
+             "paper's = the paper's FID (adapt_tf/paper.py) where known; – = none. "
+             "(partial) = the run has not reached its total_steps. Normalised FLOPs = "
+             "cumulative training FLOPs / the same schedule with dense masks (the run's "
+             "flops_convention; 'paper' as Table 3); the paper's Table 3 values are not in "
+             "adapt_tf/paper.py.", ""]
     for setting in dict.fromkeys(row["setting"] for row in rows):
         title = paper.SETTINGS.get(setting, "not one of the paper's settings")
         lines += [f"## {setting}: {title}", "", "### FID", ""]

@@ -6,7 +6,7 @@ helpers (`sparsify`, `model_density`, `layer_densities`, `count_active`) are duc
 shape, with `.assign` for `sparsify`). A Keras model is resolved to its masked layers with
 `adapt_tf.layers.masked_layers` (imported lazily).
 
-Provenance (PAPER_NOTES §3.1-§3.2, §12.1):
+Provenance (docs/ALGORITHM.md §4):
 - ERK follows the official ADAPT code, inherited from ITOP (`Masking.init`, `density ==
   'ERK'`): raw score (sum of dims / product of dims) ** power_scale per masked tensor, one
   global epsilon so the active count equals d * N, and while the largest eps * score exceeds 1
@@ -242,7 +242,7 @@ def random_mask(shape: Sequence[int], n_active: int, *, seed: Seed) -> np.ndarra
 def bernoulli_mask(shape: Sequence[int], density: float, *, seed: Seed) -> np.ndarray:
     """Per-element Bernoulli(density) mask, as the official code samples its ERK masks.
 
-    The realised count is Binomial(prod(shape), density), not exact (PAPER_NOTES §3.2); use it
+    The realised count is Binomial(prod(shape), density), not exact (docs/ALGORITHM.md §4); use it
     for fidelity checks against the official code.
 
     Args:

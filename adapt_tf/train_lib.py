@@ -17,7 +17,7 @@ import tf_keras as keras
 from absl import logging
 
 from adapt_tf import (architectures, callbacks as cb, data, distribution, methods, metrics,
-                      topology)
+                      topology, toy_metric)
 from adapt_tf.gan import SparseGAN
 
 __all__ = ["train", "build_run", "Run", "TrainingDiverged"]
@@ -47,7 +47,8 @@ def train(*, workdir: str, total_steps: int, method: methods.Method,
           mixed_precision: str | None = None, data_dir: str | None = None,
           extra_callbacks: Sequence[keras.callbacks.Callback] = (),
           flops_convention: str = "paper", eval_every: int | None = None,
-          eval_num_samples: int = 10000, inception_path: str | None = None,
+          eval_num_samples: int = 10000, eval_metric: str | None = None,
+          inception_path: str | None = None,
           reference_stats: str | None = None) -> SparseGAN:
     """Trains (or resumes) one run in `workdir`; returns the trained `SparseGAN`.
 
@@ -57,10 +58,13 @@ def train(*, workdir: str, total_steps: int, method: methods.Method,
     (default: all local GPUs); under "multi_worker" only the chief writes to `workdir`.
     Writes `workdir/metrics.csv` (with cumulative `train_flops` and `train_flops_ratio` under
     `flops_convention`), `tensorboard/`, `samples/step_N.png`, `checkpoints/`. With
-    `eval_every` (a multiple of `log_every`), FID and IS of `eval_num_samples` EMA samples every
-    `eval_every` iterations and at the end, the best checkpoint kept in `checkpoints_best/`;
-    Inception from `inception_path` (default TF-Hub), reference statistics from
-    `reference_stats` (.npz) or computed from `dataset` (`callbacks.fid_reference`).
+    `eval_every` (a multiple of `log_every`), `eval_num_samples` EMA samples are scored every
+    `eval_every` iterations and at the end, the best checkpoint kept in `checkpoints_best/`.
+    `eval_metric` (`callbacks.evaluation_metric`; default "toy" for toy_shapes, else "fid")
+    chooses the score: "fid" is FID and IS, Inception from `inception_path` (default TF-Hub),
+    reference statistics from `reference_stats` (.npz) or computed from `dataset`
+    (`callbacks.fid_reference`); "toy" is the offline toy_shapes metric (`adapt_tf.toy_metric`:
+    toy FID, class coverage, confident share), its classifier trained at first use and cached.
     """
     if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
         raise ValueError(f"total_steps must be a positive integer, got {total_steps!r}.")
@@ -68,6 +72,7 @@ def train(*, workdir: str, total_steps: int, method: methods.Method,
                                    or eval_every % log_every):
         raise ValueError(f"eval_every={eval_every!r} must be None or a positive multiple of "
                          f"log_every={log_every}, so that FID lands on its own metrics row.")
+    eval_metric = cb.evaluation_metric(eval_metric, dataset)
     strategy_obj = distribution.get_strategy(strategy, devices=devices)
     os.makedirs(workdir, exist_ok=True)
     with strategy_obj.scope():
@@ -88,13 +93,14 @@ def train(*, workdir: str, total_steps: int, method: methods.Method,
 
     # Non-chief workers of a multi-worker run write logs and samples to a private copy.
     log_dir = distribution.writer_directory(workdir, strategy_obj)
-    logger = cb.MetricsLogger(log_dir, every=log_every, total_steps=total_steps,
-                              extra_fields=cb.FlopsLogger.FIELDS + cb.EvaluateFID.FIELDS)
+    logger = cb.MetricsLogger(
+        log_dir, every=log_every, total_steps=total_steps,
+        extra_fields=cb.FlopsLogger.FIELDS + cb.EVALUATIONS[eval_metric].FIELDS)
     schedule = cb.training_schedule(run.method_callbacks, d_batch=d_batch_size,
                                     g_batch=g_batch_size, n_dis=n_dis, br_interval=br_interval)
-    evaluation = [] if eval_every is None else [_fid_callback(
-        run, workdir=workdir, dataset=dataset, every=eval_every, num_samples=eval_num_samples,
-        total_steps=total_steps, inception_path=inception_path,
+    evaluation = [] if eval_every is None else [_evaluation_callback(
+        run, metric=eval_metric, workdir=workdir, dataset=dataset, every=eval_every,
+        num_samples=eval_num_samples, total_steps=total_steps, inception_path=inception_path,
         reference_stats=reference_stats, data_dir=data_dir, logger=logger)]
     images = data.make_dataset(dataset, batch_size=n_dis * d_batch_size,
                                image_size=run.architecture.image_size,
@@ -181,16 +187,21 @@ def build_run(*, workdir: str, total_steps: int, method: methods.Method,
     return Run(gan, arch, method_callbacks, flops_state, fid_state, checkpointer)
 
 
-def _fid_callback(run: Run, *, workdir: str, dataset: str, every: int, num_samples: int,
-                  total_steps: int, inception_path: str | None, reference_stats: str | None,
-                  data_dir: str | None, logger: cb.MetricsLogger) -> cb.EvaluateFID:
-    inception = metrics.load_inception(inception_path)
-    reference, _ = cb.fid_reference(dataset, inception=inception,
-                                    reference_stats=reference_stats, data_dir=data_dir)
-    return cb.EvaluateFID(inception, reference, every=every, num_samples=num_samples,
-                          total_steps=total_steps, checkpoint=run.checkpointer.checkpoint,
-                          best_directory=os.path.join(workdir, "checkpoints_best"),
-                          state=run.fid_state, logger=logger)
+def _evaluation_callback(run: Run, *, metric: str, workdir: str, dataset: str, every: int,
+                         num_samples: int, total_steps: int, inception_path: str | None,
+                         reference_stats: str | None, data_dir: str | None,
+                         logger: cb.MetricsLogger) -> cb.EvaluateFID:
+    """The `cb.EVALUATIONS[metric]` callback of a run (`metric` from `evaluation_metric`)."""
+    if metric == "toy":
+        model, reference = toy_metric.load_classifier()
+    else:
+        model = metrics.load_inception(inception_path)
+        reference, _ = cb.fid_reference(dataset, inception=model,
+                                        reference_stats=reference_stats, data_dir=data_dir)
+    return cb.EVALUATIONS[metric](
+        model, reference, every=every, num_samples=num_samples, total_steps=total_steps,
+        checkpoint=run.checkpointer.checkpoint, state=run.fid_state, logger=logger,
+        best_directory=os.path.join(workdir, "checkpoints_best"))
 
 
 def _build_gan(arch, method: methods.Method, *, num_classes, g_width, d_width, n_dis,

@@ -2,7 +2,7 @@
 training_schedule) and of the static FLOPs table behind `python -m adapt_tf.flops`.
 
 The toy is linear, so its costs are hand-countable under the paper's convention
-(PAPER_NOTES §7.3): G(z) = z @ Wg with a [2, 3] kernel, D(x) = x @ Wd with a [3, 1] kernel, no
+(docs/ALGORITHM.md §10): G(z) = z @ Wg with a [2, 3] kernel, D(x) = x @ Wd with a [3, 1] kernel, no
 biases. Per sample, g_fwd = 6 d_G and d_fwd = 3 d_D MACs; per iteration
 G = g_fwd (d_batch n_dis + 3 g_batch), D = d_fwd (3 d_batch n_dis + g_batch), and a run adds
 G + n_dis D per iteration.

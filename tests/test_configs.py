@@ -62,3 +62,35 @@ def test_strict_cells_use_a_half_dense_strong_discriminator():
         [str(ROOT / "gin_configs/experiments/sngan_cifar10/sdst_strong_rigl_strict.gin")])
     method = gin.get_configurable("method")()
     assert method.d_density == 0.5 and method.name == "sdst_strong_rigl"
+
+
+EXPERIMENTS = [p for p in CONFIGS if "experiments" in p.parts]
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS,
+                         ids=lambda p: str(p.relative_to(ROOT / "gin_configs")))
+def test_experiments_evaluate_as_the_paper_and_use_pytorchs_adam_epsilon(path):
+    gin.clear_config()
+    configurables.parse_config([str(path)], ["DENSITY = 0.2"])
+    assert gin.query_parameter("train.eval_every") == 5000
+    assert gin.query_parameter("train.eval_num_samples") == 50000
+    assert gin.query_parameter("train.eval_every") % gin.query_parameter("train.log_every") == 0
+    for scope in ("generator", "discriminator"):
+        assert gin.query_parameter(f"{scope}/keras.optimizers.Adam.epsilon") == 1e-8
+
+
+def test_paper_grid_regenerates_the_experiment_configs_unchanged(tmp_path, monkeypatch):
+    """The generator (scripts/paper_grid.py) writes exactly the committed files, so the
+    evaluation protocol and epsilon (in the settings they include) survive a regeneration."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("paper_grid", ROOT / "scripts" / "paper_grid.py")
+    grid = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(grid)
+    monkeypatch.setattr(grid, "ROOT", tmp_path)
+    monkeypatch.setattr(grid, "EXPERIMENTS", tmp_path / "gin_configs" / "experiments")
+    grid.write_configs()
+    written = sorted(tmp_path.rglob("*.gin"))
+    assert len(written) == len(grid.SETTINGS) * len(grid.CELLS)
+    for path in written:
+        committed = ROOT / path.relative_to(tmp_path)
+        assert path.read_text() == committed.read_text(), committed

@@ -33,6 +33,7 @@ def evaluated(tmp_path_factory):
     workdir = str(root / "run")
     bindings = ["train.g_width = 8", "train.d_width = 8", "train.total_steps = 5",
                 "train.eval_every = 2", "train.eval_num_samples = 20",
+                "train.eval_metric = 'fid'",  # toy_shapes defaults to the toy metric
                 f"train.inception_path = '{inception}'"]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ADAPT_TF_CACHE_DIR", str(root / "cache"))
@@ -43,8 +44,8 @@ def evaluated(tmp_path_factory):
         run = train_lib.build_run(**{**config.build_run_arguments(), "workdir": workdir})
         logger = cb.MetricsLogger(workdir, every=2, extra_fields=cb.EvaluateFID.FIELDS,
                                   tensorboard=False)
-        callback = train_lib._fid_callback(
-            run, workdir=workdir, dataset="toy_shapes", every=2, num_samples=20,
+        callback = train_lib._evaluation_callback(
+            run, metric="fid", workdir=workdir, dataset="toy_shapes", every=2, num_samples=20,
             total_steps=5, inception_path=inception, reference_stats=None, data_dir=None,
             logger=logger)
     callback.set_model(run.gan)
@@ -108,6 +109,7 @@ def test_evaluate_rescores_best_and_last_checkpoints(evaluated):
     assert record["training_best"] == {"fid": pytest.approx(callback.best_fid),
                                        "step": callback.best_step, "num_samples": 20}
     assert record["reference"].startswith(str(cache)) and record["num_samples"] == 20
+    assert record["metric"] == "fid"
 
 
 def test_evaluate_errors_name_the_problem(evaluated, tmp_path):

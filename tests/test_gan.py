@@ -331,6 +331,76 @@ def test_ema_generator_follows_the_decay_rule_and_refresh_syncs_masks():
     assert np.all(ema_layer.kernel.numpy()[new_mask == 0] == 0.0)
 
 
+def _batch_norm_toy():
+    """G: z -> MaskedDense -> [B, 1, 1, 3] -> BatchNorm (the fused 4-D kernel of the real
+    generators); D: flatten -> MaskedDense to one logit."""
+    z = keras.Input((LATENT,))
+    h = MaskedDense(FEATURES, use_bias=False, name="g_dense")(z)
+    h = keras.layers.Reshape((1, 1, FEATURES))(h)
+    g_out = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name="g_bn")(h)
+    x = keras.Input((1, 1, FEATURES))
+    d_out = MaskedDense(1, use_bias=False, name="d_dense")(keras.layers.Flatten()(x))
+    generator, discriminator = keras.Model(z, g_out), keras.Model(x, d_out)
+    for model, kernel, mask in ((generator, WG, MG), (discriminator, WD, MD)):
+        layer = masked_layers(model)[0]
+        layer.mask.assign(mask)
+        layer.kernel.assign(kernel * mask)
+    return generator, discriminator
+
+
+def _bn_variables(model):
+    bn = model.get_layer("g_bn")
+    return {"gamma": bn.gamma, "beta": bn.beta, "moving_mean": bn.moving_mean,
+            "moving_variance": bn.moving_variance}
+
+
+def test_ema_generator_samples_with_batch_statistics_and_no_optimizer_updates_it():
+    generator, discriminator = _batch_norm_toy()
+    gan = _compiled(SparseGAN(generator, discriminator, latent_dim=LATENT, ema_decay=0.5),
+                    optimizer="adam", lr=0.05)
+    images = _images(8).reshape(8, 1, 1, FEATURES)
+    gan.fit(_dataset(images, 4), epochs=1, verbose=0)  # 2 iterations
+    ema = gan.ema_generator
+    ema_vars = {v.ref() for v in ema.weights}
+    assert ema.trainable_variables == []
+    # What the optimizers update (the train step passes these lists) excludes the copy.
+    for network in (generator, discriminator):
+        assert not any(v.ref() in ema_vars for v in network.trainable_variables)
+    ema_bn, g_bn = _bn_variables(ema), _bn_variables(generator)
+    # Trainable BN weights are averaged, moving statistics copied from G.
+    assert not np.allclose(ema_bn["gamma"].numpy(), g_bn["gamma"].numpy())
+    for name in ("moving_mean", "moving_variance"):
+        np.testing.assert_array_equal(ema_bn[name].numpy(), g_bn[name].numpy())
+
+    z = np.random.default_rng(3).normal(size=(6, LATENT)).astype(np.float32)
+    kernel = masked_layers(ema)[0].kernel.numpy().astype(np.float64)
+    h = z.astype(np.float64) @ kernel
+    gamma, beta = (ema_bn[k].numpy().astype(np.float64) for k in ("gamma", "beta"))
+    batch = gamma * (h - h.mean(0)) / np.sqrt(h.var(0) + 1e-5) + beta
+    moving = gamma * (h - ema_bn["moving_mean"].numpy()) / np.sqrt(
+        ema_bn["moving_variance"].numpy() + 1e-5) + beta
+    # Normalised outputs are O(1): float32 rounding stays far below 1e-5. (Inference first:
+    # a direct training-mode call moves the copy's moving statistics until the next copy.)
+    np.testing.assert_allclose(ema(z, training=False).numpy().reshape(6, -1), moving,
+                               atol=1e-5)
+    np.testing.assert_allclose(ema(z, training=True).numpy().reshape(6, -1), batch, atol=1e-5)
+    assert np.abs(batch - moving).max() > 0.1
+
+    # sample() is ema(z, training=True) on its documented z and changes no variable.
+    before = [v.numpy().copy() for v in ema.weights + generator.weights]
+    sampled = gan.sample(6, seed=4)
+    gan.sample(6, seed=5, use_ema=False)
+    for value, variable in zip(before, ema.weights + generator.weights):
+        np.testing.assert_array_equal(variable.numpy(), value)
+    z4 = tf.random.stateless_normal([6, LATENT], seed=[4, 7919])
+    np.testing.assert_array_equal(sampled.numpy(), ema(z4, training=True).numpy())
+
+    # With the EMA's weights, the raw generator gives exactly the EMA's images.
+    generator.set_weights(ema.get_weights())
+    np.testing.assert_array_equal(generator(z, training=True).numpy(),
+                                  ema(z, training=True).numpy())
+
+
 # ------------------------------------------------------------------------ conditional GAN
 
 

@@ -11,7 +11,7 @@ from adapt_tf import topology
 
 
 def _sngan32_generator_shapes() -> dict[str, list[int]]:
-    """Masked kernels of the SNGAN CIFAR-10 G (PAPER_NOTES §5.1), Keras layout."""
+    """Masked kernels of the SNGAN CIFAR-10 G (docs/ALGORITHM.md §8), Keras layout."""
     shapes = {"l1": [128, 4 * 4 * 256]}
     for block in range(3):
         shapes[f"block{block}/c1"] = [3, 3, 256, 256]
@@ -22,7 +22,7 @@ def _sngan32_generator_shapes() -> dict[str, list[int]]:
 
 
 def _sngan32_discriminator_shapes() -> dict[str, list[int]]:
-    """Masked kernels of the SNGAN CIFAR-10 D (PAPER_NOTES §5.1), Keras layout."""
+    """Masked kernels of the SNGAN CIFAR-10 D (docs/ALGORITHM.md §8), Keras layout."""
     shapes = {
         "block1/c1": [3, 3, 3, 128],
         "block1/c2": [3, 3, 128, 128],
@@ -42,8 +42,9 @@ def _total(shapes) -> int:
     return sum(math.prod(shape) for shape in shapes.values())
 
 
-# PAPER_NOTES §3.2 table: d -> (G: l1, 3x3, 1x1 sc, out; D: first 3x3, first 1x1 sc, 3x3,
-# block2 1x1 sc, linear).
+# ERK densities of SNGAN-CIFAR (G 256, D 128 channels) from the official code's formula
+# (docs/ALGORITHM.md §4), two significant digits: d -> (G: l1, 3x3, 1x1 sc, out; D: first
+# 3x3, first 1x1 sc, 3x3, block2 1x1 sc, linear).
 _PAPER_TABLE = {
     0.1: (0.38, 0.042, 0.37, 1.0, 1.0, 1.0, 0.086, 0.76, 1.0),
     0.3: (1.0, 0.156, 1.0, 1.0, 1.0, 1.0, 0.286, 1.0, 1.0),

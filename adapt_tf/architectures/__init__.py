@@ -4,7 +4,7 @@
     generator, discriminator = build_models("sngan32")                       # full size
     generator, discriminator = build_models("biggan32", g_width=4, d_width=4)  # tiny, same graph
 
-Names (ADAPT's four settings, PAPER_NOTES §5):
+Names (ADAPT's four settings, docs/ALGORITHM.md §8):
   * "sngan32"  SNGAN, CIFAR-10 32×32, unconditional (`sngan.py`).
   * "sngan48"  SNGAN, STL-10 48×48, unconditional (`sngan.py`).
   * "biggan32" BigGAN, CIFAR-10 32×32, 10 classes (`biggan.py`).

@@ -1,0 +1,193 @@
+"""The quickstart's setting on `toy_shapes`, run many ways: a Table-1-style table and a BR probe.
+
+    python scripts/toy_table.py [--seeds 1] [--densities 0.1 0.2]   # the table (~2 h on 2 cores)
+    python scripts/toy_table.py --probe [--steps 400]               # why is BR where it is?
+
+Every run is `python -m adapt_tf.train --gin_file=gin_configs/quickstart.gin` with extra gin
+bindings, in its own workdir under --out (reused: a finished run is read back, not retrained).
+
+The table trains Dense, Static-Balance, SDST-RigL-Balance, SDST-RigL-Strong and ADAPT (relaxed)
+at each d_G (Dense once), with the quickstart's widths and schedule, and prints a Markdown table
+of the toy metric at the best evaluation (toy FID, its real-vs-real floor, class coverage and
+confident share, `adapt_tf.toy_metric`; mean +- sd over seeds) and of the training FLOPs
+normalised to dense (paper convention); it writes `table.md` and `traces.png` (BR with the
+band, d_D and d_G over iterations, one colour per run: `adapt_tf.report.plot_runs`) to --out.
+
+--probe trains short runs that differ from the quickstart in one thing each (dense nets, a
+static D, width, learning rate, n_dis, density) and prints, per run, the BR window mean over
+the second half of the run (the median of the logged window means), its range, and d_D at the
+end: what moves BR towards the paper's band [0.45, 0.55], measured rather than guessed.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QUICKSTART = os.path.join(ROOT, "gin_configs", "quickstart.gin")
+
+# (name, gin bindings) of the probe; each changes the quickstart in one respect.
+PROBES = (
+    ("quickstart", ()),
+    ("static_balance", ("method.name = 'static_balance'",)),
+    ("dense", ("method.name = 'dense'",)),
+    ("width_64", ("train.g_width = 64", "train.d_width = 64")),
+    ("lr_1e-3", ("generator/keras.optimizers.Adam.learning_rate = 1e-3",
+                 "discriminator/keras.optimizers.Adam.learning_rate = 1e-3")),
+    ("g_lr_1e-3", ("generator/keras.optimizers.Adam.learning_rate = 1e-3",)),
+    ("n_dis_2", ("train.n_dis = 2",)),
+    ("density_0.5", ("DENSITY = 0.5",)),
+    ("lr_2e-3", ("generator/keras.optimizers.Adam.learning_rate = 2e-3",
+                 "discriminator/keras.optimizers.Adam.learning_rate = 2e-3")),
+    ("lr_1e-3_static", ("method.name = 'static_balance'",
+                        "generator/keras.optimizers.Adam.learning_rate = 1e-3",
+                        "discriminator/keras.optimizers.Adam.learning_rate = 1e-3")),
+    ("lr_1e-3_dense", ("method.name = 'dense'",
+                       "generator/keras.optimizers.Adam.learning_rate = 1e-3",
+                       "discriminator/keras.optimizers.Adam.learning_rate = 1e-3")),
+)
+
+
+def run(name: str, bindings, *, out: str, steps: int) -> dict:
+    """Trains (or reads back) one run; returns its metrics rows and wall time."""
+    workdir = os.path.join(out, name)
+    metrics = os.path.join(workdir, "metrics.csv")
+    started = time.time()
+    if not _finished(metrics, steps):
+        argv = [sys.executable, "-m", "adapt_tf.train", f"--gin_file={QUICKSTART}",
+                f"--workdir={workdir}", f"--gin_bindings=train.total_steps = {steps}",
+                *(f"--gin_bindings={b}" for b in bindings)]
+        subprocess.run(argv, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    with open(metrics) as f:
+        rows = [{k: float(v) for k, v in row.items() if v not in ("", None)}
+                for row in csv.DictReader(f)]
+    return {"name": name, "bindings": bindings, "rows": rows, "workdir": workdir,
+            "seconds": time.time() - started}
+
+
+def _finished(metrics: str, steps: int) -> bool:
+    if not os.path.exists(metrics):
+        return False
+    with open(metrics) as f:
+        steps_logged = [int(float(row["step"])) for row in csv.DictReader(f)]
+    return bool(steps_logged) and steps_logged[-1] >= steps
+
+
+# (label, preset) of the table's rows; Dense does not depend on d_G and is trained once.
+TABLE_METHODS = (("Dense", "dense"), ("Static-Balance", "static_balance"),
+                 ("SDST-RigL-Balance", "sdst_balance_rigl"),
+                 ("SDST-RigL-Strong", "sdst_strong_rigl"), ("ADAPT (relaxed)", "adapt_relaxed"))
+EVAL_EVERY = 400  # three evaluations in the quickstart's 1200 iterations
+
+
+def table_runs(densities, seeds):
+    """(label, d_G or None, seed, run name, bindings) of every run of the table."""
+    for label, preset in TABLE_METHODS:
+        for density in (None,) if preset == "dense" else densities:
+            for seed in seeds:
+                name = f"{preset}_d{density or 1.0:g}_s{seed}"
+                bindings = (f"method.name = '{preset}'", f"train.seed = {seed}",
+                            f"train.eval_every = {EVAL_EVERY}")
+                if density is not None:
+                    bindings += (f"DENSITY = {density}",)
+                yield label, density, seed, name, bindings
+
+
+def best_evaluation(rows) -> dict:
+    """The metrics row of the lowest toy FID."""
+    evaluated = [row for row in rows if "toy_fid" in row]
+    if not evaluated:
+        raise ValueError("no toy metric in metrics.csv (train.eval_every unset?)")
+    return min(evaluated, key=lambda row: row["toy_fid"])
+
+
+def _mean_sd(values, fmt: str) -> str:
+    if len(values) == 1:
+        return format(values[0], fmt)
+    return f"{format(statistics.mean(values), fmt)} ± {format(statistics.stdev(values), fmt)}"
+
+
+def results_table(groups) -> str:
+    """groups: {(label, d_G): [run result, ...]} -> Markdown."""
+    lines = ["| method | d_G | toy FID (best) | floor | coverage (of 12) | confident share | "
+             "final d_D | train FLOPs (% of dense) |", "|---|---|---|---|---|---|---|---|"]
+    for (label, density), results in groups.items():
+        best = [best_evaluation(r["rows"]) for r in results]
+        last = [r["rows"][-1] for r in results]
+        lines.append(
+            f"| {label} | {'100%' if density is None else f'{density:.0%}'} | "
+            f"{_mean_sd([b['toy_fid'] for b in best], '.2f')} | "
+            f"{best[0]['toy_fid_floor']:.2f} | "
+            f"{_mean_sd([b['class_coverage'] for b in best], '.1f')} | "
+            f"{_mean_sd([b['confident_share'] for b in best], '.2f')} | "
+            f"{_mean_sd([row['d_density'] for row in last], '.2f')} | "
+            f"{_mean_sd([100 * row['train_flops_ratio'] for row in last], '.1f')} |")
+    return "\n".join(lines)
+
+
+def write_table(args) -> None:
+    from adapt_tf import report
+
+    groups: dict = {}
+    for label, density, seed, name, bindings in table_runs(args.densities, args.seeds):
+        result = run(name, bindings, out=args.out, steps=args.steps)
+        groups.setdefault((label, density), []).append(result)
+        print(f"{name}: {result['seconds']:.0f} s", flush=True)
+    table = results_table(groups)
+    print(table)
+    with open(os.path.join(args.out, "table.md"), "w") as f:
+        f.write(table + "\n")
+    records = [report.load_run(r["workdir"], name=r["name"])
+               for results in groups.values() for r in results if r["name"].endswith("_s0")
+               or len(args.seeds) == 1]
+    path = report.plot_runs(records, os.path.join(args.out, "traces.png"),
+                            title=f"toy_shapes, quickstart setting: BR and densities "
+                                  f"(seed {args.seeds[0]})")
+    print(f"wrote {path}")
+
+
+def probe_table(results) -> str:
+    lines = ["| run | bindings | BR (median of window means, 2nd half) | BR range | "
+             "d_D at end | s |", "|---|---|---|---|---|---|"]
+    for r in results:
+        rows = r["rows"]
+        half = [row["br"] for row in rows[len(rows) // 2:] if "br" in row]
+        lines.append(
+            f"| {r['name']} | {'; '.join(r['bindings']) or '-'} | "
+            f"{statistics.median(half):.3f} | {min(half):.3f} .. {max(half):.3f} | "
+            f"{rows[-1]['d_density']:.2f} | {r['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--probe", action="store_true", help="the BR probe (see above)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="iterations per run (default: the quickstart's 1200; probe 400)")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds 0 .. N-1 per table cell")
+    parser.add_argument("--densities", type=float, nargs="+", default=[0.1, 0.2])
+    parser.add_argument("--only", nargs="*", help="run only these probe names")
+    parser.add_argument("--out", default=os.path.join(ROOT, "runs", "toy_table"))
+    args = parser.parse_args()
+    if not args.probe:
+        args.steps = args.steps or 1200
+        args.seeds = list(range(args.seeds))
+        write_table(args)
+        return
+    args.steps = args.steps or 400
+    probes = [p for p in PROBES if not args.only or p[0] in args.only]
+    results = []
+    for name, bindings in probes:
+        results.append(run(name, bindings, out=os.path.join(args.out, "probe"),
+                           steps=args.steps))
+        print(probe_table(results[-1:]).splitlines()[-1], flush=True)
+    print(probe_table(results))
+
+
+if __name__ == "__main__":
+    main()
