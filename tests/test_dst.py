@@ -255,6 +255,31 @@ def test_resize_shrinks_without_grads_and_target_count_rounds():
     assert dst.target_count(masks, 1.0) == total
 
 
+def test_resize_reaches_both_ends_and_random_growth_defaults_to_seed_and_step_zero():
+    kernels, masks, grads = _random_layers(9)
+    total = sum(m.size for m in masks)
+    assert _count(dst.resize(kernels, masks, 0)) == 0
+    assert _count(dst.resize(kernels, masks, total, grads=grads)) == total
+    target = _count(masks) + 3
+    default = _np(dst.resize(kernels, masks, target, growth="random"))
+    explicit = _np(dst.resize(kernels, masks, target, growth="random", seed=0, step=0))
+    for a, b in zip(default, explicit):
+        np.testing.assert_array_equal(a, b)
+    other = _np(dst.resize(kernels, masks, target, growth="random", seed=1, step=0))
+    assert any(not np.array_equal(a, b) for a, b in zip(default, other))
+
+
+def test_compiled_resize_without_grads_fails_when_it_must_grow():
+    # With a traced target the count is unknown until run time: a runtime assertion, not a
+    # silent shrink-only resize.
+    resize = tf.function(lambda target: dst.resize([np.ones(4, np.float32)], _ONE_OF_FOUR,
+                                                   target))
+    assert _count(resize(tf.constant(1))) == 1
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="resize must grow by \\|grad\\| but grads is None"):
+        resize(tf.constant(3))
+
+
 # -------------------------------------------------------------------------- tf.function
 
 
@@ -335,6 +360,12 @@ _BAD_INPUTS = {
                         "grads=None but resize must grow 2 weights"),
     "resize_growth": (lambda: dst.resize(_K, _M, 2, growth="momentum"),
                       "growth='momentum' is unknown"),
+    "resize_one_without_grads": (lambda: dst.resize([np.ones(4)], _ONE_OF_FOUR, 2),
+                                 "grads=None but resize must grow 1 weights"),
+    "target_not_scalar": (lambda: dst.resize(_K, _M, [1, 2]),
+                          r"target=\[1, 2\] must be a whole count"),
+    "density_above_one": (lambda: dst.target_count(_M, 1.5),
+                          r"density=1.5 must be a number in \(0, 1\]"),
     "density_zero": (lambda: dst.target_count(_M, 0.0),
                      r"density=0.0 must be a number in \(0, 1\]"),
     "density_bool": (lambda: dst.target_count(_M, True),
