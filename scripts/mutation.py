@@ -45,7 +45,7 @@ MODULE_TESTS = {
 }
 
 
-def _config(module: str) -> str:
+def _config(module: str, isolation: str | None = None) -> str:
     """setup.cfg with its [mutmut] section narrowed to one module and its tests."""
     parser = configparser.ConfigParser(interpolation=None)
     parser.read(ROOT / "setup.cfg")
@@ -62,13 +62,15 @@ def _config(module: str) -> str:
     # deadlocks TensorFlow's thread pools in the children; a fork server that has only
     # imported the test modules does not.
     section.setdefault("process_isolation", "forkserver")
+    if isolation:
+        section["process_isolation"] = isolation
     section.setdefault("forkserver_warmup", "collect")
     text = io.StringIO()
     parser.write(text)
     return text.getvalue()
 
 
-def _prepare(module: str, workdir: pathlib.Path) -> pathlib.Path:
+def _prepare(module: str, workdir: pathlib.Path, isolation: str | None) -> pathlib.Path:
     target = workdir / module
     # A fresh copy every run: mutmut keeps a mutant's last verdict while the mutated function
     # is unchanged, even when the tests that would now kill it changed.
@@ -77,7 +79,7 @@ def _prepare(module: str, workdir: pathlib.Path) -> pathlib.Path:
     for folder in ("adapt_tf", "tests"):
         shutil.copytree(ROOT / folder, target / folder, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("__pycache__"))
-    (target / "setup.cfg").write_text(_config(module))
+    (target / "setup.cfg").write_text(_config(module, isolation))
     return target
 
 
@@ -99,8 +101,9 @@ def _summary(target: pathlib.Path, module: str) -> dict:
             "survivors": statuses.get("survived", []) + statuses.get("no tests", [])}
 
 
-def _run(module: str, workdir: pathlib.Path, max_children: int, only: list[str]) -> dict:
-    target = _prepare(module, workdir)
+def _run(module: str, workdir: pathlib.Path, max_children: int, only: list[str],
+         isolation: str | None) -> dict:
+    target = _prepare(module, workdir, isolation)
     patterns = [f"adapt_tf.{module}.{pattern}" for pattern in only]
     subprocess.run([str(MUTMUT), "run", "--max-children", str(max_children), *patterns],
                    cwd=target, check=False)
@@ -126,6 +129,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", action="append", default=[], metavar="PATTERN",
                         help="mutate only functions matching this fnmatch pattern, e.g. "
                         "'*decide*' (repeatable; default: the whole module)")
+    parser.add_argument("--isolation", choices=["fork", "forkserver"],
+                        help="mutmut process_isolation (default: setup.cfg's, forkserver); "
+                        "'fork' is much faster for test files that run no TensorFlow op "
+                        "before forking, and deadlocks for those that do")
     parser.add_argument("--results", action="store_true",
                         help="only summarise the last run in the workdir")
     parser.add_argument("--list", action="store_true", help="print modules and test files")
@@ -141,7 +148,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.results:
             summary = _summary(args.workdir / module, module)
         else:
-            summary = _run(module, args.workdir, args.max_children, args.only)
+            summary = _run(module, args.workdir, args.max_children, args.only,
+                           args.isolation)
         _print(summary)
 
 

@@ -134,6 +134,9 @@ def test_erk_power_scale_zero_is_uniform_and_density_one_is_dense():
     assert topology.erk_densities(shapes, 0.3, power_scale=0.0) == pytest.approx(
         {"a": 0.3, "b": 0.3})
     assert topology.erk_densities(shapes, 1.0) == {"a": 1.0, "b": 1.0}
+    # One layer at density 1: eps * score = (1 / (11/36)) * (11/36) rounds to 1 + 2^-52 > 1,
+    # so every layer joins the dense set; still all 1.
+    assert topology.erk_densities({"x": [2, 3, 6]}, 1.0) == {"x": 1.0}
 
 
 def test_uniform_densities():
@@ -173,6 +176,8 @@ _COUNT_CASES = [
     # (0) would come before e's (+0.2) but it is never a candidate.
     ({"dense": [4], "c": [10], "e": [10]}, {"dense": 1.0, "c": 0.26, "e": 0.32}, 8 / 24,
      {"dense": 4, "c": 2, "e": 2}),
+    # a rounds up to its size (9.6 -> 10) and has the smallest remainder: it gives one back.
+    ({"a": [10], "b": [10]}, {"a": 0.96, "b": 0.37}, 13.3 / 20, {"a": 9, "b": 4}),
 ]
 
 
@@ -235,6 +240,48 @@ def test_bad_shapes_raise():
         topology.random_mask([2, 3], 1, seed=-1)
     with pytest.raises(ValueError, match="power_scale"):
         topology.erk_densities({"a": [2, 2]}, 0.5, power_scale=float("inf"))
+
+
+# Whole messages of the errors a user meets first: what was wrong, the value, and the fix.
+_FULL_MESSAGES = [
+    (lambda: topology.erk_densities({"a": [2, 2]}, "0.3"),
+     "density must be a real number in (0, 1], got '0.3' (str); pass e.g. 0.3 for 30% "
+     "active weights."),
+    (lambda: topology.erk_densities({"a": [2, 2]}, 1.5),
+     "density must be in (0, 1], got 1.5; pass the fraction of active weights, e.g. 0.3 for "
+     "30% (1.0 is dense)."),
+    (lambda: topology.random_mask(5, 1, seed=0),
+     "shape must be a sequence of positive ints such as [3, 3, 64, 128], got 5."),
+    (lambda: topology.random_mask([], 0, seed=0),
+     "shape must have at least one dimension, got []; pass the kernel shape, e.g. [in, out] "
+     "for Dense or [kh, kw, in, out] for Conv2D."),
+    (lambda: topology.erk_densities({"a": [2, 0.5]}, 0.5),
+     "shape of 'a' must contain ints, got [2, 0.5]; pass the kernel shape as ints."),
+    (lambda: topology.erk_densities({"a": [3, 0]}, 0.5),
+     "shape of 'a' [3, 0] has a non-positive dimension 0; every kernel dimension must be >= 1 "
+     "(a layer with no weights cannot be masked)."),
+    (lambda: topology.erk_densities([[2, 2]], 0.5),
+     "shapes must be a mapping {layer name: kernel shape}, got list."),
+    (lambda: topology.erk_densities({}, 0.5),
+     "shapes is empty: there are no masked kernels to sparsify; build the network from "
+     "adapt_tf.layers.MaskedDense/MaskedConv2D."),
+    (lambda: topology.erk_densities({"a": [2, 2]}, 0.5, power_scale=-1.0),
+     "power_scale must be a finite real >= 0, got -1.0; the official value is 1.0."),
+    (lambda: topology.layer_counts({"a": [10]}, {"a": 2.0}, 0.5),
+     "density of 'a' must be in (0, 1], got 2.0; pass the fraction of active weights, e.g. "
+     "0.3 for 30% (1.0 is dense)."),
+    (lambda: topology.layer_counts({"a": [10]}, {"b": 0.5}, 0.5),
+     "densities has layers ['b'] but shapes has ['a']; compute densities from the same "
+     "shapes (erk_densities or uniform_densities)."),
+]
+
+
+@pytest.mark.parametrize("index", range(len(_FULL_MESSAGES)))
+def test_error_messages_in_full(index):
+    call, message = _FULL_MESSAGES[index]
+    with pytest.raises(ValueError) as info:
+        call()
+    assert str(info.value) == message
 
 
 class _FakeVariable:
