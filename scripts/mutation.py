@@ -8,8 +8,8 @@
 For each module the script copies `adapt_tf/`, `tests/` and `setup.cfg` into
 `<workdir>/<module>/` (default workdir: `mutants_runs/`, git-ignored), narrows setup.cfg's
 `[mutmut]` section to that module and its tests, runs `mutmut run` there, and prints the
-score: killed / (killed + survived), with timeouts counted as killed (the mutant hangs the
-test) and mutants no test reaches ("no tests") counted as survivors. A per-module JSON summary
+score: killed / (killed + survived), with timeouts and "suspicious" (too slow) mutants counted
+as killed (the mutant hangs the test) and mutants no test reaches ("no tests") counted as survivors. A per-module JSON summary
 (counts and the names of surviving mutants, for `mutmut show NAME` in that directory) goes to
 `<workdir>/<module>/summary.json`.
 
@@ -93,7 +93,8 @@ def _summary(target: pathlib.Path, module: str) -> dict:
         if name:
             statuses.setdefault(status, []).append(name)
     counts = {status: len(names) for status, names in statuses.items()}
-    killed = counts.get("killed", 0) + counts.get("timeout", 0)
+    # A timeout or "suspicious" (slow) mutant hung the tests: detected.
+    killed = counts.get("killed", 0) + counts.get("timeout", 0) + counts.get("suspicious", 0)
     survived = counts.get("survived", 0) + counts.get("no tests", 0)
     total = killed + survived
     return {"module": module, "tests": MODULE_TESTS[module], "counts": counts,

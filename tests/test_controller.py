@@ -208,6 +208,41 @@ def test_resize_count_is_round_of_density_times_size_in_float64():
 
 
 @pytest.mark.usefixtures("eager")
+@pytest.mark.parametrize("mode, d_density, ratio, action", [
+    ("strict", 0.5, 0.625, "dst"),                  # BR == B+ at d_max: inclusive
+    ("relaxed", 1.0, 0.625, "keep (at d_max)"),
+    ("relaxed", 0.25, 0.375, "keep (at d_min)"),    # BR == B- at d_min: inclusive
+])
+def test_band_edges_at_the_density_bounds(mode, d_density, ratio, action):
+    gan = _gan(d_density)
+    controller = _controller(gan, mode, d_min=0.25, **EXACT_BAND)  # starts at d_min: allowed
+    _fill(gan, [ratio] * WINDOW)
+    decision = controller.decide(10)
+    assert (decision["action"], decision["new_density"]) == (action, d_density)
+
+
+@pytest.mark.usefixtures("eager")
+def test_strict_dst_fraction_follows_the_configured_cosine_schedule():
+    # r = final + (initial - final)(1 + cos(pi s / S)) / 2 at s = 40 of S = 80:
+    # 0.1 + 0.1 * 0.5 = 0.15 of the 18 active weights -> floor(2.7) = 2 swapped.
+    gan = _gan(0.5)
+    controller = _controller(gan, "strict", total_steps=80, dst_drop_fraction=0.2,
+                             dst_final_fraction=0.1)
+    masks = _masks(gan)
+    _fill(gan, [2.0] * WINDOW)
+    assert controller.decide(40)["action"] == "dst"
+    new_masks = _masks(gan)
+    assert int((masks > new_masks).sum()) == int((new_masks > masks).sum()) == 2
+
+
+def test_controller_state_is_non_trainable_and_kept_by_the_first_replica():
+    state = ADAPTController("relaxed", total_steps=10).state
+    assert state.trainable_variables == ()
+    assert state.density.aggregation == tf.VariableAggregation.ONLY_FIRST_REPLICA
+    assert state.density.dtype == tf.float64
+
+
+@pytest.mark.usefixtures("eager")
 def test_partial_window_waits_and_changes_nothing():
     gan = _gan(0.5)
     controller = _controller(gan)
