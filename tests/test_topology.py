@@ -419,6 +419,31 @@ def test_sparsify_errors():
         topology.model_density(layers)
 
 
+def _layers_with(index, **attributes):
+    layers = _fake_layers()
+    for name, value in attributes.items():
+        setattr(layers[index], name, value)
+    return layers
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: topology.model_density(_layers_with(2, kernel=None)),
+     "layer 'dense_out' has no kernel/mask yet; build the model first (call it once on a "
+     "batch or use model.build(input_shape))."),
+    (lambda: topology.sparsify(_layers_with(1, name="dense_in"), 0.5),
+     "masked layer names must be unique, found duplicates ['dense_in']; pass a distinct "
+     "name= to each masked layer."),
+    (lambda: topology.layer_counts({"a": [10], "b": [10]}, {"a": 0.1, "b": 0.1}, 0.9),
+     "densities give 2 active weights but density=0.9 asks for 18 of 20; +-1 per layer "
+     "cannot close a gap of 16. Compute densities for the same density (e.g. "
+     "erk_densities(shapes, density))."),
+])
+def test_model_level_error_messages_in_full(call, message):
+    with pytest.raises(ValueError) as info:
+        call()
+    assert str(info.value) == message
+
+
 def _tiny_masked_model():
     import tf_keras as keras
 
