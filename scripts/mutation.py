@@ -9,9 +9,10 @@ For each module the script copies `adapt_tf/`, `tests/` and `setup.cfg` into
 `<workdir>/<module>/` (default workdir: `mutants_runs/`, git-ignored), narrows setup.cfg's
 `[mutmut]` section to that module and its tests, runs `mutmut run` there, and prints the
 score: killed / (killed + survived), with timeouts and "suspicious" (too slow) mutants counted
-as killed (the mutant hangs the test) and mutants no test reaches ("no tests") counted as survivors. A per-module JSON summary
-(counts and the names of surviving mutants, for `mutmut show NAME` in that directory) goes to
-`<workdir>/<module>/summary.json`.
+as killed (the mutant hangs the test) and mutants no test reaches ("no tests") counted as
+survivors. Equivalent survivors are not recognised here: docs/TESTING.md lists them. A JSON
+summary (counts and the names of surviving mutants, for `mutmut show NAME` in that
+directory) goes to `<workdir>/<module>/summary.json`.
 
 Each run starts from a fresh copy (mutmut's cache keeps old verdicts when only the tests
 changed). It is CPU-heavy: every mutant runs the tests of its own file that cover the mutated
