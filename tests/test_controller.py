@@ -493,11 +493,24 @@ def test_state_round_trips_through_a_checkpoint(tmp_path):
     (dict(d_max=1.5), "d_max"),
     (dict(b_low=0.6, b_high=0.5), "b_low < b_high"),
     (dict(delta_d=0.0), "delta_d"),
+    (dict(delta_d=1.5), "delta_d must be in \\(0, 1\\], got 1.5"),
+    (dict(d_min=0.0), "Need 0 < d_min <= d_max <= 1, got d_min=0.0"),
+    (dict(b_low=0.5, b_high=0.5), "Need b_low < b_high"),
+    (dict(total_steps=True), "total_steps must be a positive integer, got True"),
+    (dict(interval=2.5), "interval must be a positive integer, got 2.5"),
 ])
 def test_bad_arguments_raise(kwargs, match):
     kwargs = {"mode": "relaxed", "total_steps": 10, **kwargs}
     with pytest.raises(ValueError, match=match):
         ADAPTController(kwargs.pop("mode"), **kwargs)
+
+
+def test_edge_arguments_are_accepted_and_defaults_are_relaxed_with_seed_zero():
+    fixed = ADAPTController("strict", total_steps=10, d_min=0.5, d_max=0.5, delta_d=1.0)
+    assert (fixed.d_min, fixed.d_max, fixed.delta_d) == (0.5, 0.5, 1.0)
+    default = ADAPTController(total_steps=10)
+    assert (default.mode, default.interval, default.d_max, default.seed) == (
+        "relaxed", 1000, 1.0, 0)
 
 
 def test_discriminator_outside_the_bounds_is_rejected_at_train_begin():
