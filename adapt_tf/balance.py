@@ -46,7 +46,7 @@ class BalanceWindow(tf.Module):
     """Sliding window of per-sample balance ratios, in variables.
 
     A ring buffer of `capacity` ratios. `push` ignores (and counts in `skipped`) a sample whose
-    denominator |dr - df| is below `eps` or whose ratio is not finite, so a degenerate
+    denominator |dr - df| is at most `eps` or whose ratio is not finite, so a degenerate
     discriminator never raises inside a train step. `mean()` is NaN while the window is empty.
     All updates are branch-free tensor ops: safe inside `tf.function`, XLA and replica context.
     """

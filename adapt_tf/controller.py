@@ -115,8 +115,6 @@ class ADAPTController(keras.callbacks.Callback):
         self.dst_final_fraction = dst_final_fraction
         self.seed = seed
         self.state = ControllerState()
-        self._resize_fn = None
-        self._dst_fn = None
 
     # ------------------------------------------------------------------------------ state
 

@@ -13,6 +13,11 @@ Every iteration samples BR and fills both gradient buffers, so each run uses one
 (`trace_counts` per phase: the mirrored step function is traced once per replica, once).
 Per phase: the logs and BR window of both runs, the largest difference between the two runs'
 weights (mirrored: replica 0), and the variables whose replicas disagree.
+
+With a JSON argument (test_gan.py's linear toy: kernels, masks, images, n_dis, g_batch,
+learning rate, seed), the report also holds "linear_toy": that toy trained by SGD under the
+mirrored strategy alone, with its BR window and final kernels, for the caller to compare with
+its own hand computation.
 """
 from __future__ import annotations
 
@@ -154,6 +159,39 @@ def _kernel_outside_mask(gan):
     return worst
 
 
+def _linear_toy(spec):
+    """test_gan.py's linear G(z) = z @ Wg, D(x) = x @ Wd, built from the spec's arrays."""
+    kernels = {name: np.asarray(spec[name], np.float32) for name in ("wg", "mg", "wd", "md")}
+    generator = keras.Sequential([keras.Input((kernels["wg"].shape[0],)),
+                                  MaskedDense(kernels["wg"].shape[1], use_bias=False)])
+    discriminator = keras.Sequential([keras.Input((kernels["wd"].shape[0],)),
+                                      MaskedDense(1, use_bias=False)])
+    for model, kernel, mask in ((generator, kernels["wg"], kernels["mg"]),
+                                (discriminator, kernels["wd"], kernels["md"])):
+        layer = masked_layers(model)[0]
+        layer.mask.assign(mask)
+        layer.kernel.assign(kernel * mask)
+    return generator, discriminator
+
+
+def _linear_toy_run(strategy, spec):
+    with strategy.scope():
+        generator, discriminator = _linear_toy(spec)
+        gan = SparseGAN(generator, discriminator, latent_dim=generator.input_shape[-1],
+                        n_dis=spec["n_dis"], g_batch_size=spec["g_batch"], br_interval=1,
+                        br_window=spec["iterations"], seed=spec["seed"])
+        gan.compile(g_optimizer=keras.optimizers.SGD(spec["lr"]),
+                    d_optimizer=keras.optimizers.SGD(spec["lr"]))
+    images = np.asarray(spec["images"], np.float32)
+    dataset = tf.data.Dataset.from_tensor_slices(images).batch(
+        spec["n_dis"] * spec["d_batch"], drop_remainder=True)
+    gan.fit(dataset, epochs=1, verbose=0)
+    kernels = [_components(masked_layers(model)[0].kernel)[0].tolist()
+               for model in (gan.generator, gan.discriminator)]
+    return {"br_values": gan.balance.values().tolist(), "wg": kernels[0], "wd": kernels[1],
+            "step": int(gan.step.numpy())}
+
+
 def main() -> None:
     keras.utils.set_random_seed(0)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
@@ -182,6 +220,8 @@ def main() -> None:
     report["grad_buffer_norms"] = [
         float(np.linalg.norm(_components(buffer)[0]))
         for network in ("generator", "discriminator") for buffer in mirrored.grad_buffers(network)]
+    if len(sys.argv) > 1:
+        report["linear_toy"] = _linear_toy_run(strategy, json.loads(sys.argv[1]))
     sys.stdout.write(json.dumps(report) + "\n")
 
 

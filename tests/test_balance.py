@@ -30,6 +30,15 @@ def test_balance_ratio_is_the_ratio_of_means_of_d_outputs():
     assert balance.balance_ratio([-1.0], [0.0], [5.0]) == pytest.approx(-0.2)
 
 
+def test_balance_ratio_averages_float32_logits_in_float64():
+    # 2**24 + 1 is not a float32: a float32 running sum of [2**24, 1, -2**24] gives 0, the
+    # exact (float64) sum 1, so mean(post) = 1/3 and BR = (1/3 - 0) / (1 - 0).
+    post = np.array([2.0 ** 24, 1.0, -2.0 ** 24], np.float32)
+    assert float(np.float32(2.0 ** 24) + np.float32(1.0)) == 2.0 ** 24
+    ratio = balance.balance_ratio(post, np.zeros(2, np.float32), np.ones(2, np.float32))
+    assert ratio == pytest.approx(1.0 / 3.0, rel=1e-12)
+
+
 def test_window_is_empty_and_nan_before_any_push():
     window = balance.BalanceWindow(3)
     assert math.isnan(float(window.mean()))
@@ -75,6 +84,34 @@ def test_degenerate_denominator_is_skipped_and_counted_never_raised():
     # A skipped sample leaves the ring position alone: the next valid one follows the last.
     window.push(0.25, 0.0, 1.0)
     np.testing.assert_allclose(window.values(), [0.5, 0.25])
+
+
+def test_denominator_equal_to_eps_is_skipped_and_just_above_is_kept():
+    eps = 2.0 ** -10  # exact in float32, so dr - df == eps exactly
+    window = balance.BalanceWindow(3, eps=eps)
+    assert not bool(window.push(1.0, 0.0, eps))
+    assert bool(window.push(eps, 0.0, 2 * eps))  # ratio 0.5
+    assert int(window.skipped.numpy()) == 1
+    np.testing.assert_allclose(window.values(), [0.5])
+
+
+def test_capacity_one_window_holds_the_newest_sample():
+    window = balance.BalanceWindow(1)
+    window.push(0.5, 0.0, 1.0)
+    window.push(0.25, 0.0, 1.0)
+    assert bool(window.is_full()) and float(window.mean()) == 0.25
+    np.testing.assert_array_equal(window.values(), [0.25])
+
+
+def test_window_state_is_non_trainable_int32_counters_kept_by_the_first_replica():
+    # Not trainable: optimizers and Model.trainable_weights never see it. ONLY_FIRST_REPLICA:
+    # assignable from a replica context under MirroredStrategy (every replica holds the same).
+    window = balance.BalanceWindow(4)
+    assert window.trainable_variables == ()
+    for variable in (window.samples, window.count, window.position, window.skipped):
+        assert variable.aggregation == tf.VariableAggregation.ONLY_FIRST_REPLICA
+    assert window.samples.dtype == tf.float32
+    assert {v.dtype for v in (window.count, window.position, window.skipped)} == {tf.int32}
 
 
 def test_all_skipped_window_stays_nan():

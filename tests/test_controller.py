@@ -11,6 +11,7 @@ has one right answer that the tests compute with NumPy.
 """
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -142,6 +143,103 @@ def test_decision_moves_density_as_br_asks_with_exact_counts(ratios, band, actio
     assert gan.density("discriminator") == round(new_density * N_D) / N_D
     if action == "keep":
         np.testing.assert_array_equal(_masks(gan), masks_before)
+
+
+# Pushes, oldest first, into the 4-sample window under EXACT_BAND [0.375, 0.625]. In each, the
+# window mean falls on a different side of the band from its median, its newest and its oldest
+# sample (and, in the last, from the mean of everything pushed), so a controller reading any
+# of those instead of the mean takes another action. All values are exact in float32.
+MISLEADING_WINDOWS = [
+    # mean 0.75 (above); median 0.25, newest 0.0, oldest 0.0 (all below)
+    ([0.0, 0.5, 2.5, 0.0], "increase", 0.55),
+    # mean 0.0625 (below); median 0.5 (inside), newest 0.75 (above), oldest 0.5 (inside)
+    ([0.5, 0.5, -1.5, 0.75], "decrease", 0.45),
+    # mean 0.5 (inside); median 0.25, newest 0.25 (below), oldest 1.5 (above)
+    ([1.5, 0.0, 0.25, 0.25], "keep", 0.5),
+    # 6 pushes: the ring keeps the last 4 (mean 0.5, inside); the oldest kept sample (1.5) is
+    # above, the newest (0.25) below, the mean of all 6 pushes (-3.0) below.
+    ([-10.0, -10.0, 1.5, 0.0, 0.25, 0.25], "keep", 0.5),
+]
+
+
+@pytest.mark.usefixtures("eager")
+@pytest.mark.parametrize("pushes, action, new_density", MISLEADING_WINDOWS)
+def test_decision_follows_the_window_mean_not_its_median_newest_or_oldest(pushes, action,
+                                                                         new_density):
+    window = np.array(pushes[-WINDOW:])
+    low, high = EXACT_BAND["b_low"], EXACT_BAND["b_high"]
+    sides = [int(v >= high) - int(v <= low)  # +1 above (inclusive), -1 below, 0 inside
+             for v in (window.mean(), np.median(window), window[-1], window[0])]
+    assert sides[0] not in sides[1:]  # the case is built as the comment says
+    gan = _gan(0.5)
+    controller = _controller(gan, **EXACT_BAND)
+    _fill(gan, pushes)
+
+    decision = controller.decide(10)
+
+    assert decision["br"] == window.mean()
+    assert (decision["action"], decision["new_density"]) == (action, new_density)
+    assert int(_masks(gan).sum()) == round(new_density * N_D)
+
+
+@pytest.mark.usefixtures("eager")
+def test_each_decision_is_logged_with_step_br_densities_and_action(caplog):
+    gan = _gan(0.5)
+    controller = _controller(gan, **EXACT_BAND)
+    _fill(gan, [0.75] * WINDOW)
+    with caplog.at_level(logging.INFO, logger="absl"):
+        controller.decide(10)
+    assert "ADAPT step 10: BR=0.75 d_D 0.5000 -> 0.5500 (increase)" in caplog.messages
+
+
+@pytest.mark.usefixtures("eager")
+def test_resize_count_is_round_of_density_times_size_in_float64():
+    # D with 2 * 30 + 30 = 90 masked entries: 0.35 * 90 is 31.499999999999996 in float64
+    # (31, as dst.target_count) but rounds to 31.5 -> 32 in float32.
+    generator = keras.Sequential([keras.Input((2,)), MaskedDense(2)])
+    discriminator = keras.Sequential([keras.Input((2,)), MaskedDense(30), MaskedDense(1)])
+    topology.sparsify(discriminator, 0.4, distribution="uniform", seed=0)
+    gan = SparseGAN(generator, discriminator, latent_dim=2, br_interval=1, br_window=WINDOW)
+    controller = _controller(gan)
+    assert int(_masks(gan).sum()) == 36 and controller.density == 0.4
+    _fill(gan, [0.0] * WINDOW)
+    assert controller.decide(10)["new_density"] == 0.35
+    assert int(_masks(gan).sum()) == round(0.35 * 90) == 31
+
+
+@pytest.mark.usefixtures("eager")
+@pytest.mark.parametrize("mode, d_density, ratio, action", [
+    ("strict", 0.5, 0.625, "dst"),                  # BR == B+ at d_max: inclusive
+    ("relaxed", 1.0, 0.625, "keep (at d_max)"),
+    ("relaxed", 0.25, 0.375, "keep (at d_min)"),    # BR == B- at d_min: inclusive
+])
+def test_band_edges_at_the_density_bounds(mode, d_density, ratio, action):
+    gan = _gan(d_density)
+    controller = _controller(gan, mode, d_min=0.25, **EXACT_BAND)  # starts at d_min: allowed
+    _fill(gan, [ratio] * WINDOW)
+    decision = controller.decide(10)
+    assert (decision["action"], decision["new_density"]) == (action, d_density)
+
+
+@pytest.mark.usefixtures("eager")
+def test_strict_dst_fraction_follows_the_configured_cosine_schedule():
+    # r = final + (initial - final)(1 + cos(pi s / S)) / 2 at s = 40 of S = 80:
+    # 0.1 + 0.1 * 0.5 = 0.15 of the 18 active weights -> floor(2.7) = 2 swapped.
+    gan = _gan(0.5)
+    controller = _controller(gan, "strict", total_steps=80, dst_drop_fraction=0.2,
+                             dst_final_fraction=0.1)
+    masks = _masks(gan)
+    _fill(gan, [2.0] * WINDOW)
+    assert controller.decide(40)["action"] == "dst"
+    new_masks = _masks(gan)
+    assert int((masks > new_masks).sum()) == int((new_masks > masks).sum()) == 2
+
+
+def test_controller_state_is_non_trainable_and_kept_by_the_first_replica():
+    state = ADAPTController("relaxed", total_steps=10).state
+    assert state.trainable_variables == ()
+    assert state.density.aggregation == tf.VariableAggregation.ONLY_FIRST_REPLICA
+    assert state.density.dtype == tf.float64
 
 
 @pytest.mark.usefixtures("eager")
@@ -297,6 +395,13 @@ def test_acts_only_every_interval_and_never_at_the_last_iteration():
     assert [d["step"] for d in controller.decisions] == [2, 4]
     assert controller.density == pytest.approx(0.6)
     assert int(_masks(gan).sum()) == round(0.6 * N_D) == 22
+    # Every iteration with interval 1, from the first; still never at the last.
+    every = _controller(_gan(0.5), interval=1, total_steps=3, growth="random")
+    _fill(every.model, [2.0] * WINDOW)
+    for step in range(1, 4):
+        every.model.step.assign(step)
+        every.on_train_batch_end(step - 1)
+    assert [d["step"] for d in every.decisions] == [1, 2]
 
 
 class _Recorder(keras.callbacks.Callback):
@@ -365,6 +470,7 @@ def test_state_round_trips_through_a_checkpoint(tmp_path):
 
     assert fresh.density == controller.density == 0.6
     assert fresh.decisions == controller.decisions
+    assert isinstance(fresh.state.log_json.text, str)  # restored bytes decoded
     assert [d["action"] for d in fresh.decisions] == ["increase", "keep", "increase"]
     np.testing.assert_array_equal(_masks(restored_gan), _masks(gan))
     fresh.set_model(restored_gan)
@@ -387,11 +493,24 @@ def test_state_round_trips_through_a_checkpoint(tmp_path):
     (dict(d_max=1.5), "d_max"),
     (dict(b_low=0.6, b_high=0.5), "b_low < b_high"),
     (dict(delta_d=0.0), "delta_d"),
+    (dict(delta_d=1.5), "delta_d must be in \\(0, 1\\], got 1.5"),
+    (dict(d_min=0.0), "Need 0 < d_min <= d_max <= 1, got d_min=0.0"),
+    (dict(b_low=0.5, b_high=0.5), "Need b_low < b_high"),
+    (dict(total_steps=True), "total_steps must be a positive integer, got True"),
+    (dict(interval=2.5), "interval must be a positive integer, got 2.5"),
 ])
 def test_bad_arguments_raise(kwargs, match):
     kwargs = {"mode": "relaxed", "total_steps": 10, **kwargs}
     with pytest.raises(ValueError, match=match):
         ADAPTController(kwargs.pop("mode"), **kwargs)
+
+
+def test_edge_arguments_are_accepted_and_defaults_are_relaxed_with_seed_zero():
+    fixed = ADAPTController("strict", total_steps=10, d_min=0.5, d_max=0.5, delta_d=1.0)
+    assert (fixed.d_min, fixed.d_max, fixed.delta_d) == (0.5, 0.5, 1.0)
+    default = ADAPTController(total_steps=10)
+    assert (default.mode, default.interval, default.d_max, default.seed) == (
+        "relaxed", 1000, 1.0, 0)
 
 
 def test_discriminator_outside_the_bounds_is_rejected_at_train_begin():

@@ -171,6 +171,34 @@ def test_rigl_drops_floor_fraction_and_grows_top_gradients():
     np.testing.assert_array_equal(new[0], [[1, 0, 0], [1, 1, 0]])
 
 
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_rigl_ranks_by_magnitude_not_by_sign(scope):
+    # Large negative weights and gradients: ranking signed values instead of |w| / |grad|
+    # drops -0.8 and grows a zero gradient.
+    kernels = [np.array([[0.3, -0.8, 0.0], [0.0, 0.5, -0.05]], np.float32),
+               np.array([-0.7, 0.0, 0.2, 0.0], np.float32)]
+    masks = [np.array([[1, 1, 0], [0, 1, 1]], np.float32), np.array([1, 0, 1, 0], np.float32)]
+    grads = [np.array([[0.0, 0.0, -0.9], [0.6, 0.0, 0.0]], np.float32),
+             np.array([0.0, -0.85, 0.0, 0.1], np.float32)]
+    rule = dst.RigL(drop_fraction=0.5, schedule="constant", scope=scope)
+    new = _np(rule.update(kernels, masks, grads, step=1, total_steps=10))
+    # Global: floor(0.5 * 6) = 3 dropped, |w| 0.05, 0.2, 0.3; the largest inactive |grad| after
+    # the drop are 0.9, 0.85, 0.6 (not 0.1 or the zeros). Per layer, the same entries: layer 0
+    # drops 2 (|w| 0.05, 0.3) and grows |grad| 0.9, 0.6; layer 1 drops |w| 0.2, grows 0.85.
+    np.testing.assert_array_equal(new[0], [[0, 1, 1], [1, 1, 0]])
+    np.testing.assert_array_equal(new[1], [1, 1, 0, 0])
+
+
+def test_resize_shrinks_by_magnitude_keeping_large_negative_weights():
+    kernels = [np.array([0.4, -0.95, 0.0], np.float32),
+               np.array([[0.9, -0.05], [-0.3, 0.0]], np.float32)]
+    masks = [np.array([1, 1, 0], np.float32), np.array([[1, 1], [1, 0]], np.float32)]
+    new = _np(dst.resize(kernels, masks, 3))
+    # keep |w| 0.95, 0.9, 0.4; drop -0.05 and -0.3
+    np.testing.assert_array_equal(new[0], [1, 1, 0])
+    np.testing.assert_array_equal(new[1], [[1, 0], [0, 0]])
+
+
 def test_just_dropped_weights_can_be_regrown():
     kernels = [np.array([0.1, 0.9, 0.0], np.float32)]
     masks = [np.array([1, 1, 0], np.float32)]
@@ -225,6 +253,31 @@ def test_resize_shrinks_without_grads_and_target_count_rounds():
     total = sum(m.size for m in masks)
     assert dst.target_count(masks, 0.5) == round(0.5 * total)
     assert dst.target_count(masks, 1.0) == total
+
+
+def test_resize_reaches_both_ends_and_random_growth_defaults_to_seed_and_step_zero():
+    kernels, masks, grads = _random_layers(9)
+    total = sum(m.size for m in masks)
+    assert _count(dst.resize(kernels, masks, 0)) == 0
+    assert _count(dst.resize(kernels, masks, total, grads=grads)) == total
+    target = _count(masks) + 3
+    default = _np(dst.resize(kernels, masks, target, growth="random"))
+    explicit = _np(dst.resize(kernels, masks, target, growth="random", seed=0, step=0))
+    for a, b in zip(default, explicit):
+        np.testing.assert_array_equal(a, b)
+    other = _np(dst.resize(kernels, masks, target, growth="random", seed=1, step=0))
+    assert any(not np.array_equal(a, b) for a, b in zip(default, other))
+
+
+def test_compiled_resize_without_grads_fails_when_it_must_grow():
+    # With a traced target the count is unknown until run time: a runtime assertion, not a
+    # silent shrink-only resize.
+    resize = tf.function(lambda target: dst.resize([np.ones(4, np.float32)], _ONE_OF_FOUR,
+                                                   target))
+    assert _count(resize(tf.constant(1))) == 1
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="resize must grow by \\|grad\\| but grads is None"):
+        resize(tf.constant(3))
 
 
 # -------------------------------------------------------------------------- tf.function
@@ -307,6 +360,17 @@ _BAD_INPUTS = {
                         "grads=None but resize must grow 2 weights"),
     "resize_growth": (lambda: dst.resize(_K, _M, 2, growth="momentum"),
                       "growth='momentum' is unknown"),
+    "resize_one_without_grads": (lambda: dst.resize([np.ones(4)], _ONE_OF_FOUR, 2),
+                                 "grads=None but resize must grow 1 weights by \\|grad\\|; "
+                                 "pass the dense gradients or use growth='random'"),
+    "target_not_scalar": (lambda: dst.resize(_K, _M, [1, 2]),
+                          r"target=\[1, 2\] must be a whole count"),
+    "density_above_one": (lambda: dst.target_count(_M, 1.5),
+                          r"density=1.5 must be a number in \(0, 1\]"),
+    "resize_shapes": (lambda: dst.resize([np.ones(3)], _M, 1),
+                      r"kernels\[0\] has shape \(3,\) but masks\[0\] has \(2, 2\)"),
+    "target_count_not_list": (lambda: dst.target_count(np.ones(3), 0.5),
+                              "masks must be a list of tensors"),
     "density_zero": (lambda: dst.target_count(_M, 0.0),
                      r"density=0.0 must be a number in \(0, 1\]"),
     "density_bool": (lambda: dst.target_count(_M, True),

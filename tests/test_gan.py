@@ -102,8 +102,14 @@ def _z(seed: int, base: int, batch: int) -> np.ndarray:
         [batch, LATENT], seed=tf.constant([seed, base], tf.int64)).numpy().astype(np.float64)
 
 
-def _reference(images, *, iterations, n_dis, d_batch, seed, wg=WG, mg=MG, wd=WD, md=MD):
-    """NumPy run of the linear toy: per iteration (d_loss, g_loss, GF, DF, DR, Wg, Wd)."""
+def _reference(images, *, iterations, n_dis, d_batch, seed, g_batch=None, wg=WG, mg=MG, wd=WD,
+               md=MD):
+    """NumPy run of the linear toy: per iteration (d_loss, g_loss, GF, DF, DR, Wg, Wd).
+
+    The G step (and its BR sample) uses `g_batch` z (default: the D batch); DR is the mean over
+    the last D step's `d_batch` real images.
+    """
+    g_batch = g_batch or d_batch
     wg, wd = (wg * mg).astype(np.float64), (wd * md).astype(np.float64)
     records = []
     for it in range(iterations):
@@ -115,7 +121,7 @@ def _reference(images, *, iterations, n_dis, d_batch, seed, wg=WG, mg=MG, wd=WD,
             d_loss = np.mean(np.maximum(0, 1 - r) + np.maximum(0, 1 + f))
             grad = (-real.T @ (r < 1).astype(float) + fake.T @ (f > -1).astype(float)) / d_batch
             wd = (wd - LR * grad) * md
-        z = _z(seed, it * (n_dis + 1) + n_dis, d_batch)
+        z = _z(seed, it * (n_dis + 1) + n_dis, g_batch)
         df = np.mean(z @ wg @ wd)
         g_grad = -np.mean(z, axis=0)[:, None] @ wd.T  # d(-mean z Wg Wd)/dWg, dense
         wg = (wg - LR * g_grad) * mg
@@ -152,17 +158,22 @@ class _Recorder(keras.callbacks.Callback):
 # ------------------------------------------------------------------- BR hand computation
 
 
-@pytest.mark.parametrize("n_dis, jit_compile", [
-    (1, False), (2, False), (1, True)])
-def test_br_and_losses_equal_a_hand_computation(n_dis, jit_compile):
+@pytest.mark.parametrize("n_dis, g_batch, jit_compile", [
+    (1, None, False), (2, None, False), (1, None, True),
+    # The paper's SNGAN runs use G batch = 2 x D batch: GF/DF average over g_batch, DR over
+    # the D batch.
+    (2, 8, False), (2, 8, True)])
+def test_br_and_losses_equal_a_hand_computation(n_dis, g_batch, jit_compile):
     d_batch, iterations, seed = 4, 2, 3
     images = _images(n_dis * d_batch * iterations, seed=1)
     gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT, n_dis=n_dis, br_interval=1,
-                              br_window=5, seed=seed), jit_compile=jit_compile)
+                              br_window=5, g_batch_size=g_batch, seed=seed),
+                    jit_compile=jit_compile)
     recorder = _Recorder(gan)
     gan.fit(_dataset(images, n_dis * d_batch), epochs=1, verbose=0, callbacks=[recorder])
 
-    ref = _reference(images, iterations=iterations, n_dis=n_dis, d_batch=d_batch, seed=seed)
+    ref = _reference(images, iterations=iterations, n_dis=n_dis, d_batch=d_batch, seed=seed,
+                     g_batch=g_batch)
     ratios = [(r["gf"] - r["df"]) / (r["dr"] - r["df"]) for r in ref]
     np.testing.assert_allclose(gan.balance.values(), ratios, rtol=1e-4)
     for i, logs in enumerate(recorder.logs):
@@ -456,13 +467,24 @@ def test_batch_must_be_a_static_multiple_of_n_dis():
 # ---------------------------------------------------------------------- MirroredStrategy
 
 
+# The linear toy on 2 replicas at the paper's SNGAN proportions: G batch 8 = 2 x D batch 4,
+# n_dis 2, so each replica holds 2 of each D step's reals and 4 of the G step's z.
+MIRRORED_TOY = dict(n_dis=2, d_batch=4, g_batch=8, iterations=3, seed=6)
+
+
 def test_mirrored_strategy_matches_one_device_and_replicas_agree():
+    toy = MIRRORED_TOY
+    images = _images(toy["n_dis"] * toy["d_batch"] * toy["iterations"], seed=4)
+    spec = dict(toy, lr=LR, images=images.tolist(),
+                **{name: value.tolist() for name, value in
+                   (("wg", WG), ("mg", MG), ("wd", WD), ("md", MD))})
     script = os.path.join(os.path.dirname(__file__), "_mirrored_check.py")
-    result = subprocess.run([sys.executable, script], capture_output=True, text=True,
-                            timeout=240, check=False)
+    result = subprocess.run([sys.executable, script, json.dumps(spec)], capture_output=True,
+                            text=True, timeout=240, check=False)
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["replicas"] == 2
+    _check_mirrored_linear_toy(report["linear_toy"], images)
     phases = ("one_iteration", "two_iterations", "after_mask_change", "mask_change_in_callback")
     for phase in phases:
         single, mirrored = report[phase]["single"], report[phase]["mirrored"]
@@ -483,3 +505,15 @@ def test_mirrored_strategy_matches_one_device_and_replicas_agree():
     # One variant, traced when first run (once per replica's device) and never again.
     for phase in phases:
         assert report[phase]["trace_counts"] == {"single": [1], "mirrored": [2]}, phase
+
+
+def _check_mirrored_linear_toy(run, images):
+    """The mirrored BR samples and kernels equal the one-device hand computation."""
+    toy = MIRRORED_TOY
+    ref = _reference(images, iterations=toy["iterations"], n_dis=toy["n_dis"],
+                     d_batch=toy["d_batch"], g_batch=toy["g_batch"], seed=toy["seed"])
+    ratios = [(r["gf"] - r["df"]) / (r["dr"] - r["df"]) for r in ref]
+    assert run["step"] == toy["iterations"]
+    np.testing.assert_allclose(run["br_values"], ratios, rtol=1e-4)
+    np.testing.assert_allclose(run["wg"], ref[-1]["wg"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(run["wd"], ref[-1]["wd"], rtol=1e-4, atol=1e-6)

@@ -138,12 +138,30 @@ def test_get_config_round_trip_keeps_user_constraint_and_sn():
 
 
 def test_user_constraint_composes_with_mask():
+    # The mask removes positive entries (which NonNeg keeps) and NonNeg negative ones (which
+    # the mask keeps): dropping either step changes the result.
+    kernel = np.array([[1.0, 2.0, -1.0], [-3.0, 0.5, 4.0], [2.5, -0.5, 1.5]], np.float32)
+    mask = np.array([[1, 0, 1], [1, 1, 0], [0, 1, 1]], np.float32)
     layer = L.MaskedDense(3, kernel_constraint=keras.constraints.NonNeg())
     layer.build((None, 3))
-    layer.mask.assign(np.eye(3, dtype=np.float32))
-    layer.kernel.assign(-np.ones((3, 3), np.float32) + 2 * np.eye(3, dtype=np.float32))
+    layer.mask.assign(mask)
+    layer.kernel.assign(kernel)
     constrained = layer.kernel.constraint(layer.kernel).numpy()
-    np.testing.assert_array_equal(constrained, np.eye(3))
+    np.testing.assert_array_equal(constrained, [[1.0, 0, 0], [0, 0.5, 0], [0, 0, 1.5]])
+
+
+def test_user_constraint_runs_before_the_mask():
+    # UnitNorm on columns does not commute with masking: the user constraint sees the whole
+    # kernel and the mask comes last, so inactive entries end at exactly 0 whatever it does.
+    kernel = np.array([[3.0, 1.0], [4.0, 1.0]], np.float32)
+    mask = np.array([[1, 1], [0, 1]], np.float32)
+    layer = L.MaskedDense(2, kernel_constraint=keras.constraints.UnitNorm(axis=0))
+    layer.build((None, 2))
+    layer.mask.assign(mask)
+    layer.kernel.assign(kernel)
+    constrained = layer.kernel.constraint(layer.kernel).numpy()
+    s = 1.0 / np.sqrt(2.0)
+    np.testing.assert_allclose(constrained, [[0.6, s], [0.0, s]], rtol=1e-6)
 
 
 def test_bad_sn_eps_raises():

@@ -69,3 +69,4 @@ def test_get_unknown_name_lists_the_valid_names():
         losses.get("wasserstein")
     message = str(info.value)
     assert "'hinge'" in message and "'non_saturating'" in message
+    assert "or pass a GANLoss" in message  # the fix, not only the valid names

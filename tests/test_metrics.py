@@ -3,6 +3,7 @@ keys as TF-GAN's Inception: pool_3 and logits, small sizes). No network."""
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import sys
 import types
@@ -200,3 +201,38 @@ def test_handle_loads_from_the_hub_cache_offline(inception_dir, tmp_path, monkey
     cached = tmp_path / hashlib.sha1(handle.encode("utf8")).hexdigest()
     os.symlink(inception_dir, cached)
     assert metrics.load_inception(handle=handle).feature_dim == FEATURES
+
+
+class _Identity(tf.Module):
+    """An 'Inception' whose pool_3 is its input image, flattened: exposes what it is fed."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 3, 3, 3], tf.float32)])
+    def __call__(self, images):
+        return {"pool_3": tf.reshape(images, [-1, 1, 1, 27]), "logits": images[:, 0, 0, :]}
+
+
+def test_images_are_quantised_to_uint8_levels_by_truncation_before_inception(tmp_path):
+    module = _Identity()
+    tf.saved_model.save(module, str(tmp_path), signatures={"default": module.__call__})
+    identity = metrics.load_inception(tmp_path)
+    # x -> floor(x * 127.5 + 127.5) (the PNG round trip truncates, as `.to(torch.uint8)`);
+    # a value that is exactly a level k / 127.5 - 1 stays at level k despite float32 rounding.
+    values_and_levels = [(-1.0, 0), (-0.99, 1), (0.0, 127), (0.5, 191), (0.999, 254),
+                         (1.0, 255), (3 / 127.5 - 1, 3), (100 / 127.5 - 1, 100),
+                         (200 / 127.5 - 1, 200), (0.01, 128), (-0.5, 63)]
+    values = np.zeros(27, np.float32)
+    levels = np.zeros(27)
+    for i, (value, level) in enumerate(values_and_levels):
+        values[i], levels[i] = value, level
+        assert math.floor(value * 127.5 + 127.5 + 1e-9) == level  # the hand levels
+    levels[len(values_and_levels):] = 127  # zeros
+    images = values.reshape(1, 3, 3, 3)
+    fed, _ = identity(images)
+    np.testing.assert_allclose(fed.numpy().ravel(), levels / 127.5 - 1.0, rtol=0, atol=1e-6)
+    raw, _ = identity(images, quantize=False)
+    np.testing.assert_array_equal(raw.numpy().ravel(), values)
+    # Every uint8 image mapped with x / 127.5 - 1 comes back at its own levels.
+    all_levels = np.resize(np.arange(256, dtype=np.float32), 10 * 27)
+    uint8_images = (all_levels / np.float32(127.5) - np.float32(1.0)).reshape(10, 3, 3, 3)
+    fed, _ = identity(uint8_images)
+    np.testing.assert_array_equal(np.round((fed.numpy().ravel() + 1.0) * 127.5), all_levels)

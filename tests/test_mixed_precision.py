@@ -67,3 +67,69 @@ def test_mixed_precision_run(tmp_path, restore_policy, policy, compute_dtype):
     normalized = sn_layer._normalize(sn_layer.masked_kernel(), False)
     assert normalized.dtype == tf.float32
     assert sn_layer.effective_kernel(False).dtype == compute_dtype
+
+
+# ---------------------------------------------------------------- closeness to float32
+
+# Unit roundoff u (half the machine epsilon) of each compute dtype.
+UNIT_ROUNDOFF = {"mixed_float16": 2.0 ** -11, "mixed_bfloat16": 2.0 ** -8}
+LATENT, FEATURES, BATCH = 2, 3, 8
+
+
+def _linear_gan(policy, wg, wd):
+    """G(z) = z @ Wg, D(x) = x @ Wd (masked, no bias) built under `policy`."""
+    keras.mixed_precision.set_global_policy(policy)
+    from adapt_tf.gan import SparseGAN
+    from adapt_tf.layers import MaskedDense
+    generator = keras.Sequential([keras.Input((LATENT,)), MaskedDense(FEATURES, use_bias=False)])
+    discriminator = keras.Sequential([keras.Input((FEATURES,)), MaskedDense(1, use_bias=False)])
+    for model, kernel in ((generator, wg), (discriminator, wd)):
+        layer = masked_layers(model)[0]
+        layer.mask.assign(np.ones_like(kernel))
+        layer.kernel.assign(kernel)
+    gan = SparseGAN(generator, discriminator, latent_dim=LATENT, br_interval=1, br_window=1,
+                    seed=5)
+    gan.compile(g_optimizer=keras.optimizers.SGD(0.1), d_optimizer=keras.optimizers.SGD(0.1))
+    return gan
+
+
+def _roundings_bound(k, u):
+    """Relative error of a product/sum path with k roundings at unit roundoff u (plus the
+    float32 run's own k roundings): (1 + u)^k - 1 + k 2^-23."""
+    return (1.0 + u) ** k - 1.0 + k * 2.0 ** -23
+
+
+@pytest.mark.parametrize("policy", sorted(UNIT_ROUNDOFF))
+def test_first_discriminator_loss_is_within_the_rounding_bound_of_float32(restore_policy,
+                                                                          policy):
+    rng = np.random.default_rng(0)
+    wg = rng.normal(size=(LATENT, FEATURES)).astype(np.float32)
+    wd = rng.normal(size=(FEATURES, 1)).astype(np.float32) * 0.3
+    images = rng.normal(size=(BATCH, FEATURES)).astype(np.float32)
+    dataset = tf.data.Dataset.from_tensor_slices(images).batch(BATCH, drop_remainder=True)
+    losses = {}
+    for run in ("float32", policy):
+        gan = _linear_gan(run, wg, wd)
+        losses[run] = gan.fit(dataset, epochs=1, verbose=0).history["d_loss"][0]
+    keras.mixed_precision.set_global_policy("float32")
+
+    # The first D step's z, as the iteration draws it (stateless, step 0, phase 0).
+    z = tf.random.stateless_normal([BATCH, LATENT], seed=tf.constant([5, 0], tf.int64)).numpy()
+    # Roundings per logit, low precision accumulating in the worst case:
+    #   real: x, Wd, FEATURES - 1 sums, output = FEATURES + 2;
+    #   fake: z, Wg, LATENT - 1 sums, G output, Wd, FEATURES - 1 sums, output
+    #         = LATENT + FEATURES + 3.
+    # The error of a path is at most that relative bound times the sum of |terms|; hinge is
+    # 1-Lipschitz in each logit, and the loss averages real and fake terms per example.
+    u = UNIT_ROUNDOFF[policy]
+    real_terms = np.abs(images) @ np.abs(wd)
+    fake_terms = np.abs(z) @ np.abs(wg) @ np.abs(wd)
+    bound = np.mean(_roundings_bound(FEATURES + 2, u) * real_terms
+                    + _roundings_bound(LATENT + FEATURES + 3, u) * fake_terms)
+    real, fake = images @ wd, z @ wg @ wd
+    expected = np.mean(np.maximum(0, 1 - real) + np.maximum(0, 1 + fake))
+    assert losses["float32"] == pytest.approx(expected, rel=1e-6)
+    # No logit sits within the bound of a hinge kink (where 1-Lipschitz alone would not do).
+    assert np.min(np.abs(np.abs(np.concatenate([real, fake])) - 1)) > 10 * bound
+    assert abs(losses[policy] - losses["float32"]) <= bound
+    assert bound < 0.05 * abs(losses["float32"])  # the bound is not vacuous

@@ -82,6 +82,43 @@ def test_erk_reproduces_paper_notes_table_and_budget(density):
         assert sum(counts.values()) == round(density * _total(shapes))
 
 
+def _official_erk(shapes, density, erk_power_scale=1.0):
+    """The ITOP / official ADAPT `Masking.init` ERK loop, transcribed in its own form:
+    rhs counts ones of sparse layers minus zeros of dense ones, one round per maximum."""
+    dense_layers = set()
+    while True:
+        divisor, rhs, raw_probabilities = 0.0, 0.0, {}
+        for name, shape in shapes.items():
+            n_param = np.prod(shape)
+            n_zeros, n_ones = n_param * (1 - density), n_param * density
+            if name in dense_layers:
+                rhs -= n_zeros
+            else:
+                rhs += n_ones
+                raw_probabilities[name] = (np.sum(shape) / np.prod(shape)) ** erk_power_scale
+                divisor += raw_probabilities[name] * n_param
+        epsilon = rhs / divisor
+        max_prob = np.max(list(raw_probabilities.values()))
+        if max_prob * epsilon <= 1:
+            break
+        dense_layers.update(name for name, raw in raw_probabilities.items() if raw == max_prob)
+    return {name: 1.0 if name in dense_layers else epsilon * raw_probabilities[name]
+            for name in shapes}
+
+
+@pytest.mark.parametrize("density", [0.05, 0.1, 0.2, 0.3, 0.5, 0.7])
+@pytest.mark.parametrize("network", ["generator", "discriminator"])
+def test_erk_equals_the_official_loop_on_sngan32_shapes(network, density):
+    shapes = (_sngan32_generator_shapes() if network == "generator"
+              else _sngan32_discriminator_shapes())
+    expected = _official_erk(shapes, density)
+    got = topology.erk_densities(shapes, density)
+    assert list(got) == list(shapes)
+    for name in shapes:
+        # Same arithmetic in another summation order: float64 agrees to ~1e-15.
+        assert got[name] == pytest.approx(expected[name], abs=1e-9, rel=0), name
+
+
 def test_erk_hand_computed_two_layers():
     # Scores: a [2, 2] -> 4/4 = 1, b [10, 10] -> 20/100 = 0.2. N = 104, d = 0.5 -> 52 active.
     # eps = 52 / (1 * 4 + 0.2 * 100) = 52 / 24 > 1, so a is dense; then
@@ -97,6 +134,9 @@ def test_erk_power_scale_zero_is_uniform_and_density_one_is_dense():
     assert topology.erk_densities(shapes, 0.3, power_scale=0.0) == pytest.approx(
         {"a": 0.3, "b": 0.3})
     assert topology.erk_densities(shapes, 1.0) == {"a": 1.0, "b": 1.0}
+    # One layer at density 1: eps * score = (1 / (11/36)) * (11/36) rounds to 1 + 2^-52 > 1,
+    # so every layer joins the dense set; still all 1.
+    assert topology.erk_densities({"x": [2, 3, 6]}, 1.0) == {"x": 1.0}
 
 
 def test_uniform_densities():
@@ -116,6 +156,37 @@ def test_layer_counts_hit_exact_total_with_at_most_one_adjustment():
     shapes = {"dense": [2, 2], "b": [10, 10]}
     counts = topology.layer_counts(shapes, {"dense": 1.0, "b": 0.483}, 0.5)
     assert counts == {"dense": 4, "b": 48}
+
+
+# (shapes, densities, density, counts): the rounding gap closed on the largest remainders
+# d_l n_l - count_l (+1) or the smallest (-1), ties by layer order, dense layers untouched.
+_COUNT_CASES = [
+    # round: 1, 2, 3, 4 (4.5 half to even), 3, 10 = 23; round(25.25) = 25: +1 on the two
+    # largest remainders, d (0.5) and e (0.45, reaching its size 4); f has the largest
+    # d_l n_l + count_l but a small remainder.
+    ({"a": [10], "b": [10], "c": [10], "d": [10], "e": [4], "f": [20]},
+     {"a": 0.14, "b": 0.23, "c": 0.34, "d": 0.45, "e": 0.8625, "f": 0.51}, 25.25 / 64,
+     {"a": 1, "b": 2, "c": 3, "d": 5, "e": 4, "f": 10}),
+    # counts 4 + 3 + 3 + 1 = 11, target 9: -1 on the two smallest remainders, c (-0.4) and
+    # g (-0.4, down to 0), not e (+0.2).
+    ({"dense": [4], "c": [10], "e": [10], "g": [10]},
+     {"dense": 1.0, "c": 0.26, "e": 0.32, "g": 0.06}, 9 / 34,
+     {"dense": 4, "c": 2, "e": 3, "g": 0}),
+    # -1 on both sparse layers (as many candidates as the gap); the dense layer's remainder
+    # (0) would come before e's (+0.2) but it is never a candidate.
+    ({"dense": [4], "c": [10], "e": [10]}, {"dense": 1.0, "c": 0.26, "e": 0.32}, 8 / 24,
+     {"dense": 4, "c": 2, "e": 2}),
+    # a rounds up to its size (9.6 -> 10) and has the smallest remainder: it gives one back.
+    ({"a": [10], "b": [10]}, {"a": 0.96, "b": 0.37}, 13.3 / 20, {"a": 9, "b": 4}),
+]
+
+
+@pytest.mark.parametrize("shapes, densities, density, expected", _COUNT_CASES)
+def test_layer_counts_close_the_gap_on_the_largest_remainders(shapes, densities, density,
+                                                              expected):
+    counts = topology.layer_counts(shapes, densities, density)
+    assert counts == expected
+    assert sum(counts.values()) == round(density * _total(shapes))
 
 
 def test_layer_counts_rejects_mismatched_inputs():
@@ -169,6 +240,48 @@ def test_bad_shapes_raise():
         topology.random_mask([2, 3], 1, seed=-1)
     with pytest.raises(ValueError, match="power_scale"):
         topology.erk_densities({"a": [2, 2]}, 0.5, power_scale=float("inf"))
+
+
+# Whole messages of the errors a user meets first: what was wrong, the value, and the fix.
+_FULL_MESSAGES = [
+    (lambda: topology.erk_densities({"a": [2, 2]}, "0.3"),
+     "density must be a real number in (0, 1], got '0.3' (str); pass e.g. 0.3 for 30% "
+     "active weights."),
+    (lambda: topology.erk_densities({"a": [2, 2]}, 1.5),
+     "density must be in (0, 1], got 1.5; pass the fraction of active weights, e.g. 0.3 for "
+     "30% (1.0 is dense)."),
+    (lambda: topology.random_mask(5, 1, seed=0),
+     "shape must be a sequence of positive ints such as [3, 3, 64, 128], got 5."),
+    (lambda: topology.random_mask([], 0, seed=0),
+     "shape must have at least one dimension, got []; pass the kernel shape, e.g. [in, out] "
+     "for Dense or [kh, kw, in, out] for Conv2D."),
+    (lambda: topology.erk_densities({"a": [2, 0.5]}, 0.5),
+     "shape of 'a' must contain ints, got [2, 0.5]; pass the kernel shape as ints."),
+    (lambda: topology.erk_densities({"a": [3, 0]}, 0.5),
+     "shape of 'a' [3, 0] has a non-positive dimension 0; every kernel dimension must be >= 1 "
+     "(a layer with no weights cannot be masked)."),
+    (lambda: topology.erk_densities([[2, 2]], 0.5),
+     "shapes must be a mapping {layer name: kernel shape}, got list."),
+    (lambda: topology.erk_densities({}, 0.5),
+     "shapes is empty: there are no masked kernels to sparsify; build the network from "
+     "adapt_tf.layers.MaskedDense/MaskedConv2D."),
+    (lambda: topology.erk_densities({"a": [2, 2]}, 0.5, power_scale=-1.0),
+     "power_scale must be a finite real >= 0, got -1.0; the official value is 1.0."),
+    (lambda: topology.layer_counts({"a": [10]}, {"a": 2.0}, 0.5),
+     "density of 'a' must be in (0, 1], got 2.0; pass the fraction of active weights, e.g. "
+     "0.3 for 30% (1.0 is dense)."),
+    (lambda: topology.layer_counts({"a": [10]}, {"b": 0.5}, 0.5),
+     "densities has layers ['b'] but shapes has ['a']; compute densities from the same "
+     "shapes (erk_densities or uniform_densities)."),
+]
+
+
+@pytest.mark.parametrize("index", range(len(_FULL_MESSAGES)))
+def test_error_messages_in_full(index):
+    call, message = _FULL_MESSAGES[index]
+    with pytest.raises(ValueError) as info:
+        call()
+    assert str(info.value) == message
 
 
 class _FakeVariable:
@@ -246,6 +359,41 @@ def test_sparsify_is_deterministic_in_seed_and_bernoulli_is_approximate():
         assert np.all(np.asarray(layer.kernel)[np.asarray(layer.mask) == 0] == 0)
 
 
+def test_sparsify_defaults_case_and_bernoulli_sampling():
+    default, explicit, upper = _fake_layers(), _fake_layers(), _fake_layers()
+    topology.sparsify(default, 0.3)
+    topology.sparsify(explicit, 0.3, distribution="erk", seed=0, sampling="exact")
+    topology.sparsify(upper, 0.3, distribution="ERK")  # names are case-insensitive
+    for a, b, c in zip(default, explicit, upper):
+        np.testing.assert_array_equal(np.asarray(a.mask), np.asarray(b.mask))
+        np.testing.assert_array_equal(np.asarray(a.mask), np.asarray(c.mask))
+    # Bernoulli sampling draws bernoulli_mask(shape, d_l, seed=(seed, l)), not exact counts.
+    layers = _fake_layers()
+    topology.sparsify(layers, 0.3, seed=7, sampling="bernoulli")
+    shapes = {layer.name: layer.mask.shape for layer in layers}
+    densities = topology.erk_densities(shapes, 0.3)
+    for index, layer in enumerate(layers):
+        np.testing.assert_array_equal(np.asarray(layer.mask), topology.bernoulli_mask(
+            shapes[layer.name], densities[layer.name], seed=(7, index)))
+    with pytest.raises(ValueError, match="unknown distribution None"):
+        topology.sparsify(_fake_layers(), 0.3, distribution=None)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: topology.random_mask([4], 2, seed=()), r"seed must be .* got \(\)"),
+    (lambda: topology.random_mask([4], 2.0, seed=0), r"n_active must be an int .* got 2.0"),
+    (lambda: topology.random_mask([4], True, seed=0), r"n_active must be an int .* got True"),
+    (lambda: topology.erk_densities({"a": 5}, 0.5), r"sequence of positive ints .* got 5"),
+    (lambda: topology.erk_densities({"a": [2, 2.5]}, 0.5), r"must contain ints"),
+    (lambda: topology.erk_densities({"a": [2, True]}, 0.5), r"must contain ints"),
+    (lambda: topology.erk_densities({"a": [2, 2]}, 0.5, power_scale=True),
+     r"power_scale must be a finite real >= 0, got True"),
+])
+def test_more_bad_inputs_raise_value_errors_naming_the_value(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
 def test_sparsify_errors():
     with pytest.raises(ValueError, match=r"unknown distribution 'gaussian'.*\['erk', 'uniform'\]"):
         topology.sparsify(_fake_layers(), 0.5, distribution="gaussian")
@@ -269,6 +417,31 @@ def test_sparsify_errors():
     layers[2].kernel = None
     with pytest.raises(ValueError, match="build the model first"):
         topology.model_density(layers)
+
+
+def _layers_with(index, **attributes):
+    layers = _fake_layers()
+    for name, value in attributes.items():
+        setattr(layers[index], name, value)
+    return layers
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: topology.model_density(_layers_with(2, kernel=None)),
+     "layer 'dense_out' has no kernel/mask yet; build the model first (call it once on a "
+     "batch or use model.build(input_shape))."),
+    (lambda: topology.sparsify(_layers_with(1, name="dense_in"), 0.5),
+     "masked layer names must be unique, found duplicates ['dense_in']; pass a distinct "
+     "name= to each masked layer."),
+    (lambda: topology.layer_counts({"a": [10], "b": [10]}, {"a": 0.1, "b": 0.1}, 0.9),
+     "densities give 2 active weights but density=0.9 asks for 18 of 20; +-1 per layer "
+     "cannot close a gap of 16. Compute densities for the same density (e.g. "
+     "erk_densities(shapes, density))."),
+])
+def test_model_level_error_messages_in_full(call, message):
+    with pytest.raises(ValueError) as info:
+        call()
+    assert str(info.value) == message
 
 
 def _tiny_masked_model():
