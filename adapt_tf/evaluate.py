@@ -79,13 +79,13 @@ def evaluate_run(workdir: str, *, num_samples: int = 50000, metric: str | None =
       metrics.InceptionUnavailableError: the metric is FID and no Inception model can be
         loaded.
     """
-    import tensorflow as tf
-
-    from adapt_tf import callbacks as cb, runs, train_lib
+    from adapt_tf import callbacks as cb, runs, train_lib, workdir as workdir_lib
 
     config = runs.read_run_config(workdir)
     arguments = config.arguments
-    paths = {label: tf.train.latest_checkpoint(os.path.join(workdir, directory))
+    # The newest checkpoint that reads back whole and finite; a bad newer one is skipped with a
+    # warning and left in place (evaluation does not change the run).
+    paths = {label: workdir_lib.usable_checkpoint(os.path.join(workdir, directory), reject=False)
              for label, directory in _CHECKPOINT_DIRECTORIES}
     if not any(paths.values()):
         raise ValueError(f"{workdir!r} holds no checkpoint in checkpoints/ or "

@@ -349,6 +349,15 @@ def export_tflite(model, path: str, *, batch_size: int = 1, use_ema: bool = True
 # ------------------------------------------------------------------------ runs and the CLI
 
 
+def _usable(directory: str) -> str | None:
+    """The newest checkpoint of `directory` that reads back whole with finite model state
+    (`workdir.usable_checkpoint`: a bad newer one is skipped with a warning naming it, and left
+    where it is, since exporting must not change the run)."""
+    from adapt_tf import workdir as workdir_lib
+
+    return workdir_lib.usable_checkpoint(directory, reject=False)
+
+
 def find_checkpoint(workdir: str, checkpoint: str | None = None) -> str:
     """The checkpoint prefix `checkpoint` names in `workdir`.
 
@@ -364,7 +373,7 @@ def find_checkpoint(workdir: str, checkpoint: str | None = None) -> str:
                          "training run.")
     if checkpoint is None:
         for kind in ("best", "last"):
-            path = tf.train.latest_checkpoint(os.path.join(workdir, CHECKPOINT_DIRS[kind]))
+            path = _usable(os.path.join(workdir, CHECKPOINT_DIRS[kind]))
             if path:
                 return path
         raise ValueError(f"{workdir!r} holds no checkpoint (looked in "
@@ -372,7 +381,7 @@ def find_checkpoint(workdir: str, checkpoint: str | None = None) -> str:
                          "train the run first, or pass --checkpoint=PATH.")
     if checkpoint in CHECKPOINT_DIRS:
         directory = os.path.join(workdir, CHECKPOINT_DIRS[checkpoint])
-        path = tf.train.latest_checkpoint(directory)
+        path = _usable(directory)
         if path is None:
             hint = ("the run kept no best checkpoint (it needs FID evaluation, "
                     "train.eval_every); use --checkpoint=last" if checkpoint == "best"
@@ -380,7 +389,7 @@ def find_checkpoint(workdir: str, checkpoint: str | None = None) -> str:
             raise ValueError(f"No {checkpoint!r} checkpoint: {directory!r} holds none; {hint}.")
         return path
     if os.path.isdir(checkpoint):
-        path = tf.train.latest_checkpoint(checkpoint)
+        path = _usable(checkpoint)
         if path is None:
             raise ValueError(f"Directory {checkpoint!r} holds no checkpoint (no 'checkpoint' "
                              "state file); give a checkpoint prefix such as "

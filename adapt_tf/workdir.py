@@ -167,8 +167,8 @@ def usable_checkpoint(directory: str, *, reject: bool = True) -> str | None:
     if candidates:
         raise WorkdirError(
             f"No usable checkpoint in {directory}: {', '.join(map(os.path.basename, candidates))}"
-            f" are unreadable or non-finite (moved to {REJECTED_DIR}/). Restore them from a "
-            "backup, or start over in a new --workdir.")
+            f" are unreadable or non-finite{f' (moved to {REJECTED_DIR}/)' if reject else ''}. "
+            "Restore them from a backup, or start over in a new --workdir.")
     return None
 
 

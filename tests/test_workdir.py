@@ -161,3 +161,22 @@ def test_rows_without_a_checkpoint_are_kept_aside_not_emptied(tmp_path, caplog):
     assert "no checkpoint" in caplog.text
     path.write_text(HEADER)  # Only a header: nothing to keep.
     assert workdir.set_aside_orphan_metrics(str(tmp_path)) is None and path.exists()
+
+
+def test_export_and_evaluate_skip_a_bad_newest_checkpoint_and_leave_it_in_place(tmp_path,
+                                                                               caplog):
+    from adapt_tf import export
+
+    directory = tmp_path / "checkpoints"
+    _save_checkpoints(directory, {2: 1.0, 4: 2.0})
+    data = directory / "ckpt-4.data-00000-of-00001"
+    data.write_bytes(data.read_bytes()[:5])  # truncated
+    with caplog.at_level(logging.WARNING):
+        assert export.find_checkpoint(str(tmp_path), "last") == str(directory / "ckpt-2")
+        assert export.find_checkpoint(str(tmp_path)) == str(directory / "ckpt-2")
+        assert export.find_checkpoint(str(tmp_path), str(directory)) == str(directory / "ckpt-2")
+    assert "ckpt-4" in caplog.text and "unusable" in caplog.text
+    assert (directory / "ckpt-4.index").exists() and not (directory / "rejected").exists()
+    _save_checkpoints(tmp_path / "bad", {2: np.nan})
+    with pytest.raises(workdir.WorkdirError, match=r"ckpt-2 are unreadable or non-finite\. "):
+        workdir.usable_checkpoint(str(tmp_path / "bad"), reject=False)
