@@ -29,6 +29,7 @@ can be sampled there directly. Reference statistics are computed once and cached
 """
 from __future__ import annotations
 
+import abc
 import hashlib
 import os
 import socket
@@ -128,7 +129,7 @@ def quantize_images(images: tf.Tensor) -> tf.Tensor:
     return tf.minimum(levels, 255.0) / 127.5 - 1.0
 
 
-class FeatureModel:
+class FeatureModel(abc.ABC):
     """An image classifier seen as a feature extractor: images -> (features, logits).
 
     Subclasses implement `_forward(images, quantize)` on one checked batch of float32
@@ -147,8 +148,9 @@ class FeatureModel:
         [B, K]), float32. 1-channel images are repeated to 3; `quantize` as `activations`."""
         return self._forward(_check_images(images), quantize=quantize)
 
+    @abc.abstractmethod
     def _forward(self, images: tf.Tensor, quantize: bool) -> tuple[tf.Tensor, tf.Tensor]:
-        raise NotImplementedError(f"{type(self).__name__} must implement _forward")
+        """(features [B, F], logits [B, K]) float32 of one checked batch (see the class)."""
 
     def activations(self, source: Source, *, num_samples: int | None = None,
                     batch_size: int = 100,
