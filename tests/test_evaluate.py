@@ -9,20 +9,14 @@ from __future__ import annotations
 import json
 import math
 import os
-from pathlib import Path
 
-import gin
 import pytest
+import evaluated_run
 from inception_stub import save_tiny_inception
 
-from adapt_tf import callbacks as cb, evaluate, methods, metrics, runs, train_lib
-from adapt_tf.layers import masked_layers
+from adapt_tf import callbacks as cb, evaluate, methods, metrics, train_lib
 
 import tensorflow as tf
-
-ROOT = Path(__file__).resolve().parent.parent
-TINY = str(ROOT / "gin_configs" / "test" / "tiny.gin")
-SCALES = {1: 1.0, 2: 0.2, 3: 1.0, 4: 3.0, 5: 1.5}  # EMA kernel scale at each iteration
 
 
 @pytest.fixture(scope="module")
@@ -37,26 +31,9 @@ def evaluated(tmp_path_factory):
                 f"train.inception_path = '{inception}'"]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ADAPT_TF_CACHE_DIR", str(root / "cache"))
-        config = runs.parse_run_config([TINY], bindings)
-        os.makedirs(workdir)
-        with open(os.path.join(workdir, "operative_config.gin"), "w") as f:
-            f.write(gin.config_str())
-        run = train_lib.build_run(**{**config.build_run_arguments(), "workdir": workdir})
-        logger = cb.MetricsLogger(workdir, every=2, extra_fields=cb.EvaluateFID.FIELDS,
-                                  tensorboard=False)
-        callback = train_lib._evaluation_callback(
-            run, metric="fid", workdir=workdir, dataset="toy_shapes", every=2, num_samples=20,
-            total_steps=5, inception_path=inception, reference_stats=None, data_dir=None,
-            logger=logger)
-    callback.set_model(run.gan)
-    logged = {}
-    for step, scale in SCALES.items():
-        run.gan.step.assign(step)
-        for layer in masked_layers(run.gan.ema_generator):
-            layer.kernel.assign(layer.kernel * scale)
-        callback.on_train_batch_end(step - 1)
-        logged[step], logger.extra = logger.extra, {}
-    run.checkpointer.save()
+        run, callback, logger = evaluated_run.build(workdir, bindings, metric="fid",
+                                                    num_samples=20, inception_path=inception)
+    logged = evaluated_run.score_iterations(run, callback, logger)
     return workdir, inception, root / "cache", callback, logged
 
 

@@ -25,10 +25,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 import tf_keras as keras
 
-from adapt_tf import (callbacks as cb, configurables, evaluate, metrics, runs, toy_metric,
-                      train_lib)
+import evaluated_run
+from adapt_tf import callbacks as cb, configurables, evaluate, metrics, toy_metric
 from adapt_tf.datasets import toy_shapes
-from adapt_tf.layers import masked_layers
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = str(ROOT / "gin_configs" / "test" / "tiny.gin")
@@ -274,9 +273,6 @@ def test_training_with_eval_every_writes_the_toy_columns(small_classifier):
             "best_toy_fid"} <= _tensorboard_tags(workdir)
 
 
-SCALES = {1: 1.0, 2: 0.2, 3: 1.0, 4: 3.0, 5: 1.5}  # EMA kernel scale at each iteration
-
-
 @pytest.fixture(scope="module")
 def evaluated(small_classifier):
     """A workdir whose EMA generator was scored with the toy metric at iterations 2, 4 and 5
@@ -284,26 +280,11 @@ def evaluated(small_classifier):
     are rescaled between "iterations", which changes the samples as training would)."""
     root, _ = small_classifier
     workdir = str(root / "evaluated")
-    config = runs.parse_run_config([TINY], ["train.g_width = 8", "train.d_width = 8",
-                                            "train.total_steps = 5", "train.eval_every = 2",
-                                            "train.eval_num_samples = 40"])
-    os.makedirs(workdir)
-    with open(os.path.join(workdir, "operative_config.gin"), "w") as f:
-        f.write(gin.config_str())
-    run = train_lib.build_run(**{**config.build_run_arguments(), "workdir": workdir})
-    logger = cb.MetricsLogger(workdir, every=2, extra_fields=cb.EvaluateToyMetric.FIELDS,
-                              tensorboard=False)
-    callback = train_lib._evaluation_callback(
-        run, metric=cb.evaluation_metric(None, "toy_shapes"), workdir=workdir,
-        dataset="toy_shapes", every=2, num_samples=40, total_steps=5, inception_path=None,
-        reference_stats=None, data_dir=None, logger=logger)
-    callback.set_model(run.gan)
-    for step, scale in SCALES.items():
-        run.gan.step.assign(step)
-        for layer in masked_layers(run.gan.ema_generator):
-            layer.kernel.assign(layer.kernel * scale)
-        callback.on_train_batch_end(step - 1)
-    run.checkpointer.save()
+    run, callback, logger = evaluated_run.build(
+        workdir, ["train.g_width = 8", "train.d_width = 8", "train.total_steps = 5",
+                  "train.eval_every = 2", "train.eval_num_samples = 40"],
+        metric=cb.evaluation_metric(None, "toy_shapes"), num_samples=40)
+    evaluated_run.score_iterations(run, callback, logger)
     return workdir, callback
 
 
