@@ -2,6 +2,7 @@
 
     python scripts/toy_table.py [--seeds 1] [--densities 0.1 0.2]   # the table (~2 h on 2 cores)
     python scripts/toy_table.py --probe [--steps 400]               # why is BR where it is?
+    python scripts/toy_table.py --calibrate                         # what a toy FID means
 
 Every run is `python -m adapt_tf.train --gin_file=gin_configs/quickstart.gin` with extra gin
 bindings, in its own workdir under --out (reused: a finished run is read back, not retrained).
@@ -18,6 +19,10 @@ rate 2e-4, `PROBE_BASE`) in one thing each (dense nets, a static D, width, learn
 density) and prints, per run, the BR window mean over
 the second half of the run (the median of the logged window means), its range, and d_D at the
 end: what moves BR towards the paper's band [0.45, 0.55], measured rather than guessed.
+
+--calibrate scores real train images, as they are and with known defects (blur, pixel noise,
+a dimmer palette, classes left out), with the cached toy classifier: the scale against which a
+generator's toy FID, coverage and confident share can be read.
 """
 from __future__ import annotations
 
@@ -182,9 +187,60 @@ def probe_table(results) -> str:
     return "\n".join(lines)
 
 
+def _blur(images, sigma: float):
+    """Gaussian blur (std `sigma` pixels, symmetric padding) of images [N, S, S, 3]."""
+    import numpy as np
+    import tensorflow as tf
+
+    radius = int(np.ceil(3 * sigma))
+    taps = np.exp(-np.arange(-radius, radius + 1) ** 2 / (2 * sigma ** 2))
+    taps /= taps.sum()
+    kernel = (np.outer(taps, taps)[:, :, None, None] * np.eye(3)[None, None]).astype(np.float32)
+    padded = tf.pad(images, [[0, 0], [radius, radius], [radius, radius], [0, 0]], "SYMMETRIC")
+    return tf.nn.conv2d(padded, kernel, 1, "VALID").numpy()
+
+
+def calibration_rows(num_images: int = 5000) -> list[tuple[str, dict]]:
+    """(defect, toy scores) of real train images with known defects (see --calibrate)."""
+    import numpy as np
+
+    import adapt_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+    from adapt_tf import toy_metric
+    from adapt_tf.datasets import toy_shapes
+
+    classifier, reference = toy_metric.load_classifier()
+    images, labels = map(np.concatenate, zip(*toy_shapes.draw_examples(0, num_images)))
+    images = images.astype(np.float32) / 127.5 - 1.0
+    noise = np.random.default_rng(0).standard_normal(images.shape).astype(np.float32)
+
+    def classes(keep: int):
+        """The images of the first `keep` classes only, repeated up to num_images."""
+        return images[np.resize(np.flatnonzero(labels < keep), num_images)]
+
+    defects = [("none (real train images)", images)]
+    defects += [(f"blur, std {s} px", _blur(images, s)) for s in (0.5, 0.75, 1.0)]
+    defects += [(f"pixel noise, std {s}", np.clip(images + s * noise, -1, 1))
+                for s in (0.1, 0.2)]
+    defects += [("colours 10 % darker", (images + 1) * 0.9 - 1)]
+    defects += [(f"only {k} of the 12 classes", classes(k)) for k in (11, 9, 6)]
+    return [(name, toy_metric.toy_scores(x, classifier=classifier,
+                                         reference=(reference.mu, reference.sigma)))
+            for name, x in defects]
+
+
+def calibration_table(rows) -> str:
+    lines = ["| real train images, defect | toy FID | coverage (of 12) | confident share |",
+             "|---|---:|---:|---:|"]
+    lines += [f"| {name} | {s['toy_fid']:.1f} | {s['class_coverage']} | "
+              f"{s['confident_share']:.3f} |" for name, s in rows]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--probe", action="store_true", help="the BR probe (see above)")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="toy scores of real images with known defects (see above)")
     parser.add_argument("--steps", type=int, default=None,
                         help="iterations per run (default: the quickstart's 1200; probe 400)")
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0 .. N-1 per table cell")
@@ -194,6 +250,9 @@ def main() -> None:
                         "train parts in parallel into one --out, then read all back)")
     parser.add_argument("--out", default=os.path.join(ROOT, "runs", "toy_table"))
     args = parser.parse_args()
+    if args.calibrate:
+        print(calibration_table(calibration_rows()))
+        return
     if not args.probe:
         args.steps = args.steps or 1200
         args.seeds = list(range(args.seeds))
