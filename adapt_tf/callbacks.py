@@ -30,7 +30,8 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from adapt_tf import data, distribution, dst, flops, metrics, toy_metric, workdir as workdir_lib
+from adapt_tf import (data, distribution, dst, flops, macs, metrics, toy_metric,
+                      workdir as workdir_lib)
 from adapt_tf.controller import ADAPTController
 
 __all__ = ["DynamicSparsity", "MetricsLogger", "SampleGrid", "Checkpointer", "TerminateOnNaN",
@@ -421,16 +422,16 @@ def training_schedule(method_callbacks: Sequence[keras.callbacks.Callback], *, d
 
 def network_costs(generator: keras.Model, discriminator: keras.Model, *, latent_dim: int,
                   num_classes: int | None) -> tuple[list[flops.LayerCost], list[flops.LayerCost]]:
-    """Per-sample forward costs (`flops.layer_macs`) of a GAN's G and D, from one batch-1
+    """Per-sample forward costs (`macs.layer_macs`) of a GAN's G and D, from one batch-1
     forward pass each in inference mode (no variable changes). G takes z [B, latent_dim] (and
     labels [B] int32 if `num_classes`), D G's output shape (and labels)."""
     z = tf.zeros([1, latent_dim])
     images = tf.zeros([1, *generator.output_shape[1:]])
     if num_classes is None:
-        return flops.layer_macs(generator, z), flops.layer_macs(discriminator, images)
+        return macs.layer_macs(generator, z), macs.layer_macs(discriminator, images)
     labels = tf.zeros([1], tf.int32)
-    return (flops.layer_macs(generator, [z, labels]),
-            flops.layer_macs(discriminator, [images, labels]))
+    return (macs.layer_macs(generator, [z, labels]),
+            macs.layer_macs(discriminator, [images, labels]))
 
 
 class FlopsLogger(keras.callbacks.Callback):

@@ -286,7 +286,7 @@ class AttentionMap(keras.layers.Layer):
         return tf.reshape(tf.matmul(weights, values), [batch, height, width, g.shape[-1]])
 
     def attention_macs(self, input_shapes) -> float:
-        """Per-sample MACs of the two matmuls, from the [theta, phi, g] shapes (`flops`)."""
+        """Per-sample MACs of the two matmuls, from the [theta, phi, g] shapes (`macs`)."""
         theta, phi, g = input_shapes
         queries = math.prod(theta[1:-1])
         keys = math.prod(phi[1:-1])
