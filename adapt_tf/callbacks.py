@@ -32,6 +32,7 @@ from absl import logging
 
 from adapt_tf import (data, distribution, dst, flops, macs, metrics, toy_metric,
                       workdir as workdir_lib)
+from adapt_tf.checks import positive_int
 from adapt_tf.controller import ADAPTController
 
 __all__ = ["DynamicSparsity", "MetricsLogger", "SampleGrid", "Checkpointer", "TerminateOnNaN",
@@ -366,12 +367,6 @@ class TerminateOnNaN(keras.callbacks.Callback):
 # ------------------------------------------------------------------------- training FLOPs
 
 
-def _check_positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    return value
-
-
 class FlopsState(tf.Module):
     """Checkpointable totals of a `flops.FlopsAccumulator` (its `state()`), so that a resumed
     run continues the cumulative count."""
@@ -560,7 +555,7 @@ def generator_scores(gan, *, inception: metrics.InceptionModel, reference: metri
     Returns:
       {"fid", "is_mean", "is_std"}.
     """
-    _check_positive_int(num_samples, "num_samples")
+    positive_int("num_samples", num_samples)
     if num_samples < 10:
         raise ValueError(f"num_samples={num_samples} is too few: the Inception Score uses 10 "
                          "splits; use at least 10 (the paper uses 50000).")
@@ -582,7 +577,7 @@ def toy_generator_scores(gan, *, classifier: metrics.FeatureModel,
     Returns:
       {"toy_fid", "confident_share", "class_coverage", "class_counts"}.
     """
-    _check_positive_int(num_samples, "num_samples")
+    positive_int("num_samples", num_samples)
     if num_samples < 2:
         raise ValueError(f"num_samples={num_samples} is too few for a covariance; use at least "
                          "2 (1000 or more for a stable toy FID).")
@@ -666,8 +661,8 @@ class EvaluateFID(keras.callbacks.Callback):
                  best_directory: str | None = None, state: FIDState | None = None,
                  logger: MetricsLogger | None = None, batch_size: int = 100, seed: int = 0):
         super().__init__()
-        self.every = _check_positive_int(every, "every")
-        _check_positive_int(num_samples, "num_samples")
+        self.every = positive_int("every", every)
+        positive_int("num_samples", num_samples)
         if (checkpoint is None) != (best_directory is None):
             raise ValueError("Pass both checkpoint and best_directory to keep the best "
                              f"checkpoint, or neither; got best_directory={best_directory!r}.")

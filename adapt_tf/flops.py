@@ -63,6 +63,8 @@ import dataclasses
 import math
 from typing import Any, Callable, Mapping, Sequence, Union
 
+from adapt_tf.checks import positive_int
+
 __all__ = [
     "LayerCost",
     "Schedule",
@@ -133,10 +135,10 @@ class Schedule:
 
     def __post_init__(self):
         for field in ("d_batch", "g_batch", "n_dis"):
-            _check_positive_int(getattr(self, field), field)
+            positive_int(field, getattr(self, field))
         for field in ("br_interval", "g_update_interval", "d_update_interval"):
             if getattr(self, field) is not None:
-                _check_positive_int(getattr(self, field), field)
+                positive_int(field, getattr(self, field))
 
     def without_updates(self) -> Schedule:
         """The same schedule with fixed masks: the dense reference run has no mask updates."""
@@ -185,12 +187,6 @@ class _Convention:
     every_call: bool  # False: a layer's last call only, as the official forward hook.
     sparse_kernels: bool  # False: kernels cost their dense MACs whatever the mask.
     iteration: Callable[..., IterationFlops]
-
-
-def _check_positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 def _check_density(value: Any, what: str) -> float:

@@ -38,6 +38,7 @@ import tf_keras as keras
 from tf_keras.src.engine import training as keras_training
 
 from adapt_tf import balance, losses
+from adapt_tf.checks import positive_int
 from adapt_tf.layers import masked_layers
 
 __all__ = ["SparseGAN"]
@@ -100,14 +101,14 @@ class SparseGAN(keras.Model):
                  ema_decay: float | None = None, seed: int = 0, name: str = "sparse_gan",
                  **kwargs):
         super().__init__(name=name, **kwargs)
-        _check_positive_int("latent_dim", latent_dim)
-        _check_positive_int("n_dis", n_dis)
-        _check_positive_int("br_interval", br_interval)
-        _check_positive_int("br_window", br_window)
+        positive_int("latent_dim", latent_dim)
+        positive_int("n_dis", n_dis)
+        positive_int("br_interval", br_interval)
+        positive_int("br_window", br_window)
         if g_batch_size is not None:
-            _check_positive_int("g_batch_size", g_batch_size)
+            positive_int("g_batch_size", g_batch_size)
         if num_classes is not None:
-            _check_positive_int("num_classes", num_classes)
+            positive_int("num_classes", num_classes)
         if br_window < br_interval:
             raise ValueError(f"br_window ({br_window}) must be >= br_interval ({br_interval}).")
         if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
@@ -546,11 +547,6 @@ def _unscale(optimizer, grads):
     if isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer):
         return optimizer.get_unscaled_gradients(grads)
     return grads
-
-
-def _check_positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
 
 
 def _check_network(network: str) -> str:

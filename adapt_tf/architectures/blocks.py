@@ -53,19 +53,11 @@ __all__ = [
     "discriminator_block",
     "self_attention",
     "discriminator_output",
-    "positive_int",
 ]
 
 BN_MOMENTUM = 0.9
 
 Initializer = keras.initializers.Initializer
-
-
-def positive_int(name: str, value) -> int:
-    """`value` if it is a positive int, else ValueError naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 # --------------------------------------------------------------------------- initialisation
