@@ -64,7 +64,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from adapt_tf import layers as masked
+from adapt_tf import layers as masked, topology
 from adapt_tf.layers import MaskedLayer, masked_layers
 
 __all__ = [
@@ -172,10 +172,8 @@ def _networks(model, network: str, use_ema: bool):
 
 def _density_variables(network: keras.Model) -> tuple[tf.Variable, dict[str, tf.Variable]]:
     layers = masked_layers(network)
-    active = sum(float(tf.reduce_sum(layer.mask)) for layer in layers)
-    total = sum(int(layer.mask.shape.num_elements()) for layer in layers)
     per_layer = {layer.name: _constant(layer.density, tf.float32) for layer in layers}
-    return _constant(active / total if total else 1.0, tf.float32), per_layer
+    return _constant(topology.model_density(layers) if layers else 1.0, tf.float32), per_layer
 
 
 def _constant(value, dtype) -> tf.Variable:

@@ -37,7 +37,7 @@ import tensorflow as tf
 import tf_keras as keras
 from tf_keras.src.engine import training as keras_training
 
-from adapt_tf import balance, losses
+from adapt_tf import balance, losses, topology
 from adapt_tf.checks import positive_int
 from adapt_tf.layers import masked_layers
 
@@ -220,11 +220,7 @@ class SparseGAN(keras.Model):
     def density(self, network: str) -> float:
         """Overall kernel density (active / total over masked kernels) of the network."""
         layers = self._masked[_check_network(network)]
-        if not layers:
-            return 1.0
-        active = sum(float(tf.reduce_sum(layer.mask)) for layer in layers)
-        total = sum(int(layer.mask.shape.num_elements()) for layer in layers)
-        return active / total
+        return topology.model_density(layers) if layers else 1.0
 
     def refresh_densities(self) -> None:
         """Recomputes the logged densities from the masks and syncs the EMA generator's masks.

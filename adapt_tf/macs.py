@@ -16,10 +16,10 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Mapping, Sequence
 
-import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from adapt_tf import topology
 from adapt_tf.flops import LayerCost
 
 __all__ = ["layer_macs"]
@@ -140,11 +140,10 @@ def _spatial(layer, shape) -> list[int]:
 
 
 def _mask_info(layer) -> tuple[int, float]:
-    mask = getattr(layer, "mask", None)
-    if mask is None:
+    if getattr(layer, "mask", None) is None:
         return 0, 1.0
-    values = np.asarray(mask.numpy() if hasattr(mask, "numpy") else mask)
-    return int(values.size), float(np.count_nonzero(values)) / values.size
+    active, total = topology.count_active([layer])
+    return total, active / total
 
 
 def _prod(values) -> int:
