@@ -30,7 +30,7 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from adapt_tf import (data, distribution, dst, flops, macs, metrics, toy_metric,
+from adapt_tf import (_compat, data, distribution, dst, flops, macs, metrics, toy_metric,
                       workdir as workdir_lib)
 from adapt_tf.checks import positive_int
 from adapt_tf.controller import ADAPTController
@@ -115,14 +115,9 @@ class DynamicSparsity(keras.callbacks.Callback):
 
 def reset_regrown_slots(optimizer, layers, old_masks, new_masks) -> None:
     """Zeroes the optimizer slots (e.g. Adam m and v) of kernel entries that were regrown."""
-    slot_lists = [getattr(optimizer, name) for name in ("_momentums", "_velocities",
-                                                         "_velocity_hats")
-                  if getattr(optimizer, name, None)]
     for layer, old, new in zip(layers, old_masks, new_masks):
         regrown = tf.logical_and(tf.equal(old, 0), tf.not_equal(new, 0))
-        index = optimizer._index_dict[optimizer._var_key(layer.kernel)]
-        for slots in slot_lists:
-            slot = slots[index]
+        for slot in _compat.slot_variables(optimizer, layer.kernel):
             slot.assign(tf.where(regrown, tf.zeros_like(slot), slot))
 
 

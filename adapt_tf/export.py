@@ -64,7 +64,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from adapt_tf import layers as masked, topology
+from adapt_tf import _compat, layers as masked, topology
 from adapt_tf.layers import MaskedLayer, masked_layers
 
 __all__ = [
@@ -111,7 +111,7 @@ def strip_masks(model: keras.Model, *, power_iteration: bool = False) -> keras.M
 
 def _strip_pruning(model: keras.Model) -> keras.Model:
     if not any(type(layer).__name__ == "PruneLowMagnitude"
-               for layer in model._flatten_layers(include_self=False)):
+               for layer in _compat.flatten_layers(model, include_self=False)):
         return model
     import tensorflow_model_optimization as tfmot
 

@@ -35,9 +35,8 @@ from typing import Sequence
 
 import tensorflow as tf
 import tf_keras as keras
-from tf_keras.src.engine import training as keras_training
 
-from adapt_tf import balance, losses, topology
+from adapt_tf import _compat, balance, losses, topology
 from adapt_tf.checks import positive_int
 from adapt_tf.layers import masked_layers
 
@@ -190,8 +189,8 @@ class SparseGAN(keras.Model):
         # the layers keep the generator's flags and sample with batch statistics, as the
         # official code's EMA generator does (docs/ALGORITHM.md §6).
         ema.trainable = False
-        for ema_layer, layer in zip(ema._flatten_layers(include_self=False),
-                                    self.generator._flatten_layers(include_self=False)):
+        for ema_layer, layer in zip(_compat.flatten_layers(ema, include_self=False),
+                                    _compat.flatten_layers(self.generator, include_self=False)):
             ema_layer.trainable = layer.trainable
         g_weights = self.generator.weights
         masks = {layer.mask.ref() for layer in self._masked["generator"]}
@@ -296,7 +295,9 @@ class SparseGAN(keras.Model):
             global_d = self._local_d_batch(local) * strategy.num_replicas_in_sync
             drawn = _draw_latents(self, self.step.read_value(), global_d)
             outputs = strategy.run(step_fn, args=(data, drawn))
-            return keras_training.reduce_per_replica(outputs, strategy, reduction="first")
+            # Every replica holds the same values (losses and BR are reduced in the step).
+            return tf.nest.map_structure(
+                lambda value: strategy.experimental_local_results(value)[0], outputs)
 
         return run
 
