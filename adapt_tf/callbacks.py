@@ -30,7 +30,9 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from adapt_tf import data, distribution, dst, flops, metrics, toy_metric, workdir as workdir_lib
+from adapt_tf import (_compat, data, distribution, dst, flops, macs, metrics, toy_metric,
+                      workdir as workdir_lib)
+from adapt_tf.checks import positive_int
 from adapt_tf.controller import ADAPTController
 
 __all__ = ["DynamicSparsity", "MetricsLogger", "SampleGrid", "Checkpointer", "TerminateOnNaN",
@@ -113,14 +115,9 @@ class DynamicSparsity(keras.callbacks.Callback):
 
 def reset_regrown_slots(optimizer, layers, old_masks, new_masks) -> None:
     """Zeroes the optimizer slots (e.g. Adam m and v) of kernel entries that were regrown."""
-    slot_lists = [getattr(optimizer, name) for name in ("_momentums", "_velocities",
-                                                         "_velocity_hats")
-                  if getattr(optimizer, name, None)]
     for layer, old, new in zip(layers, old_masks, new_masks):
         regrown = tf.logical_and(tf.equal(old, 0), tf.not_equal(new, 0))
-        index = optimizer._index_dict[optimizer._var_key(layer.kernel)]
-        for slots in slot_lists:
-            slot = slots[index]
+        for slot in _compat.slot_variables(optimizer, layer.kernel):
             slot.assign(tf.where(regrown, tf.zeros_like(slot), slot))
 
 
@@ -365,12 +362,6 @@ class TerminateOnNaN(keras.callbacks.Callback):
 # ------------------------------------------------------------------------- training FLOPs
 
 
-def _check_positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    return value
-
-
 class FlopsState(tf.Module):
     """Checkpointable totals of a `flops.FlopsAccumulator` (its `state()`), so that a resumed
     run continues the cumulative count."""
@@ -421,16 +412,16 @@ def training_schedule(method_callbacks: Sequence[keras.callbacks.Callback], *, d
 
 def network_costs(generator: keras.Model, discriminator: keras.Model, *, latent_dim: int,
                   num_classes: int | None) -> tuple[list[flops.LayerCost], list[flops.LayerCost]]:
-    """Per-sample forward costs (`flops.layer_macs`) of a GAN's G and D, from one batch-1
+    """Per-sample forward costs (`macs.layer_macs`) of a GAN's G and D, from one batch-1
     forward pass each in inference mode (no variable changes). G takes z [B, latent_dim] (and
     labels [B] int32 if `num_classes`), D G's output shape (and labels)."""
     z = tf.zeros([1, latent_dim])
     images = tf.zeros([1, *generator.output_shape[1:]])
     if num_classes is None:
-        return flops.layer_macs(generator, z), flops.layer_macs(discriminator, images)
+        return macs.layer_macs(generator, z), macs.layer_macs(discriminator, images)
     labels = tf.zeros([1], tf.int32)
-    return (flops.layer_macs(generator, [z, labels]),
-            flops.layer_macs(discriminator, [images, labels]))
+    return (macs.layer_macs(generator, [z, labels]),
+            macs.layer_macs(discriminator, [images, labels]))
 
 
 class FlopsLogger(keras.callbacks.Callback):
@@ -559,7 +550,7 @@ def generator_scores(gan, *, inception: metrics.InceptionModel, reference: metri
     Returns:
       {"fid", "is_mean", "is_std"}.
     """
-    _check_positive_int(num_samples, "num_samples")
+    positive_int("num_samples", num_samples)
     if num_samples < 10:
         raise ValueError(f"num_samples={num_samples} is too few: the Inception Score uses 10 "
                          "splits; use at least 10 (the paper uses 50000).")
@@ -581,7 +572,7 @@ def toy_generator_scores(gan, *, classifier: metrics.FeatureModel,
     Returns:
       {"toy_fid", "confident_share", "class_coverage", "class_counts"}.
     """
-    _check_positive_int(num_samples, "num_samples")
+    positive_int("num_samples", num_samples)
     if num_samples < 2:
         raise ValueError(f"num_samples={num_samples} is too few for a covariance; use at least "
                          "2 (1000 or more for a stable toy FID).")
@@ -665,8 +656,8 @@ class EvaluateFID(keras.callbacks.Callback):
                  best_directory: str | None = None, state: FIDState | None = None,
                  logger: MetricsLogger | None = None, batch_size: int = 100, seed: int = 0):
         super().__init__()
-        self.every = _check_positive_int(every, "every")
-        _check_positive_int(num_samples, "num_samples")
+        self.every = positive_int("every", every)
+        positive_int("num_samples", num_samples)
         if (checkpoint is None) != (best_directory is None):
             raise ValueError("Pass both checkpoint and best_directory to keep the best "
                              f"checkpoint, or neither; got best_directory={best_directory!r}.")

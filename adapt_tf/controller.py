@@ -33,8 +33,10 @@ from absl import logging
 
 from adapt_tf import dst
 
-__all__ = ["ADAPTController", "ControllerState"]
+__all__ = ["ADAPTController", "ControllerState", "BAND"]
 
+# The paper's band [B-, B+] on BR: the default of the controller, of `methods` and of reports.
+BAND = (0.45, 0.55)
 _MODES = {"relaxed": dict(interval=1000, d_max=1.0), "strict": dict(interval=2000, d_max=0.5)}
 _GROWTHS = ("gradient", "random")
 _EPS = 1e-9
@@ -81,8 +83,8 @@ class ADAPTController(keras.callbacks.Callback):
       seed: seed of random growth.
     """
 
-    def __init__(self, mode: str = "relaxed", *, total_steps: int, b_low: float = 0.45,
-                 b_high: float = 0.55, delta_d: float = 0.05, interval: int | None = None,
+    def __init__(self, mode: str = "relaxed", *, total_steps: int, b_low: float = BAND[0],
+                 b_high: float = BAND[1], delta_d: float = 0.05, interval: int | None = None,
                  d_min: float = 0.05, d_max: float | None = None, growth: str = "gradient",
                  dst_drop_fraction: float = 0.5, dst_final_fraction: float = 0.005,
                  seed: int = 0):

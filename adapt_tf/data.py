@@ -99,37 +99,19 @@ def dataset_info(name: str) -> DatasetSpec:
     return DATASETS[name]
 
 
-def per_replica_batch(global_batch: int, num_replicas: int) -> int:
-    """global_batch // num_replicas, or ValueError when it does not divide evenly."""
-    if num_replicas < 1 or global_batch < 1 or global_batch % num_replicas:
-        raise ValueError(
-            f"Global batch size {global_batch} must be a positive multiple of the number of "
-            f"replicas {num_replicas}; choose d_batch so that n_dis * d_batch is divisible by "
-            f"{num_replicas}, or change the number of replicas.")
-    return global_batch // num_replicas
-
-
-def make_dataset(
-    name: str,
-    *,
-    batch_size: int,
-    split: str | None = None,
-    image_size: int | None = None,
-    conditional: bool = False,
-    flip: bool | None = None,
-    seed: int = 0,
-    start_step: int = 0,
-    data_dir: str | os.PathLike | None = None,
-    manual_dir: str | os.PathLike | None = None,
-    download: bool = False,
-) -> tf.data.Dataset:
+def make_dataset(name: str, *, batch_size: int, split: str | None = None,
+                 image_size: int | None = None, conditional: bool = False,
+                 flip: bool | None = None, seed: int = 0, start_step: int = 0,
+                 data_dir: str | os.PathLike | None = None,
+                 manual_dir: str | os.PathLike | None = None,
+                 download: bool = False) -> tf.data.Dataset:
     """Infinite dataset of per-step real batches (see the module docstring for the order).
 
     Args:
       name: a key of DATASETS.
       batch_size: GLOBAL images per step, n_dis * d_batch. Under tf.distribute pass the dataset
         to `strategy.experimental_distribute_dataset`, which splits every batch over the
-        replicas (`per_replica_batch` checks the split is even).
+        replicas (`SparseGAN` checks that each replica's share is a multiple of n_dis).
       split: tfds split (slicing such as "train[:10%]" works); default the spec's split.
       image_size: side in pixels; default the spec's. Other sizes are resized bilinearly with
         antialiasing (`tf.image.resize(..., antialias=True)`), then rounded to uint8.
@@ -163,11 +145,15 @@ def make_dataset(
                        flip=spec.flip if flip is None else flip)
     if not conditional:
         ds = ds.map(lambda images, labels: images)
+    return _deterministic(ds).prefetch(tf.data.AUTOTUNE)
+
+
+def _deterministic(ds: tf.data.Dataset) -> tf.data.Dataset:
     options = tf.data.Options()
     options.deterministic = True
     # Shard by element, never by file: every worker must see the whole split to rebuild it.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+    return ds.with_options(options)
 
 
 def _check_arguments(name: str, spec: DatasetSpec, *, batch_size: int, image_size: int | None,

@@ -64,7 +64,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from adapt_tf import layers as masked
+from adapt_tf import _compat, layers as masked, topology
 from adapt_tf.layers import MaskedLayer, masked_layers
 
 __all__ = [
@@ -111,7 +111,7 @@ def strip_masks(model: keras.Model, *, power_iteration: bool = False) -> keras.M
 
 def _strip_pruning(model: keras.Model) -> keras.Model:
     if not any(type(layer).__name__ == "PruneLowMagnitude"
-               for layer in model._flatten_layers(include_self=False)):
+               for layer in _compat.flatten_layers(model, include_self=False)):
         return model
     import tensorflow_model_optimization as tfmot
 
@@ -172,10 +172,8 @@ def _networks(model, network: str, use_ema: bool):
 
 def _density_variables(network: keras.Model) -> tuple[tf.Variable, dict[str, tf.Variable]]:
     layers = masked_layers(network)
-    active = sum(float(tf.reduce_sum(layer.mask)) for layer in layers)
-    total = sum(int(layer.mask.shape.num_elements()) for layer in layers)
     per_layer = {layer.name: _constant(layer.density, tf.float32) for layer in layers}
-    return _constant(active / total if total else 1.0, tf.float32), per_layer
+    return _constant(topology.model_density(layers) if layers else 1.0, tf.float32), per_layer
 
 
 def _constant(value, dtype) -> tf.Variable:

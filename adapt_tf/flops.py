@@ -3,13 +3,10 @@
 Everything here is counted in multiply-accumulates (MACs), not 2x MACs, and called "FLOPs" as
 the paper's Table 3 does. Three steps:
 
-1. `layer_macs(model, inputs)` runs the built Keras model once (batch of 1, `training=False`)
-   and returns one `LayerCost` per layer call: the per-sample forward MACs of the kernel
-   (`weight_macs`, at density 1) and of the rest (`other_macs`: bias additions, BatchNorm
-   affine, attention matmuls), plus the layer's current mask density. It works for functional
-   and subclassed models alike: for the duration of one eager forward pass, each layer's `call`
-   is replaced by a wrapper on the instance that records input and output shapes, then
-   removed again.
+1. `adapt_tf.macs.layer_macs(model, inputs)` measures a built Keras model: one `LayerCost` per
+   layer call, the per-sample forward MACs of the kernel (`weight_macs`, at density 1) and of
+   the rest (`other_macs`: bias additions, BatchNorm affine, attention matmuls), plus the
+   layer's current mask density. This module only does the accounting on those costs.
 2. `forward_macs(costs, densities)` sums them per sample: weight MACs scaled by the layer's mask
    density, bias and BatchNorm terms dense.
 3. `iteration_flops` / `training_flops` / `FlopsAccumulator` turn per-sample costs into
@@ -20,9 +17,7 @@ the paper's Table 3 does. Three steps:
 
   - counted layers: Linear in*out (+out bias), Conv2d cin*cout*kh*kw*Hout*Wout
     (+cout*Hout*Wout bias), BatchNorm with affine 2*C*H*W (2*C on [B, C] inputs). Not counted:
-    activations, pooling, embeddings, affine-free BatchNorm, attention matmuls and transposed
-    convolutions (`nn.ConvTranspose2d` is not an `nn.Conv2d`, so the official hook skips it;
-    the paper's architectures have none). A layer called several times in one forward pass is
+    activations, pooling, embeddings, affine-free BatchNorm and attention matmuls. A layer called several times in one forward pass is
     counted once, for its last call (the hook overwrites its entry).
   - per iteration, with g_fwd and d_fwd the per-sample sparse forward MACs:
         G = g_fwd * (d_batch * n_dis * 1 + g_batch * 3)
@@ -60,13 +55,15 @@ the paper's Table 3 does. Three steps:
 Per-parameter elementwise work (optimizer updates, EMA, `kernel * mask`, mask constraints) is
 counted by no convention: it does not grow with the batch.
 
-This module is level 0: it imports TensorFlow and tf_keras only inside `layer_macs`.
+This module is level 0: plain Python on `LayerCost` records, no TensorFlow.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 from typing import Any, Callable, Mapping, Sequence, Union
+
+from adapt_tf.checks import positive_int
 
 __all__ = [
     "LayerCost",
@@ -75,7 +72,6 @@ __all__ = [
     "RunFlops",
     "FlopsAccumulator",
     "CONVENTIONS",
-    "layer_macs",
     "forward_macs",
     "dense_forward_macs",
     "iteration_flops",
@@ -85,7 +81,7 @@ __all__ = [
 
 Densities = Union[None, float, Mapping[str, float]]
 
-_ALL_KINDS = frozenset({"dense", "conv", "conv_transpose", "batch_norm", "attention"})
+_ALL_KINDS = frozenset({"dense", "conv", "batch_norm", "attention"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,8 +90,8 @@ class LayerCost:
 
     Attributes:
       name: the layer's name (masked layer names are unique in a model, as topology requires).
-      kind: "dense" (Dense, EinsumDense), "conv", "conv_transpose", "batch_norm" or "attention"
-        (matmuls that involve no weights).
+      kind: "dense" (Dense), "conv" (Conv2D), "batch_norm" or "attention" (matmuls that
+        involve no weights).
       weight_macs: kernel multiply-accumulates at density 1.
       other_macs: bias additions, BatchNorm affine, attention matmuls; never scaled by density.
       masked_params: kernel entries of a masked layer (one with a `mask`), 0 otherwise.
@@ -139,10 +135,10 @@ class Schedule:
 
     def __post_init__(self):
         for field in ("d_batch", "g_batch", "n_dis"):
-            _check_positive_int(getattr(self, field), field)
+            positive_int(field, getattr(self, field))
         for field in ("br_interval", "g_update_interval", "d_update_interval"):
             if getattr(self, field) is not None:
-                _check_positive_int(getattr(self, field), field)
+                positive_int(field, getattr(self, field))
 
     def without_updates(self) -> Schedule:
         """The same schedule with fixed masks: the dense reference run has no mask updates."""
@@ -191,12 +187,6 @@ class _Convention:
     every_call: bool  # False: a layer's last call only, as the official forward hook.
     sparse_kernels: bool  # False: kernels cost their dense MACs whatever the mask.
     iteration: Callable[..., IterationFlops]
-
-
-def _check_positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 def _check_density(value: Any, what: str) -> float:
@@ -249,8 +239,8 @@ def forward_macs(costs: Sequence[LayerCost], densities: Densities = None, *,
     """Per-sample forward MACs of a network.
 
     Args:
-      costs: from `layer_macs`.
-      densities: mask densities of the masked layers: None for those measured by `layer_macs`,
+      costs: from `macs.layer_macs`.
+      densities: mask densities of the masked layers: None for those measured with the costs,
         a float for every masked layer, or {layer name: density} (missing layers keep their
         measured density). Unmasked layers are always dense.
       convention: "paper", "exact" (dense kernels: densities are ignored) or "exact_sparse".
@@ -340,7 +330,7 @@ def iteration_flops(g_costs: Sequence[LayerCost], d_costs: Sequence[LayerCost],
     over its interval.
 
     Args:
-      g_costs, d_costs: from `layer_macs` on the generator and the discriminator.
+      g_costs, d_costs: from `macs.layer_macs` on the generator and the discriminator.
       schedule: batch sizes, n_dis and the intervals of periodic work.
       convention: "paper", "exact" or "exact_sparse".
       g_densities, d_densities: as `forward_macs`'s `densities`.
@@ -359,7 +349,7 @@ class FlopsAccumulator:
     total. The dense reference is the same schedule with full masks and no mask updates.
 
     Args:
-      g_costs, d_costs: from `layer_macs`.
+      g_costs, d_costs: from `macs.layer_macs`.
       schedule: the run's `Schedule`.
       convention: "paper", "exact" or "exact_sparse".
     """
@@ -447,228 +437,3 @@ def flops_table(g_costs: Sequence[LayerCost], d_costs: Sequence[LayerCost],
         rows.append({"setting": label, "flops": run.total, "dense_flops": run.dense_total,
                      "ratio": run.ratio})
     return rows
-
-
-# ----------------------------------------------------------------------------- model walker
-
-
-def _prod(values) -> int:
-    return int(math.prod(int(v) for v in values))
-
-
-def _shape(value) -> list[int] | None:
-    shape = getattr(value, "shape", None)
-    if shape is None:
-        return None
-    dims = list(shape)
-    if any(d is None for d in dims):
-        raise ValueError(f"layer_macs needs static shapes, got {dims}; pass concrete inputs")
-    return [int(d) for d in dims]
-
-
-def _mask_info(layer) -> tuple[int, float]:
-    mask = getattr(layer, "mask", None)
-    if mask is None:
-        return 0, 1.0
-    import numpy as np
-    values = np.asarray(mask.numpy() if hasattr(mask, "numpy") else mask)
-    return int(values.size), float(np.count_nonzero(values)) / values.size
-
-
-def _dense_cost(layer, in_shape, out_shape) -> tuple[float, float]:
-    fan_in, units = (int(d) for d in layer.kernel.shape)
-    positions = _prod(in_shape[1:-1])
-    bias = positions * units if layer.use_bias else 0
-    return positions * fan_in * units, bias
-
-
-def _einsum_cost(layer, in_shape, out_shape) -> tuple[float, float]:
-    inputs, rest = layer.equation.split(",")
-    kernel_spec, _ = rest.split("->")
-    if "..." in inputs[3:] or "..." in kernel_spec:
-        raise ValueError(f"EinsumDense {layer.name!r}: only a leading '...' is supported, "
-                         f"got equation {layer.equation!r}")
-    sizes: dict[str, int] = {}
-    if inputs.startswith("..."):
-        letters = inputs[3:]
-        n_ellipsis = len(in_shape) - len(letters)
-        extra = _prod(in_shape[1:n_ellipsis])
-        sizes.update(zip(letters, in_shape[n_ellipsis:]))
-        batch_letter = None
-    else:
-        extra = 1
-        sizes.update(zip(inputs, in_shape))
-        batch_letter = inputs[0]
-    sizes.update(zip(kernel_spec, (int(d) for d in layer.kernel.shape)))
-    macs = extra * _prod(size for letter, size in sizes.items() if letter != batch_letter)
-    bias = _prod(out_shape[1:]) if getattr(layer, "bias", None) is not None else 0
-    return macs, bias
-
-
-def _spatial(layer, shape) -> list[int]:
-    channels_first = getattr(layer, "data_format", "channels_last") == "channels_first"
-    return shape[2:] if channels_first else shape[1:-1]
-
-
-def _conv_cost(layer, in_shape, out_shape) -> tuple[float, float]:
-    out_positions = _prod(_spatial(layer, out_shape))
-    bias = layer.filters * out_positions if layer.use_bias else 0
-    return _prod(layer.kernel.shape) * out_positions, bias
-
-
-def _conv_transpose_cost(layer, in_shape, out_shape) -> tuple[float, float]:
-    # Every input position scatters the whole kernel: kh*kw*cout*cin per input position.
-    bias = layer.filters * _prod(_spatial(layer, out_shape)) if layer.use_bias else 0
-    return _prod(layer.kernel.shape) * _prod(_spatial(layer, in_shape)), bias
-
-
-def _batch_norm_cost(layer, in_shape, out_shape) -> tuple[float, float]:
-    affine = int(bool(layer.scale)) + int(bool(layer.center))
-    return 0, affine * _prod(out_shape[1:])
-
-
-def _mha_cost(layer, args, kwargs) -> float:
-    query = kwargs.get("query", args[0] if args else None)
-    value = kwargs.get("value", args[1] if len(args) > 1 else None)
-    key = kwargs.get("key", args[2] if len(args) > 2 else None)
-    key = value if key is None else key
-    config = layer.get_config()
-    heads, key_dim = config["num_heads"], config["key_dim"]
-    value_dim = config.get("value_dim") or key_dim
-    targets = _prod(_shape(query)[1:-1])
-    sources = _prod(_shape(key)[1:-1])
-    return heads * targets * sources * (key_dim + value_dim)
-
-
-_WEIGHT_ATTRIBUTES = ("kernel", "depthwise_kernel", "pointwise_kernel")
-
-
-def _classify(layer, keras) -> str | None:
-    """The cost kind of a layer; None for layers that cost nothing here; ValueError for
-    layers with kernels this module cannot count."""
-    layers = keras.layers
-    if isinstance(layer, (layers.Conv1DTranspose, layers.Conv2DTranspose,
-                          layers.Conv3DTranspose)):
-        return "conv_transpose"
-    if isinstance(layer, (layers.Conv1D, layers.Conv2D, layers.Conv3D)):
-        return "conv"
-    if isinstance(layer, layers.Dense):
-        return "dense"
-    if isinstance(layer, layers.EinsumDense):
-        return "einsum"
-    if isinstance(layer, (layers.BatchNormalization, layers.experimental.SyncBatchNormalization)):
-        return "batch_norm"
-    if isinstance(layer, layers.MultiHeadAttention) or hasattr(layer, "attention_macs"):
-        return "attention"
-    if isinstance(layer, keras.Model):
-        return None
-    if any(getattr(layer, attribute, None) is not None for attribute in _WEIGHT_ATTRIBUTES):
-        raise ValueError(
-            f"layer {layer.name!r} ({type(layer).__name__}) has a kernel flops cannot count; "
-            "subclass keras.layers.Dense/Conv2D, or compose such layers")
-    return None
-
-
-def _shapes(value):
-    """The shape (list of ints) of a tensor, or the same nested structure of shapes."""
-    if isinstance(value, (list, tuple)):
-        return [_shapes(item) for item in value]
-    if isinstance(value, Mapping):
-        return {key: _shapes(item) for key, item in value.items()}
-    return _shape(value)
-
-
-def _call_cost(layer, kind, args, kwargs, output) -> tuple[str, float, float]:
-    if kind == "attention":
-        if hasattr(layer, "attention_macs"):
-            return kind, 0, float(layer.attention_macs(_shapes(args[0]) if args else None))
-        return kind, 0, float(_mha_cost(layer, args, kwargs))
-    in_shape = _shape(args[0])
-    out_shape = _shape(output)
-    cost_fn = {"dense": _dense_cost, "einsum": _einsum_cost, "conv": _conv_cost,
-               "conv_transpose": _conv_transpose_cost, "batch_norm": _batch_norm_cost}[kind]
-    weight, other = cost_fn(layer, in_shape, out_shape)
-    return ("dense" if kind == "einsum" else kind), float(weight), float(other)
-
-
-def layer_macs(model, inputs: Any = None, *, input_shape: Sequence[int] | None = None,
-               **call_kwargs) -> list[LayerCost]:
-    """Per-sample forward MACs of every counted layer call of a built Keras model.
-
-    Runs `model(inputs, training=False, **call_kwargs)` eagerly twice: once to build it, once
-    with each layer's `call` wrapped (on the instance, removed afterwards) to record shapes.
-    No variable changes: `training=False` leaves BatchNorm statistics and spectral-norm
-    vectors alone.
-
-    Counted: Dense and EinsumDense, Conv1D/2D/3D, their transposes, BatchNormalization,
-    MultiHeadAttention's two matmuls, and any layer defining `attention_macs(input_shapes) ->
-    float`: the per-sample MACs of its weight-free matmuls, given the shapes (lists of ints,
-    batch dimension first) of its first call argument, nested as that argument is (e.g.
-    [theta, phi, g] -> three shapes). Layers holding another kind of kernel raise ValueError.
-
-    Args:
-      model: a tf_keras model (functional or subclassed) or layer.
-      inputs: what the model is called with; per-sample costs do not depend on the batch size.
-      input_shape: instead of inputs, a per-sample shape: inputs = zeros [1, *input_shape].
-      **call_kwargs: more arguments of the call, e.g. class labels.
-
-    Returns:
-      One `LayerCost` per layer call, in call order.
-    """
-    import tensorflow as tf
-    import tf_keras as keras
-
-    if (inputs is None) == (input_shape is None):
-        raise ValueError("pass exactly one of inputs and input_shape, got "
-                         f"inputs={inputs!r}, input_shape={input_shape!r}")
-    if input_shape is not None:
-        inputs = tf.zeros([1, *input_shape], tf.float32)
-    model(inputs, training=False, **call_kwargs)
-    layers = [m for m in model.submodules if isinstance(m, keras.layers.Layer)]
-    if not isinstance(model, keras.Model):
-        layers.append(model)
-    records: list[tuple[Any, str, tuple, dict, Any]] = []
-    for layer in layers:
-        kind = _classify(layer, keras)
-        if kind is not None:
-            layer.call = _recording_call(layer, kind, records)
-    try:
-        model(inputs, training=False, **call_kwargs)
-    finally:
-        for layer in layers:
-            if "call" in layer.__dict__:
-                del layer.call
-    return _costs_from_records(records)
-
-
-def _recording_call(layer, kind: str, records: list) -> Callable:
-    original = layer.call
-
-    def call(*args, **kwargs):
-        output = original(*args, **kwargs)
-        first = output[0] if isinstance(output, (tuple, list)) else output
-        records.append((layer, kind, args, kwargs, first))
-        return output
-
-    return call
-
-
-def _costs_from_records(records) -> list[LayerCost]:
-    costs, calls, names = [], {}, {}
-    for layer, kind, args, kwargs, output in records:
-        if names.setdefault(layer.name, id(layer)) != id(layer):
-            raise ValueError(f"two layers are named {layer.name!r}; pass a distinct name= to "
-                             "each so that costs and densities can be matched by name")
-        index = calls[id(layer)] = calls.get(id(layer), -1) + 1
-        kind, weight, other = _call_cost(layer, kind, args, kwargs, output)
-        params, density = _mask_info(layer)
-        costs.append(LayerCost(layer.name, kind, weight, other, params, density, index))
-    return costs
-
-
-if __name__ == "__main__":
-    # `python -m adapt_tf.flops`: the CLI lives in flops_cli so that this module defines no flags;
-    # it runs as __main__ so that --help shows its usage and flags.
-    import runpy
-
-    runpy.run_module("adapt_tf.flops_cli", run_name="__main__", alter_sys=True)

@@ -1,4 +1,4 @@
-"""`python -m adapt_tf.flops --gin_file=F [--gin_bindings=B] [--convention=paper]`.
+"""`python -m adapt_tf.flops_cli --gin_file=F [--gin_bindings=B] [--convention=paper]`.
 
 Prints, without training, the training FLOPs of the setting that F describes (e.g.
 `gin_configs/settings/sngan_cifar10.gin` or any experiment file): the dense total, and the
@@ -8,8 +8,6 @@ Static-Strong (dense D; 50 % in the strict setting) configurations for d_G in
 densities, the setting's batch sizes, n_dis and iterations. Under the default "paper"
 convention the numbers are MACs counted as the official code counts them (docs/ALGORITHM.md §10),
 comparable with the paper's Table 3. Only the model shapes matter: nothing is trained or read.
-
-`flops.py` runs this module when executed, so that `adapt_tf.flops` defines no flags.
 """
 from __future__ import annotations
 
@@ -53,29 +51,15 @@ def static_flops(arguments: dict[str, Any], *, strict: bool = False,
       convention: "paper", "exact" or "exact_sparse".
       densities: d_G values in (0, 1].
     """
-    from adapt_tf import architectures, callbacks, data, methods, topology
-    from adapt_tf.layers import masked_layers
+    from adapt_tf import methods, topology
 
     name = arguments["architecture"]
-    if name not in architectures.ARCHITECTURES:
-        raise ValueError(f"Unknown architecture {name!r}; choose one of "
-                         f"{sorted(architectures.ARCHITECTURES)}.")
-    arch = architectures.ARCHITECTURES[name]
-    num_classes = data.dataset_info(arguments["dataset"]).num_classes if arch.conditional \
-        else None
-    generator, discriminator = architectures.build_models(
-        name, num_classes=num_classes, g_width=arguments["g_width"],
-        d_width=arguments["d_width"])
-    g_costs, d_costs = callbacks.network_costs(generator, discriminator,
-                                               latent_dim=arch.latent_dim,
-                                               num_classes=num_classes)
+    (g_costs, d_costs), shapes = _costs_and_shapes(arguments)
     distributions = {"erk": topology.erk_densities, "uniform": topology.uniform_densities}
     if arguments["sparse_init"] not in distributions:
         raise ValueError(f"sparse_init={arguments['sparse_init']!r}: choose one of "
                          f"{sorted(distributions)}.")
     distribute = distributions[arguments["sparse_init"]]
-    shapes = [{layer.name: tuple(layer.kernel.shape) for layer in masked_layers(model)}
-              for model in (generator, discriminator)]
     setting = "strict" if strict else "relaxed"
     configurations = {}
     for d_g in densities:
@@ -98,6 +82,28 @@ def static_flops(arguments: dict[str, Any], *, strict: bool = False,
              f"{arguments['d_batch_size']} / G {arguments['g_batch_size']}, "
              f"{arguments['sparse_init'].upper()} masks, convention {convention!r}")
     return StaticFlops(title, table[0]["dense_flops"], rows)
+
+
+def _costs_and_shapes(arguments: dict[str, Any]) -> tuple[tuple[list, list], list[dict]]:
+    """((G costs, D costs), [G, D] {masked layer: kernel shape}) of the run's architecture."""
+    from adapt_tf import architectures, callbacks, data
+    from adapt_tf.layers import masked_layers
+
+    name = arguments["architecture"]
+    if name not in architectures.ARCHITECTURES:
+        raise ValueError(f"Unknown architecture {name!r}; choose one of "
+                         f"{sorted(architectures.ARCHITECTURES)}.")
+    arch = architectures.ARCHITECTURES[name]
+    num_classes = data.dataset_info(arguments["dataset"]).num_classes if arch.conditional \
+        else None
+    generator, discriminator = architectures.build_models(
+        name, num_classes=num_classes, g_width=arguments["g_width"],
+        d_width=arguments["d_width"])
+    costs = callbacks.network_costs(generator, discriminator, latent_dim=arch.latent_dim,
+                                    num_classes=num_classes)
+    shapes = [{layer.name: tuple(layer.kernel.shape) for layer in masked_layers(model)}
+              for model in (generator, discriminator)]
+    return costs, shapes
 
 
 def format_table(result: StaticFlops) -> str:
@@ -145,7 +151,7 @@ def main(argv):
 
 
 def run() -> None:
-    """Entry point of `python -m adapt_tf.flops` (and of this module as a program)."""
+    """Entry point of `python -m adapt_tf.flops_cli`."""
     define_flags()
     app.run(main)
 

@@ -35,9 +35,9 @@ from typing import Sequence
 
 import tensorflow as tf
 import tf_keras as keras
-from tf_keras.src.engine import training as keras_training
 
-from adapt_tf import balance, losses
+from adapt_tf import _compat, balance, losses, topology
+from adapt_tf.checks import positive_int
 from adapt_tf.layers import masked_layers
 
 __all__ = ["SparseGAN"]
@@ -100,14 +100,14 @@ class SparseGAN(keras.Model):
                  ema_decay: float | None = None, seed: int = 0, name: str = "sparse_gan",
                  **kwargs):
         super().__init__(name=name, **kwargs)
-        _check_positive_int("latent_dim", latent_dim)
-        _check_positive_int("n_dis", n_dis)
-        _check_positive_int("br_interval", br_interval)
-        _check_positive_int("br_window", br_window)
+        positive_int("latent_dim", latent_dim)
+        positive_int("n_dis", n_dis)
+        positive_int("br_interval", br_interval)
+        positive_int("br_window", br_window)
         if g_batch_size is not None:
-            _check_positive_int("g_batch_size", g_batch_size)
+            positive_int("g_batch_size", g_batch_size)
         if num_classes is not None:
-            _check_positive_int("num_classes", num_classes)
+            positive_int("num_classes", num_classes)
         if br_window < br_interval:
             raise ValueError(f"br_window ({br_window}) must be >= br_interval ({br_interval}).")
         if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
@@ -189,8 +189,8 @@ class SparseGAN(keras.Model):
         # the layers keep the generator's flags and sample with batch statistics, as the
         # official code's EMA generator does (docs/ALGORITHM.md §6).
         ema.trainable = False
-        for ema_layer, layer in zip(ema._flatten_layers(include_self=False),
-                                    self.generator._flatten_layers(include_self=False)):
+        for ema_layer, layer in zip(_compat.flatten_layers(ema, include_self=False),
+                                    _compat.flatten_layers(self.generator, include_self=False)):
             ema_layer.trainable = layer.trainable
         g_weights = self.generator.weights
         masks = {layer.mask.ref() for layer in self._masked["generator"]}
@@ -219,11 +219,7 @@ class SparseGAN(keras.Model):
     def density(self, network: str) -> float:
         """Overall kernel density (active / total over masked kernels) of the network."""
         layers = self._masked[_check_network(network)]
-        if not layers:
-            return 1.0
-        active = sum(float(tf.reduce_sum(layer.mask)) for layer in layers)
-        total = sum(int(layer.mask.shape.num_elements()) for layer in layers)
-        return active / total
+        return topology.model_density(layers) if layers else 1.0
 
     def refresh_densities(self) -> None:
         """Recomputes the logged densities from the masks and syncs the EMA generator's masks.
@@ -299,7 +295,9 @@ class SparseGAN(keras.Model):
             global_d = self._local_d_batch(local) * strategy.num_replicas_in_sync
             drawn = _draw_latents(self, self.step.read_value(), global_d)
             outputs = strategy.run(step_fn, args=(data, drawn))
-            return keras_training.reduce_per_replica(outputs, strategy, reduction="first")
+            # Every replica holds the same values (losses and BR are reduced in the step).
+            return tf.nest.map_structure(
+                lambda value: strategy.experimental_local_results(value)[0], outputs)
 
         return run
 
@@ -546,11 +544,6 @@ def _unscale(optimizer, grads):
     if isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer):
         return optimizer.get_unscaled_gradients(grads)
     return grads
-
-
-def _check_positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
 
 
 def _check_network(network: str) -> str:

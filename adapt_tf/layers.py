@@ -27,7 +27,11 @@ from typing import Iterable
 
 import tensorflow as tf
 import tf_keras as keras
+# Private: mixed precision's variable wrapper is not exported, and reading it in a layer's call
+# casts to the compute dtype; `_float32_value` needs the float32 variable underneath.
 from tf_keras.src.mixed_precision.autocast_variable import AutoCastVariable
+
+from adapt_tf import _compat
 
 __all__ = [
     "MaskedLayer",
@@ -337,7 +341,7 @@ def masked_layers(model) -> list[MaskedLayer]:
     seen: set[int] = set()
     for root in roots:
         if isinstance(root, keras.layers.Layer):
-            candidates: Iterable = root._flatten_layers(include_self=True, recursive=True)
+            candidates: Iterable = _compat.flatten_layers(root, include_self=True)
         else:
             candidates = [root]
         for layer in candidates:

@@ -17,6 +17,10 @@ Names (docs/ALGORITHM.md §7; Tables 1-2 of the paper):
 "gmp" is not in the paper: gradual magnitude pruning (Zhu & Gupta, 2017) through tfmot, the
 dense-to-sparse baseline; `adapt_tf.gmp` says how.
 
+`PRESETS` is the one table of these methods: `method` builds from it, `adapt_tf.paper` reads
+the paper's cells from it and `scripts/paper_grid.py` the experiment configs. A new method is
+one row (and, for a new G rule or D controller, the component it names).
+
 "setting" is the table: "relaxed" (Table 1, Strong D dense) or "strict" (Table 2, every
 network at most 50 % dense, Strong D = d_max = 50 %).
 """
@@ -26,13 +30,70 @@ import dataclasses
 from typing import Any, Mapping
 
 from adapt_tf import dst
+from adapt_tf.controller import BAND, ADAPTController
 
-__all__ = ["Method", "METHODS", "method"]
+__all__ = ["Preset", "PRESETS", "METHODS", "STRONG_DENSITY", "Method", "method"]
 
-METHODS = ("dense", "static_balance", "static_strong", "sdst_balance_set", "sdst_strong_set",
-           "sdst_balance_rigl", "sdst_strong_rigl", "adapt_relaxed", "adapt_strict", "dda",
-           "gmp")
-_SETTINGS = {"relaxed": 1.0, "strict": 0.5}
+# Strong D's density per setting; also the strict setting's cap on every network.
+STRONG_DENSITY = {"relaxed": 1.0, "strict": 0.5}
+_DENSITIES = ("dense", "balance", "strong", "pruned")
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """One method as data: what `method` builds, and where it stands in the paper's tables.
+
+    Attributes:
+      label: the row label in the paper's tables; None for a method the paper has no row for.
+      densities: "dense" (G and D dense), "balance" (d_D = d_G), "strong" (d_D = the
+        setting's Strong D, `STRONG_DENSITY`) or "pruned" (GMP: both dense, pruned to d_G).
+      g_rule: the G-DST rule class (`dst.SET` / `dst.RigL`); None = fixed G mask.
+      controller: `ADAPTController` keywords of the method (mode, and where the method is not
+        ADAPT its own band and ΔT); None = fixed D mask.
+      tables: the paper's tables with a row for it: 1 (relaxed), 2 (strict). A "strong"
+        preset's Table 2 row is the cell "<name>_strict" (`paper.cell_name`).
+      grid: (table, note) of its experiment configs' header (`scripts/paper_grid.py`); None
+        for a method outside the paper's grid.
+    """
+
+    label: str | None
+    densities: str = "balance"
+    g_rule: type[dst.DropGrowRule] | None = None
+    controller: Mapping[str, Any] | None = None
+    tables: tuple[int, ...] = ()
+    grid: tuple[str, str] | None = None
+
+    def __post_init__(self):
+        if self.densities not in _DENSITIES:
+            raise ValueError(f"densities={self.densities!r}: choose one of {_DENSITIES}.")
+
+
+# In the order of the paper's tables (Table 1, then the rows only Table 2 has).
+PRESETS: dict[str, Preset] = {
+    "dense": Preset("Dense", "dense", tables=(1, 2),
+                    grid=("Tables 1-2, dense baseline", "dense G and D")),
+    "static_balance": Preset("Static-Balance", tables=(1, 2),
+                             grid=("Tables 1-2, Static-Balance", "fixed masks, d_D = d_G")),
+    "static_strong": Preset("Static-Strong", "strong", tables=(1, 2),
+                            grid=("Table 1, Static-Strong", "fixed masks, dense D")),
+    "sdst_balance_set": Preset("SDST-Balance-SET", g_rule=dst.SET, tables=(1, 2),
+                               grid=("Tables 1-2, SDST-Balance-SET", "")),
+    "sdst_strong_set": Preset("SDST-Strong-SET", "strong", dst.SET, tables=(1, 2),
+                              grid=("Table 1, SDST-Strong-SET", "dense D")),
+    "sdst_balance_rigl": Preset("SDST-Balance-RigL", g_rule=dst.RigL, tables=(1, 2),
+                                grid=("Tables 1-2, SDST-Balance-RigL", "")),
+    "sdst_strong_rigl": Preset("SDST-Strong-RigL", "strong", dst.RigL, tables=(1, 2),
+                               grid=("Table 1, SDST-Strong-RigL", "dense D")),
+    # DDA (official baseline2.sh): G fixed, D moved by BR in its own band every 2000 iterations.
+    "dda": Preset("DDA", controller=dict(mode="relaxed", interval=2000, b_low=0.50,
+                                         b_high=0.65), tables=(1,)),
+    "adapt_relaxed": Preset("ADAPT_relax", g_rule=dst.RigL, controller=dict(mode="relaxed"),
+                            tables=(1,), grid=("Table 1, ADAPT_relax", "")),
+    "adapt_strict": Preset("ADAPT_strict", g_rule=dst.RigL, controller=dict(mode="strict"),
+                           tables=(2,), grid=("Table 2, ADAPT_strict", "d_max = 50 %")),
+    "gmp": Preset(None, "pruned"),
+}
+METHODS = tuple(PRESETS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +126,6 @@ class Method:
     def callbacks(self, *, total_steps: int) -> list:
         """The Keras callbacks that implement the method in `SparseGAN.fit`."""
         from adapt_tf.callbacks import DynamicSparsity
-        from adapt_tf.controller import ADAPTController
 
         callbacks = []
         if self.g_rule is not None:
@@ -108,44 +168,49 @@ def method(name: str, *, g_density: float = 1.0, setting: str = "relaxed",
         (the target density is reached at prune_end; the rest of the run fine-tunes).
       prune_frequency: gmp: iterations between pruning steps (default g_interval).
     """
-    if name not in METHODS:
-        raise ValueError(f"Unknown method {name!r}; choose one of {list(METHODS)}.")
-    if setting not in _SETTINGS:
+    preset = _preset(name)
+    if setting not in STRONG_DENSITY:
         raise ValueError(f"Unknown setting {setting!r}; choose 'relaxed' (Table 1, Strong D "
                          "dense) or 'strict' (Table 2, Strong D at 50 %).")
     if isinstance(g_density, bool) or not isinstance(g_density, (int, float)) \
             or not 0.0 < g_density <= 1.0:
         raise ValueError(f"g_density={g_density!r} must be in (0, 1].")
-    strong = _SETTINGS[setting]
-    if name == "dense":
+    if preset.densities == "dense":
         return Method(name, 1.0, 1.0)
-    if name == "gmp":
-        if not 0.0 <= prune_begin < prune_end <= 1.0:
-            raise ValueError(f"Need 0 <= prune_begin < prune_end <= 1 (fractions of the run), "
-                             f"got prune_begin={prune_begin!r}, prune_end={prune_end!r}.")
-        return Method(name, g_density, g_density, pruning=dict(
-            generator=g_density, discriminator=g_density, begin=prune_begin, end=prune_end,
+    if preset.densities == "pruned":
+        return Method(name, g_density, g_density, pruning=_pruning(
+            g_density, prune_begin, prune_end,
             frequency=g_interval if prune_frequency is None else prune_frequency))
-    if name.startswith(("static", "sdst")):
-        d_density = g_density if "_balance" in name else strong
-        rule = None
-        if name.startswith("sdst"):
-            rule_cls = dst.SET if name.endswith("_set") else dst.RigL
-            rule = rule_cls(drop_fraction=drop_fraction, interval=g_interval, seed=seed)
-        return Method(name, g_density, d_density, g_rule=rule)
-    controller = dict(delta_d=delta_d, growth=growth, seed=seed)
-    if name == "dda":
-        controller.update(mode="relaxed", interval=2000 if d_interval is None else d_interval,
-                          b_low=0.50 if b_low is None else b_low,
-                          b_high=0.65 if b_high is None else b_high)
-        return Method(name, g_density, g_density, controller=controller)
-    mode = "relaxed" if name == "adapt_relaxed" else "strict"
-    if mode == "strict" and g_density > 0.5:
-        raise ValueError(f"adapt_strict keeps every network at most 50 % dense; g_density="
+    d_density = STRONG_DENSITY[setting] if preset.densities == "strong" else g_density
+    rule = None if preset.g_rule is None else preset.g_rule(
+        drop_fraction=drop_fraction, interval=g_interval, seed=seed)
+    controller = None
+    if preset.controller is not None:
+        controller = {"delta_d": delta_d, "growth": growth, "seed": seed, "b_low": BAND[0],
+                      "b_high": BAND[1], **preset.controller}
+        given = dict(interval=d_interval, b_low=b_low, b_high=b_high)
+        controller.update({key: value for key, value in given.items() if value is not None})
+        _check_strict_cap(name, controller["mode"], g_density)
+    return Method(name, g_density, d_density, g_rule=rule, controller=controller)
+
+
+def _preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"Unknown method {name!r}; choose one of {list(METHODS)}.")
+    return PRESETS[name]
+
+
+def _pruning(density: float, begin: float, end: float, *, frequency: int) -> dict[str, Any]:
+    if not 0.0 <= begin < end <= 1.0:
+        raise ValueError(f"Need 0 <= prune_begin < prune_end <= 1 (fractions of the run), "
+                         f"got prune_begin={begin!r}, prune_end={end!r}.")
+    return dict(generator=density, discriminator=density, begin=begin, end=end,
+                frequency=frequency)
+
+
+def _check_strict_cap(name: str, mode: str, g_density: float) -> None:
+    """ADAPT strict starts D at d_G, and its D may not exceed the strict cap."""
+    cap = STRONG_DENSITY["strict"]
+    if mode == "strict" and g_density > cap:
+        raise ValueError(f"{name} keeps every network at most {cap * 100:g} % dense; g_density="
                          f"{g_density} is above it.")
-    controller.update(mode=mode, b_low=0.45 if b_low is None else b_low,
-                      b_high=0.55 if b_high is None else b_high)
-    if d_interval is not None:
-        controller["interval"] = d_interval
-    rule = dst.RigL(drop_fraction=drop_fraction, interval=g_interval, seed=seed)
-    return Method(name, g_density, g_density, g_rule=rule, controller=controller)

@@ -6,14 +6,17 @@ rows) as the experiment files: the method name, with "_strict" for the Strong-D 
 Table 2 (D at 50 %). Densities are d_G; 1.0 is the dense baseline. FIDs are the paper's best
 FID over training (50k EMA samples against the training-set statistics); values not
 recorded here are absent, never guessed. The paper's normalised training FLOPs (Table 3) are
-not recorded here yet: `PAPER_FLOPS_RATIO` is empty until someone copies them from the paper.
+not recorded here.
 
-This module is level 0: plain data, no TensorFlow.
+The cells come from the one table of methods, `methods.PRESETS`; importing it imports
+TensorFlow (the presets name their `dst` rules).
 """
 from __future__ import annotations
 
+from adapt_tf.methods import PRESETS, STRONG_DENSITY
+
 __all__ = ["DENSITIES", "SETTINGS", "ARCHITECTURE_DATASET", "CELLS", "PAPER_FID",
-           "PAPER_FLOPS_RATIO", "setting_name", "cell_name", "paper_fid"]
+           "setting_name", "cell_name", "paper_fid"]
 
 DENSITIES = (0.1, 0.2, 0.3, 0.5)
 
@@ -31,25 +34,6 @@ ARCHITECTURE_DATASET = {
     ("biggan32", "cifar10"): "biggan_cifar10",
     ("biggan64", "tinyimagenet"): "biggan_tinyimagenet",
 }
-
-# Cell -> row label, in the order of the paper's tables (Table 1 relaxed, then Table 2 strict).
-CELLS = {
-    "dense": "Dense",
-    "static_balance": "Static-Balance",
-    "static_strong": "Static-Strong",
-    "sdst_balance_set": "SDST-Balance-SET",
-    "sdst_strong_set": "SDST-Strong-SET",
-    "sdst_balance_rigl": "SDST-Balance-RigL",
-    "sdst_strong_rigl": "SDST-Strong-RigL",
-    "dda": "DDA",
-    "adapt_relaxed": "ADAPT_relax",
-    "static_strong_strict": "Static-Strong (strict)",
-    "sdst_strong_set_strict": "SDST-Strong-SET (strict)",
-    "sdst_strong_rigl_strict": "SDST-Strong-RigL (strict)",
-    "adapt_strict": "ADAPT_strict",
-}
-
-_STRONG = ("static_strong", "sdst_strong_set", "sdst_strong_rigl")
 
 PAPER_FID: dict[tuple[str, str], dict[float, float]] = {
     ("sngan_cifar10", "dense"): {1.0: 10.74},
@@ -73,9 +57,6 @@ PAPER_FID: dict[tuple[str, str], dict[float, float]] = {
     ("biggan_tinyimagenet", "static_balance"): {0.5: 17.51},
 }
 
-PAPER_FLOPS_RATIO: dict[tuple[str, str], dict[float, float]] = {}
-
-
 def setting_name(architecture: str, dataset: str) -> str:
     """The paper's setting for a run, e.g. ("sngan32", "cifar10") -> "sngan_cifar10"; other
     pairs (the quickstart's toy_shapes) get "<architecture>_<dataset>"."""
@@ -85,9 +66,26 @@ def setting_name(architecture: str, dataset: str) -> str:
 def cell_name(method: str, setting: str = "relaxed") -> str:
     """The table cell of a `methods.method(name, setting=...)` run: Strong-D baselines of the
     strict setting (Table 2) get "_strict"; every other method keeps its name."""
-    if setting not in ("relaxed", "strict"):
+    if setting not in STRONG_DENSITY:
         raise ValueError(f"setting must be 'relaxed' or 'strict', got {setting!r}.")
-    return f"{method}_strict" if setting == "strict" and method in _STRONG else method
+    preset = PRESETS.get(method)
+    strong = preset is not None and preset.densities == "strong"
+    return f"{method}_strict" if setting == "strict" and strong else method
+
+
+def _cells() -> dict[str, str]:
+    """Cell -> row label, in the order of the paper's tables (Table 1, then Table 2's rows
+    Table 1 does not have: the strict Strong-D baselines and ADAPT_strict)."""
+    cells = {name: preset.label for name, preset in PRESETS.items() if 1 in preset.tables}
+    for name, preset in PRESETS.items():
+        cell = cell_name(name, "strict")
+        if 2 in preset.tables and cell not in cells:
+            cells[cell] = preset.label + (" (strict)" if cell != name else "")
+    return cells
+
+
+# Cell -> row label, from `methods.PRESETS`.
+CELLS = _cells()
 
 
 def paper_fid(setting: str, cell: str, density: float) -> float | None:

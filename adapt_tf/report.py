@@ -26,7 +26,7 @@ import math
 import os
 import re
 import sys
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from absl import app, flags, logging
 
@@ -36,10 +36,9 @@ from adapt_tf import paper
 __all__ = ["RunRecord", "load_run", "expand_workdirs", "csv_rows", "markdown", "plot_runs",
            "default_output_dir", "write_report", "define_flags", "main"]
 
-_DEFAULT_BAND = (0.45, 0.55)
 _CSV_FIELDS = ("setting", "cell", "method", "g_density", "fid", "fid_source", "fid_samples",
                "fid_last", "inception_score", "paper_fid", "final_d_density", "train_flops",
-               "train_flops_ratio", "flops_convention", "paper_flops_ratio", "steps",
+               "train_flops_ratio", "flops_convention", "steps",
                "total_steps", "workdir")
 
 
@@ -133,11 +132,12 @@ def expand_workdirs(patterns: Sequence[str]) -> list[str]:
 def load_run(workdir: str, *, name: str | None = None) -> RunRecord:
     """Reads one run's config, metrics.csv and eval.json."""
     from adapt_tf import runs
+    from adapt_tf.controller import BAND
 
     config = runs.read_run_config(workdir)
     method = config.method
     controller = method.controller or {}
-    band = (controller.get("b_low", _DEFAULT_BAND[0]), controller.get("b_high", _DEFAULT_BAND[1]))
+    band = (controller.get("b_low", BAND[0]), controller.get("b_high", BAND[1]))
     return RunRecord(workdir=workdir, name=name or os.path.basename(os.path.normpath(workdir)),
                      setting=config.setting, cell=config.cell, g_density=method.g_density,
                      band=band, total_steps=config.arguments["total_steps"],
@@ -164,7 +164,6 @@ def csv_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
     for record in records:
         fid, source, samples = record.fid()
         last = (record.evaluation or {}).get("checkpoints", {}).get("last", {})
-        paper_flops = paper.PAPER_FLOPS_RATIO.get((record.setting, record.cell), {})
         rows.append({
             "setting": record.setting, "cell": record.cell,
             "method": paper.CELLS.get(record.cell, record.cell), "g_density": record.g_density,
@@ -177,7 +176,6 @@ def csv_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
             "train_flops": record.last("train_flops"),
             "train_flops_ratio": record.last("train_flops_ratio"),
             "flops_convention": record.flops_convention,
-            "paper_flops_ratio": _or_nan(paper_flops.get(round(record.g_density, 4))),
             "steps": record.steps, "total_steps": record.total_steps,
             "workdir": record.workdir})
     return rows
@@ -194,7 +192,8 @@ def _fmt(value: float, kind: str) -> str:
 
 
 def _grid_table(rows: Sequence[dict[str, Any]], setting: str, *, value: str,
-                paper_value: str, kind: str) -> list[str]:
+                theirs: Mapping[tuple[str, str], Mapping[float, float]],
+                kind: str) -> list[str]:
     """Markdown lines: rows = cells in the paper's order, columns = d_G."""
     mine = [row for row in rows if row["setting"] == setting]
     densities = sorted(set(paper.DENSITIES) | {row["g_density"] for row in mine})
@@ -213,7 +212,6 @@ def _grid_table(rows: Sequence[dict[str, Any]], setting: str, *, value: str,
                                                      else "")
                              + ("" if r["steps"] >= r["total_steps"] else " (partial)")
                              for r in runs) or "–"
-            theirs = paper.PAPER_FID if paper_value == "paper_fid" else paper.PAPER_FLOPS_RATIO
             known = theirs.get((setting, cell), {}).get(round(density, 4))
             entries.append(ours if known is None else f"{ours} ({_fmt(known, kind)})")
         lines.append(f"| {paper.CELLS.get(cell, cell)} | " + " | ".join(entries) + " |")
@@ -243,10 +241,10 @@ def markdown(records: Sequence[RunRecord], *, plots: Sequence[str] = ()) -> str:
     for setting in dict.fromkeys(row["setting"] for row in rows):
         title = paper.SETTINGS.get(setting, "not one of the paper's settings")
         lines += [f"## {setting}: {title}", "", "### FID", ""]
-        lines += _grid_table(rows, setting, value="fid", paper_value="paper_fid", kind="fid")
+        lines += _grid_table(rows, setting, value="fid", theirs=paper.PAPER_FID, kind="fid")
         lines += ["", "### Normalised training FLOPs", ""]
         lines += _grid_table(rows, setting, value="train_flops_ratio",
-                             paper_value="paper_flops_ratio", kind="ratio")
+                             theirs={}, kind="ratio")
         lines.append("")
 
     lines += ["## Runs", "", "| run | method | d_G | steps | final d_D | FID or toy metric "

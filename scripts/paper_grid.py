@@ -15,27 +15,28 @@ import shlex
 import subprocess
 import sys
 
-from adapt_tf.paper import DENSITIES, PAPER_FID, SETTINGS
+from adapt_tf.methods import PRESETS
+from adapt_tf.paper import DENSITIES, PAPER_FID, SETTINGS, cell_name
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 EXPERIMENTS = ROOT / "gin_configs" / "experiments"
-# cell name -> (sparsity files, table, description)
-CELLS = {
-    "dense": (["dense"], "Tables 1-2, dense baseline", "dense G and D"),
-    "static_balance": (["static_balance"], "Tables 1-2, Static-Balance", "fixed masks, d_D = d_G"),
-    "static_strong": (["static_strong"], "Table 1, Static-Strong", "fixed masks, dense D"),
-    "sdst_balance_set": (["sdst_balance_set"], "Tables 1-2, SDST-Balance-SET", ""),
-    "sdst_strong_set": (["sdst_strong_set"], "Table 1, SDST-Strong-SET", "dense D"),
-    "sdst_balance_rigl": (["sdst_balance_rigl"], "Tables 1-2, SDST-Balance-RigL", ""),
-    "sdst_strong_rigl": (["sdst_strong_rigl"], "Table 1, SDST-Strong-RigL", "dense D"),
-    "adapt_relaxed": (["adapt_relaxed"], "Table 1, ADAPT_relax", ""),
-    "static_strong_strict": (["static_strong", "strict"], "Table 2, Static-Strong", "D at 50 %"),
-    "sdst_strong_set_strict": (["sdst_strong_set", "strict"], "Table 2, SDST-Strong-SET",
-                               "D at 50 %"),
-    "sdst_strong_rigl_strict": (["sdst_strong_rigl", "strict"], "Table 2, SDST-Strong-RigL",
-                                "D at 50 %"),
-    "adapt_strict": (["adapt_strict"], "Table 2, ADAPT_strict", "d_max = 50 %"),
-}
+
+
+def _cells() -> dict[str, tuple[list[str], str, str]]:
+    """Cell -> (sparsity files, table, description), from `methods.PRESETS`: each preset in
+    the grid, and for a Strong-D baseline its strict cell (Table 2, D at 50 %)."""
+    cells = {}
+    for name, preset in PRESETS.items():
+        if preset.grid is None:
+            continue
+        cells[name] = ([name], *preset.grid)
+        strict = cell_name(name, "strict")
+        if strict != name:
+            cells[strict] = ([name, "strict"], f"Table 2, {preset.label}", "D at 50 %")
+    return cells
+
+
+CELLS = _cells()
 
 
 def config_path(setting: str, cell: str) -> pathlib.Path:

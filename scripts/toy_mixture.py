@@ -35,7 +35,7 @@ import time
 import numpy as np
 
 from adapt_tf import methods, topology
-from adapt_tf.controller import ADAPTController
+from adapt_tf.controller import BAND as PAPER_BAND, ADAPTController
 from adapt_tf.gan import SparseGAN
 from adapt_tf.layers import MaskedDense
 
@@ -46,7 +46,6 @@ MODES = 8
 RADIUS = 2.0
 SIGMA = 0.05
 LATENT = 8
-PAPER_BAND = (0.45, 0.55)
 TOY_BAND = (0.05, 0.10)
 # (label, preset name, extra `methods.method` arguments), all in the relaxed setting.
 RUNS = (("Static-Balance", "static_balance", {}),

@@ -1,5 +1,5 @@
 """Tests of the FLOPs logging of adapt_tf.callbacks (FlopsLogger, FlopsState,
-training_schedule) and of the static FLOPs table behind `python -m adapt_tf.flops`.
+training_schedule) and of the static FLOPs table behind `python -m adapt_tf.flops_cli`.
 
 The toy is linear, so its costs are hand-countable under the paper's convention
 (docs/ALGORITHM.md §10): G(z) = z @ Wg with a [2, 3] kernel, D(x) = x @ Wd with a [3, 1] kernel, no
@@ -157,7 +157,7 @@ def _table_rows(text: str) -> list[list[str]]:
 
 
 def test_flops_cli_table_against_flops_module(capsys):
-    """`python -m adapt_tf.flops` in process: the tiny config at 8 channels, strict setting."""
+    """`python -m adapt_tf.flops_cli` in process: the tiny config at 8 channels, strict setting."""
     from absl import flags
 
     flops_cli.define_flags()
@@ -201,7 +201,7 @@ def test_static_flops_relaxed_strong_d_is_dense_and_bad_input():
         flops_cli.static_flops({"architecture": "sngan"})
 
 
-def test_python_m_adapt_tf_flops_runs_the_cli():
-    result = subprocess.run([sys.executable, "-m", "adapt_tf.flops", "--help"],
+def test_python_m_adapt_tf_flops_cli_runs_the_cli():
+    result = subprocess.run([sys.executable, "-m", "adapt_tf.flops_cli", "--help"],
                             capture_output=True, text=True, timeout=120)
     assert "--gin_file" in result.stdout and "--convention" in result.stdout

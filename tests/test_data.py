@@ -49,12 +49,6 @@ def test_registry_and_unknown_name():
         data.dataset_info("mnist")
 
 
-def test_per_replica_batch():
-    assert data.per_replica_batch(320, 2) == 160
-    with pytest.raises(ValueError, match="3"):
-        data.per_replica_batch(10, 3)
-
-
 def test_cifar10_mock_batches_are_epoch_permutations():
     with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
         raw = _mock_raw_images("cifar10", "train")

@@ -26,7 +26,6 @@ values build the same structure at a fraction of the cost (tests, the quickstart
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from typing import Callable
 
 import tf_keras as keras
@@ -75,13 +74,8 @@ ARCHITECTURES: dict[str, Architecture] = {
 }
 
 
-def _accepts(builder: Callable, key: str) -> bool:
-    return key in inspect.signature(builder).parameters
-
-
 def build_models(name: str, *, num_classes: int | None = None, g_width: int | None = None,
-                 d_width: int | None = None, seed: int = 0,
-                 **overrides) -> tuple[keras.Model, keras.Model]:
+                 d_width: int | None = None, seed: int = 0) -> tuple[keras.Model, keras.Model]:
     """Builds (generator, discriminator) of architecture `name`, weights created, masks dense.
 
     Args:
@@ -90,11 +84,11 @@ def build_models(name: str, *, num_classes: int | None = None, g_width: int | No
         must be None for an unconditional one.
       g_width, d_width: channel widths (default: the paper's, `Architecture.g_width/d_width`).
       seed: initialisation seed (non-negative); the same seed builds identical weights.
-      **overrides: further builder keywords (e.g. `latent_dim`, `shared_dim`), passed to
-        whichever of the two builders accepts each.
+    Other builder keywords (`latent_dim`, `shared_dim`): call `Architecture.build_generator` /
+    `build_discriminator` directly.
     Raises:
-      ValueError: unknown name or override, num_classes for an unconditional architecture,
-        or a non-positive width.
+      ValueError: unknown name, num_classes for an unconditional architecture, or a
+        non-positive width.
     """
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {name!r}; choose one of "
@@ -108,15 +102,4 @@ def build_models(name: str, *, num_classes: int | None = None, g_width: int | No
     elif num_classes is not None:
         raise ValueError(f"architecture {name!r} is unconditional; got num_classes="
                          f"{num_classes!r}, pass None or use 'biggan32' / 'biggan64'")
-    for key, value in overrides.items():
-        targets = [kw for kw, builder in ((g_kwargs, arch.build_generator),
-                                          (d_kwargs, arch.build_discriminator))
-                   if _accepts(builder, key)]
-        if not targets or key in ("width", "num_classes", "seed"):
-            raise ValueError(f"unknown override {key!r} for {name!r}; use num_classes=, "
-                             "g_width=, d_width=, seed= or a builder keyword of "
-                             f"{arch.build_generator.__name__} / "
-                             f"{arch.build_discriminator.__name__}")
-        for kwargs in targets:
-            kwargs[key] = value
     return arch.build_generator(**g_kwargs), arch.build_discriminator(**d_kwargs)

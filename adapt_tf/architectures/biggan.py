@@ -74,9 +74,9 @@ from adapt_tf.architectures.blocks import (
     discriminator_output,
     generator_block,
     generator_output,
-    positive_int,
     self_attention,
 )
+from adapt_tf.checks import positive_int
 
 __all__ = [
     "build_biggan32_generator",

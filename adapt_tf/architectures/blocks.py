@@ -53,19 +53,11 @@ __all__ = [
     "discriminator_block",
     "self_attention",
     "discriminator_output",
-    "positive_int",
 ]
 
 BN_MOMENTUM = 0.9
 
 Initializer = keras.initializers.Initializer
-
-
-def positive_int(name: str, value) -> int:
-    """`value` if it is a positive int, else ValueError naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 # --------------------------------------------------------------------------- initialisation
@@ -286,7 +278,7 @@ class AttentionMap(keras.layers.Layer):
         return tf.reshape(tf.matmul(weights, values), [batch, height, width, g.shape[-1]])
 
     def attention_macs(self, input_shapes) -> float:
-        """Per-sample MACs of the two matmuls, from the [theta, phi, g] shapes (`flops`)."""
+        """Per-sample MACs of the two matmuls, from the [theta, phi, g] shapes (`macs`)."""
         theta, phi, g = input_shapes
         queries = math.prod(theta[1:-1])
         keys = math.prod(phi[1:-1])

@@ -53,8 +53,8 @@ from adapt_tf.architectures.blocks import (
     discriminator_output,
     generator_block,
     generator_output,
-    positive_int,
 )
+from adapt_tf.checks import positive_int
 
 __all__ = [
     "build_sngan32_generator",

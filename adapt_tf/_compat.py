@@ -1,0 +1,39 @@
+"""The private tf_keras APIs adapt_tf relies on, each wrapped here once, with the reason no
+public route serves. Check these first when upgrading tf_keras.
+
+(tfmot's `pruning_impl.Pruning` is private too; it stays in `adapt_tf.gmp`, whose docstring
+says why, and mixed precision's `AutoCastVariable` in `adapt_tf.layers`.)
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import tensorflow as tf
+import tf_keras as keras
+
+__all__ = ["flatten_layers", "slot_variables"]
+
+_SLOT_LISTS = ("_momentums", "_velocities", "_velocity_hats")
+
+
+def flatten_layers(layer: keras.layers.Layer, *,
+                   include_self: bool) -> Iterable[keras.layers.Layer]:
+    """Every layer inside `layer`, nested ones included, depth-first in Keras' tracking order
+    (the order the layers were assigned).
+
+    Private `Layer._flatten_layers`: the public `tf.Module.submodules` orders by attribute
+    name instead, which would reorder the masked layers and so their mask seeds.
+    """
+    return layer._flatten_layers(include_self=include_self, recursive=True)
+
+
+def slot_variables(optimizer: keras.optimizers.Optimizer,
+                   variable: tf.Variable) -> list[tf.Variable]:
+    """The optimizer's slot variables of `variable` (Adam's m and v, AMSGrad's v-hat).
+
+    Private `_index_dict` / `_var_key` and the slot lists: tf_keras' optimizers have no
+    public accessor for a variable's slots (the legacy optimizers' `get_slot` is gone).
+    """
+    index = optimizer._index_dict[optimizer._var_key(variable)]
+    return [slots[index] for slots in (getattr(optimizer, name, None) for name in _SLOT_LISTS)
+            if slots]
