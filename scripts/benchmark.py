@@ -81,6 +81,11 @@ import time
 from typing import Any, Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# OpenMP threads (torch's) that finish a parallel region sleep instead of spinning. With the
+# default (spinning) on this shared 2-core machine at load 11-17, torch's width-32 iteration
+# took 9.4-10.6 CPU s and 20-154 s wall against 1.4 CPU s and 2.2 s wall with PASSIVE. Set
+# OMP_WAIT_POLICY=ACTIVE in the environment to measure the default on an idle machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import adapt_tf  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS and TF_ENABLE_ONEDNN_OPTS)
 
 import tensorflow as tf  # noqa: E402
@@ -613,6 +618,7 @@ def machine_info() -> dict[str, Any]:
             "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
             "onednn": _onednn_enabled(),
             "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
+            "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
             "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
             "threads": threads(), "load_average_start": list(_START_LOAD),
             "load_average": [round(x, 2) for x in os.getloadavg()]}
