@@ -164,8 +164,9 @@ class Setup:
 
 # Tracing a train-function variant costs ~30 CPU s and an XLA compile ~65 CPU s whatever the
 # width, so the quick run measures without XLA (add --xla both for the XLA rows, ~11 min here).
-# A quick round takes ~5 s, so 8 of them (paired ratios need several under drifting load).
-QUICK = dict(g_width=32, d_width=32, iterations=8, warmup=1, xla=(False,))
+# A quick round takes ~6 s (with PyTorch and the probes). 8 rounds left the static ratio's
+# interval at [0.980, 1.034] at load 1-3.5 here, so 16 (the interval narrows as 1/sqrt(n)).
+QUICK = dict(g_width=32, d_width=32, iterations=16, warmup=1, xla=(False,))
 
 
 # ------------------------------------------------------------------------ models under test
@@ -1085,7 +1086,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--g-width", type=int)
     parser.add_argument("--d-width", type=int)
     parser.add_argument("--iterations", type=int,
-                        help="measured rounds (default 3; 8 with --quick)")
+                        help="measured rounds (default 3; 16 with --quick)")
     parser.add_argument("--warmup", type=int, help="untimed rounds (default 1)")
     parser.add_argument("--xla", choices=("both", "off", "on"),
                         help="jit_compile settings to measure (default both; off with --quick)")
