@@ -162,8 +162,9 @@ class Setup:
         return (self.g_width, self.d_width) == (arch.g_width, arch.d_width)
 
 
-# Tracing a train-function variant costs ~30 CPU s and an XLA compile ~65 CPU s whatever the
-# width, so the quick run measures without XLA (add --xla both for the XLA rows, ~11 min here).
+# Tracing a train-function variant costs 10-12 CPU s here whatever the width (run E in
+# docs/BENCHMARKS.md; 15-30 on the earlier Zen 3 machine) and an XLA compile about 65 CPU s
+# more, so the quick run measures without XLA (add --xla both for the XLA rows).
 # A quick round takes ~6 s (with PyTorch and the probes). 8 rounds left the static ratio's
 # interval at [0.980, 1.034] at load 1-3.5 here, so 16 (the interval narrows as 1/sqrt(n)).
 QUICK = dict(g_width=32, d_width=32, iterations=16, warmup=1, xla=(False,))
