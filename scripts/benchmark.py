@@ -3,6 +3,7 @@
     python scripts/benchmark.py --quick                  # reduced width, a few minutes
     python scripts/benchmark.py --json bench.json        # full SNGAN-32 (slow on a CPU)
     python scripts/benchmark.py --quick --profile /tmp/adapt_profile
+    python scripts/benchmark.py --quickstart /tmp/qs     # start-up of the README's quickstart
 
 Setting: SNGAN-32 (CIFAR-10), the paper's batch sizes (D 64, G 128, n_dis 5), ERK masks at
 d = 0.1 on both networks, Adam(2e-4, 0, 0.9), EMA generator (0.999), hinge loss, one process.
@@ -37,10 +38,27 @@ BR sampling is charged to ADAPT only: the other methods do not need it (a `Spars
 every `br_interval` iterations whatever the method; a large `br_interval` turns it off).
 
 Ratios are to the dense model's plain iteration at the same XLA setting; "paired" is the median
-over rounds of the same-round ratio, which load drifting between rounds disturbs less. Trace
-counts of every compiled function are read after the rounds, i.e. after masks changed: a count
-above 1 is a retrace. `--profile DIR` records one plain iteration of each non-XLA model with the
-TensorFlow profiler and prints the self time by op type.
+over rounds of the same-round ratio, which load drifting between rounds disturbs less. The goals
+use the per-round paired ratios (static: plain / dense; ADAPT: the formula above with every part
+from the same round) and a 95 % Student-t confidence interval of their geometric mean (on the
+logs of the ratios): a ratio goal is met only when the whole interval is within the target,
+otherwise it is "not shown". Trace counts of every compiled function are read after the
+rounds, i.e. after masks changed: a count above 1 is a retrace. The first call of each variant
+minus the median call of the same kind is reported as its tracing cost. `--profile DIR` records
+one plain iteration of each non-XLA model with the TensorFlow profiler and prints the self time
+by op type.
+
+Measured in the same run, in every round, interleaved with the models above:
+
+* ``torch``: a plain PyTorch implementation of the same dense SNGAN-32 iteration
+  (scripts/torch_sngan.py: same layers, hinge loss, Adam, n_dis, batches, spectral norm on D,
+  EMA), with as many threads as TensorFlow. Its first iteration runs under torch's
+  FlopCounterMode, and the run stops unless the MACs torch executes equal adapt_tf's count
+  (`kernel_iteration_macs` on adapt_tf.flops' per-layer MACs) within `MAC_TOLERANCE`. Skipped,
+  with a line saying so, when torch (the optional `bench` extra) is not installed.
+* ``peak``: a 4096^2 fp32 matmul and the model's largest convolution in TensorFlow (oneDNN when
+  on); the best round's GFLOP/s is the machine's measured peak, and the dense iteration's
+  FLOP rate (2 x its MACs over its wall time) is reported as a share of it.
 
 `import adapt_tf` turns TensorFlow's oneDNN CPU kernels on (TensorFlow itself enables them only
 on CPUs with AVX-512 VNNI/BF16/AMX); run with `TF_ENABLE_ONEDNN_OPTS=0` in the environment to
@@ -55,38 +73,45 @@ import json
 import os
 import platform
 import resource
+import math
 import statistics
+import subprocess
 import sys
 import time
 from typing import Any, Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# OpenMP threads (torch's) that finish a parallel region sleep instead of spinning. With the
+# default (spinning) on this shared 2-core machine at load 11-17, torch's width-32 iteration
+# took 9.4-10.6 CPU s and 20-154 s wall against 1.4 CPU s and 2.2 s wall with PASSIVE. Set
+# OMP_WAIT_POLICY=ACTIVE in the environment to measure the default on an idle machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import adapt_tf  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS and TF_ENABLE_ONEDNN_OPTS)
 
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-from adapt_tf import architectures, data, dst, topology  # noqa: E402
+from adapt_tf import architectures, data, dst, flops, topology  # noqa: E402
 from adapt_tf.callbacks import DynamicSparsity  # noqa: E402
 from adapt_tf.controller import ADAPTController  # noqa: E402
 from adapt_tf.gan import SparseGAN  # noqa: E402
 from adapt_tf.layers import (MaskedConv2D, MaskedDense, SNConv2D, SNDense,  # noqa: E402
                              masked_layers)
 
-# Measured on this 2-core AVX2 machine with the official PyTorch code (torch 2.13 CPU, 2
-# threads, SNGAN-32, D batch 64, G batch 128, n_dis 5, d = 0.1 ERK); see docs/BENCHMARKS.md.
-TORCH_REFERENCE = {"dense_iteration_s": (41.0, 43.0), "d_step_s": 4.9, "g_step_s": 16.0,
-                   "br_sample_s": 7.0, "g_mask_update_s": (0.17, 0.31), "threads": 2}
-# Arithmetic of the official full-width iteration (issue 7; ours, without D's weight gradients
-# in the G step, is 3.56 TFLOP by adapt_tf.flops "exact") and the fp32 peak of the 2 cores at
-# base clock (2 x 2.45 GHz x 32 FLOP/cycle, AVX2 FMA).
-FULL_ITERATION_FLOP = 3.6e12
-PEAK_FLOPS = 157e9
-# Issue 7's targets: ratios to dense, seconds per update (wall), speed-up over PyTorch.
+# Issue 7's targets: ratios to dense, seconds per update (wall), speed-up over PyTorch (here
+# the same-run plain PyTorch baseline of scripts/torch_sngan.py). A ratio goal is met only when
+# the upper end of its confidence interval over the rounds is below the bar (the lower end
+# above it for the speed-up); the update goals use the slowest round.
 GOALS = {"static_ratio": 1.03, "adapt_ratio": 1.08, "g_update_s": 0.2, "d_resize_s": 0.2,
          "retraces": 0, "speedup_vs_torch": 1.25}
+CONFIDENCE = 0.95
+# torch's executed MACs (FlopCounterMode) must equal ours (adapt_tf.flops) within this.
+MAC_TOLERANCE = 1e-3
+# The peak probe: a square fp32 matmul of this size.
+MATMUL_SIZE = 4096
 
 KINDS = ("plain", "br", "grads")
+_START_LOAD = tuple(round(x, 2) for x in os.getloadavg())  # when the benchmark was imported
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,10 +162,12 @@ class Setup:
         return (self.g_width, self.d_width) == (arch.g_width, arch.d_width)
 
 
-# Tracing a train-function variant costs ~30 CPU s and an XLA compile ~65 CPU s whatever the
-# width, so the quick run measures without XLA (add --xla both for the XLA rows, ~11 min here).
-# A quick round takes ~5 s, so 8 of them (paired ratios need several under drifting load).
-QUICK = dict(g_width=32, d_width=32, iterations=8, warmup=1, xla=(False,))
+# Tracing a train-function variant costs 10-12 CPU s here whatever the width (run E in
+# docs/BENCHMARKS.md; 15-30 on the earlier Zen 3 machine) and an XLA compile about 65 CPU s
+# more, so the quick run measures without XLA (add --xla both for the XLA rows).
+# A quick round takes ~6 s (with PyTorch and the probes). 8 rounds left the static ratio's
+# interval at [0.980, 1.034] at load 1-3.5 here, so 16 (the interval narrows as 1/sqrt(n)).
+QUICK = dict(g_width=32, d_width=32, iterations=16, warmup=1, xla=(False,))
 
 
 # ------------------------------------------------------------------------ models under test
@@ -148,14 +175,22 @@ QUICK = dict(g_width=32, d_width=32, iterations=8, warmup=1, xla=(False,))
 
 @dataclasses.dataclass
 class Subject:
-    """One model under test: a compiled `SparseGAN`, its data and its sparsity callbacks."""
+    """One thing timed in the rounds.
+
+    A TensorFlow model under test ("dense", "dense_masked", "sparse") has a compiled `SparseGAN`,
+    its data and its sparsity callbacks; the PyTorch baseline ("torch") and the peak probe
+    ("peak") have `runs` instead: {kind: a call that does one unit of work and waits for it}.
+    `info` holds what the report needs about the subject (MAC counts, FLOPs per kind, ...).
+    """
 
     name: str
     xla: bool
-    gan: SparseGAN
-    iterator: Any
+    gan: SparseGAN | None = None
+    iterator: Any = None
     dynamic: DynamicSparsity | None = None
     controller: ADAPTController | None = None
+    runs: dict = dataclasses.field(default_factory=dict)
+    info: dict = dataclasses.field(default_factory=dict)
     times: dict = dataclasses.field(default_factory=dict)
     first_call: dict = dataclasses.field(default_factory=dict)
 
@@ -227,6 +262,140 @@ def build_subject(setup: Setup, name: str, *, xla: bool) -> Subject:
     return subject
 
 
+# ------------------------------------------------------- PyTorch baseline, MACs and peak
+
+# Layers whose input is the network's input: the step computes no input gradient for them
+# (z and the images are not differentiated; G's fakes are, in the G step, through D's input).
+_G_INPUT_LAYERS = ("g_linear",)
+_D_INPUT_LAYERS = ("d_block1_conv1", "d_block1_shortcut")
+
+
+def kernel_iteration_macs(g_layers: dict[str, float], d_layers: dict[str, float], *,
+                          d_batch: int, g_batch: int, n_dis: int,
+                          g_inputs: tuple[str, ...] = _G_INPUT_LAYERS,
+                          d_inputs: tuple[str, ...] = _D_INPUT_LAYERS) -> float:
+    """MACs of the convolutions and linear layers of one dense iteration, as it executes.
+
+    g_layers, d_layers: per-sample forward weight MACs by layer name. Each D step: G forward on
+    d_batch fakes (no graph); D forward, weight gradients and input gradients (none for the
+    `d_inputs` layers) on d_batch reals and d_batch fakes. The G step: G forward, weight and
+    input gradients (none for `g_inputs`) on g_batch; D forward and input gradients, without
+    D's weight gradients. Bias, BatchNorm, pooling and the spectral-norm power iteration are
+    not counted (neither does torch's FlopCounterMode).
+    """
+    g, d = sum(g_layers.values()), sum(d_layers.values())
+    g_in = sum(g_layers[name] for name in g_inputs)
+    d_in = sum(d_layers[name] for name in d_inputs)
+    d_step = d_batch * g + 2 * d_batch * (3 * d - d_in)
+    g_step = g_batch * (3 * g - g_in) + g_batch * 2 * d
+    return float(n_dis * d_step + g_step)
+
+
+def our_macs(setup: Setup) -> dict[str, float]:
+    """`kernel_iteration_macs` of adapt_tf's SNGAN-32 at `setup`, per layer from adapt_tf.flops."""
+    arch = architectures.ARCHITECTURES["sngan32"]
+    generator, discriminator = architectures.build_models(
+        "sngan32", g_width=setup.g_width, d_width=setup.d_width, seed=setup.seed)
+    g_costs = flops.layer_macs(generator, input_shape=[arch.latent_dim])
+    d_costs = flops.layer_macs(discriminator, input_shape=[arch.image_size, arch.image_size, 3])
+
+    def kernels(costs):
+        return {c.name: c.weight_macs for c in costs if c.kind in ("conv", "dense")}
+
+    g_layers, d_layers = kernels(g_costs), kernels(d_costs)
+    return {"total": kernel_iteration_macs(g_layers, d_layers, d_batch=setup.d_batch,
+                                           g_batch=setup.g_batch, n_dis=setup.n_dis),
+            "g_forward_per_sample": sum(g_layers.values()),
+            "d_forward_per_sample": sum(d_layers.values())}
+
+
+def compare_macs(ours: float, theirs: float, *, tolerance: float = MAC_TOLERANCE) -> float:
+    """Relative difference theirs / ours - 1; RuntimeError when it exceeds `tolerance`."""
+    difference = theirs / ours - 1.0
+    if abs(difference) > tolerance:
+        raise RuntimeError(
+            f"The PyTorch baseline does {theirs:.6g} MACs per iteration and adapt_tf {ours:.6g} "
+            f"({100 * difference:+.3f} %, tolerance {100 * tolerance:.2f} %): they do not do "
+            "the same work, so their times do not compare. Fix scripts/torch_sngan.py.")
+    return difference
+
+
+def threads() -> int:
+    """TensorFlow's intra-op threads (its default: the cores this process may use)."""
+    configured = tf.config.threading.get_intra_op_parallelism_threads()
+    if configured:
+        return configured
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _torch_module():
+    """scripts/torch_sngan.py, or None when torch is not installed."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return None
+    here = os.path.dirname(os.path.abspath(__file__))
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import torch_sngan
+    return torch_sngan
+
+
+def build_torch_subject(setup: Setup, ours: dict[str, float], *,
+                        log: Callable[[str], None] = print) -> Subject | None:
+    """The plain PyTorch dense iteration, its MACs checked against `ours`; None without torch.
+
+    Its first call (untimed, reported) runs under FlopCounterMode, which counts the MACs.
+    """
+    module = _torch_module()
+    if module is None:
+        log("torch is not installed: no same-run PyTorch baseline "
+            "(pip install -e '.[bench]' adds it)")
+        return None
+    import torch
+    torch.set_num_threads(threads())
+    iteration = module.DenseIteration(
+        g_width=setup.g_width, d_width=setup.d_width, d_batch=setup.d_batch,
+        g_batch=setup.g_batch, n_dis=setup.n_dis, ema_decay=setup.ema_decay, seed=setup.seed)
+    counted: dict[str, Any] = {}
+    first = _timed(lambda: counted.update(module.counted_macs(iteration)))
+    difference = compare_macs(ours["total"], counted["total"])
+    log(f"MACs per dense iteration: adapt_tf {ours['total']:.6g}, torch {counted['total']:.6g} "
+        f"({100 * difference:+.4f} %, tolerance {100 * MAC_TOLERANCE:.2f} %)")
+    subject = Subject("torch", False, runs={"plain": iteration},
+                      info={"torch": torch.__version__, "threads": torch.get_num_threads(),
+                            "macs": counted["total"], "macs_by_op": counted["by_op"],
+                            "mac_difference": difference})
+    subject.first_call["plain"] = first
+    return subject
+
+
+def build_peak_subject(setup: Setup) -> Subject:
+    """TensorFlow (oneDNN when on) fp32 probes of the machine's peak, timed in every round.
+
+    "matmul": [MATMUL_SIZE]^2 @ [MATMUL_SIZE]^2; "conv": the model's largest convolution, G's
+    last-block 3x3 conv, on [g_batch, 32, 32, g_width] -> g_width channels. Each reduces its
+    result to a scalar in the same function, so the timing waits for it.
+    """
+    n, width, batch = MATMUL_SIZE, setup.g_width, setup.g_batch
+    a = tf.random.stateless_normal([n, n], [setup.seed, 2])
+    b = tf.random.stateless_normal([n, n], [setup.seed, 3])
+    x = tf.random.stateless_normal([batch, 32, 32, width], [setup.seed, 4])
+    k = tf.random.stateless_normal([3, 3, width, width], [setup.seed, 5])
+    matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
+    conv = tf.function(lambda: tf.reduce_sum(tf.nn.conv2d(x, k, 1, "SAME")))
+    runs = {"matmul": lambda: float(matmul()), "conv": lambda: float(conv())}
+    subject = Subject("peak", False, runs=runs, info={
+        "flop": {"matmul": 2.0 * n ** 3, "conv": 2.0 * batch * 32 * 32 * width * width * 9},
+        "shapes": {"matmul": [n, n, n], "conv": [batch, 32, 32, width, width, 3]}})
+    for kind, run in runs.items():
+        subject.first_call[kind] = _timed(run)
+    return subject
+
+
 # ------------------------------------------------------------------------------ measuring
 
 
@@ -246,6 +415,8 @@ def _step_of(kind: str, round_index: int, br_interval: int) -> int:
 
 def run_iteration(subject: Subject, kind: str, round_index: int) -> dict[str, float]:
     """Runs one iteration of `kind` ("plain", "br", "grads") and returns its timing."""
+    if subject.runs:
+        return _timed(subject.runs[kind])
     gan = subject.gan
     gan.step.assign(_step_of(kind, round_index, gan.br_interval))
     train_function = gan.make_train_function()  # re-reads the host step from gan.step
@@ -279,6 +450,8 @@ def run_updates(setup: Setup, subject: Subject,
 
 
 def _kinds(setup: Setup, subject: Subject) -> tuple[str, ...]:
+    if subject.runs:
+        return tuple(subject.runs)
     if subject.name != "sparse":
         return ("plain",)
     return KINDS if setup.grad_copies else ("plain", "br")
@@ -309,19 +482,37 @@ def _round(setup: Setup, subjects: list[Subject], round_index: int, *, warmup: b
             continue
         for key, update in run_updates(setup, subject, round_index).items():
             _keep(subject.times, key, update, warmup=warmup, first_call=subject.first_call)
+            if key != "g_update" and not warmup:  # the round's resize, grow or prune
+                subject.times.setdefault("d_resize", []).append(update)
             log(f"  {what} {round_index} {subject.label:18s} {key:9s} cpu "
                 f"{update['cpu_s']:8.3f} s  wall {update['wall_s']:8.3f} s  "
                 f"load {update['load']:.1f}")
 
 
-def measure(setup: Setup, *, log: Callable[[str], None] = print) -> list[Subject]:
-    """Builds every model, warms up, and runs the interleaved measured rounds."""
+def measure(setup: Setup, *, log: Callable[[str], None] = print, torch: bool = True,
+            peak: bool = True) -> list[Subject]:
+    """Builds every subject, warms up, and runs the interleaved measured rounds.
+
+    The TensorFlow models, then (with `torch`, when it is installed) the PyTorch baseline and
+    (with `peak`) the peak probes; all of them are timed in every round, in rotating order.
+    """
     names = ["dense"] + (["dense_masked"] if setup.dense_masked else []) + ["sparse"]
     subjects = []
     for xla in setup.xla:
         for name in names:
             log(f"building {name} (xla={xla})")
             subjects.append(build_subject(setup, name, xla=xla))
+    macs = our_macs(setup)
+    for subject in subjects:
+        subject.info["macs"] = macs
+    if torch:
+        log("building the PyTorch baseline (its first iteration counts MACs)")
+        baseline = build_torch_subject(setup, macs, log=log)
+        if baseline is not None:
+            subjects.append(baseline)
+    if peak:
+        log("building the peak probes")
+        subjects.append(build_peak_subject(setup))
     for round_index in range(setup.warmup):
         _round(setup, subjects, round_index, warmup=True, log=log)
     for round_index in range(setup.warmup, setup.warmup + setup.iterations):
@@ -387,31 +578,26 @@ def _methods(setup: Setup, dense: float, parts: dict[str, float | None]) -> list
 
 
 def _subject_report(subject: Subject) -> dict[str, Any]:
-    times = dict(subject.times)
-    resizes = times.get("d_grow", []) + times.get("d_prune", [])
-    if resizes:
-        times["d_resize"] = resizes
-    return {"kinds": {k: _summary(v) for k, v in times.items()},
-            "first_call": {k: {"cpu_s": round(v["cpu_s"], 3), "wall_s": round(v["wall_s"], 3)}
-                           for k, v in subject.first_call.items()},
-            "trace_counts": _trace_counts(subject),
-            "masked_weights": {net: sum(int(layer.mask.shape.num_elements())
-                                        for layer in masked_layers(getattr(subject.gan, net)))
-                               for net in ("generator", "discriminator")}}
+    report = {"kinds": {k: _summary(v) for k, v in subject.times.items()},
+              "first_call": {k: {"cpu_s": round(v["cpu_s"], 3), "wall_s": round(v["wall_s"], 3)}
+                             for k, v in subject.first_call.items()},
+              "info": subject.info}
+    if subject.gan is None:
+        return report
+    report["trace_counts"] = _trace_counts(subject)
+    report["masked_weights"] = {net: sum(int(layer.mask.shape.num_elements())
+                                         for layer in masked_layers(getattr(subject.gan, net)))
+                                for net in ("generator", "discriminator")}
+    report["tracing"] = _tracing_cost(report)
+    return report
 
 
-def _torch_comparison(setup: Setup, dense: dict[str, Any]) -> dict[str, Any] | None:
-    if not setup.full_width or (setup.d_batch, setup.g_batch, setup.n_dis) != (64, 128, 5):
-        return None
-    cpu, wall = dense["median_cpu_s"], dense["min_wall_s"]
-    idle = cpu / TORCH_REFERENCE["threads"]
-    torch_mid = sum(TORCH_REFERENCE["dense_iteration_s"]) / 2
-    return {"torch_dense_iteration_s": TORCH_REFERENCE["dense_iteration_s"],
-            "ours_cpu_s": cpu, "ours_best_wall_s": wall,
-            "ours_idle_estimate_s": idle, "speedup_idle_estimate": torch_mid / idle,
-            "speedup_best_wall": torch_mid / wall,
-            "arithmetic_floor_s": FULL_ITERATION_FLOP / PEAK_FLOPS,
-            "floor_fraction_idle_estimate": FULL_ITERATION_FLOP / PEAK_FLOPS / idle}
+def _tracing_cost(report: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """First call minus the median measured call of the same kind: tracing (and compiling)."""
+    return {kind: {key: max(0.0, first[key] - report["kinds"][kind][f"median_{key}"])
+                   for key in ("cpu_s", "wall_s")}
+            for kind, first in report["first_call"].items() if kind in KINDS
+            and kind in report["kinds"]}
 
 
 def machine_info() -> dict[str, Any]:
@@ -434,7 +620,9 @@ def machine_info() -> dict[str, Any]:
             "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
             "onednn": _onednn_enabled(),
             "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
+            "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
             "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "threads": threads(), "load_average_start": list(_START_LOAD),
             "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
@@ -484,58 +672,200 @@ def _br_overhead(setup: Setup, sparse: dict[str, Any]) -> dict[str, float]:
             "amortised_fraction": (br / plain - 1) / setup.schedule[0]}
 
 
+def ratio_interval(ratios: list[float], *, confidence: float = CONFIDENCE) -> dict[str, Any]:
+    """Per-round paired ratios summarised: median, geometric mean and its confidence interval.
+
+    The interval is Student's t on the logs of the ratios (a ratio's spread is multiplicative),
+    mapped back: exp(mean +- t_{(1+c)/2, n-1} * sd / sqrt(n)). It assumes the rounds are
+    independent samples; `low` and `high` are None with fewer than two rounds.
+    """
+    from scipy import stats
+
+    if not ratios or any(not r > 0 for r in ratios):
+        raise ValueError(f"ratios must be positive and not empty, got {ratios!r}")
+    logs = [math.log(r) for r in ratios]
+    mean = statistics.fmean(logs)
+    result = {"n": len(ratios), "median": statistics.median(ratios), "geomean": math.exp(mean),
+              "min": min(ratios), "max": max(ratios), "confidence": confidence,
+              "low": None, "high": None}
+    if len(ratios) >= 2:
+        half = stats.t.ppf((1 + confidence) / 2, len(ratios) - 1) * statistics.stdev(logs) \
+            / math.sqrt(len(ratios))
+        result["low"], result["high"] = math.exp(mean - half), math.exp(mean + half)
+    return result
+
+
+def paired_series(setup: Setup, dense: list[dict[str, float]], parts: dict[str, list],
+                  *, key: str = "cpu_s") -> dict[str, list[float]]:
+    """Per-round ratios to the dense iteration of the same round.
+
+    static = plain / dense; ADAPT = (plain (1 - 1/br) + br / br + G update / g + D resize / d)
+    / dense, every part from the same round (the issue-7 formula, per round).
+    """
+    br_every, g_every, d_every = setup.schedule
+    plain = [t[key] for t in parts["plain"]]
+    dense_values = [t[key] for t in dense]
+    series = {"static": [p / d for p, d in zip(plain, dense_values)]}
+    if all(name in parts for name in ("br", "g_update", "d_resize")):
+        series["adapt"] = [
+            (p * (1 - 1 / br_every) + b[key] / br_every + g[key] / g_every + r[key] / d_every) / d
+            for p, b, g, r, d in zip(plain, parts["br"], parts["g_update"], parts["d_resize"],
+                                     dense_values)]
+    return series
+
+
+def _intervals(setup: Setup, by_label: dict[str, Subject], xla: bool) -> dict[str, Any]:
+    dense = by_label[_label("dense", xla)].times["plain"]
+    sparse = by_label[_label("sparse", xla)].times
+    result = {name: ratio_interval(values)
+              for name, values in paired_series(setup, dense, sparse).items()}
+    masked = by_label.get(_label("dense_masked", xla))
+    if masked is not None:
+        result["dense_masked"] = ratio_interval(
+            paired_series(setup, dense, masked.times)["static"])
+    return result
+
+
+def _torch_report(by_label: dict[str, Subject], xla: bool) -> dict[str, Any] | None:
+    """The same-run PyTorch baseline against the dense model at `xla`: per-round speed-ups."""
+    torch_subject = by_label.get("torch")
+    if torch_subject is None:
+        return None
+    dense = by_label[_label("dense", xla)]
+    info = torch_subject.info
+    result = {"torch": info["torch"], "threads": info["threads"], "xla": xla,
+              "macs_torch": info["macs"], "macs_ours": dense.info["macs"]["total"],
+              "mac_difference": info["mac_difference"], "macs_by_op": info["macs_by_op"]}
+    for key in ("cpu_s", "wall_s"):
+        theirs = [t[key] for t in torch_subject.times["plain"]]
+        ours = [t[key] for t in dense.times["plain"]]
+        result[f"torch_median_{key}"] = statistics.median(theirs)
+        result[f"ours_median_{key}"] = statistics.median(ours)
+        result[f"speedup_{key}"] = ratio_interval([t / o for t, o in zip(theirs, ours)])
+    return result
+
+
+def _peak_report(by_label: dict[str, Subject], xla: bool) -> dict[str, Any] | None:
+    """GFLOP/s of the probes (best round = peak) and the dense iteration's share of it."""
+    peak = by_label.get("peak")
+    if peak is None:
+        return None
+    dense = by_label[_label("dense", xla)]
+    iteration_flop = 2.0 * dense.info["macs"]["total"]
+    result = {"iteration_flop": iteration_flop, "xla": xla, "shapes": peak.info["shapes"]}
+    for kind, flop in peak.info["flop"].items():
+        rates = [flop / t["wall_s"] / 1e9 for t in peak.times[kind]]
+        result[kind] = {"best_gflops": max(rates), "median_gflops": statistics.median(rates),
+                        "gflops": [round(r, 2) for r in rates]}
+    best = max(result["matmul"]["best_gflops"], result["conv"]["best_gflops"])
+    walls = [t["wall_s"] for t in dense.times["plain"]]
+    rates = [iteration_flop / w / 1e9 for w in walls]
+    # Same-round share: the dense iteration's rate over that round's faster probe.
+    flop = peak.info["flop"]
+    shares = [r * 1e9 / max(flop["matmul"] / m["wall_s"], flop["conv"] / c["wall_s"])
+              for r, m, c in zip(rates, peak.times["matmul"], peak.times["conv"])]
+    result.update({"peak_gflops": best, "iteration_best_gflops": max(rates),
+                   "iteration_median_gflops": statistics.median(rates),
+                   "floor_s": iteration_flop / best / 1e9,
+                   "share_best": max(rates) / best,
+                   "share_same_round_median": statistics.median(shares)})
+    return result
+
+
 def build_report(setup: Setup, subjects: list[Subject]) -> dict[str, Any]:
-    """Medians, ratios to dense, composed method costs, traces, memory, machine."""
+    """Medians, paired ratios and their intervals, PyTorch, peak, traces, memory, machine."""
     report: dict[str, Any] = {"setup": dataclasses.asdict(setup), "machine": machine_info(),
                               "subjects": {s.label: _subject_report(s) for s in subjects},
-                              "table": [], "br_overhead": {}}
+                              "table": [], "br_overhead": {}, "intervals": {}}
+    by_label = {s.label: s for s in subjects}
     for xla in setup.xla:
         report["table"] += _setting_rows(setup, report, xla)
         report["br_overhead"][f"xla={xla}"] = _br_overhead(setup, _measured(report, "sparse", xla))
+        report["intervals"][f"xla={xla}"] = _intervals(setup, by_label, xla)
     best_xla = min(setup.xla, key=lambda xla: _measured(report, "dense", xla)["plain"][
         "median_cpu_s"])
-    report["torch"] = _torch_comparison(setup, _measured(report, "dense", best_xla)["plain"])
+    report["macs"] = subjects[0].info["macs"]
+    report["torch"] = _torch_report(by_label, best_xla)
+    report["peak"] = _peak_report(by_label, best_xla)
     report["retraces"] = sum(max(0, (c or 0) - 1) for s in report["subjects"].values()
-                             for c in s["trace_counts"].values())
+                             for c in s.get("trace_counts", {}).values())
     report["peak_rss_mb"] = _peak_rss_mb()
     report["machine"]["load_average_end"] = report["machine"].pop("load_average")
     report["goals"] = _goals(report, best_xla)
     return report
 
 
+def _interval_goal(name: str, interval: dict[str, Any], xla: bool, *,
+                   higher_is_better: bool = False) -> dict[str, Any]:
+    """Met only when the whole confidence interval is on the right side of the target."""
+    target = GOALS[name]
+    bound = interval["low"] if higher_is_better else interval["high"]
+    met = bound is not None and (bound >= target if higher_is_better else bound <= target)
+    return {"target": target, "measured": interval["median"],
+            "interval": [interval["low"], interval["high"]], "n": interval["n"], "xla": xla,
+            "met": met}
+
+
 def _goals(report: dict[str, Any], xla: bool) -> dict[str, dict[str, Any]]:
     """Issue 7's goals against this run, at `xla` (the setting with the faster dense iteration).
 
-    The ratios are the paired ones: static = the median same-round ratio to dense, ADAPT =
-    that times ADAPT's composed cost over static's (both from the sparse model's own medians).
+    Ratios: the median of the per-round paired ratios is "measured"; "met" needs the whole
+    confidence interval of their geometric mean within the target. Updates: the slowest
+    round's wall time must be within the target ("measured" is the median).
     """
-    rows = {row["method"]: row for row in report["table"] if row["xla"] == xla}
+    intervals = report["intervals"][f"xla={xla}"]
     kinds = _measured(report, "sparse", xla)
-    static = rows["static (d = 0.1)"]
-    measured = {"static_ratio": static["paired_ratio"],
-                "adapt_ratio": static["paired_ratio"] * rows["ADAPT relaxed"]["cpu_s"]
-                / static["cpu_s"],
-                "g_update_s": kinds["g_update"]["median_wall_s"],
-                "d_resize_s": kinds["d_resize"]["median_wall_s"],
-                "retraces": report["retraces"]}
+    goals = {"static_ratio": _interval_goal("static_ratio", intervals["static"], xla)}
+    if "adapt" in intervals:
+        goals["adapt_ratio"] = _interval_goal("adapt_ratio", intervals["adapt"], xla)
+    for name, kind in (("g_update_s", "g_update"), ("d_resize_s", "d_resize")):
+        if kind in kinds:
+            slowest = max(kinds[kind]["wall_s"])
+            goals[name] = {"target": GOALS[name], "measured": kinds[kind]["median_wall_s"],
+                           "max": slowest, "xla": xla, "met": slowest <= GOALS[name]}
+    goals["retraces"] = {"target": GOALS["retraces"], "measured": report["retraces"],
+                         "xla": xla, "met": report["retraces"] <= GOALS["retraces"]}
     if report["torch"]:
-        measured["speedup_vs_torch"] = report["torch"]["speedup_best_wall"]
-    return {name: {"target": GOALS[name], "measured": value, "xla": xla,
-                   "met": value >= GOALS[name] if name == "speedup_vs_torch"
-                   else value <= GOALS[name]}
-            for name, value in measured.items()}
+        goals["speedup_vs_torch"] = _interval_goal(
+            "speedup_vs_torch", report["torch"]["speedup_cpu_s"], xla, higher_is_better=True)
+    return goals
+
+
+def _fmt_interval(interval: dict[str, Any]) -> str:
+    if interval["low"] is None:
+        return f"median {interval['median']:.3f} (1 round: no interval)"
+    return (f"median {interval['median']:.3f}, geomean {interval['geomean']:.3f}, "
+            f"{100 * interval['confidence']:.0f} % CI [{interval['low']:.3f}, "
+            f"{interval['high']:.3f}], range {interval['min']:.3f}-{interval['max']:.3f}, "
+            f"n {interval['n']}")
+
+
+def _goal_line(name: str, goal: dict[str, Any]) -> str:
+    verdict = "met" if goal["met"] else ("NOT met" if "interval" not in goal else "not shown")
+    if "interval" in goal:
+        low, high = goal["interval"]
+        side = f"CI [{low:.3f}, {high:.3f}]" if low is not None else "no CI"
+        sign = ">=" if name == "speedup_vs_torch" else "<="
+        return (f"  {name}: median {goal['measured']:.3f}, {side}, target {sign} "
+                f"{goal['target']}: {verdict}")
+    if "max" in goal:
+        return (f"  {name}: median {goal['measured']:.3f} s, slowest {goal['max']:.3f} s, "
+                f"target <= {goal['target']} s: {verdict}")
+    return f"  {name}: {goal['measured']} (target {goal['target']}): {verdict}"
 
 
 def format_report(report: dict[str, Any]) -> str:
-    """The report as a plain-text table (what the CLI prints)."""
+    """The report as plain text (what the CLI prints)."""
     setup, machine = report["setup"], report["machine"]
     lines = [f"SNGAN-32 G width {setup['g_width']}, D width {setup['d_width']}, D batch "
              f"{setup['d_batch']}, G batch {setup['g_batch']}, n_dis {setup['n_dis']}, "
              f"d = {setup['density']} ERK; {setup['iterations']} measured rounds after "
              f"{setup['warmup']} warm-up",
              f"TF {machine['tensorflow']} (tf_keras {machine['tf_keras']}), {machine['cpu']}, "
-             f"{machine['cores']} cores, AVX2 {machine['avx2']}, oneDNN {machine['onednn']}, "
-             f"GPUs {machine['gpus'] or 'none'}, load at end {machine['load_average_end']}",
+             f"{machine['cores']} cores, AVX2 {machine['avx2']}, AVX-512 {machine['avx512']}, "
+             f"oneDNN {machine['onednn']}, {machine['threads']} threads, GPUs "
+             f"{machine['gpus'] or 'none'}, load at start {machine['load_average_start']}, "
+             f"at end {machine['load_average_end']}",
              "", f"{'method':30s} {'XLA':5s} {'CPU s/it':>10s} {'/ dense':>8s} {'paired':>7s}"]
     for row in report["table"]:
         paired = f"{row['paired_ratio']:7.3f}" if "paired_ratio" in row else ""
@@ -547,29 +877,65 @@ def format_report(report: dict[str, Any]) -> str:
                           f"{max(v['cpu_s']):.3f}) / {v['median_wall_s']:.3f} wall"
                           for k, v in subject["kinds"].items())
         lines.append(f"{label:18s} {kinds}")
-        lines.append(f"{'':18s} first calls (trace/compile): " + ", ".join(
+        lines.append(f"{'':18s} first calls: " + ", ".join(
             f"{k} {v['cpu_s']:.1f} cpu / {v['wall_s']:.1f} wall"
             for k, v in subject["first_call"].items()))
-        lines.append(f"{'':18s} traces {subject['trace_counts']}  masked weights "
-                     f"{subject['masked_weights']}")
+        if "tracing" in subject:
+            lines.append(f"{'':18s} tracing (first call - median call): " + ", ".join(
+                f"{k} {v['cpu_s']:.1f} cpu / {v['wall_s']:.1f} wall"
+                for k, v in subject["tracing"].items()))
+        if "trace_counts" in subject:
+            lines.append(f"{'':18s} traces {subject['trace_counts']}  masked weights "
+                         f"{subject['masked_weights']}")
+    traced = [v["wall_s"] for s in report["subjects"].values()
+              for v in s.get("tracing", {}).values()]
+    if traced:
+        lines.append(f"tracing, all train-function variants of all models: {sum(traced):.1f} s "
+                     f"wall ({len(traced)} variants, {max(traced):.1f} s the slowest)")
     for key, value in report.get("br_overhead", {}).items():
         lines.append(f"BR sample ({key}): +{value['br_minus_plain_cpu_s']:.3f} CPU s "
                      f"({100 * value['fraction_of_plain']:.1f} % of a plain iteration, "
                      f"{100 * value['amortised_fraction']:.2f} % amortised)")
-    goals = report["goals"]
-    lines.append(f"goals (XLA {next(iter(goals.values()))['xla']}): " + ", ".join(
-        f"{name} {goal['measured']:.3f} vs {goal['target']} {'met' if goal['met'] else 'NOT met'}"
-        for name, goal in goals.items()))
-    lines.append(f"retraces after the first call: {report['retraces']}; peak RSS "
-                 f"{report['peak_rss_mb']:.0f} MB")
+    lines.append("")
+    for key, intervals in report["intervals"].items():
+        for name, interval in intervals.items():
+            lines.append(f"{name} / dense per round ({key}, CPU s): {_fmt_interval(interval)}")
     torch = report.get("torch")
     if torch:
         lines.append(
-            f"vs official PyTorch ({torch['torch_dense_iteration_s']} s/it, 2 threads): ours "
-            f"{torch['ours_cpu_s']:.1f} CPU s = {torch['ours_idle_estimate_s']:.1f} s on 2 idle "
-            f"cores (x{torch['speedup_idle_estimate']:.2f}); best wall "
-            f"{torch['ours_best_wall_s']:.1f} s (x{torch['speedup_best_wall']:.2f}); "
-            f"arithmetic floor {torch['arithmetic_floor_s']:.1f} s")
+            f"same-run PyTorch {torch['torch']} ({torch['threads']} threads, plain dense "
+            f"SNGAN-32, scripts/torch_sngan.py): MACs per iteration torch "
+            f"{torch['macs_torch']:.6g}, adapt_tf {torch['macs_ours']:.6g} "
+            f"({100 * torch['mac_difference']:+.4f} %: same work)")
+        lines.append(
+            f"  torch {torch['torch_median_cpu_s']:.3f} CPU s / {torch['torch_median_wall_s']:.3f}"
+            f" wall per iteration, adapt_tf dense (XLA {torch['xla']}) "
+            f"{torch['ours_median_cpu_s']:.3f} / {torch['ours_median_wall_s']:.3f}")
+        lines.append(f"  torch / adapt_tf per round, CPU s: "
+                     f"{_fmt_interval(torch['speedup_cpu_s'])}")
+        lines.append(f"  torch / adapt_tf per round, wall s: "
+                     f"{_fmt_interval(torch['speedup_wall_s'])}")
+    else:
+        lines.append("same-run PyTorch: not measured (--no-torch, or torch is not installed: "
+                     "pip install -e '.[bench]')")
+    peak = report.get("peak")
+    if peak:
+        lines.append(
+            f"measured peak (TF fp32, this run, best round): matmul {peak['shapes']['matmul']} "
+            f"{peak['matmul']['best_gflops']:.1f} GFLOP/s (median "
+            f"{peak['matmul']['median_gflops']:.1f}), conv {peak['shapes']['conv']} "
+            f"{peak['conv']['best_gflops']:.1f} GFLOP/s (median "
+            f"{peak['conv']['median_gflops']:.1f})")
+        lines.append(
+            f"  dense iteration {peak['iteration_flop'] / 1e12:.4g} TFLOP (2 x MACs): best "
+            f"{peak['iteration_best_gflops']:.1f} GFLOP/s = {100 * peak['share_best']:.0f} % "
+            f"of the peak (floor {peak['floor_s']:.2f} s); same-round share median "
+            f"{100 * peak['share_same_round_median']:.0f} %")
+    lines.append(f"goals (XLA {next(iter(report['goals'].values()))['xla']}; a ratio goal is met "
+                 f"only when its {100 * CONFIDENCE:.0f} % CI is within the target):")
+    lines += [_goal_line(name, goal) for name, goal in report["goals"].items()]
+    lines.append(f"retraces after the first call: {report['retraces']}; peak RSS "
+                 f"{report['peak_rss_mb']:.0f} MB")
     if "profile" in report:
         lines += ["", "profile (self time by op type, one plain iteration):"]
         for label, ops in report["profile"].items():
@@ -577,6 +943,8 @@ def format_report(report: dict[str, Any]) -> str:
                                                      list(ops["share_percent"].items())[:10]))
     if "input_pipeline" in report:
         lines.append(f"input pipeline: {report['input_pipeline']}")
+    if "quickstart" in report:
+        lines.append(f"quickstart: {report['quickstart']}")
     return "\n".join(lines)
 
 
@@ -633,17 +1001,79 @@ def pipeline_throughput(setup: Setup, *, batches: int = 20) -> dict[str, Any]:
     return result
 
 
+def _metrics_steps(path: str) -> list[int]:
+    """The steps of the data rows of a metrics.csv written so far (torn last line ignored)."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        lines = f.read().split("\n")[1:-1]  # header, complete lines only
+    steps = []
+    for line in lines:
+        head = line.split(",", 1)[0]
+        if head.isdigit():
+            steps.append(int(head))
+    return steps
+
+
+def quickstart_latency(workdir: str, *, rows: int = 3, timeout_s: float = 1800,
+                       log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Seconds from launching the README's quickstart to its first logged metrics rows.
+
+    Runs `python -m adapt_tf.train --gin_file=gin_configs/quickstart.gin --workdir=WORKDIR`
+    (WORKDIR must not hold an earlier run) and stops it once `rows` rows are in metrics.csv.
+    The first row's time is start-up (imports, dataset, model builds, the first train-function
+    traces) plus `log_every` iterations. The gap between the last two rows is taken as steady
+    iterations: with the quickstart's cadence (log every 50, DST and ADAPT every 100) rows 100
+    to 150 hold no mask update and no new trace, while 50 to 100 hold the gradient-copy
+    variant's trace and the first updates.
+    """
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    metrics = os.path.join(workdir, "metrics.csv")
+    if os.path.exists(metrics):
+        raise ValueError(f"{workdir} already holds a run; pass a fresh workdir")
+    command = [sys.executable, "-m", "adapt_tf.train", "--gin_file=gin_configs/quickstart.gin",
+               f"--workdir={workdir}"]
+    os.makedirs(workdir, exist_ok=True)
+    load = os.getloadavg()[0]
+    start = time.perf_counter()
+    seen: dict[int, float] = {}
+    with open(os.path.join(workdir, "benchmark_stdout.txt"), "w") as out:
+        process = subprocess.Popen(command, cwd=root, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            while len(seen) < rows and time.perf_counter() - start < timeout_s:
+                if process.poll() is not None:
+                    break
+                for step in _metrics_steps(metrics):
+                    seen.setdefault(step, time.perf_counter() - start)
+                time.sleep(0.2)
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=60)
+    steps = sorted(seen)
+    result: dict[str, Any] = {"command": " ".join(command[1:]), "load_start": round(load, 2),
+                              "load_end": round(os.getloadavg()[0], 2),
+                              "rows": {str(k): round(seen[k], 2) for k in steps}}
+    if len(steps) >= 2:
+        per_iteration = (seen[steps[-1]] - seen[steps[-2]]) / (steps[-1] - steps[-2])
+        result["steady_s_per_iteration"] = per_iteration
+        result["start_up_s"] = seen[steps[0]] - steps[0] * per_iteration
+    log(f"quickstart: {result}")
+    return result
+
+
 # ----------------------------------------------------------------------------------- CLI
 
 
 def run_benchmark(setup: Setup, *, profile_dir: str | None = None, check_pipeline: bool = False,
+                  torch: bool = True, peak: bool = True,
                   log: Callable[[str], None] = print) -> dict[str, Any]:
     """Measures `setup` and returns the report (see the module docstring)."""
-    subjects = measure(setup, log=log)
+    subjects = measure(setup, log=log, torch=torch, peak=peak)
     report = build_report(setup, subjects)
     if profile_dir:
         report["profile"] = {s.label: profile_iteration(s, profile_dir)
-                             for s in subjects if not s.xla}
+                             for s in subjects if not s.xla and s.gan is not None}
     if check_pipeline:
         report["input_pipeline"] = pipeline_throughput(setup)
     return report
@@ -657,7 +1087,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--g-width", type=int)
     parser.add_argument("--d-width", type=int)
     parser.add_argument("--iterations", type=int,
-                        help="measured rounds (default 3; 8 with --quick)")
+                        help="measured rounds (default 3; 16 with --quick)")
     parser.add_argument("--warmup", type=int, help="untimed rounds (default 1)")
     parser.add_argument("--xla", choices=("both", "off", "on"),
                         help="jit_compile settings to measure (default both; off with --quick)")
@@ -667,6 +1097,11 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                         help="also measure the dense method with masks of ones")
     parser.add_argument("--profile", metavar="DIR", help="profile one plain iteration")
     parser.add_argument("--no-pipeline-check", action="store_true")
+    parser.add_argument("--no-torch", action="store_true",
+                        help="skip the same-run PyTorch baseline (skipped anyway without torch)")
+    parser.add_argument("--no-peak", action="store_true", help="skip the peak probes")
+    parser.add_argument("--quickstart", metavar="WORKDIR",
+                        help="only time the quickstart's start-up to its first logged rows")
     parser.add_argument("--json", metavar="PATH", help="write the report as JSON")
     return parser.parse_args(argv)
 
@@ -685,11 +1120,17 @@ def setup_from_args(args: argparse.Namespace) -> Setup:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = _parse(sys.argv[1:] if argv is None else argv)
+    if args.quickstart:
+        report = {"quickstart": quickstart_latency(args.quickstart), "machine": machine_info()}
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(report, f, indent=1)
+        return report
     setup = setup_from_args(args)
     start = time.perf_counter()
     report = run_benchmark(setup, profile_dir=args.profile,
-                           check_pipeline=not args.no_pipeline_check,
-                           log=lambda line: print(line, flush=True))
+                           check_pipeline=not args.no_pipeline_check, torch=not args.no_torch,
+                           peak=not args.no_peak, log=lambda line: print(line, flush=True))
     report["elapsed_s"] = time.perf_counter() - start
     print(format_report(report))
     print(f"elapsed {report['elapsed_s']:.0f} s")
