@@ -54,7 +54,7 @@ Measured in the same run, in every round, interleaved with the models above:
   (scripts/torch_sngan.py: same layers, hinge loss, Adam, n_dis, batches, spectral norm on D,
   EMA), with as many threads as TensorFlow. Its first iteration runs under torch's
   FlopCounterMode, and the run stops unless the MACs torch executes equal adapt_tf's count
-  (`kernel_iteration_macs` on adapt_tf.flops' per-layer MACs) within `MAC_TOLERANCE`. Skipped,
+  (`kernel_iteration_macs` on adapt_tf.macs' per-layer MACs) within `MAC_TOLERANCE`. Skipped,
   with a line saying so, when torch (the optional `bench` extra) is not installed.
 * ``peak``: a 4096^2 fp32 matmul and the model's largest convolution in TensorFlow (oneDNN when
   on); the best round's GFLOP/s is the machine's measured peak, and the dense iteration's
@@ -91,7 +91,7 @@ import adapt_tf  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS and TF_ENABLE_ONED
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-from adapt_tf import architectures, data, dst, flops, topology  # noqa: E402
+from adapt_tf import architectures, data, dst, macs, topology  # noqa: E402
 from adapt_tf.callbacks import DynamicSparsity  # noqa: E402
 from adapt_tf.controller import ADAPTController  # noqa: E402
 from adapt_tf.gan import SparseGAN  # noqa: E402
@@ -292,12 +292,12 @@ def kernel_iteration_macs(g_layers: dict[str, float], d_layers: dict[str, float]
 
 
 def our_macs(setup: Setup) -> dict[str, float]:
-    """`kernel_iteration_macs` of adapt_tf's SNGAN-32 at `setup`, per layer from adapt_tf.flops."""
+    """`kernel_iteration_macs` of adapt_tf's SNGAN-32 at `setup`, per layer from adapt_tf.macs."""
     arch = architectures.ARCHITECTURES["sngan32"]
     generator, discriminator = architectures.build_models(
         "sngan32", g_width=setup.g_width, d_width=setup.d_width, seed=setup.seed)
-    g_costs = flops.layer_macs(generator, input_shape=[arch.latent_dim])
-    d_costs = flops.layer_macs(discriminator, input_shape=[arch.image_size, arch.image_size, 3])
+    g_costs = macs.layer_macs(generator, input_shape=[arch.latent_dim])
+    d_costs = macs.layer_macs(discriminator, input_shape=[arch.image_size, arch.image_size, 3])
 
     def kernels(costs):
         return {c.name: c.weight_macs for c in costs if c.kind in ("conv", "dense")}
