@@ -25,6 +25,7 @@ import argparse
 import configparser
 import io
 import json
+import os
 import pathlib
 import shutil
 import subprocess
@@ -107,8 +108,18 @@ def _run(module: str, workdir: pathlib.Path, max_children: int, only: list[str],
          isolation: str | None) -> dict:
     target = _prepare(module, workdir, isolation)
     patterns = [f"adapt_tf.{module}.{pattern}" for pattern in only]
-    subprocess.run([str(MUTMUT), "run", "--max-children", str(max_children), *patterns],
-                   cwd=target, check=False)
+    # Every forked mutant imports tests/conftest.py, which makes a session directory with
+    # tempfile.mkdtemp and removes it at exit; mutmut's children leave with os._exit, so
+    # atexit never runs. Temporary files of the run go to a directory of its own, removed
+    # at the end, so that a run leaves nothing in the system's temporary directory.
+    tmp = target / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    try:
+        subprocess.run([str(MUTMUT), "run", "--max-children", str(max_children), *patterns],
+                       cwd=target, check=False, env=env)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     summary = _summary(target, module)
     (target / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
