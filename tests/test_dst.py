@@ -320,12 +320,23 @@ _ONE_OF_FOUR = [np.array([1, 0, 0, 0], np.float32)]
 _BAD_INPUTS = {
     "scope": (lambda: dst.drop_lowest(_K, _M, 1, scope="row"),
               "scope='row' is unknown; use one of global, layer"),
-    "lengths": (lambda: dst.drop_lowest(_K * 2, _M, 1), "scores has 2 tensors but masks has 1"),
+    "lengths": (lambda: dst.drop_lowest(_K * 2, _M, 1),
+                "scores has 2 tensors but masks has 1; pass one per layer, in the same order\\."),
+    "masks_empty": (lambda: dst.drop_lowest(_K, [], 1), "masks is empty"),
+    "generator": (lambda: dst.drop_lowest((k for k in _K), _M, 1),
+                  "scores must be a list of tensors \\(one per layer\\), got <class 'generator'>"),
+    "n_not_scalar": (lambda: dst.drop_lowest(_K, _M, [1]),
+                     r"n=\[1\] must be a whole number of entries to drop"),
     "shapes": (lambda: dst.drop_lowest([np.ones(3)], [np.ones(4)], 1),
                r"scores\[0\] has shape \(3,\)"),
     "empty": (lambda: dst.drop_lowest([], [], 1), "scores is empty"),
     "not_list": (lambda: dst.drop_lowest(np.ones(3), np.ones(3), 1), "must be a list of tensors"),
-    "negative_n": (lambda: dst.drop_lowest(_K, _M, -1), "n=-1 is negative"),
+    "negative_n": (lambda: dst.drop_lowest(_K, _M, -1),
+                   "n=-1 is negative; the number of entries to drop must be >= 0\\."),
+    "unknown_shape": (lambda: tf.function(
+        lambda s: dst.drop_lowest([s], [s], 1),
+        input_signature=[tf.TensorSpec([None], tf.float32)]).get_concrete_function(),
+        r"scores\[0\] has shape \(None,\); static shapes are required"),
     "n_too_large": (lambda: dst.drop_lowest(_K, _M, 5),
                     "n=5 exceeds the 4 entries available to drop"),
     "grow_too_many": (lambda: dst.grow_highest(_K, _M, 1),
@@ -344,7 +355,10 @@ _BAD_INPUTS = {
     "growth": (lambda: dst.prune_and_regrow(_K, _M, None, 0.5, growth="momentum"),
                "growth='momentum' is unknown"),
     "no_grads": (lambda: dst.prune_and_regrow(_K, _M, None, 0.5),
-                 "grads=None but growth='gradient'"),
+                 "grads=None but growth='gradient' ranks inactive weights by \\|grad\\|; pass "
+                 "the dense gradients or use growth='random'\\."),
+    "grads_shapes": (lambda: dst.prune_and_regrow(_K, _M, [np.ones(3)], 0.5),
+                     r"grads\[0\] has shape \(3,\) but masks\[0\] has \(2, 2\)"),
     "rigl_no_grads": (lambda: dst.RigL().update(_K, _M, None, step=1, total_steps=2),
                       "grads=None but growth='gradient'"),
     "rule_fraction": (lambda: dst.SET(drop_fraction=-0.1),
@@ -520,3 +534,29 @@ def test_integer_fractions_and_steps_give_float64_fractions(schedule):
                                          abs=1e-15)
     kernels, masks, grads = _random_layers(14)
     assert _count(dst.prune_and_regrow(kernels, masks, grads, 1)) == _count(masks)
+
+
+def test_signed_scores_rank_in_float_order_with_negative_zero_below_zero():
+    # drop_lowest / grow_highest accept any finite scores, not only magnitudes.
+    scores = [np.array([-1.0, -2.0, 0.5, -0.25], np.float32)]
+    none = [np.zeros(4, np.float32)]
+    np.testing.assert_array_equal(_np(dst.grow_highest(scores, none, 2))[0], [0, 0, 1, 1])
+    every = [np.ones(4, np.float32)]
+    np.testing.assert_array_equal(_np(dst.drop_lowest(scores, every, 2))[0], [0, 0, 1, 1])
+    zeros = [np.array([0.0, -0.0, 0.0], np.float32)]
+    np.testing.assert_array_equal(_np(dst.drop_lowest(zeros, [np.ones(3, np.float32)], 1))[0],
+                                  [1, 0, 1])
+    np.testing.assert_array_equal(_np(dst.grow_highest(zeros, [np.zeros(3, np.float32)], 2))[0],
+                                  [1, 0, 1])
+
+
+def test_compiled_counts_are_checked_when_only_the_count_is_static():
+    # Masks passed into a tf.function: the active count is known only at run time.
+    scores = [np.array([0.3, 0.1, 0.2, 0.4], np.float32)]
+    drop = tf.function(lambda mask, n: dst.drop_lowest(scores, [mask], n))
+    mask = tf.constant([1.0, 1.0, 0.0, 1.0])
+    np.testing.assert_array_equal(drop(mask, 2)[0].numpy(), [0, 0, 0, 1])  # Python count
+    with pytest.raises(tf.errors.InvalidArgumentError, match="n to drop exceeds the entries"):
+        drop(mask, 4)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="n to drop must be >= 0"):
+        drop(mask, tf.constant(-1))
