@@ -312,3 +312,41 @@ def test_mixed_float16_layer_keeps_mask_and_u_in_float32_and_matches_float32():
     kernel = full.effective_kernel(training=False).numpy()
     bound = ((1 + 2.0 ** -11) ** 5 - 1) * (np.abs(x) @ np.abs(kernel))
     assert np.all(np.abs(out_half.numpy().astype(np.float64) - out_full.numpy()) <= bound)
+
+
+def test_masked_conv_applies_activation_and_channels_first_bias():
+    layer = L.MaskedConv2D(2, 1, activation="relu", data_format="channels_first")
+    layer.build((None, 3, 2, 2))
+    kernel = np.array([[1.0, -1.0], [2.0, 0.5], [-1.0, 1.0]], np.float32)  # [in, out]
+    mask = np.array([[1, 1], [0, 1], [1, 0]], np.float32)
+    layer.kernel.assign(kernel.reshape(1, 1, 3, 2))
+    layer.mask.assign(mask.reshape(1, 1, 3, 2))
+    layer.bias.assign([0.5, -4.0])
+    x = np.arange(12, dtype=np.float32).reshape(1, 3, 2, 2) - 5.0  # [batch, channels, h, w]
+    # A 1x1 convolution is a matmul over channels; bias per output channel (axis 1). Exact.
+    pre = np.einsum("bchw,co->bohw", x, kernel * mask) + np.array([0.5, -4.0])[:, None, None]
+    np.testing.assert_array_equal(layer(x).numpy(), np.maximum(pre, 0.0))
+    assert np.any(pre < 0) and np.any(pre > 0)
+
+
+def test_default_spectral_norm_settings():
+    # Masked layers are plain unless asked; SN layers normalise; eps is PyTorch's 1e-12.
+    made = [L.MaskedDense(2), L.MaskedConv2D(2, 1), L.SNDense(2), L.SNConv2D(2, 1),
+            L.SNEmbedding(3, 2)]
+    assert [(layer.spectral_norm, layer.sn_eps) for layer in made] == \
+        [(False, 1e-12)] * 2 + [(True, 1e-12)] * 3
+
+
+def test_mask_constraint_config_is_the_user_constraints():
+    user = L.MaskedDense(2, kernel_constraint="non_neg")
+    assert user.kernel_constraint.get_config() == \
+        keras.constraints.serialize(keras.constraints.NonNeg())
+    assert L.MaskedDense(2).kernel_constraint.get_config() == {}
+
+
+def test_masked_layers_of_a_single_layer_is_that_layer():
+    layer = L.MaskedDense(2)
+    assert L.masked_layers(layer) == [layer]
+    bare = L.MaskedLayer()  # the mixin alone, not a Keras layer
+    assert L.masked_layers([bare, layer]) == [bare, layer]
+
