@@ -15,7 +15,10 @@ summary (counts and the names of surviving mutants, for `mutmut show NAME` in th
 directory) goes to `<workdir>/<module>/summary.json`.
 
 Each run starts from a fresh copy (mutmut's cache keeps old verdicts when only the tests
-changed). It is CPU-heavy: every mutant runs the tests of its own file that cover the mutated
+changed). Temporary files of the run (the test session directories of tests/conftest.py, one
+per forked mutant, and TensorFlow's autograph files) go to `<workdir>/<module>/tmp`, removed
+at the end: the forked mutants exit without running atexit handlers, so nothing else would
+delete them. It is CPU-heavy: every mutant runs the tests of its own file that cover the mutated
 function, in a process forked from a server that has imported them (TensorFlow included); on a
 2-core machine `balance` and `losses` take minutes, `dst` and `gan` much longer.
 """
