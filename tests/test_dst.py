@@ -477,11 +477,14 @@ def test_is_update_step_with_interval_one_updates_from_the_first_iteration():
 
 
 def test_resize_shrinks_a_mostly_dense_mask_far():
-    # nnz = 5 of 6 down to 1: the 4 dropped entries outnumber the 1 inactive one.
+    # nnz = 5 of 6 down to 1: the 4 dropped entries outnumber the 1 inactive one. With grads
+    # (as the ADAPT callback always passes them) and without.
     kernels = [np.array([[0.5, -0.1, 0.3], [0.0, -0.9, 0.2]], np.float32)]
     masks = [np.array([[1, 1, 1], [0, 1, 1]], np.float32)]
-    np.testing.assert_array_equal(_np(dst.resize(kernels, masks, 1))[0],
-                                  [[0, 0, 0], [0, 1, 0]])  # keep |-0.9|
+    grads = [np.array([[0.1, 0.2, 0.3], [5.0, 0.4, 0.5]], np.float32)]
+    for kwargs in ({}, {"grads": grads}, {"growth": "random"}):
+        np.testing.assert_array_equal(_np(dst.resize(kernels, masks, 1, **kwargs))[0],
+                                      [[0, 0, 0], [0, 1, 0]])  # keep |-0.9|
 
 
 def test_end_step_one_allows_only_the_first_update():
