@@ -401,6 +401,25 @@ def test_ema_generator_samples_with_batch_statistics_and_no_optimizer_updates_it
                                   ema(z, training=True).numpy())
 
 
+
+def test_the_generator_runs_in_training_mode_in_every_phase_of_an_iteration():
+    # The official code calls G in train mode for the D step's fakes, the G step and the BR
+    # sample: each call moves G's BatchNorm moving mean by 0.1 x its batch mean (momentum
+    # 0.9). G's learning rate 0 keeps Wg, so the three batch means are those of z0 @ Wg
+    # (D step, phase 0) and twice z1 @ Wg (G step and BR sample, phase 1).
+    generator, discriminator = _batch_norm_toy()
+    gan = SparseGAN(generator, discriminator, latent_dim=LATENT, br_interval=1, seed=3)
+    gan.compile(g_optimizer=keras.optimizers.SGD(learning_rate=0.0),
+                d_optimizer=keras.optimizers.SGD(learning_rate=LR))
+    gan.fit(_dataset(_images(4).reshape(4, 1, 1, FEATURES), 4), epochs=1, verbose=0)
+    wg = (WG * MG).astype(np.float64)
+    a, b = (np.mean(_z(3, phase, 4) @ wg, axis=0) for phase in (0, 1))
+    expected = 0.9 * 0.9 * 0.1 * a + 0.9 * 0.1 * b + 0.1 * b
+    # float32 means of 4 products of O(1) numbers: errors ~1e-7, far below 1e-5.
+    np.testing.assert_allclose(generator.get_layer("g_bn").moving_mean.numpy(), expected,
+                               rtol=1e-5, atol=1e-6)
+    assert np.abs(0.081 * a).min() > 1e-3  # the D step's share is visible at that tolerance
+
 # ------------------------------------------------------------------------ conditional GAN
 
 
