@@ -189,6 +189,27 @@ def test_br_and_losses_equal_a_hand_computation(n_dis, g_batch, jit_compile):
     assert int(gan.step.numpy()) == iterations
 
 
+
+def test_loss_scaled_optimizers_train_like_plain_ones():
+    # Mixed precision wraps the optimizers in LossScaleOptimizer: the steps scale the loss and
+    # unscale the gradients. A fixed power-of-two scale is exact in float32, so the toy must
+    # follow the plain SGD hand computation (a missing scale or unscale moves the gradients
+    # by 2**10).
+    d_batch, iterations, seed = 4, 2, 3
+    images = _images(d_batch * iterations, seed=1)
+    gan = SparseGAN(*_linear_toy(), latent_dim=LATENT, br_interval=1, br_window=5, seed=seed)
+
+    def scaled():
+        return keras.mixed_precision.LossScaleOptimizer(
+            keras.optimizers.SGD(learning_rate=LR), dynamic=False, initial_scale=2.0 ** 10)
+
+    gan.compile(g_optimizer=scaled(), d_optimizer=scaled())
+    gan.fit(_dataset(images, d_batch), epochs=1, verbose=0)
+    ref = _reference(images, iterations=iterations, n_dis=1, d_batch=d_batch, seed=seed)
+    g_layer, d_layer = gan.masked_layers("generator")[0], gan.masked_layers("discriminator")[0]
+    np.testing.assert_allclose(g_layer.kernel.numpy(), ref[-1]["wg"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(d_layer.kernel.numpy(), ref[-1]["wd"], rtol=1e-4, atol=1e-6)
+
 # ------------------------------------------------------------------------ BR window cadence
 
 
