@@ -210,6 +210,23 @@ def test_loss_scaled_optimizers_train_like_plain_ones():
     np.testing.assert_allclose(g_layer.kernel.numpy(), ref[-1]["wg"], rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(d_layer.kernel.numpy(), ref[-1]["wd"], rtol=1e-4, atol=1e-6)
 
+
+def test_train_step_called_directly_draws_its_own_latents():
+    # Outside fit, train_step draws z itself (fit draws them before the replicated step); the
+    # iteration must be the same as the hand computation's.
+    d_batch, seed = 4, 3
+    images = _images(2 * d_batch, seed=1)
+    gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT, n_dis=2, br_interval=1,
+                              br_window=5, seed=seed))
+    gan.train_step(tf.constant(images))
+    ref = _reference(images, iterations=1, n_dis=2, d_batch=d_batch, seed=seed)
+    g_layer, d_layer = gan.masked_layers("generator")[0], gan.masked_layers("discriminator")[0]
+    np.testing.assert_allclose(g_layer.kernel.numpy(), ref[0]["wg"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(d_layer.kernel.numpy(), ref[0]["wd"], rtol=1e-4, atol=1e-6)
+    ratio = (ref[0]["gf"] - ref[0]["df"]) / (ref[0]["dr"] - ref[0]["df"])
+    np.testing.assert_allclose(gan.balance.values(), [ratio], rtol=1e-4)
+    assert int(gan.step.numpy()) == 1
+
 # ------------------------------------------------------------------------ BR window cadence
 
 
