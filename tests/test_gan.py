@@ -458,6 +458,19 @@ def test_the_generator_runs_in_training_mode_in_every_phase_of_an_iteration():
                                rtol=1e-5, atol=1e-6)
     assert np.abs(0.081 * a).min() > 1e-3  # the D step's share is visible at that tolerance
 
+
+def test_the_discriminator_runs_in_training_mode_so_its_power_iteration_advances():
+    # D is called in train mode (official code): every call of its spectrally normalised
+    # layer runs one power iteration and stores the new u; an inference call would keep u.
+    generator, discriminator = _mlp_toy()
+    gan = _compiled(SparseGAN(generator, discriminator, latent_dim=LATENT, br_interval=1))
+    sn_layer = discriminator.get_layer("d1")
+    u0 = sn_layer.sn_u.numpy().copy()
+    gan.fit(_dataset(_images(8), 8), epochs=1, verbose=0)
+    u1 = sn_layer.sn_u.numpy()
+    assert not np.allclose(u1, u0, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(np.linalg.norm(u1), 1.0, rtol=1e-5)  # a power-iteration result
+
 # ------------------------------------------------------------------------ conditional GAN
 
 
