@@ -471,6 +471,17 @@ def test_the_discriminator_runs_in_training_mode_so_its_power_iteration_advances
     assert not np.allclose(u1, u0, rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(np.linalg.norm(u1), 1.0, rtol=1e-5)  # a power-iteration result
 
+
+def test_conditional_latents_are_the_documented_z_and_uniform_int_labels_of_every_class():
+    from adapt_tf import gan as gan_module
+
+    generator, discriminator = _mlp_toy(conditional=True)
+    gan = SparseGAN(generator, discriminator, latent_dim=LATENT, n_dis=2, num_classes=3, seed=5)
+    z, labels = gan_module._global_latents(gan, tf.constant(4, tf.int64), 1, 300)
+    np.testing.assert_array_equal(z.numpy(), _z(5, 4 * 3 + 1, 300).astype(np.float32))
+    assert labels.dtype == tf.int32
+    assert set(np.unique(labels.numpy())) == {0, 1, 2}  # 300 draws: every class, seeded
+
 # ------------------------------------------------------------------------ conditional GAN
 
 
