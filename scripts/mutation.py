@@ -15,7 +15,10 @@ summary (counts and the names of surviving mutants, for `mutmut show NAME` in th
 directory) goes to `<workdir>/<module>/summary.json`.
 
 Each run starts from a fresh copy (mutmut's cache keeps old verdicts when only the tests
-changed). It is CPU-heavy: every mutant runs the tests of its own file that cover the mutated
+changed). Temporary files of the run (the test session directories of tests/conftest.py, one
+per forked mutant, and TensorFlow's autograph files) go to `<workdir>/<module>/tmp`, removed
+at the end: the forked mutants exit without running atexit handlers, so nothing else would
+delete them. It is CPU-heavy: every mutant runs the tests of its own file that cover the mutated
 function, in a process forked from a server that has imported them (TensorFlow included); on a
 2-core machine `balance` and `losses` take minutes, `dst` and `gan` much longer.
 """
@@ -25,6 +28,7 @@ import argparse
 import configparser
 import io
 import json
+import os
 import pathlib
 import shutil
 import subprocess
@@ -107,8 +111,18 @@ def _run(module: str, workdir: pathlib.Path, max_children: int, only: list[str],
          isolation: str | None) -> dict:
     target = _prepare(module, workdir, isolation)
     patterns = [f"adapt_tf.{module}.{pattern}" for pattern in only]
-    subprocess.run([str(MUTMUT), "run", "--max-children", str(max_children), *patterns],
-                   cwd=target, check=False)
+    # Every forked mutant imports tests/conftest.py, which makes a session directory with
+    # tempfile.mkdtemp and removes it at exit; mutmut's children leave with os._exit, so
+    # atexit never runs. Temporary files of the run go to a directory of its own, removed
+    # at the end, so that a run leaves nothing in the system's temporary directory.
+    tmp = target / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    try:
+        subprocess.run([str(MUTMUT), "run", "--max-children", str(max_children), *patterns],
+                       cwd=target, check=False, env=env)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     summary = _summary(target, module)
     (target / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary

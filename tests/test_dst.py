@@ -320,12 +320,23 @@ _ONE_OF_FOUR = [np.array([1, 0, 0, 0], np.float32)]
 _BAD_INPUTS = {
     "scope": (lambda: dst.drop_lowest(_K, _M, 1, scope="row"),
               "scope='row' is unknown; use one of global, layer"),
-    "lengths": (lambda: dst.drop_lowest(_K * 2, _M, 1), "scores has 2 tensors but masks has 1"),
+    "lengths": (lambda: dst.drop_lowest(_K * 2, _M, 1),
+                "scores has 2 tensors but masks has 1; pass one per layer, in the same order\\."),
+    "masks_empty": (lambda: dst.drop_lowest(_K, [], 1), "masks is empty"),
+    "generator": (lambda: dst.drop_lowest((k for k in _K), _M, 1),
+                  "scores must be a list of tensors \\(one per layer\\), got <class 'generator'>"),
+    "n_not_scalar": (lambda: dst.drop_lowest(_K, _M, [1]),
+                     r"n=\[1\] must be a whole number of entries to drop"),
     "shapes": (lambda: dst.drop_lowest([np.ones(3)], [np.ones(4)], 1),
                r"scores\[0\] has shape \(3,\)"),
     "empty": (lambda: dst.drop_lowest([], [], 1), "scores is empty"),
     "not_list": (lambda: dst.drop_lowest(np.ones(3), np.ones(3), 1), "must be a list of tensors"),
-    "negative_n": (lambda: dst.drop_lowest(_K, _M, -1), "n=-1 is negative"),
+    "negative_n": (lambda: dst.drop_lowest(_K, _M, -1),
+                   "n=-1 is negative; the number of entries to drop must be >= 0\\."),
+    "unknown_shape": (lambda: tf.function(
+        lambda s: dst.drop_lowest([s], [s], 1),
+        input_signature=[tf.TensorSpec([None], tf.float32)]).get_concrete_function(),
+        r"scores\[0\] has shape \(None,\); static shapes are required"),
     "n_too_large": (lambda: dst.drop_lowest(_K, _M, 5),
                     "n=5 exceeds the 4 entries available to drop"),
     "grow_too_many": (lambda: dst.grow_highest(_K, _M, 1),
@@ -344,7 +355,10 @@ _BAD_INPUTS = {
     "growth": (lambda: dst.prune_and_regrow(_K, _M, None, 0.5, growth="momentum"),
                "growth='momentum' is unknown"),
     "no_grads": (lambda: dst.prune_and_regrow(_K, _M, None, 0.5),
-                 "grads=None but growth='gradient'"),
+                 "grads=None but growth='gradient' ranks inactive weights by \\|grad\\|; pass "
+                 "the dense gradients or use growth='random'\\."),
+    "grads_shapes": (lambda: dst.prune_and_regrow(_K, _M, [np.ones(3)], 0.5),
+                     r"grads\[0\] has shape \(3,\) but masks\[0\] has \(2, 2\)"),
     "rigl_no_grads": (lambda: dst.RigL().update(_K, _M, None, step=1, total_steps=2),
                       "grads=None but growth='gradient'"),
     "rule_fraction": (lambda: dst.SET(drop_fraction=-0.1),
@@ -376,7 +390,29 @@ _BAD_INPUTS = {
     "density_bool": (lambda: dst.target_count(_M, True),
                      r"density=True must be a number in \(0, 1\]"),
     "changed_shapes": (lambda: dst.changed(_M, [np.ones(3)]),
-                       r"old_masks\[0\] has shape \(2, 2\)"),
+                       r"old_masks\[0\] has shape \(2, 2\) but new_masks\[0\] has \(3,\)"),
+    "layer_counts_shape": (lambda: dst.drop_lowest(_K * 2, _M * 2, np.ones((2, 1), np.int32),
+                                                   scope="layer"),
+                           r"n has shape \(2, 1\); scope='layer' needs one count per layer, "
+                           r"shape \[2\]"),
+    "layer_counts_length": (lambda: dst.drop_lowest(_K * 2, _M * 2, tf.constant([1, 1, 1]),
+                                                    scope="layer"),
+                            r"n has shape \(3,\); scope='layer' needs one count per layer"),
+    "layer_counts_scalar": (lambda: dst.drop_lowest(_K, _M, 1, scope="layer"),
+                            "n=1 must be a list of per-layer counts for scope='layer'"),
+    "rule_final_fraction": (lambda: dst.RigL(final_fraction=1.5),
+                            r"final_fraction=1.5 must be a number in \[0, 1\]"),
+    "interval_float": (lambda: dst.RigL(interval=1.5), "interval=1.5 must be a positive int"),
+    "interval_bool": (lambda: dst.SET(interval=True), "interval=True must be a positive int"),
+    "final": (lambda: dst.drop_fraction(1, 10, final=-0.5),
+              r"final=-0.5 must be a number in \[0, 1\]"),
+    "regrow_shapes": (lambda: dst.prune_and_regrow([np.ones(3)], _M, None, 0.5, growth="random"),
+                      r"kernels\[0\] has shape \(3,\) but masks\[0\] has \(2, 2\)"),
+    "fraction_not_scalar": (lambda: dst.prune_and_regrow(_K, _M, None, [0.5], growth="random"),
+                            r"fraction=\[0.5\] must be a number in \[0, 1\]"),
+    "regrow_scope": (lambda: dst.prune_and_regrow(_K, _M, None, 0.5, growth="random",
+                                                  scope="row"),
+                     "scope='row' is unknown; use one of global, layer"),
 }
 
 
@@ -385,3 +421,145 @@ def test_bad_input_raises_value_error_naming_the_value(case):
     call, message = _BAD_INPUTS[case]
     with pytest.raises(ValueError, match=message):
         call()
+
+
+# ------------------------------------------------------------- references by hand (NumPy)
+
+
+def _reference_drop_grow(magnitudes, masks, scores, n):
+    """Global drop of the n smallest active magnitudes, then growth of the n largest scores
+    among the entries inactive after the drop; ties to the lower flat index."""
+    mag = np.concatenate([np.ravel(m) for m in magnitudes])
+    active = np.concatenate([np.ravel(m) for m in masks]) != 0
+    score = np.concatenate([np.ravel(s) for s in scores])
+    index = np.arange(mag.size)
+    order = np.lexsort((index, mag))  # by magnitude, then index
+    drop = [i for i in order if active[i]][:n]
+    kept = active.copy()
+    kept[drop] = False
+    order = np.lexsort((index, -score))  # by score descending, then index
+    grow = [i for i in order if not kept[i]][:n]
+    kept[grow] = True
+    out, start = [], 0
+    for m in masks:
+        out.append(kept[start:start + np.size(m)].reshape(np.shape(m)).astype(np.float32))
+        start += np.size(m)
+    return out
+
+
+def _documented_random_scores(shapes, seed, step):
+    """SET's growth scores as prune_and_regrow documents them: uniform in [0.1, 1.1), stateless
+    from the Philox key of (seed, layer index) folded with step."""
+    scores = []
+    for index, shape in enumerate(shapes):
+        key = tf.random.experimental.stateless_fold_in(
+            tf.constant([seed, index], tf.int64), tf.constant(step, tf.int64), alg="philox")
+        scores.append(tf.random.stateless_uniform(shape, key, 0.1, 1.1, alg="philox").numpy())
+    return scores
+
+
+def test_set_grows_the_largest_documented_random_scores():
+    kernels, masks, _ = _random_layers(11, shapes=((6, 5), (4, 4)), density=0.5)
+    shapes = [m.shape for m in masks]
+    scores = _documented_random_scores(shapes, seed=3, step=40)
+    assert all(np.all((s >= 0.1) & (s < 1.1)) for s in scores)
+    n = math.floor(0.3 * _count(masks))
+    expected = _reference_drop_grow([np.abs(k) for k in kernels], masks, scores, n)
+    rule = dst.SET(drop_fraction=0.3, schedule="constant", seed=3)
+    new = _np(rule.update(kernels, masks, None, step=40, total_steps=100))
+    for a, b in zip(new, expected):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_is_update_step_with_interval_one_updates_from_the_first_iteration():
+    rule = dst.RigL(interval=1)
+    assert [rule.is_update_step(s, 3) for s in (0, 1, 2, 3)] == [False, True, True, False]
+
+
+def test_resize_shrinks_a_mostly_dense_mask_far():
+    # nnz = 5 of 6 down to 1: the 4 dropped entries outnumber the 1 inactive one. With grads
+    # (as the ADAPT callback always passes them) and without.
+    kernels = [np.array([[0.5, -0.1, 0.3], [0.0, -0.9, 0.2]], np.float32)]
+    masks = [np.array([[1, 1, 1], [0, 1, 1]], np.float32)]
+    grads = [np.array([[0.1, 0.2, 0.3], [5.0, 0.4, 0.5]], np.float32)]
+    for kwargs in ({}, {"grads": grads}, {"growth": "random"}):
+        np.testing.assert_array_equal(_np(dst.resize(kernels, masks, 1, **kwargs))[0],
+                                      [[0, 0, 0], [0, 1, 0]])  # keep |-0.9|
+
+
+def test_end_step_one_allows_only_the_first_update():
+    rule = dst.SET(interval=1, end_step=1)
+    assert [rule.is_update_step(s, 10) for s in (1, 2)] == [True, False]
+
+
+def test_rule_fraction_follows_its_own_initial_and_final_fractions():
+    rule = dst.RigL(drop_fraction=0.4, final_fraction=0.1)  # cosine
+    values = [float(rule.fraction(s, 100)) for s in (0, 50, 100)]
+    np.testing.assert_allclose(values, [0.4, 0.25, 0.1], rtol=1e-12)
+
+
+def test_schedules_over_a_single_step():
+    assert float(dst.drop_fraction(0, 1, initial=0.4, final=0.1, schedule="linear")) == 0.4
+    assert float(dst.drop_fraction(1, 1, initial=0.4, final=0.1, schedule="linear")) == \
+        pytest.approx(0.1, abs=1e-15)
+    assert float(dst.drop_fraction(1, 1, initial=0.4, final=0.1)) == pytest.approx(0.1, abs=1e-15)
+
+
+def test_random_regrowth_defaults_to_seed_and_step_zero():
+    kernels, masks, _ = _random_layers(12, shapes=((8, 8),), density=0.5)
+    default = _np(dst.prune_and_regrow(kernels, masks, None, 0.5, growth="random"))
+    explicit = _np(dst.prune_and_regrow(kernels, masks, None, 0.5, growth="random", seed=0,
+                                        step=0))
+    np.testing.assert_array_equal(default[0], explicit[0])
+    for seed, step in ((1, 0), (0, 1)):
+        other = _np(dst.prune_and_regrow(kernels, masks, None, 0.5, growth="random", seed=seed,
+                                         step=step))
+        assert not np.array_equal(default[0], other[0])
+
+
+def test_drop_fraction_one_replaces_every_active_weight_by_the_top_gradients():
+    kernels, masks, grads = _random_layers(13)
+    nnz = _count(masks)
+    expected = _reference_drop_grow([np.abs(k) for k in kernels], masks,
+                                    [np.abs(g) for g in grads], nnz)
+    new = _np(dst.prune_and_regrow(kernels, masks, grads, 1.0))
+    for a, b in zip(new, expected):
+        np.testing.assert_array_equal(a, b)
+    assert _count(new) == nnz
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "linear", "constant"])
+def test_integer_fractions_and_steps_give_float64_fractions(schedule):
+    # 0 and 1 are fractions too; Python ints must not make int64 tensors.
+    value = dst.drop_fraction(5, 10, initial=1, final=0, schedule=schedule)
+    assert value.dtype == tf.float64
+    assert float(value) == pytest.approx({"cosine": 0.5, "linear": 0.5, "constant": 1.0}[schedule],
+                                         abs=1e-15)
+    kernels, masks, grads = _random_layers(14)
+    assert _count(dst.prune_and_regrow(kernels, masks, grads, 1)) == _count(masks)
+
+
+def test_signed_scores_rank_in_float_order_with_negative_zero_below_zero():
+    # drop_lowest / grow_highest accept any finite scores, not only magnitudes.
+    scores = [np.array([-1.0, -2.0, 0.5, -0.25], np.float32)]
+    none = [np.zeros(4, np.float32)]
+    np.testing.assert_array_equal(_np(dst.grow_highest(scores, none, 2))[0], [0, 0, 1, 1])
+    every = [np.ones(4, np.float32)]
+    np.testing.assert_array_equal(_np(dst.drop_lowest(scores, every, 2))[0], [0, 0, 1, 1])
+    zeros = [np.array([0.0, -0.0, 0.0], np.float32)]
+    np.testing.assert_array_equal(_np(dst.drop_lowest(zeros, [np.ones(3, np.float32)], 1))[0],
+                                  [1, 0, 1])
+    np.testing.assert_array_equal(_np(dst.grow_highest(zeros, [np.zeros(3, np.float32)], 2))[0],
+                                  [1, 0, 1])
+
+
+def test_compiled_counts_are_checked_when_only_the_count_is_static():
+    # Masks passed into a tf.function: the active count is known only at run time.
+    scores = [np.array([0.3, 0.1, 0.2, 0.4], np.float32)]
+    drop = tf.function(lambda mask, n: dst.drop_lowest(scores, [mask], n))
+    mask = tf.constant([1.0, 1.0, 0.0, 1.0])
+    np.testing.assert_array_equal(drop(mask, 2)[0].numpy(), [0, 0, 0, 1])  # Python count
+    with pytest.raises(tf.errors.InvalidArgumentError, match="n to drop exceeds the entries"):
+        drop(mask, 4)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="n to drop must be >= 0"):
+        drop(mask, tf.constant(-1))

@@ -189,6 +189,44 @@ def test_br_and_losses_equal_a_hand_computation(n_dis, g_batch, jit_compile):
     assert int(gan.step.numpy()) == iterations
 
 
+
+def test_loss_scaled_optimizers_train_like_plain_ones():
+    # Mixed precision wraps the optimizers in LossScaleOptimizer: the steps scale the loss and
+    # unscale the gradients. A fixed power-of-two scale is exact in float32, so the toy must
+    # follow the plain SGD hand computation (a missing scale or unscale moves the gradients
+    # by 2**10).
+    d_batch, iterations, seed = 4, 2, 3
+    images = _images(d_batch * iterations, seed=1)
+    gan = SparseGAN(*_linear_toy(), latent_dim=LATENT, br_interval=1, br_window=5, seed=seed)
+
+    def scaled():
+        return keras.mixed_precision.LossScaleOptimizer(
+            keras.optimizers.SGD(learning_rate=LR), dynamic=False, initial_scale=2.0 ** 10)
+
+    gan.compile(g_optimizer=scaled(), d_optimizer=scaled())
+    gan.fit(_dataset(images, d_batch), epochs=1, verbose=0)
+    ref = _reference(images, iterations=iterations, n_dis=1, d_batch=d_batch, seed=seed)
+    g_layer, d_layer = gan.masked_layers("generator")[0], gan.masked_layers("discriminator")[0]
+    np.testing.assert_allclose(g_layer.kernel.numpy(), ref[-1]["wg"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(d_layer.kernel.numpy(), ref[-1]["wd"], rtol=1e-4, atol=1e-6)
+
+
+def test_train_step_called_directly_draws_its_own_latents():
+    # Outside fit, train_step draws z itself (fit draws them before the replicated step); the
+    # iteration must be the same as the hand computation's.
+    d_batch, seed = 4, 3
+    images = _images(2 * d_batch, seed=1)
+    gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT, n_dis=2, br_interval=1,
+                              br_window=5, seed=seed))
+    gan.train_step(tf.constant(images))
+    ref = _reference(images, iterations=1, n_dis=2, d_batch=d_batch, seed=seed)
+    g_layer, d_layer = gan.masked_layers("generator")[0], gan.masked_layers("discriminator")[0]
+    np.testing.assert_allclose(g_layer.kernel.numpy(), ref[0]["wg"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(d_layer.kernel.numpy(), ref[0]["wd"], rtol=1e-4, atol=1e-6)
+    ratio = (ref[0]["gf"] - ref[0]["df"]) / (ref[0]["dr"] - ref[0]["df"])
+    np.testing.assert_allclose(gan.balance.values(), [ratio], rtol=1e-4)
+    assert int(gan.step.numpy()) == 1
+
 # ------------------------------------------------------------------------ BR window cadence
 
 
@@ -400,6 +438,49 @@ def test_ema_generator_samples_with_batch_statistics_and_no_optimizer_updates_it
     np.testing.assert_array_equal(generator(z, training=True).numpy(),
                                   ema(z, training=True).numpy())
 
+
+
+def test_the_generator_runs_in_training_mode_in_every_phase_of_an_iteration():
+    # The official code calls G in train mode for the D step's fakes, the G step and the BR
+    # sample: each call moves G's BatchNorm moving mean by 0.1 x its batch mean (momentum
+    # 0.9). G's learning rate 0 keeps Wg, so the three batch means are those of z0 @ Wg
+    # (D step, phase 0) and twice z1 @ Wg (G step and BR sample, phase 1).
+    generator, discriminator = _batch_norm_toy()
+    gan = SparseGAN(generator, discriminator, latent_dim=LATENT, br_interval=1, seed=3)
+    gan.compile(g_optimizer=keras.optimizers.SGD(learning_rate=0.0),
+                d_optimizer=keras.optimizers.SGD(learning_rate=LR))
+    gan.fit(_dataset(_images(4).reshape(4, 1, 1, FEATURES), 4), epochs=1, verbose=0)
+    wg = (WG * MG).astype(np.float64)
+    a, b = (np.mean(_z(3, phase, 4) @ wg, axis=0) for phase in (0, 1))
+    expected = 0.9 * 0.9 * 0.1 * a + 0.9 * 0.1 * b + 0.1 * b
+    # float32 means of 4 products of O(1) numbers: errors ~1e-7, far below 1e-5.
+    np.testing.assert_allclose(generator.get_layer("g_bn").moving_mean.numpy(), expected,
+                               rtol=1e-5, atol=1e-6)
+    assert np.abs(0.081 * a).min() > 1e-3  # the D step's share is visible at that tolerance
+
+
+def test_the_discriminator_runs_in_training_mode_so_its_power_iteration_advances():
+    # D is called in train mode (official code): every call of its spectrally normalised
+    # layer runs one power iteration and stores the new u; an inference call would keep u.
+    generator, discriminator = _mlp_toy()
+    gan = _compiled(SparseGAN(generator, discriminator, latent_dim=LATENT, br_interval=1))
+    sn_layer = discriminator.get_layer("d1")
+    u0 = sn_layer.sn_u.numpy().copy()
+    gan.fit(_dataset(_images(8), 8), epochs=1, verbose=0)
+    u1 = sn_layer.sn_u.numpy()
+    assert not np.allclose(u1, u0, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(np.linalg.norm(u1), 1.0, rtol=1e-5)  # a power-iteration result
+
+
+def test_conditional_latents_are_the_documented_z_and_uniform_int_labels_of_every_class():
+    from adapt_tf import gan as gan_module
+
+    generator, discriminator = _mlp_toy(conditional=True)
+    gan = SparseGAN(generator, discriminator, latent_dim=LATENT, n_dis=2, num_classes=3, seed=5)
+    z, labels = gan_module._global_latents(gan, tf.constant(4, tf.int64), 1, 300)
+    np.testing.assert_array_equal(z.numpy(), _z(5, 4 * 3 + 1, 300).astype(np.float32))
+    assert labels.dtype == tf.int32
+    assert set(np.unique(labels.numpy())) == {0, 1, 2}  # 300 draws: every class, seeded
 
 # ------------------------------------------------------------------------ conditional GAN
 

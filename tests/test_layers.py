@@ -167,3 +167,189 @@ def test_user_constraint_runs_before_the_mask():
 def test_bad_sn_eps_raises():
     with pytest.raises(ValueError, match="sn_eps"):
         L.MaskedDense(3, spectral_norm=True, sn_eps=0.0)
+
+
+def test_masked_dense_on_rank3_inputs_uses_the_masked_kernel_bias_and_activation():
+    # Rank > 2 inputs go through tensordot over the last axis. The kernel is not zeroed
+    # outside the mask, so a forward pass with the raw kernel gives other numbers.
+    kernel = np.array([[1.0, -2.0, 3.0], [4.0, 5.0, -6.0], [-7.0, 8.0, 9.0],
+                       [2.0, -1.0, 0.5]], np.float32)
+    mask = np.array([[1, 0, 1], [0, 1, 1], [1, 1, 0], [0, 0, 1]], np.float32)
+    layer = L.MaskedDense(3, activation="relu")
+    layer.build((None, 2, 4))
+    layer.kernel.assign(kernel)
+    layer.mask.assign(mask)
+    layer.bias.assign([0.5, -1.0, 2.0])
+    x = np.array([[[1.0, 2.0, 0.0, -1.0], [0.0, -1.0, 1.0, 2.0]]], np.float32)
+    # Small integers and halves: every product and sum is exact in float32.
+    expected = np.maximum(np.einsum("bti,io->bto", x, kernel * mask) + [0.5, -1.0, 2.0], 0.0)
+    out = layer(x).numpy()
+    assert out.shape == (1, 2, 3)
+    np.testing.assert_array_equal(out, expected)
+    assert np.any(expected == 0.0) and np.any(expected > 0.0)  # relu cuts some, keeps some
+
+
+def test_masked_dense_without_bias_applies_only_the_masked_kernel():
+    kernel = np.array([[1.0, -2.0], [3.0, 4.0]], np.float32)
+    mask = np.array([[0, 1], [1, 0]], np.float32)
+    layer = L.MaskedDense(2, use_bias=False, activation="linear")
+    layer.build((None, 2))
+    layer.kernel.assign(kernel)
+    layer.mask.assign(mask)
+    np.testing.assert_array_equal(layer(np.array([[2.0, -1.0]], np.float32)).numpy(),
+                                  [[-3.0, -4.0]])  # [2, -1] @ [[0, -2], [3, 0]]
+
+
+def test_a_new_layer_has_a_full_non_trainable_mask_and_sn_vector():
+    layer = L.MaskedConv2D(3, 2, spectral_norm=True)
+    layer.build((None, 4, 4, 2))
+    np.testing.assert_array_equal(layer.mask.numpy(), np.ones((2, 2, 2, 3), np.float32))
+    assert layer.density == 1.0
+    assert layer.sn_u.shape == (1, 3)
+    assert {id(w) for w in layer.trainable_weights} == {id(layer.kernel), id(layer.bias)}
+    assert {id(w) for w in layer.non_trainable_weights} == {id(layer.mask), id(layer.sn_u)}
+    plain = L.MaskedDense(2)
+    plain.build((None, 3))
+    assert plain.sn_u is None and plain.non_trainable_weights == [plain.mask]
+    # u starts from a seeded draw: two layers built alike start their power iteration alike.
+    twin = L.MaskedConv2D(3, 2, spectral_norm=True)
+    twin.build((None, 4, 4, 2))
+    np.testing.assert_array_equal(twin.sn_u.numpy(), layer.sn_u.numpy())
+
+
+def _l2_normalize(x, eps):
+    """tf.math.l2_normalize: x / sqrt(max(sum(x ** 2), eps)), in float64."""
+    return x / np.sqrt(max(float(np.sum(x ** 2)), eps))
+
+
+def _power_iteration(matrix, u, eps, *, iterate):
+    """(sigma, new u) of one training call (iterate=True) or an inference call, in float64."""
+    u = _l2_normalize(u, eps)
+    v = _l2_normalize(u @ matrix.T, eps)
+    if iterate:
+        u = _l2_normalize(v @ matrix, eps)
+    return float(np.sum((v @ matrix) * u)), u
+
+
+@pytest.mark.parametrize("sn_eps", [1e-12, 4.0])
+def test_spectral_norm_equals_a_hand_power_iteration(sn_eps):
+    # One power iteration from the stored u in a training call (which stores the new u), none
+    # in an inference call. With sn_eps = 4 every vector here has a norm below 2, so each of
+    # the three normalisations divides by sqrt(eps) = 2 instead of the norm.
+    kernel = np.array([[0.3, -0.2], [0.1, 0.4], [-0.5, 0.25]], np.float32)
+    mask = np.array([[1, 1], [0, 1], [1, 0]], np.float32)
+    u0 = np.array([[0.6, -0.3]], np.float32)
+    layer = L.MaskedDense(2, spectral_norm=True, sn_eps=sn_eps, use_bias=False)
+    layer.build((None, 3))
+    layer.kernel.assign(kernel)
+    layer.mask.assign(mask)
+    layer.sn_u.assign(u0)
+    matrix = kernel.astype(np.float64) * mask
+    eye = np.eye(3, dtype=np.float32)
+    # float32 against float64: each entry passes through fewer than 30 roundings of relative
+    # size 2**-24 (~6e-8), and no step cancels badly here: rtol 1e-5 is a wide bound.
+    sigma, u1 = _power_iteration(matrix, u0.astype(np.float64), sn_eps, iterate=True)
+    np.testing.assert_allclose(layer(eye, training=True).numpy(), matrix / sigma, rtol=1e-5)
+    np.testing.assert_allclose(layer.sn_u.numpy(), u1, rtol=1e-5)
+    sigma2, _ = _power_iteration(matrix, u1, sn_eps, iterate=False)
+    np.testing.assert_allclose(layer(eye, training=False).numpy(), matrix / sigma2, rtol=1e-5)
+    np.testing.assert_allclose(layer.sn_u.numpy(), u1, rtol=1e-5)  # inference keeps u
+    assert abs(sigma2 - sigma) > 1e-4 * abs(sigma)  # 10x rtol: the two calls differ
+
+
+def test_sn_conv_is_a_conv_with_the_kernel_divided_by_the_hand_sigma():
+    layer = L.SNConv2D(2, 2, strides=2, padding="same", use_bias=False)
+    assert layer.spectral_norm and layer.sn_eps == 1e-12  # PyTorch's defaults
+    layer.build((None, 4, 4, 3))
+    u0 = layer.sn_u.numpy().astype(np.float64)
+    kernel = layer.kernel.numpy()
+    x = tf.random.normal([1, 4, 4, 3], seed=7)
+    out = layer(x, training=True).numpy()
+    sigma, u1 = _power_iteration(kernel.reshape(-1, 2).astype(np.float64), u0, 1e-12,
+                                 iterate=True)
+    expected = tf.nn.conv2d(x, kernel / np.float32(sigma), 2, "SAME").numpy()
+    assert out.shape == (1, 2, 2, 2)
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(layer.sn_u.numpy(), u1, rtol=1e-5)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: L.MaskedDense(3, spectral_norm=True, sn_eps=1e-6, activation="tanh",
+                          use_bias=False, kernel_constraint="non_neg", name="md"),
+    lambda: L.MaskedConv2D(4, (3, 1), spectral_norm=True, sn_eps=1e-6, strides=2,
+                           padding="same", kernel_constraint="non_neg", name="mc"),
+    lambda: L.SNDense(3, spectral_norm=False, sn_eps=1e-6, activation="tanh", name="sd"),
+    lambda: L.SNConv2D(4, (3, 1), spectral_norm=False, sn_eps=1e-6, strides=2,
+                       padding="same", name="sc"),
+    lambda: L.SNEmbedding(7, 5, spectral_norm=False, sn_eps=1e-6, name="se"),
+], ids=["MaskedDense", "MaskedConv2D", "SNDense", "SNConv2D", "SNEmbedding"])
+def test_get_config_round_trip_keeps_every_argument(make):
+    # Non-default values everywhere: an argument that get_config drops or from_config ignores
+    # comes back at its default.
+    layer = make()
+    config = layer.get_config()
+    clone = type(layer).from_config(config)
+    assert clone.get_config() == config
+    assert (clone.spectral_norm, clone.sn_eps) == (layer.spectral_norm, 1e-6)
+    assert config["spectral_norm"] == layer.spectral_norm and config["sn_eps"] == 1e-6
+
+
+def test_mixed_float16_layer_keeps_mask_and_u_in_float32_and_matches_float32():
+    layers = [L.MaskedDense(3, spectral_norm=True, dtype=policy)
+              for policy in ("mixed_float16", "float32")]
+    for layer in layers:
+        layer.build((None, 4))
+        layer.kernel.assign(np.arange(12, dtype=np.float32).reshape(4, 3) / 8.0 - 0.7)
+        layer.mask.assign(_random_mask((4, 3), density=0.6, seed=8))
+    half, full = layers
+    assert half.mask.dtype == half.sn_u.dtype == tf.float32
+    x = np.array([[1.0, -0.5, 2.0, 0.25]], np.float32)
+    # The kernel a training call uses (normalized_weight does not assign u).
+    kernel = full.normalized_weight(full.masked_kernel(), power_iteration=True)[0].numpy()
+    out_half, out_full = half(x, training=True), full(x, training=True)
+    assert out_half.dtype == tf.float16
+    np.testing.assert_array_equal(half.sn_u.numpy(), full.sn_u.numpy())  # SN ran in float32
+    # x is exact in float16; a term's path rounds at most 6 times by 2**-11 relative (the
+    # kernel's cast, the product, 3 additions, the output's cast if the sum is float32):
+    # |error| <= ((1 + 2**-11)**6 - 1) * sum |terms|, plus the float32 run's own 6 roundings
+    # by 2**-24.
+    bound = ((1 + 2.0 ** -11) ** 6 - 1 + 6 * 2.0 ** -24) * (np.abs(x) @ np.abs(kernel))
+    assert np.all(np.abs(out_half.numpy().astype(np.float64) - out_full.numpy()) <= bound)
+
+
+def test_masked_conv_applies_activation_and_channels_first_bias():
+    layer = L.MaskedConv2D(2, 1, activation="relu", data_format="channels_first")
+    layer.build((None, 3, 2, 2))
+    kernel = np.array([[1.0, -1.0], [2.0, 0.5], [-1.0, 1.0]], np.float32)  # [in, out]
+    mask = np.array([[1, 1], [0, 1], [1, 0]], np.float32)
+    layer.kernel.assign(kernel.reshape(1, 1, 3, 2))
+    layer.mask.assign(mask.reshape(1, 1, 3, 2))
+    layer.bias.assign([0.5, -4.0])
+    x = np.arange(12, dtype=np.float32).reshape(1, 3, 2, 2) - 5.0  # [batch, channels, h, w]
+    # A 1x1 convolution is a matmul over channels; bias per output channel (axis 1). Exact.
+    pre = np.einsum("bchw,co->bohw", x, kernel * mask) + np.array([0.5, -4.0])[:, None, None]
+    np.testing.assert_array_equal(layer(x).numpy(), np.maximum(pre, 0.0))
+    assert np.any(pre < 0) and np.any(pre > 0)
+
+
+def test_default_spectral_norm_settings():
+    # Masked layers are plain unless asked; SN layers normalise; eps is PyTorch's 1e-12.
+    made = [L.MaskedDense(2), L.MaskedConv2D(2, 1), L.SNDense(2), L.SNConv2D(2, 1),
+            L.SNEmbedding(3, 2)]
+    assert [(layer.spectral_norm, layer.sn_eps) for layer in made] == \
+        [(False, 1e-12)] * 2 + [(True, 1e-12)] * 3
+
+
+def test_mask_constraint_config_is_the_user_constraints():
+    user = L.MaskedDense(2, kernel_constraint="non_neg")
+    assert user.kernel_constraint.get_config() == \
+        keras.constraints.serialize(keras.constraints.NonNeg())
+    assert L.MaskedDense(2).kernel_constraint.get_config() == {}
+
+
+def test_masked_layers_of_a_single_layer_is_that_layer():
+    layer = L.MaskedDense(2)
+    assert L.masked_layers(layer) == [layer]
+    bare = L.MaskedLayer()  # the mixin alone, not a Keras layer
+    assert L.masked_layers([bare, layer]) == [bare, layer]
+
