@@ -65,6 +65,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from adapt_tf import _compat, layers as masked, topology
+from adapt_tf.checks import positive_int
 from adapt_tf.layers import MaskedLayer, masked_layers
 
 __all__ = [
@@ -321,8 +322,7 @@ def export_tflite(model, path: str, *, batch_size: int = 1, use_ema: bool = True
       path: the .tflite file to write.
       batch_size: the model's fixed batch.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    positive_int("batch_size", batch_size)
     generator, _ = _networks(model, "generator", use_ema)
     plain = strip_masks(generator)
     specs = [tf.TensorSpec([batch_size, *i.shape[1:]], i.dtype, name=i.name)
