@@ -311,7 +311,14 @@ class SparseGAN(keras.Model):
         return run
 
     def train_step(self, data):
-        """One GAN iteration on `data` (used directly only outside `fit`)."""
+        """One GAN iteration on `data`, drawing its own latents; `fit` never calls this.
+
+        The real iteration is `_iteration` (below). Inside `fit`, `make_train_function`
+        replaces Keras' train_step route: `_compile_variant` draws z and labels outside XLA
+        and compiles one `tf.function` per variant around `_iteration` (module docstring,
+        "Compilation"). Routing `fit` through here would, under `jit_compile`, draw the
+        latents inside XLA, whose stateless RNG gives other numbers.
+        """
         step = self.iteration
         return self._iteration(data, sample_br=step % self.br_interval == 0,
                                keep_g_grads=self._grad_requests["generator"],
