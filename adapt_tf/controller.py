@@ -32,6 +32,7 @@ import tf_keras as keras
 from absl import logging
 
 from adapt_tf import dst
+from adapt_tf.checks import positive_int
 
 __all__ = ["ADAPTController", "ControllerState", "BAND"]
 
@@ -97,8 +98,7 @@ class ADAPTController(keras.callbacks.Callback):
         interval = _MODES[mode]["interval"] if interval is None else interval
         d_max = _MODES[mode]["d_max"] if d_max is None else d_max
         for name, value in (("total_steps", total_steps), ("interval", interval)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+            positive_int(name, value)
         if not 0.0 < d_min <= d_max <= 1.0:
             raise ValueError(f"Need 0 < d_min <= d_max <= 1, got d_min={d_min!r}, "
                              f"d_max={d_max!r}.")

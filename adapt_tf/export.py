@@ -65,6 +65,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from adapt_tf import _compat, layers as masked, topology
+from adapt_tf.checks import positive_int
 from adapt_tf.layers import MaskedLayer, masked_layers
 
 __all__ = [
@@ -204,6 +205,30 @@ def export_generator(model, path: str, *, num_classes: int | None = None,
     """
     generator, gan = _networks(model, "generator", use_ema)
     conditional = len(generator.inputs) == 2
+    num_classes = _class_count(generator, gan, num_classes, conditional)
+    plain = strip_masks(generator, power_iteration=True)
+    latent_dim = int(generator.inputs[0].shape[-1])
+    image_shape = [int(s) for s in plain.outputs[0].shape[1:]]
+    root = _root(plain, generator)
+    root.latent_dim = _constant(latent_dim, tf.int32)
+    root.num_classes = _constant(num_classes or 0, tf.int32)
+    root.image_shape = _constant(image_shape, tf.int32)
+    z_spec = tf.TensorSpec([None, latent_dim], tf.float32, name="z")
+    call = _traced_call(plain, [z_spec, _Y_SPEC] if conditional else z_spec)
+    root.__call__ = call
+    serve = _serving_function(plain, call, z_spec, conditional)
+    tf.saved_model.save(root, path, signatures={"serving_default": serve})
+    return path
+
+
+_Y_SPEC = tf.TensorSpec([None], tf.int32, name="y")
+_TRUNCATION_SPEC = tf.TensorSpec([], tf.float32, name="truncation")
+
+
+def _class_count(generator: keras.Model, gan, num_classes: int | None,
+                 conditional: bool) -> int | None:
+    """`export_generator`'s class count: the SparseGAN's own, else `num_classes` checked
+    against whether the generator is conditional."""
     if gan is not None:
         num_classes = gan.num_classes
     if conditional and not (isinstance(num_classes, int) and num_classes > 0):
@@ -212,28 +237,27 @@ def export_generator(model, path: str, *, num_classes: int | None = None,
     if not conditional and num_classes:
         raise ValueError(f"num_classes={num_classes!r} given for an unconditional generator; "
                          "pass None.")
-    plain = strip_masks(generator, power_iteration=True)
-    latent_dim = int(generator.inputs[0].shape[-1])
-    image_shape = [int(s) for s in plain.outputs[0].shape[1:]]
-    root = _root(plain, generator)
-    root.latent_dim = _constant(latent_dim, tf.int32)
-    root.num_classes = _constant(num_classes or 0, tf.int32)
-    root.image_shape = _constant(image_shape, tf.int32)
+    return num_classes
+
+
+def _traced_call(plain: keras.Model, call_spec):
+    """The SavedModel's `__call__`: `plain` in float32, traced for both `training` values."""
 
     @tf.function
     def call(inputs, training=False):
         return tf.cast(plain(inputs, training=training), tf.float32)
 
-    z_spec = tf.TensorSpec([None, latent_dim], tf.float32, name="z")
-    y_spec = tf.TensorSpec([None], tf.int32, name="y")
-    t_spec = tf.TensorSpec([], tf.float32, name="truncation")
-    call_spec = [z_spec, y_spec] if conditional else z_spec
     for training in (False, True):
         call.get_concrete_function(call_spec, training=training)
-    root.__call__ = call
+    return call
 
-    def truncate(z, truncation):
-        return tf.where(truncation > 0.0, tf.clip_by_value(z, -truncation, truncation), z)
+
+def _truncate(z, truncation):
+    return tf.where(truncation > 0.0, tf.clip_by_value(z, -truncation, truncation), z)
+
+
+def _serving_function(plain: keras.Model, call, z_spec: tf.TensorSpec, conditional: bool):
+    """The `serving_default` signature: truncated z (and y) -> {"images"}, in batch statistics."""
 
     def batch_statistics_call(inputs):
         # As the grids and FID sample: batch statistics; the moving statistics a training
@@ -247,15 +271,14 @@ def export_generator(model, path: str, *, num_classes: int | None = None,
             return tf.identity(images)
 
     if conditional:
-        @tf.function(input_signature=[z_spec, y_spec, t_spec])
+        @tf.function(input_signature=[z_spec, _Y_SPEC, _TRUNCATION_SPEC])
         def serve(z, y, truncation):
-            return {"images": batch_statistics_call([truncate(z, truncation), y])}
+            return {"images": batch_statistics_call([_truncate(z, truncation), y])}
     else:
-        @tf.function(input_signature=[z_spec, t_spec])
+        @tf.function(input_signature=[z_spec, _TRUNCATION_SPEC])
         def serve(z, truncation):
-            return {"images": batch_statistics_call(truncate(z, truncation))}
-    tf.saved_model.save(root, path, signatures={"serving_default": serve})
-    return path
+            return {"images": batch_statistics_call(_truncate(z, truncation))}
+    return serve
 
 
 def export_discriminator(model, path: str) -> str:
@@ -321,8 +344,7 @@ def export_tflite(model, path: str, *, batch_size: int = 1, use_ema: bool = True
       path: the .tflite file to write.
       batch_size: the model's fixed batch.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    positive_int("batch_size", batch_size)
     generator, _ = _networks(model, "generator", use_ema)
     plain = strip_masks(generator)
     specs = [tf.TensorSpec([batch_size, *i.shape[1:]], i.dtype, name=i.name)

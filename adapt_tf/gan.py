@@ -66,6 +66,28 @@ def _replica_update(pairs, update_fn) -> None:
     tf.distribute.get_replica_context().merge_call(merge_fn)
 
 
+def _check_arguments(generator: keras.Model, discriminator: keras.Model, *, latent_dim: int,
+                     n_dis: int, g_batch_size: int | None, num_classes: int | None,
+                     br_interval: int, br_window: int, ema_decay: float | None) -> None:
+    """`SparseGAN.__init__`'s argument checks: ValueError naming the value and the fix."""
+    positive_int("latent_dim", latent_dim)
+    positive_int("n_dis", n_dis)
+    positive_int("br_interval", br_interval)
+    positive_int("br_window", br_window)
+    if g_batch_size is not None:
+        positive_int("g_batch_size", g_batch_size)
+    if num_classes is not None:
+        positive_int("num_classes", num_classes)
+    if br_window < br_interval:
+        raise ValueError(f"br_window ({br_window}) must be >= br_interval ({br_interval}).")
+    if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
+        raise ValueError(f"ema_decay must be in [0, 1) or None, got {ema_decay!r}.")
+    for network, model in (("generator", generator), ("discriminator", discriminator)):
+        if not model.built:
+            raise ValueError(f"The {network} must be built (call it once, or build it from "
+                             "keras.Input) before SparseGAN wraps it.")
+
+
 class SparseGAN(keras.Model):
     """A GAN of sparse (masked) generator and discriminator, trained with `fit`.
 
@@ -100,22 +122,9 @@ class SparseGAN(keras.Model):
                  ema_decay: float | None = None, seed: int = 0, name: str = "sparse_gan",
                  **kwargs):
         super().__init__(name=name, **kwargs)
-        positive_int("latent_dim", latent_dim)
-        positive_int("n_dis", n_dis)
-        positive_int("br_interval", br_interval)
-        positive_int("br_window", br_window)
-        if g_batch_size is not None:
-            positive_int("g_batch_size", g_batch_size)
-        if num_classes is not None:
-            positive_int("num_classes", num_classes)
-        if br_window < br_interval:
-            raise ValueError(f"br_window ({br_window}) must be >= br_interval ({br_interval}).")
-        if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1) or None, got {ema_decay!r}.")
-        for network, model in (("generator", generator), ("discriminator", discriminator)):
-            if not model.built:
-                raise ValueError(f"The {network} must be built (call it once, or build it from "
-                                 "keras.Input) before SparseGAN wraps it.")
+        _check_arguments(generator, discriminator, latent_dim=latent_dim, n_dis=n_dis,
+                         g_batch_size=g_batch_size, num_classes=num_classes,
+                         br_interval=br_interval, br_window=br_window, ema_decay=ema_decay)
         self.generator = generator
         self.discriminator = discriminator
         self.latent_dim = int(latent_dim)
@@ -302,7 +311,14 @@ class SparseGAN(keras.Model):
         return run
 
     def train_step(self, data):
-        """One GAN iteration on `data` (used directly only outside `fit`)."""
+        """One GAN iteration on `data`, drawing its own latents; `fit` never calls this.
+
+        The real iteration is `_iteration` (below). Inside `fit`, `make_train_function`
+        replaces Keras' train_step route: `_compile_variant` draws z and labels outside XLA
+        and compiles one `tf.function` per variant around `_iteration` (module docstring,
+        "Compilation"). Routing `fit` through here would, under `jit_compile`, draw the
+        latents inside XLA, whose stateless RNG gives other numbers.
+        """
         step = self.iteration
         return self._iteration(data, sample_br=step % self.br_interval == 0,
                                keep_g_grads=self._grad_requests["generator"],

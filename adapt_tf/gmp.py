@@ -30,6 +30,7 @@ from absl import logging
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_impl
 
 from adapt_tf.layers import MaskedLayer
+from adapt_tf.checks import positive_int
 
 __all__ = ["GradualMagnitudePruning", "polynomial_schedule"]
 
@@ -47,8 +48,7 @@ def polynomial_schedule(*, target_density: float, begin_step: int, end_step: int
     if not 0 <= begin_step < end_step:
         raise ValueError(f"Need 0 <= begin_step < end_step, got begin_step={begin_step!r}, "
                          f"end_step={end_step!r}.")
-    if isinstance(frequency, bool) or not isinstance(frequency, int) or frequency < 1:
-        raise ValueError(f"frequency must be a positive integer, got {frequency!r}.")
+    positive_int("frequency", frequency)
     return tfmot.sparsity.keras.PolynomialDecay(
         initial_sparsity=0.0, final_sparsity=1.0 - float(target_density),
         begin_step=int(begin_step), end_step=int(end_step), power=power, frequency=frequency)

@@ -40,6 +40,8 @@ import numpy as np
 from scipy import linalg
 import tensorflow as tf
 
+from adapt_tf.checks import positive_int
+
 __all__ = [
     "DEFAULT_INCEPTION_HANDLE",
     "InceptionUnavailableError",
@@ -300,8 +302,7 @@ def _image_part(element: Any) -> Any:
 def _batches(source: Source, *, num_samples: int | None,
              batch_size: int) -> Iterator[tf.Tensor]:
     """Batches of at most batch_size images, num_samples in all (if given)."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    positive_int("batch_size", batch_size)
     if num_samples is not None and (not isinstance(num_samples, int) or num_samples < 1):
         raise ValueError(f"num_samples must be a positive int or None, got {num_samples!r}")
     remaining = num_samples

@@ -195,13 +195,19 @@ def layer_counts(shapes: Mapping[str, Sequence[int]], densities: Mapping[str, fl
              for name in shapes}
     counts = {name: sizes[name] if exact[name] >= sizes[name] else _round(exact[name])
               for name in shapes}
-    target = _round(density * sum(sizes.values()))
+    return _close_gap(counts, exact, sizes, target=_round(density * sum(sizes.values())),
+                      density=density)
+
+
+def _close_gap(counts: dict[str, int], exact: Mapping[str, float], sizes: Mapping[str, int],
+               *, target: int, density: float) -> dict[str, int]:
+    """`layer_counts`' last step: +1 (or -1) on the layers with the largest (smallest)
+    remainders exact - count, at most once per layer, until the counts sum to `target`."""
     gap = target - sum(counts.values())
     if gap == 0:
         return counts
     step = 1 if gap > 0 else -1
-    order = list(shapes)
-    candidates = [name for name in order
+    candidates = [name for name in counts  # layer order
                   if exact[name] < sizes[name] and 0 <= counts[name] + step <= sizes[name]]
     candidates.sort(key=lambda name: -step * (exact[name] - counts[name]))  # stable: layer order
     if len(candidates) < abs(gap):

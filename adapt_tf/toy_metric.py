@@ -48,6 +48,7 @@ import tf_keras as keras
 from absl import logging
 
 from adapt_tf import metrics
+from adapt_tf.checks import positive_int
 from adapt_tf.datasets import toy_shapes
 
 __all__ = ["CONFIDENCE", "MIN_SHARE", "FEATURE_DIM", "Recipe", "ToyReference", "ToyClassifier",
@@ -85,8 +86,7 @@ class Recipe:
     def __post_init__(self):
         for name in ("epochs", "batch_size", "num_train_examples"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Recipe.{name} must be a positive int, got {value!r}.")
+            positive_int(f"Recipe.{name}", value)
         if not 0 < self.num_train_examples <= toy_shapes.SPLIT_SIZES["train"]:
             raise ValueError(f"Recipe.num_train_examples={self.num_train_examples} must be at "
                              f"most the train split's {toy_shapes.SPLIT_SIZES['train']}.")

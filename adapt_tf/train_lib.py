@@ -19,6 +19,7 @@ from absl import logging
 
 from adapt_tf import (architectures, callbacks as cb, data, distribution, methods, metrics,
                       preemption, topology, toy_metric, workdir as workdir_lib)
+from adapt_tf.checks import positive_int
 from adapt_tf.gan import SparseGAN
 
 __all__ = ["train", "build_run", "check_arguments", "Run", "TrainingDiverged"]
@@ -128,8 +129,7 @@ def check_arguments(*, total_steps: int, architecture: str, dataset: str, log_ev
     it writes operative_config.gin): ValueError naming the value and the fix."""
     for name, value in (("total_steps", total_steps), ("log_every", log_every),
                         ("checkpoint_every", checkpoint_every)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        positive_int(name, value)
     if eval_every is not None and (not isinstance(eval_every, int) or eval_every < 1
                                    or eval_every % log_every):
         raise ValueError(f"eval_every={eval_every!r} must be None or a positive multiple of "

@@ -28,6 +28,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
+from adapt_tf import _compat  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Tiny ADAPT: the G-DST update and the controller decision both after iteration 4 (of 5), so
 # that the train step needs two compiled variants only.
@@ -80,7 +82,8 @@ class SeedSpectralNorm(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         networks = [self.model.generator, self.model.discriminator]
-        for i, layer in enumerate(l for n in networks for l in n._flatten_layers()
+        for i, layer in enumerate(l for n in networks
+                                  for l in _compat.flatten_layers(n, include_self=True)
                                   if getattr(l, "sn_u", None) is not None):
             layer.sn_u.assign(tf.random.stateless_normal(layer.sn_u.shape, seed=[i, 17]))
 

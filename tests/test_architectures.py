@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import adapt_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from adapt_tf import architectures as A
+from adapt_tf import _compat, architectures as A
 from adapt_tf.architectures import biggan, blocks
 from adapt_tf.layers import MaskedLayer, apply_masks, masked_layers
 
@@ -133,7 +133,7 @@ EXPECTED_MASKED_LAYERS = {"sngan32": (11, 11), "sngan48": (11, 16), "biggan32": 
 
 def _dense_weight_layers(model) -> dict[str, int]:
     kinds: dict[str, int] = {}
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in _compat.flatten_layers(model, include_self=False):
         if layer.trainable_weights and not isinstance(
                 layer, (MaskedLayer, keras.layers.BatchNormalization)):
             kinds[type(layer).__name__] = kinds.get(type(layer).__name__, 0) + 1

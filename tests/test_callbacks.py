@@ -16,7 +16,7 @@ import math
 import numpy as np
 import pytest
 
-from adapt_tf import dst, topology
+from adapt_tf import _compat, dst, topology
 from adapt_tf.callbacks import DynamicSparsity
 from adapt_tf.gan import SparseGAN
 from adapt_tf.layers import MaskedDense, masked_layers
@@ -151,9 +151,8 @@ def test_set_growth_is_random_exact_and_deterministic_in_the_seed():
 
 def _adam_slots(optimizer, layers) -> list[np.ndarray]:
     """Flat Adam (m, v) of the layers' kernels, where tf_keras keeps them."""
-    index = [optimizer._index_dict[optimizer._var_key(layer.kernel)] for layer in layers]
-    return [flat([slots[i].numpy() for i in index])
-            for slots in (optimizer._momentums, optimizer._velocities)]
+    per_layer = [_compat.slot_variables(optimizer, layer.kernel) for layer in layers]
+    return [flat([slots[k].numpy() for slots in per_layer]) for k in (0, 1)]
 
 
 class _Snapshot(keras.callbacks.Callback):
