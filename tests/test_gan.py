@@ -8,6 +8,7 @@ iteration (D update, DF, G update, GF, DR) has a closed form that `_reference` c
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -481,6 +482,12 @@ def test_conditional_latents_are_the_documented_z_and_uniform_int_labels_of_ever
     np.testing.assert_array_equal(z.numpy(), _z(5, 4 * 3 + 1, 300).astype(np.float32))
     assert labels.dtype == tf.int32
     assert set(np.unique(labels.numpy())) == {0, 1, 2}  # 300 draws: every class, seeded
+    # The fake labels have a stream of their own, keyed (seed + 1, iteration * (n_dis + 1) +
+    # phase) as z's is keyed (seed, ...): a run's labels are a function of its seed, and
+    # another key (seed - 1, seed + 2, ...) would change every conditional run's results.
+    expected = tf.random.stateless_uniform([300], seed=tf.constant([6, 4 * 3 + 1], tf.int64),
+                                           minval=0, maxval=3, dtype=tf.int32)
+    np.testing.assert_array_equal(labels.numpy(), expected.numpy())
 
 # ------------------------------------------------------------------------ conditional GAN
 
@@ -598,3 +605,97 @@ def _check_mirrored_linear_toy(run, images):
     np.testing.assert_allclose(run["br_values"], ratios, rtol=1e-4)
     np.testing.assert_allclose(run["wg"], ref[-1]["wg"], rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(run["wd"], ref[-1]["wd"], rtol=1e-4, atol=1e-6)
+
+
+# What the mirrored check above does not train: the default G batch (no g_batch_size: the
+# global D batch), a G batch the replicas do not divide, and a conditional model (the fake
+# labels are sliced per replica like z). `_mirrored_cases` runs in a subprocess (this file run
+# as a script, below), which splits the CPU into 2 logical devices before TensorFlow starts.
+MIRRORED_DEFAULT_G = dict(n_dis=2, d_batch=4, iterations=2, seed=6)
+
+
+def test_mirrored_default_g_batch_odd_g_batch_and_conditional_model():
+    result = subprocess.run([sys.executable, os.path.abspath(__file__), "--mirrored-cases"],
+                            capture_output=True, text=True, timeout=240, check=False)
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["replicas"] == 2
+
+    # Default G batch = the global D batch (4), not the per-replica one: the hand computation
+    # with g_batch = d_batch, each replica holding 2 reals per D step and 2 z of the G step.
+    toy, run = MIRRORED_DEFAULT_G, report["default_g_batch"]
+    images = _images(toy["n_dis"] * toy["d_batch"] * toy["iterations"], seed=4)
+    ref = _reference(images, iterations=toy["iterations"], n_dis=toy["n_dis"],
+                     d_batch=toy["d_batch"], seed=toy["seed"])
+    ratios = [(r["gf"] - r["df"]) / (r["dr"] - r["df"]) for r in ref]
+    assert run["step"] == toy["iterations"]
+    np.testing.assert_allclose(run["br_values"], ratios, rtol=1e-4)
+    np.testing.assert_allclose(run["d_loss"], np.mean([r["d_loss"] for r in ref]), rtol=1e-4)
+    np.testing.assert_allclose(run["g_loss"], np.mean([r["g_loss"] for r in ref]), rtol=1e-4)
+    np.testing.assert_allclose(run["wg"], ref[-1]["wg"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(run["wd"], ref[-1]["wd"], rtol=1e-4, atol=1e-6)
+
+    assert "g_batch_size=3 must be divisible by the number of replicas (2)" in (
+        report["odd_g_batch"])
+
+    # The conditional MLP toy: the mirrored run equals the one-device run (plain SGD: the
+    # two summation orders' round-off reaches the weights linearly, far below 1e-4).
+    single, mirrored = report["conditional"]["single"], report["conditional"]["mirrored"]
+    assert mirrored["step"] == single["step"] == 2
+    for key in ("d_loss", "g_loss", "br_values"):
+        np.testing.assert_allclose(mirrored[key], single[key], rtol=1e-4, err_msg=key)
+    assert len(mirrored["weights"]) == len(single["weights"])
+    for a, b in zip(mirrored["weights"], single["weights"]):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)
+
+
+def _mirrored_cases() -> dict:
+    """The cases of the test above, on 2 logical CPUs; a JSON-able report."""
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    report = {"replicas": strategy.num_replicas_in_sync}
+
+    toy = MIRRORED_DEFAULT_G
+    images = _images(toy["n_dis"] * toy["d_batch"] * toy["iterations"], seed=4)
+    with strategy.scope():
+        gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT, n_dis=toy["n_dis"],
+                                  br_interval=1, br_window=toy["iterations"], seed=toy["seed"]))
+    history = gan.fit(_dataset(images, toy["n_dis"] * toy["d_batch"]), epochs=1, verbose=0)
+    report["default_g_batch"] = {
+        "step": int(gan.step.numpy()), "br_values": gan.balance.values().tolist(),
+        "d_loss": history.history["d_loss"][-1], "g_loss": history.history["g_loss"][-1],
+        "wg": gan.masked_layers("generator")[0].kernel.numpy().tolist(),
+        "wd": gan.masked_layers("discriminator")[0].kernel.numpy().tolist()}
+
+    with strategy.scope():
+        gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT, g_batch_size=3))
+    try:
+        gan.fit(_dataset(_images(4), 4), epochs=1, verbose=0)
+        report["odd_g_batch"] = "no error"
+    except ValueError as error:
+        report["odd_g_batch"] = str(error)
+
+    generator, discriminator = _mlp_toy(conditional=True)
+    weights = generator.get_weights(), discriminator.get_weights()
+    labels = np.random.default_rng(0).integers(0, 3, size=16).astype(np.int32)
+    images = _images(16, seed=5)
+    report["conditional"] = {}
+    for name, scope in (("single", contextlib.nullcontext()), ("mirrored", strategy.scope())):
+        with scope:
+            generator, discriminator = _mlp_toy(conditional=True)
+            generator.set_weights(weights[0])
+            discriminator.set_weights(weights[1])
+            gan = _compiled(SparseGAN(generator, discriminator, latent_dim=LATENT, n_dis=2,
+                                      num_classes=3, br_interval=1, br_window=2, seed=7))
+        history = gan.fit(_dataset(images, 8, labels), epochs=1, verbose=0)
+        report["conditional"][name] = {
+            "step": int(gan.step.numpy()), "br_values": gan.balance.values().tolist(),
+            "d_loss": history.history["d_loss"][-1], "g_loss": history.history["g_loss"][-1],
+            "weights": [w.tolist() for w in generator.get_weights() + discriminator.get_weights()]}
+    return report
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--mirrored-cases"]:
+    tf.config.set_logical_device_configuration(
+        tf.config.list_physical_devices("CPU")[0],
+        [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+    sys.stdout.write(json.dumps(_mirrored_cases()) + "\n")
