@@ -12,6 +12,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -370,6 +371,60 @@ def test_ema_generator_follows_the_decay_rule_and_refresh_syncs_masks():
     assert np.all(ema_layer.kernel.numpy()[new_mask == 0] == 0.0)
 
 
+class _SubclassedGenerator(keras.Model):
+    """Takes a layer object: its config cannot be serialised, so clone_model fails."""
+
+    def __init__(self, dense):
+        super().__init__()
+        self.dense = dense
+
+    def call(self, z):
+        return self.dense(z)
+
+
+def test_ema_of_a_generator_clone_model_cannot_copy_is_refused_with_the_cause():
+    generator = _SubclassedGenerator(MaskedDense(FEATURES, use_bias=False))
+    generator(np.zeros((1, LATENT), np.float32))  # built
+    discriminator = _linear_toy()[1]
+    with pytest.raises(ValueError) as caught:
+        SparseGAN(generator, discriminator, latent_dim=LATENT, ema_decay=0.9)
+    prefix = ("ema_decay needs a generator that keras.models.clone_model can copy (a "
+              "functional or Sequential model with serialisable layers); cloning failed: ")
+    message = str(caught.value)
+    assert message.startswith(prefix)
+    assert caught.value.__cause__ is not None
+    assert message[len(prefix):] == str(caught.value.__cause__)
+    SparseGAN(generator, discriminator, latent_dim=LATENT)  # without EMA: no copy needed
+
+
+def test_ema_copy_is_frozen_but_keeps_each_layer_flag_of_the_generator():
+    # A frozen BatchNorm in G normalises with its moving statistics even in training mode;
+    # the EMA copy must keep that layer frozen (and the others trainable), so an EMA of an
+    # untrained G samples exactly G's images. The copy itself is frozen: no optimizer sees it.
+    z = keras.Input((LATENT,))
+    h = MaskedDense(FEATURES, use_bias=False, name="g_dense")(z)
+    h = keras.layers.Reshape((1, 1, FEATURES))(h)
+    frozen = keras.layers.BatchNormalization(name="g_bn")
+    out = frozen(h)
+    generator = keras.Model(z, out)
+    frozen.trainable = False
+    frozen.moving_mean.assign([0.5, -0.5, 0.25])
+    frozen.moving_variance.assign([4.0, 0.25, 1.0])
+    discriminator = keras.Sequential([keras.Input((1, 1, FEATURES)), keras.layers.Flatten(),
+                                      MaskedDense(1, use_bias=False)])
+    gan = SparseGAN(generator, discriminator, latent_dim=LATENT, ema_decay=0.9)
+    ema = gan.ema_generator
+    assert ema.trainable is False and ema.trainable_variables == []
+    flags = [layer.trainable for layer in ema.layers]
+    assert flags == [layer.trainable for layer in generator.layers]
+    assert flags[-1] is False and flags[1] is True  # g_bn frozen, g_dense not
+    z = np.random.default_rng(0).normal(size=(4, LATENT)).astype(np.float32)
+    np.testing.assert_array_equal(ema(z, training=True).numpy(),
+                                  generator(z, training=True).numpy())
+    np.testing.assert_array_equal(gan.sample(4, seed=1).numpy(),
+                                  gan.sample(4, seed=1, use_ema=False).numpy())
+
+
 def _batch_norm_toy():
     """G: z -> MaskedDense -> [B, 1, 1, 3] -> BatchNorm (the fused 4-D kernel of the real
     generators); D: flatten -> MaskedDense to one logit."""
@@ -525,9 +580,52 @@ def test_constructor_rejects_bad_arguments():
         SparseGAN(generator, discriminator, latent_dim=LATENT).request_gradients("critic")
 
 
+def _exactly(message: str) -> str:
+    """A pytest.raises `match` pattern for exactly `message`."""
+    return "^" + re.escape(message) + "$"
+
+
+@pytest.mark.parametrize("argument, value, message", [
+    ("latent_dim", 0, "latent_dim must be a positive integer, got 0."),
+    ("n_dis", 0, "n_dis must be a positive integer, got 0."),
+    ("n_dis", 2.0, "n_dis must be a positive integer, got 2.0."),
+    ("br_interval", 0, "br_interval must be a positive integer, got 0."),
+    ("br_window", 0, "br_window must be a positive integer, got 0."),
+    ("g_batch_size", 0, "g_batch_size must be a positive integer, got 0."),
+    ("num_classes", 0, "num_classes must be a positive integer, got 0."),
+    ("br_window", 9, "br_window (9) must be >= br_interval (10)."),
+    ("ema_decay", 1.0, "ema_decay must be in [0, 1) or None, got 1.0."),
+    ("ema_decay", -0.5, "ema_decay must be in [0, 1) or None, got -0.5.")])
+def test_each_bad_argument_is_named_with_its_value(argument, value, message):
+    arguments = dict(latent_dim=LATENT, n_dis=1, br_interval=10, br_window=1000)
+    arguments[argument] = value
+    with pytest.raises(ValueError, match=_exactly(message)):
+        SparseGAN(*_linear_toy(), **arguments)
+
+
+def test_boundary_arguments_are_accepted():
+    # The smallest valid values: a window of one sample, EMA decay 0, one class, G batch 1.
+    gan = SparseGAN(*_linear_toy(), latent_dim=LATENT, br_interval=4, br_window=4,
+                    ema_decay=0.0, num_classes=1, g_batch_size=1)
+    assert gan.balance.capacity == 1
+    assert (gan.ema_decay, gan.num_classes, gan.g_batch_size) == (0.0, 1, 1)
+
+
+@pytest.mark.parametrize("network", ["generator", "discriminator"])
+def test_an_unbuilt_network_is_named(network):
+    models = dict(zip(("generator", "discriminator"), _linear_toy()))
+    models[network] = keras.Sequential([MaskedDense(1)])
+    with pytest.raises(ValueError, match=_exactly(
+            f"The {network} must be built (call it once, or build it from keras.Input) "
+            "before SparseGAN wraps it.")):
+        SparseGAN(models["generator"], models["discriminator"], latent_dim=LATENT)
+
+
 def test_compile_rejects_steps_per_execution_above_one():
     gan = SparseGAN(*_linear_toy(), latent_dim=LATENT)
-    with pytest.raises(ValueError, match="steps_per_execution=1"):
+    with pytest.raises(ValueError, match=_exactly(
+            "SparseGAN needs steps_per_execution=1 (one GAN iteration per step, callbacks "
+            "between them); got 2.")):
         _compiled(gan, steps_per_execution=2)
 
 
