@@ -496,6 +496,50 @@ def test_ema_generator_samples_with_batch_statistics_and_no_optimizer_updates_it
 
 
 
+def test_sample_calls_the_chosen_generator_on_its_documented_z_in_batches_of_batch_size():
+    # G's BatchNorm normalises with batch statistics in training mode, so every image depends
+    # on the batch it is generated in: rows [k * batch_size, (k + 1) * batch_size).
+    generator, discriminator = _batch_norm_toy()
+    gan = _compiled(SparseGAN(generator, discriminator, latent_dim=LATENT, ema_decay=0.5))
+    gan.fit(_dataset(_images(4).reshape(4, 1, 1, FEATURES), 4), epochs=1, verbose=0)
+    ema = gan.ema_generator
+
+    def batched(model, z, size, training=True):
+        return np.concatenate([model(z[i:i + size], training=training).numpy()
+                               for i in range(0, len(z), size)])
+
+    z = tf.random.stateless_normal([300, LATENT], seed=[1, 7919])
+    np.testing.assert_array_equal(gan.sample(300, seed=1).numpy(), batched(ema, z, 256))
+    z6 = tf.random.stateless_normal([6, LATENT], seed=[2, 7919])
+    by_four = gan.sample(6, seed=2, batch_size=4).numpy()
+    np.testing.assert_array_equal(by_four, batched(ema, z6, 4))
+    assert np.abs(by_four - batched(ema, z6, 6)).max() > 1e-3  # the batches are visible
+    # use_ema=False: the trained G, whose weights differ from the average.
+    from_g = gan.sample(6, seed=2, use_ema=False).numpy()
+    np.testing.assert_array_equal(from_g, batched(generator, z6, 6))
+    assert np.abs(from_g - batched(ema, z6, 6)).max() > 1e-3
+    # training=False: the moving statistics.
+    np.testing.assert_array_equal(gan.sample(6, seed=2, training=False).numpy(),
+                                  batched(ema, z6, 6, training=False))
+    assert np.abs(batched(ema, z6, 6, training=False) - batched(ema, z6, 6)).max() > 1e-3
+
+
+def test_conditional_sample_draws_the_documented_labels_or_uses_the_given_ones():
+    generator, discriminator = _mlp_toy(conditional=True)
+    gan = SparseGAN(generator, discriminator, latent_dim=LATENT, num_classes=3)
+    z = tf.random.stateless_normal([40, LATENT], seed=[3, 7919])
+    labels = tf.random.stateless_uniform([40], seed=[3, 104729], minval=0, maxval=3,
+                                         dtype=tf.int32)
+    assert set(np.unique(labels.numpy())) == {0, 1, 2}
+    # No EMA: use_ema (default True) falls back to G.
+    np.testing.assert_array_equal(gan.sample(40, seed=3).numpy(),
+                                  generator([z, labels], training=True).numpy())
+    given = np.array([2, 0, 1, 1], np.int64)
+    np.testing.assert_array_equal(gan.sample(4, seed=3, labels=given, batch_size=3).numpy(),
+                                  np.concatenate([generator([z[:3], given[:3]]).numpy(),
+                                                  generator([z[3:4], given[3:]]).numpy()]))
+
+
 def test_the_generator_runs_in_training_mode_in_every_phase_of_an_iteration():
     # The official code calls G in train mode for the D step's fakes, the G step and the BR
     # sample: each call moves G's BatchNorm moving mean by 0.1 x its batch mean (momentum
