@@ -333,6 +333,48 @@ def test_iteration_follows_the_step_variable_outside_fit():
     assert gan.iteration == 7
 
 
+def test_a_new_gan_has_the_documented_defaults_and_trains_only_the_networks_weights():
+    generator, discriminator = _linear_toy()
+    gan = SparseGAN(generator, discriminator, latent_dim=LATENT)
+    assert gan.name == "sparse_gan"
+    assert gan.get_config() == {"latent_dim": LATENT, "n_dis": 1, "g_batch_size": None,
+                                "num_classes": None, "br_interval": 10, "br_window": 1000,
+                                "ema_decay": None, "seed": 0}
+    assert gan.balance.capacity == 100  # br_window // br_interval samples
+    assert gan.iteration == 0 and gan.step.dtype == tf.int64 and int(gan.step.numpy()) == 0
+    assert gan.ema_generator is None and gan.trace_counts == {}
+    assert gan.metrics_names == ["d_loss", "g_loss"]
+    # The step, densities and gradient buffers are state, not weights an optimizer may see.
+    weights = generator.trainable_variables + discriminator.trainable_variables
+    assert {v.ref() for v in gan.trainable_variables} == {v.ref() for v in weights}
+    for network, model in (("generator", generator), ("discriminator", discriminator)):
+        kernels = [layer.kernel for layer in masked_layers(model)]
+        buffers = gan.grad_buffers(network)
+        assert [b.shape for b in buffers] == [k.shape for k in kernels]
+        assert all(not np.any(b.numpy()) for b in buffers)
+    assert gan.density("generator") == pytest.approx(MG.mean())
+    # Keyword arguments go to keras.Model.
+    named = SparseGAN(generator, discriminator, latent_dim=LATENT, name="toy", dtype="float64")
+    assert (named.name, named.dtype) == ("toy", "float64")
+    custom = SparseGAN(generator, discriminator, latent_dim=LATENT, n_dis=3, g_batch_size=6,
+                       num_classes=None, br_interval=5, br_window=20, ema_decay=0.5, seed=9)
+    assert custom.get_config() == {"latent_dim": LATENT, "n_dis": 3, "g_batch_size": 6,
+                                   "num_classes": None, "br_interval": 5, "br_window": 20,
+                                   "ema_decay": 0.5, "seed": 9}
+    assert custom.balance.capacity == 4
+
+
+def test_network_names_are_checked_and_a_network_without_masks_is_dense():
+    dense_d = keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(1)])
+    gan = SparseGAN(_linear_toy()[0], dense_d, latent_dim=LATENT)
+    assert gan.masked_layers("discriminator") == [] and gan.grad_buffers("discriminator") == []
+    assert gan.density("discriminator") == 1.0
+    message = _exactly("network must be one of ('generator', 'discriminator'), got 'critic'.")
+    for method in (gan.masked_layers, gan.grad_buffers, gan.request_gradients, gan.density):
+        with pytest.raises(ValueError, match=message):
+            method("critic")
+
+
 # ------------------------------------------------------------------------- EMA generator
 
 
