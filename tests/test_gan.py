@@ -229,6 +229,31 @@ def test_train_step_called_directly_draws_its_own_latents():
     np.testing.assert_allclose(gan.balance.values(), [ratio], rtol=1e-4)
     assert int(gan.step.numpy()) == 1
 
+def test_train_step_samples_br_every_interval_and_copies_the_requested_gradients():
+    # Outside fit, train_step reads the iteration from `step`: with br_interval 2 it samples
+    # BR at iterations 0 and 2 only, and copies the gradients a callback has requested.
+    seed = 3
+    images = _images(12, seed=1)
+    ref = _reference(images, iterations=3, n_dis=1, d_batch=4, seed=seed)
+    ratios = [(r["gf"] - r["df"]) / (r["dr"] - r["df"]) for r in ref]
+    gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT, br_interval=2, br_window=6,
+                              seed=seed))
+    gan.request_gradients("generator")
+    gan.train_step(tf.constant(images[:4]))
+    np.testing.assert_allclose(gan.balance.values(), ratios[:1], rtol=1e-4)
+    np.testing.assert_allclose(gan.grad_buffers("generator")[0].numpy(), ref[0]["g_grad"],
+                               rtol=1e-4, atol=1e-7)
+    assert not np.any(gan.grad_buffers("discriminator")[0].numpy())
+    gan.train_step(tf.constant(images[4:8]))
+    assert int(gan.balance.count.numpy()) == 1
+    gan.request_gradients("discriminator")
+    gan.train_step(tf.constant(images[8:]))
+    np.testing.assert_allclose(gan.balance.values(), ratios[0::2], rtol=1e-4)
+    np.testing.assert_allclose(gan.grad_buffers("discriminator")[0].numpy(),
+                               ref[2]["d_grad"], rtol=1e-4, atol=1e-7)
+    assert gan.iteration == 3
+
+
 # ------------------------------------------------------------------------ BR window cadence
 
 
@@ -718,12 +743,20 @@ def test_compile_rejects_steps_per_execution_above_one():
 def test_dataset_elements_must_match_conditioning():
     generator, discriminator = _mlp_toy(conditional=True)
     gan = _compiled(SparseGAN(generator, discriminator, latent_dim=LATENT, num_classes=3))
-    with pytest.raises(ValueError, match="need `\\(images, labels\\)`"):
+    need = ("Conditional models (num_classes set) need `(images, labels)` elements and "
+            "unconditional ones plain `images`; got ")
+    # The message is raised while fit traces the step, so it comes wrapped: re.search.
+    with pytest.raises(ValueError, match=re.escape(need + "num_classes=3 and no labels.")):
         gan.fit(_dataset(_images(8), 4), epochs=1, verbose=0)
     gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT))
     labels = np.zeros(8, np.int32)
-    with pytest.raises(ValueError, match="num_classes=None"):
+    with pytest.raises(ValueError, match=re.escape(need + "num_classes=None and labels.")):
         gan.fit(_dataset(_images(8), 4, labels), epochs=1, verbose=0)
+    triples = tf.data.Dataset.from_tensor_slices((_images(8), labels, labels)).batch(
+        4, drop_remainder=True)
+    with pytest.raises(ValueError, match=re.escape(
+            "Expected dataset elements `images` or `(images, labels)`, got a tuple of 3.")):
+        gan.fit(triples, epochs=1, verbose=0)
 
 
 def test_batch_must_be_a_static_multiple_of_n_dis():
