@@ -192,6 +192,20 @@ def test_br_and_losses_equal_a_hand_computation(n_dis, g_batch, jit_compile):
 
 
 
+@pytest.mark.parametrize("jit_compile", [True, False])
+def test_jit_compile_marks_the_replicated_step_for_xla(jit_compile):
+    # XLA gives the toy the same numbers, so the hand computation above cannot tell whether
+    # compile(jit_compile=True) reached the step: the step's call in the train function's
+    # graph must carry XLA's must-compile flag exactly when asked.
+    gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT), jit_compile=jit_compile)
+    gan.fit(_dataset(_images(4), 4), epochs=1, verbose=0)
+    (run,) = gan._compiled.functions.values()
+    calls = [op for function in run._list_all_concrete_functions()
+             for op in function.graph.get_operations() if op.type == "StatefulPartitionedCall"]
+    assert len(calls) == 1
+    assert calls[0].get_attr("_XlaMustCompile") is jit_compile
+
+
 def test_loss_scaled_optimizers_train_like_plain_ones():
     # Mixed precision wraps the optimizers in LossScaleOptimizer: the steps scale the loss and
     # unscale the gradients. A fixed power-of-two scale is exact in float32, so the toy must
