@@ -591,6 +591,8 @@ def test_sample_calls_the_chosen_generator_on_its_documented_z_in_batches_of_bat
 
     z = tf.random.stateless_normal([300, LATENT], seed=[1, 7919])
     np.testing.assert_array_equal(gan.sample(300, seed=1).numpy(), batched(ema, z, 256))
+    z0 = tf.random.stateless_normal([5, LATENT], seed=[0, 7919])  # the default seed is 0
+    np.testing.assert_array_equal(gan.sample(5).numpy(), batched(ema, z0, 5))
     z6 = tf.random.stateless_normal([6, LATENT], seed=[2, 7919])
     by_four = gan.sample(6, seed=2, batch_size=4).numpy()
     np.testing.assert_array_equal(by_four, batched(ema, z6, 4))
