@@ -370,6 +370,12 @@ def test_iteration_follows_the_step_variable_outside_fit():
     assert gan.iteration == 1
     gan.step.assign(7)  # e.g. tf.train.Checkpoint.restore between two fits
     assert gan.iteration == 7
+    # During fit, callbacks (DST, ADAPT) schedule on `iteration`, counted on the host.
+    seen = []
+    probe = keras.callbacks.LambdaCallback(
+        on_train_batch_begin=lambda batch, logs: seen.append(gan.iteration))
+    gan.fit(_dataset(_images(12), 4), epochs=1, verbose=0, callbacks=[probe])
+    assert seen == [7, 8, 9] and gan.iteration == 10
 
 
 def test_a_new_gan_has_the_documented_defaults_and_trains_only_the_networks_weights():
