@@ -8,9 +8,11 @@ iteration (D update, DF, G update, GF, DR) has a closed form that `_reference` c
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -190,6 +192,20 @@ def test_br_and_losses_equal_a_hand_computation(n_dis, g_batch, jit_compile):
 
 
 
+@pytest.mark.parametrize("jit_compile", [True, False])
+def test_jit_compile_marks_the_replicated_step_for_xla(jit_compile):
+    # XLA gives the toy the same numbers, so the hand computation above cannot tell whether
+    # compile(jit_compile=True) reached the step: the step's call in the train function's
+    # graph must carry XLA's must-compile flag exactly when asked.
+    gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT), jit_compile=jit_compile)
+    gan.fit(_dataset(_images(4), 4), epochs=1, verbose=0)
+    (run,) = gan._compiled.functions.values()
+    calls = [op for function in run._list_all_concrete_functions()
+             for op in function.graph.get_operations() if op.type == "StatefulPartitionedCall"]
+    assert len(calls) == 1
+    assert calls[0].get_attr("_XlaMustCompile") is jit_compile
+
+
 def test_loss_scaled_optimizers_train_like_plain_ones():
     # Mixed precision wraps the optimizers in LossScaleOptimizer: the steps scale the loss and
     # unscale the gradients. A fixed power-of-two scale is exact in float32, so the toy must
@@ -226,6 +242,31 @@ def test_train_step_called_directly_draws_its_own_latents():
     ratio = (ref[0]["gf"] - ref[0]["df"]) / (ref[0]["dr"] - ref[0]["df"])
     np.testing.assert_allclose(gan.balance.values(), [ratio], rtol=1e-4)
     assert int(gan.step.numpy()) == 1
+
+def test_train_step_samples_br_every_interval_and_copies_the_requested_gradients():
+    # Outside fit, train_step reads the iteration from `step`: with br_interval 2 it samples
+    # BR at iterations 0 and 2 only, and copies the gradients a callback has requested.
+    seed = 3
+    images = _images(12, seed=1)
+    ref = _reference(images, iterations=3, n_dis=1, d_batch=4, seed=seed)
+    ratios = [(r["gf"] - r["df"]) / (r["dr"] - r["df"]) for r in ref]
+    gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT, br_interval=2, br_window=6,
+                              seed=seed))
+    gan.request_gradients("generator")
+    gan.train_step(tf.constant(images[:4]))
+    np.testing.assert_allclose(gan.balance.values(), ratios[:1], rtol=1e-4)
+    np.testing.assert_allclose(gan.grad_buffers("generator")[0].numpy(), ref[0]["g_grad"],
+                               rtol=1e-4, atol=1e-7)
+    assert not np.any(gan.grad_buffers("discriminator")[0].numpy())
+    gan.train_step(tf.constant(images[4:8]))
+    assert int(gan.balance.count.numpy()) == 1
+    gan.request_gradients("discriminator")
+    gan.train_step(tf.constant(images[8:]))
+    np.testing.assert_allclose(gan.balance.values(), ratios[0::2], rtol=1e-4)
+    np.testing.assert_allclose(gan.grad_buffers("discriminator")[0].numpy(),
+                               ref[2]["d_grad"], rtol=1e-4, atol=1e-7)
+    assert gan.iteration == 3
+
 
 # ------------------------------------------------------------------------ BR window cadence
 
@@ -329,6 +370,54 @@ def test_iteration_follows_the_step_variable_outside_fit():
     assert gan.iteration == 1
     gan.step.assign(7)  # e.g. tf.train.Checkpoint.restore between two fits
     assert gan.iteration == 7
+    # During fit, callbacks (DST, ADAPT) schedule on `iteration`, counted on the host.
+    seen = []
+    probe = keras.callbacks.LambdaCallback(
+        on_train_batch_begin=lambda batch, logs: seen.append(gan.iteration))
+    gan.fit(_dataset(_images(12), 4), epochs=1, verbose=0, callbacks=[probe])
+    assert seen == [7, 8, 9] and gan.iteration == 10
+
+
+def test_a_new_gan_has_the_documented_defaults_and_trains_only_the_networks_weights():
+    generator, discriminator = _linear_toy()
+    gan = SparseGAN(generator, discriminator, latent_dim=LATENT)
+    assert gan.name == "sparse_gan"
+    assert gan.get_config() == {"latent_dim": LATENT, "n_dis": 1, "g_batch_size": None,
+                                "num_classes": None, "br_interval": 10, "br_window": 1000,
+                                "ema_decay": None, "seed": 0}
+    assert gan.balance.capacity == 100  # br_window // br_interval samples
+    assert gan.iteration == 0 and gan.step.dtype == tf.int64 and int(gan.step.numpy()) == 0
+    assert gan.ema_generator is None and gan.trace_counts == {}
+    assert gan.metrics_names == ["d_loss", "g_loss"]
+    # The step, densities and gradient buffers are state, not weights an optimizer may see.
+    weights = generator.trainable_variables + discriminator.trainable_variables
+    assert {v.ref() for v in gan.trainable_variables} == {v.ref() for v in weights}
+    for network, model in (("generator", generator), ("discriminator", discriminator)):
+        kernels = [layer.kernel for layer in masked_layers(model)]
+        buffers = gan.grad_buffers(network)
+        assert [b.shape for b in buffers] == [k.shape for k in kernels]
+        assert all(not np.any(b.numpy()) for b in buffers)
+    assert gan.density("generator") == pytest.approx(MG.mean())
+    # Keyword arguments go to keras.Model.
+    named = SparseGAN(generator, discriminator, latent_dim=LATENT, name="toy", dtype="float64")
+    assert (named.name, named.dtype) == ("toy", "float64")
+    custom = SparseGAN(generator, discriminator, latent_dim=LATENT, n_dis=3, g_batch_size=6,
+                       num_classes=None, br_interval=5, br_window=20, ema_decay=0.5, seed=9)
+    assert custom.get_config() == {"latent_dim": LATENT, "n_dis": 3, "g_batch_size": 6,
+                                   "num_classes": None, "br_interval": 5, "br_window": 20,
+                                   "ema_decay": 0.5, "seed": 9}
+    assert custom.balance.capacity == 4
+
+
+def test_network_names_are_checked_and_a_network_without_masks_is_dense():
+    dense_d = keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(1)])
+    gan = SparseGAN(_linear_toy()[0], dense_d, latent_dim=LATENT)
+    assert gan.masked_layers("discriminator") == [] and gan.grad_buffers("discriminator") == []
+    assert gan.density("discriminator") == 1.0
+    message = _exactly("network must be one of ('generator', 'discriminator'), got 'critic'.")
+    for method in (gan.masked_layers, gan.grad_buffers, gan.request_gradients, gan.density):
+        with pytest.raises(ValueError, match=message):
+            method("critic")
 
 
 # ------------------------------------------------------------------------- EMA generator
@@ -367,6 +456,60 @@ def test_ema_generator_follows_the_decay_rule_and_refresh_syncs_masks():
     history = gan.fit(_dataset(_images(4, seed=2), 4), epochs=1, verbose=0)
     assert history.history["g_density"][-1] == pytest.approx(new_mask.mean())
     assert np.all(ema_layer.kernel.numpy()[new_mask == 0] == 0.0)
+
+
+class _SubclassedGenerator(keras.Model):
+    """Takes a layer object: its config cannot be serialised, so clone_model fails."""
+
+    def __init__(self, dense):
+        super().__init__()
+        self.dense = dense
+
+    def call(self, z):
+        return self.dense(z)
+
+
+def test_ema_of_a_generator_clone_model_cannot_copy_is_refused_with_the_cause():
+    generator = _SubclassedGenerator(MaskedDense(FEATURES, use_bias=False))
+    generator(np.zeros((1, LATENT), np.float32))  # built
+    discriminator = _linear_toy()[1]
+    with pytest.raises(ValueError) as caught:
+        SparseGAN(generator, discriminator, latent_dim=LATENT, ema_decay=0.9)
+    prefix = ("ema_decay needs a generator that keras.models.clone_model can copy (a "
+              "functional or Sequential model with serialisable layers); cloning failed: ")
+    message = str(caught.value)
+    assert message.startswith(prefix)
+    assert caught.value.__cause__ is not None
+    assert message[len(prefix):] == str(caught.value.__cause__)
+    SparseGAN(generator, discriminator, latent_dim=LATENT)  # without EMA: no copy needed
+
+
+def test_ema_copy_is_frozen_but_keeps_each_layer_flag_of_the_generator():
+    # A frozen BatchNorm in G normalises with its moving statistics even in training mode;
+    # the EMA copy must keep that layer frozen (and the others trainable), so an EMA of an
+    # untrained G samples exactly G's images. The copy itself is frozen: no optimizer sees it.
+    z = keras.Input((LATENT,))
+    h = MaskedDense(FEATURES, use_bias=False, name="g_dense")(z)
+    h = keras.layers.Reshape((1, 1, FEATURES))(h)
+    frozen = keras.layers.BatchNormalization(name="g_bn")
+    out = frozen(h)
+    generator = keras.Model(z, out)
+    frozen.trainable = False
+    frozen.moving_mean.assign([0.5, -0.5, 0.25])
+    frozen.moving_variance.assign([4.0, 0.25, 1.0])
+    discriminator = keras.Sequential([keras.Input((1, 1, FEATURES)), keras.layers.Flatten(),
+                                      MaskedDense(1, use_bias=False)])
+    gan = SparseGAN(generator, discriminator, latent_dim=LATENT, ema_decay=0.9)
+    ema = gan.ema_generator
+    assert ema.trainable is False and ema.trainable_variables == []
+    flags = [layer.trainable for layer in ema.layers]
+    assert flags == [layer.trainable for layer in generator.layers]
+    assert flags[-1] is False and flags[1] is True  # g_bn frozen, g_dense not
+    z = np.random.default_rng(0).normal(size=(4, LATENT)).astype(np.float32)
+    np.testing.assert_array_equal(ema(z, training=True).numpy(),
+                                  generator(z, training=True).numpy())
+    np.testing.assert_array_equal(gan.sample(4, seed=1).numpy(),
+                                  gan.sample(4, seed=1, use_ema=False).numpy())
 
 
 def _batch_norm_toy():
@@ -440,6 +583,52 @@ def test_ema_generator_samples_with_batch_statistics_and_no_optimizer_updates_it
 
 
 
+def test_sample_calls_the_chosen_generator_on_its_documented_z_in_batches_of_batch_size():
+    # G's BatchNorm normalises with batch statistics in training mode, so every image depends
+    # on the batch it is generated in: rows [k * batch_size, (k + 1) * batch_size).
+    generator, discriminator = _batch_norm_toy()
+    gan = _compiled(SparseGAN(generator, discriminator, latent_dim=LATENT, ema_decay=0.5))
+    gan.fit(_dataset(_images(4).reshape(4, 1, 1, FEATURES), 4), epochs=1, verbose=0)
+    ema = gan.ema_generator
+
+    def batched(model, z, size, training=True):
+        return np.concatenate([model(z[i:i + size], training=training).numpy()
+                               for i in range(0, len(z), size)])
+
+    z = tf.random.stateless_normal([300, LATENT], seed=[1, 7919])
+    np.testing.assert_array_equal(gan.sample(300, seed=1).numpy(), batched(ema, z, 256))
+    z0 = tf.random.stateless_normal([5, LATENT], seed=[0, 7919])  # the default seed is 0
+    np.testing.assert_array_equal(gan.sample(5).numpy(), batched(ema, z0, 5))
+    z6 = tf.random.stateless_normal([6, LATENT], seed=[2, 7919])
+    by_four = gan.sample(6, seed=2, batch_size=4).numpy()
+    np.testing.assert_array_equal(by_four, batched(ema, z6, 4))
+    assert np.abs(by_four - batched(ema, z6, 6)).max() > 1e-3  # the batches are visible
+    # use_ema=False: the trained G, whose weights differ from the average.
+    from_g = gan.sample(6, seed=2, use_ema=False).numpy()
+    np.testing.assert_array_equal(from_g, batched(generator, z6, 6))
+    assert np.abs(from_g - batched(ema, z6, 6)).max() > 1e-3
+    # training=False: the moving statistics.
+    np.testing.assert_array_equal(gan.sample(6, seed=2, training=False).numpy(),
+                                  batched(ema, z6, 6, training=False))
+    assert np.abs(batched(ema, z6, 6, training=False) - batched(ema, z6, 6)).max() > 1e-3
+
+
+def test_conditional_sample_draws_the_documented_labels_or_uses_the_given_ones():
+    generator, discriminator = _mlp_toy(conditional=True)
+    gan = SparseGAN(generator, discriminator, latent_dim=LATENT, num_classes=3)
+    z = tf.random.stateless_normal([40, LATENT], seed=[3, 7919])
+    labels = tf.random.stateless_uniform([40], seed=[3, 104729], minval=0, maxval=3,
+                                         dtype=tf.int32)
+    assert set(np.unique(labels.numpy())) == {0, 1, 2}
+    # No EMA: use_ema (default True) falls back to G.
+    np.testing.assert_array_equal(gan.sample(40, seed=3).numpy(),
+                                  generator([z, labels], training=True).numpy())
+    given = np.array([2, 0, 1, 1], np.int64)
+    np.testing.assert_array_equal(gan.sample(4, seed=3, labels=given, batch_size=3).numpy(),
+                                  np.concatenate([generator([z[:3], given[:3]]).numpy(),
+                                                  generator([z[3:4], given[3:]]).numpy()]))
+
+
 def test_the_generator_runs_in_training_mode_in_every_phase_of_an_iteration():
     # The official code calls G in train mode for the D step's fakes, the G step and the BR
     # sample: each call moves G's BatchNorm moving mean by 0.1 x its batch mean (momentum
@@ -481,6 +670,12 @@ def test_conditional_latents_are_the_documented_z_and_uniform_int_labels_of_ever
     np.testing.assert_array_equal(z.numpy(), _z(5, 4 * 3 + 1, 300).astype(np.float32))
     assert labels.dtype == tf.int32
     assert set(np.unique(labels.numpy())) == {0, 1, 2}  # 300 draws: every class, seeded
+    # The fake labels have a stream of their own, keyed (seed + 1, iteration * (n_dis + 1) +
+    # phase) as z's is keyed (seed, ...): a run's labels are a function of its seed, and
+    # another key (seed - 1, seed + 2, ...) would change every conditional run's results.
+    expected = tf.random.stateless_uniform([300], seed=tf.constant([6, 4 * 3 + 1], tf.int64),
+                                           minval=0, maxval=3, dtype=tf.int32)
+    np.testing.assert_array_equal(labels.numpy(), expected.numpy())
 
 # ------------------------------------------------------------------------ conditional GAN
 
@@ -518,21 +713,72 @@ def test_constructor_rejects_bad_arguments():
         SparseGAN(generator, discriminator, latent_dim=LATENT).request_gradients("critic")
 
 
+def _exactly(message: str) -> str:
+    """A pytest.raises `match` pattern for exactly `message`."""
+    return "^" + re.escape(message) + "$"
+
+
+@pytest.mark.parametrize("argument, value, message", [
+    ("latent_dim", 0, "latent_dim must be a positive integer, got 0."),
+    ("n_dis", 0, "n_dis must be a positive integer, got 0."),
+    ("n_dis", 2.0, "n_dis must be a positive integer, got 2.0."),
+    ("br_interval", 0, "br_interval must be a positive integer, got 0."),
+    ("br_window", 0, "br_window must be a positive integer, got 0."),
+    ("g_batch_size", 0, "g_batch_size must be a positive integer, got 0."),
+    ("num_classes", 0, "num_classes must be a positive integer, got 0."),
+    ("br_window", 9, "br_window (9) must be >= br_interval (10)."),
+    ("ema_decay", 1.0, "ema_decay must be in [0, 1) or None, got 1.0."),
+    ("ema_decay", -0.5, "ema_decay must be in [0, 1) or None, got -0.5.")])
+def test_each_bad_argument_is_named_with_its_value(argument, value, message):
+    arguments = dict(latent_dim=LATENT, n_dis=1, br_interval=10, br_window=1000)
+    arguments[argument] = value
+    with pytest.raises(ValueError, match=_exactly(message)):
+        SparseGAN(*_linear_toy(), **arguments)
+
+
+def test_boundary_arguments_are_accepted():
+    # The smallest valid values: a window of one sample, EMA decay 0, one class, G batch 1.
+    gan = SparseGAN(*_linear_toy(), latent_dim=LATENT, br_interval=4, br_window=4,
+                    ema_decay=0.0, num_classes=1, g_batch_size=1)
+    assert gan.balance.capacity == 1
+    assert (gan.ema_decay, gan.num_classes, gan.g_batch_size) == (0.0, 1, 1)
+
+
+@pytest.mark.parametrize("network", ["generator", "discriminator"])
+def test_an_unbuilt_network_is_named(network):
+    models = dict(zip(("generator", "discriminator"), _linear_toy()))
+    models[network] = keras.Sequential([MaskedDense(1)])
+    with pytest.raises(ValueError, match=_exactly(
+            f"The {network} must be built (call it once, or build it from keras.Input) "
+            "before SparseGAN wraps it.")):
+        SparseGAN(models["generator"], models["discriminator"], latent_dim=LATENT)
+
+
 def test_compile_rejects_steps_per_execution_above_one():
     gan = SparseGAN(*_linear_toy(), latent_dim=LATENT)
-    with pytest.raises(ValueError, match="steps_per_execution=1"):
+    with pytest.raises(ValueError, match=_exactly(
+            "SparseGAN needs steps_per_execution=1 (one GAN iteration per step, callbacks "
+            "between them); got 2.")):
         _compiled(gan, steps_per_execution=2)
 
 
 def test_dataset_elements_must_match_conditioning():
     generator, discriminator = _mlp_toy(conditional=True)
     gan = _compiled(SparseGAN(generator, discriminator, latent_dim=LATENT, num_classes=3))
-    with pytest.raises(ValueError, match="need `\\(images, labels\\)`"):
+    need = ("Conditional models (num_classes set) need `(images, labels)` elements and "
+            "unconditional ones plain `images`; got ")
+    # The message is raised while fit traces the step, so it comes wrapped: re.search.
+    with pytest.raises(ValueError, match=re.escape(need + "num_classes=3 and no labels.")):
         gan.fit(_dataset(_images(8), 4), epochs=1, verbose=0)
     gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT))
     labels = np.zeros(8, np.int32)
-    with pytest.raises(ValueError, match="num_classes=None"):
+    with pytest.raises(ValueError, match=re.escape(need + "num_classes=None and labels.")):
         gan.fit(_dataset(_images(8), 4, labels), epochs=1, verbose=0)
+    triples = tf.data.Dataset.from_tensor_slices((_images(8), labels, labels)).batch(
+        4, drop_remainder=True)
+    with pytest.raises(ValueError, match=re.escape(
+            "Expected dataset elements `images` or `(images, labels)`, got a tuple of 3.")):
+        gan.fit(triples, epochs=1, verbose=0)
 
 
 def test_batch_must_be_a_static_multiple_of_n_dis():
@@ -598,3 +844,99 @@ def _check_mirrored_linear_toy(run, images):
     np.testing.assert_allclose(run["br_values"], ratios, rtol=1e-4)
     np.testing.assert_allclose(run["wg"], ref[-1]["wg"], rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(run["wd"], ref[-1]["wd"], rtol=1e-4, atol=1e-6)
+
+
+# What the mirrored check above does not train: the default G batch (no g_batch_size: the
+# global D batch), a G batch the replicas do not divide, and a conditional model (the fake
+# labels are sliced per replica like z). `_mirrored_cases` runs in a subprocess (this file run
+# as a script, below), which splits the CPU into 2 logical devices before TensorFlow starts.
+MIRRORED_DEFAULT_G = dict(n_dis=2, d_batch=4, iterations=2, seed=6)
+
+
+def test_mirrored_default_g_batch_odd_g_batch_and_conditional_model():
+    # The timeout only guards against a hang: 2 tracings per case take minutes on a loaded
+    # 2-core machine.
+    result = subprocess.run([sys.executable, os.path.abspath(__file__), "--mirrored-cases"],
+                            capture_output=True, text=True, timeout=900, check=False)
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["replicas"] == 2
+
+    # Default G batch = the global D batch (4), not the per-replica one: the hand computation
+    # with g_batch = d_batch, each replica holding 2 reals per D step and 2 z of the G step.
+    toy, run = MIRRORED_DEFAULT_G, report["default_g_batch"]
+    images = _images(toy["n_dis"] * toy["d_batch"] * toy["iterations"], seed=4)
+    ref = _reference(images, iterations=toy["iterations"], n_dis=toy["n_dis"],
+                     d_batch=toy["d_batch"], seed=toy["seed"])
+    ratios = [(r["gf"] - r["df"]) / (r["dr"] - r["df"]) for r in ref]
+    assert run["step"] == toy["iterations"]
+    np.testing.assert_allclose(run["br_values"], ratios, rtol=1e-4)
+    np.testing.assert_allclose(run["d_loss"], np.mean([r["d_loss"] for r in ref]), rtol=1e-4)
+    np.testing.assert_allclose(run["g_loss"], np.mean([r["g_loss"] for r in ref]), rtol=1e-4)
+    np.testing.assert_allclose(run["wg"], ref[-1]["wg"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(run["wd"], ref[-1]["wd"], rtol=1e-4, atol=1e-6)
+
+    assert "g_batch_size=3 must be divisible by the number of replicas (2)" in (
+        report["odd_g_batch"])
+
+    # The conditional MLP toy: the mirrored run equals the one-device run (plain SGD: the
+    # two summation orders' round-off reaches the weights linearly, far below 1e-4).
+    single, mirrored = report["conditional"]["single"], report["conditional"]["mirrored"]
+    assert mirrored["step"] == single["step"] == 2
+    for key in ("d_loss", "g_loss", "br_values"):
+        np.testing.assert_allclose(mirrored[key], single[key], rtol=1e-4, err_msg=key)
+    assert len(mirrored["weights"]) == len(single["weights"])
+    for a, b in zip(mirrored["weights"], single["weights"]):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)
+
+
+def _mirrored_cases() -> dict:
+    """The cases of the test above, on 2 logical CPUs; a JSON-able report."""
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    report = {"replicas": strategy.num_replicas_in_sync}
+
+    toy = MIRRORED_DEFAULT_G
+    images = _images(toy["n_dis"] * toy["d_batch"] * toy["iterations"], seed=4)
+    with strategy.scope():
+        gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT, n_dis=toy["n_dis"],
+                                  br_interval=1, br_window=toy["iterations"], seed=toy["seed"]))
+    history = gan.fit(_dataset(images, toy["n_dis"] * toy["d_batch"]), epochs=1, verbose=0)
+    report["default_g_batch"] = {
+        "step": int(gan.step.numpy()), "br_values": gan.balance.values().tolist(),
+        "d_loss": history.history["d_loss"][-1], "g_loss": history.history["g_loss"][-1],
+        "wg": gan.masked_layers("generator")[0].kernel.numpy().tolist(),
+        "wd": gan.masked_layers("discriminator")[0].kernel.numpy().tolist()}
+
+    with strategy.scope():
+        gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT, g_batch_size=3))
+    try:
+        gan.fit(_dataset(_images(4), 4), epochs=1, verbose=0)
+        report["odd_g_batch"] = "no error"
+    except ValueError as error:
+        report["odd_g_batch"] = str(error)
+
+    generator, discriminator = _mlp_toy(conditional=True)
+    weights = generator.get_weights(), discriminator.get_weights()
+    labels = np.random.default_rng(0).integers(0, 3, size=16).astype(np.int32)
+    images = _images(16, seed=5)
+    report["conditional"] = {}
+    for name, scope in (("single", contextlib.nullcontext()), ("mirrored", strategy.scope())):
+        with scope:
+            generator, discriminator = _mlp_toy(conditional=True)
+            generator.set_weights(weights[0])
+            discriminator.set_weights(weights[1])
+            gan = _compiled(SparseGAN(generator, discriminator, latent_dim=LATENT, n_dis=2,
+                                      num_classes=3, br_interval=1, br_window=2, seed=7))
+        history = gan.fit(_dataset(images, 8, labels), epochs=1, verbose=0)
+        report["conditional"][name] = {
+            "step": int(gan.step.numpy()), "br_values": gan.balance.values().tolist(),
+            "d_loss": history.history["d_loss"][-1], "g_loss": history.history["g_loss"][-1],
+            "weights": [w.tolist() for w in generator.get_weights() + discriminator.get_weights()]}
+    return report
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--mirrored-cases"]:
+    tf.config.set_logical_device_configuration(
+        tf.config.list_physical_devices("CPU")[0],
+        [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+    sys.stdout.write(json.dumps(_mirrored_cases()) + "\n")
