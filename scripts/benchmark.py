@@ -92,7 +92,7 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 from adapt_tf import architectures, data, dst, macs, topology  # noqa: E402
-from adapt_tf.callbacks import DynamicSparsity  # noqa: E402
+from adapt_tf.sparsity import DynamicSparsity  # noqa: E402
 from adapt_tf.controller import ADAPTController  # noqa: E402
 from adapt_tf.gan import SparseGAN  # noqa: E402
 from adapt_tf.layers import (MaskedConv2D, MaskedDense, SNConv2D, SNDense,  # noqa: E402

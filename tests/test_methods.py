@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from adapt_tf import dst, methods, topology
-from adapt_tf.callbacks import DynamicSparsity
+from adapt_tf.sparsity import DynamicSparsity
 from adapt_tf.controller import ADAPTController
 from adapt_tf.gan import SparseGAN
 from adapt_tf.layers import MaskedDense
