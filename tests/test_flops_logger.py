@@ -74,10 +74,7 @@ class _ThinD(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         if self.model.iteration == self.step:
-            layer = self.model.masked_layers("discriminator")[0]
-            layer.mask.assign([[1.0], [0.0], [0.0]])
-            layer.kernel.assign(layer.kernel * layer.mask)
-            self.model.refresh_densities()
+            self.model.sparsity.assign("discriminator", [np.array([[1.0], [0.0], [0.0]])])
 
 
 @pytest.fixture(scope="module")
