@@ -1,4 +1,5 @@
-"""Tests of adapt_tf.sparsity.DynamicSparsity:
+"""Tests of adapt_tf.sparsity: `Sparsity.update`, the one path by which masks change (densities
+and the EMA generator follow), and `DynamicSparsity`:
 one drop-and-grow against a NumPy reference, SET's seeded random growth, and a short `fit`
 with RigL on G and SET on D that checks the cadence (every ΔT, never at the last iteration),
 gradient requests, exact active counts, regrown weights at zero, the sparse EMA generator and
@@ -239,6 +240,55 @@ def test_fit_updates_every_interval_never_at_the_end_with_exact_counts():
     np.testing.assert_array_equal(grads[5], grads[3])
     assert all(np.all(r["discriminator"]["grads"] == 0.0) for r in after.records)
     assert history.history["g_density"][-1] == history.history["d_density"][-1] == 0.5
+
+
+# ----------------------------------------------------------------- the one mask writer
+
+
+def test_update_writes_masks_then_densities_and_the_ema_generator_follow():
+    gan = _gan(ema_decay=0.5)
+    sparsity = gan.sparsity
+    g_layers, ema_layers = gan.masked_layers("generator"), masked_layers(gan.ema_generator)
+    for layer in ema_layers:  # an EMA kernel that is nonzero everywhere
+        layer.kernel.assign(tf.ones_like(layer.kernel))
+    new = [np.ones(layer.mask.shape, np.float32) for layer in g_layers]
+    new[0][0, :] = 0.0  # G's first layer loses its first input row: 12 of 48 entries
+    seen = []
+
+    def fn(kernels, masks, grads, scale):
+        seen.append((kernels, masks, grads, scale))
+        return dst.assign_masks(kernels, masks, new)
+
+    dropped, grown = sparsity.update("generator", fn, 7)
+    (kernels, masks, grads, scale), = seen
+    assert [m.ref() for m in masks] == [layer.mask.ref() for layer in g_layers]
+    assert [k.ref() for k in kernels] == [layer.kernel.ref() for layer in g_layers]
+    assert grads is sparsity.grad_buffers["generator"] and scale == 7
+    assert int(grown) - int(dropped) == 48 - 12 - 24
+    assert float(sparsity.densities["generator"].numpy()) == pytest.approx(36 / 48)
+    assert gan.density("generator") == pytest.approx(36 / 48)
+    for ema_layer, layer, mask in zip(ema_layers, g_layers, new):
+        np.testing.assert_array_equal(ema_layer.mask.numpy(), mask)
+        np.testing.assert_array_equal(ema_layer.kernel.numpy(), mask)  # ones * mask
+        assert np.all(layer.kernel.numpy()[mask == 0] == 0.0)
+    ema_masks = [layer.mask.numpy().copy() for layer in ema_layers]
+    d_masks = [np.zeros(layer.mask.shape, np.float32) for layer in gan.masked_layers(
+        "discriminator")]
+    d_masks[0][0, 0] = 1.0
+    sparsity.assign("discriminator", d_masks)  # D's masks: G's EMA is untouched
+    assert float(sparsity.densities["discriminator"].numpy()) == pytest.approx(1 / 36)
+    for ema_layer, mask in zip(ema_layers, ema_masks):
+        np.testing.assert_array_equal(ema_layer.mask.numpy(), mask)
+    with pytest.raises(ValueError, match="network must be one of"):
+        sparsity.update("critic", fn)
+
+
+def test_gradient_growth_declares_its_update_iterations_only():
+    rigl = DynamicSparsity("discriminator", dst.RigL(interval=2), total_steps=6)
+    set_g = DynamicSparsity("generator", dst.SET(interval=2), total_steps=6)
+    assert [rigl.needs_gradients(step) for step in range(7)] == [
+        (), (), ("discriminator",), (), ("discriminator",), (), ()]
+    assert all(set_g.needs_gradients(step) == () for step in range(7))
 
 
 # ---------------------------------------------------------------------------- bad input
