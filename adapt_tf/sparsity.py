@@ -112,9 +112,9 @@ class DynamicSparsity(keras.callbacks.Callback):
     masks become `rule.update(kernels, masks, grads, ...)`, where grads is the dense gradient of
     that iteration's minibatch (RigL declares those iterations with `needs_gradients`, so other
     iterations pay nothing). The masks change through `gan.sparsity.update`, which keeps the
-    densities and the EMA generator in step. Kernels are multiplied by the new masks: regrown weights start at
-    exactly 0. With `rule.reset_optimizer_slots`, the optimizer moments of regrown weights are
-    zeroed too (off in the paper).
+    densities and the EMA generator in step. Kernels are multiplied by the new masks: regrown
+    weights start at exactly 0. With `rule.reset_optimizer_slots`, the optimizer moments of
+    regrown weights are zeroed too (off in the paper).
     """
 
     def __init__(self, network: str, rule: dst.DropGrowRule, *, total_steps: int):

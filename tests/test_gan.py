@@ -146,7 +146,7 @@ class _Recorder(keras.callbacks.Callback):
         self.start = self.gan.iteration
 
     def needs_gradients(self, step):
-        return self.requests.get(step - 1 - self.start, ())  # batch step - 1 - start
+        return self.requests.get(step - 1 - self.start, ())  # keyed by this fit's batch
 
     def on_train_batch_end(self, batch, logs=None):
         self.logs.append({key: float(value) for key, value in logs.items()})
