@@ -147,9 +147,12 @@ class ADAPTController(keras.callbacks.Callback):
                              f"[d_min={self.d_min}, d_max={self.d_max}] of the {self.mode} "
                              "controller: sparsify it into that range first.")
 
-    def on_train_batch_begin(self, batch, logs=None):
-        if self._acts_at(self.model.iteration + 1) and self.growth == "gradient":
-            self.model.request_gradients("discriminator")
+    def needs_gradients(self, step: int) -> tuple[str, ...]:
+        """D, at the iterations the controller acts after, when it grows by gradient: the
+        iteration that completes `step` keeps D's dense kernel gradients."""
+        if self.growth == "gradient" and self._acts_at(step):
+            return ("discriminator",)
+        return ()
 
     def on_train_batch_end(self, batch, logs=None):
         step = self.model.iteration
@@ -157,7 +160,7 @@ class ADAPTController(keras.callbacks.Callback):
             self.decide(step)
 
     def _acts_at(self, step: int) -> bool:
-        return step > 0 and step % self.interval == 0 and step != self.total_steps
+        return dst.is_update_step(step, interval=self.interval, total_steps=self.total_steps)
 
     # --------------------------------------------------------------------------- decisions
 
@@ -199,13 +202,8 @@ class ADAPTController(keras.callbacks.Callback):
         return density, "keep"
 
     def _apply(self, fn, step: int, value) -> None:
-        gan = self.model
-        layers = gan.masked_layers("discriminator")
-        kernels = [layer.kernel for layer in layers]
-        masks = [layer.mask for layer in layers]
-        grads = gan.grad_buffers("discriminator")
-        fn(kernels, masks, grads, tf.constant(step, tf.int64), tf.constant(value, tf.float64))
-        gan.refresh_densities()
+        self.model.sparsity.update("discriminator", fn, tf.constant(step, tf.int64),
+                                   tf.constant(value, tf.float64))
 
     @tf.function
     def _resize(self, kernels, masks, grads, step, density):

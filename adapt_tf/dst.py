@@ -414,6 +414,15 @@ def assign_masks(kernels: Sequence[tf.Variable], masks: Sequence[tf.Variable],
 # ---------------------------------------------------------------------------------- rules
 
 
+def is_update_step(step: int, *, interval: int, total_steps: int) -> bool:
+    """The cadence of the between-iteration mask updates (the `DropGrowRule`s of G-DST and
+    D-DST, the ADAPT controller): True after `step` completed iterations when `step` is a
+    positive multiple of `interval` and not the run's last iteration `total_steps`
+    (docs/ALGORITHM.md §3, §5)."""
+    step, total_steps = int(step), int(total_steps)
+    return step > 0 and step % interval == 0 and step != total_steps
+
+
 @dataclasses.dataclass(frozen=True)
 class DropGrowRule:
     """Magnitude drop plus growth every `interval` iterations; subclasses fix the growth.
@@ -455,10 +464,10 @@ class DropGrowRule:
             raise ValueError(f"end_step={self.end_step!r} must be None or a positive int.")
 
     def is_update_step(self, step: int, total_steps: int) -> bool:
-        """True after `step` completed iterations (1-based) when the masks should change."""
-        step, total_steps = int(step), int(total_steps)
-        return (step > 0 and step % self.interval == 0 and step != total_steps
-                and (self.end_step is None or step <= self.end_step))
+        """True after `step` completed iterations (1-based) when the masks should change:
+        the cadence of `is_update_step` (module function), up to `end_step`."""
+        return (is_update_step(step, interval=self.interval, total_steps=total_steps)
+                and (self.end_step is None or int(step) <= self.end_step))
 
     def fraction(self, step: Any, total_steps: Any) -> tf.Tensor:
         """Scheduled drop fraction at `step` (float64 scalar tensor)."""

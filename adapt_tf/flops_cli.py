@@ -86,7 +86,7 @@ def static_flops(arguments: dict[str, Any], *, strict: bool = False,
 
 def _costs_and_shapes(arguments: dict[str, Any]) -> tuple[tuple[list, list], list[dict]]:
     """((G costs, D costs), [G, D] {masked layer: kernel shape}) of the run's architecture."""
-    from adapt_tf import architectures, callbacks, data
+    from adapt_tf import architectures, data, flops_logger
     from adapt_tf.layers import masked_layers
 
     name = arguments["architecture"]
@@ -99,8 +99,8 @@ def _costs_and_shapes(arguments: dict[str, Any]) -> tuple[tuple[list, list], lis
     generator, discriminator = architectures.build_models(
         name, num_classes=num_classes, g_width=arguments["g_width"],
         d_width=arguments["d_width"])
-    costs = callbacks.network_costs(generator, discriminator, latent_dim=arch.latent_dim,
-                                    num_classes=num_classes)
+    costs = flops_logger.network_costs(generator, discriminator, latent_dim=arch.latent_dim,
+                                       num_classes=num_classes)
     shapes = [{layer.name: tuple(layer.kernel.shape) for layer in masked_layers(model)}
               for model in (generator, discriminator)]
     return costs, shapes

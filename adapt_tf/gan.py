@@ -14,9 +14,10 @@ An iteration (docs/ALGORITHM.md §1 and §2, as the official ADAPT code runs it)
 4. The EMA generator (if `ema_decay`) is updated: ema <- decay * ema + (1 - decay) * w for
    the trainable weights; BatchNorm moving statistics and spectral-norm vectors are copied.
 
-Sparsity updates (DST on G, ADAPT on D) happen between iterations in callbacks. The kernel
-gradients they need (dL/d(kernel * mask), dense) are copied into `grad_buffers` by the
-iteration that precedes an update, after a callback asks with `request_gradients`.
+Sparsity updates (DST on G, ADAPT on D) happen between iterations in callbacks, through
+`gan.sparsity.update` (`adapt_tf.sparsity.Sparsity`, the one path by which masks change). The
+kernel gradients they need (dL/d(kernel * mask), dense) are copied into `grad_buffers` by the
+iterations that the callbacks of `fit` declare with `needs_gradients(step)`.
 
 Distribution: z and labels are drawn for the *global* batch from stateless seeds
 (seed, iteration, phase) and each replica takes its slice, so a run on R replicas sees exactly
@@ -30,19 +31,15 @@ own `tf.function` and picks one per iteration on the host: no wasted passes, no 
 """
 from __future__ import annotations
 
-import math
-from typing import Sequence
-
 import tensorflow as tf
 import tf_keras as keras
 
-from adapt_tf import _compat, balance, losses, topology
+from adapt_tf import balance, losses
 from adapt_tf.checks import positive_int
-from adapt_tf.layers import masked_layers
+from adapt_tf.ema import EMAGenerator
+from adapt_tf.sparsity import NETWORKS, Sparsity, check_network
 
 __all__ = ["SparseGAN"]
-
-_NETWORKS = ("generator", "discriminator")
 
 
 def _all_sum(value):
@@ -51,19 +48,6 @@ def _all_sum(value):
     if context is None or context.num_replicas_in_sync == 1:
         return value
     return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
-
-
-def _replica_update(pairs, update_fn) -> None:
-    """Assigns update_fn(target, source) to each target from replica context, any strategy."""
-    pairs = list(pairs)
-    if not pairs:
-        return
-
-    def merge_fn(strategy):
-        for target, source in pairs:
-            strategy.extended.update(target, update_fn, args=(source,), group=False)
-
-    tf.distribute.get_replica_context().merge_call(merge_fn)
 
 
 def _check_arguments(generator: keras.Model, discriminator: keras.Model, *, latent_dim: int,
@@ -104,16 +88,17 @@ class SparseGAN(keras.Model):
       br_window: iterations the BR window covers (paper: 1000), so it holds
         `br_window // br_interval` samples.
       ema_decay: decay of the EMA generator (paper: 0.999 SNGAN, 0.9999 BigGAN); None = off.
-        `ema_generator` is a copy of G that no optimizer sees (empty `trainable_variables`):
-        its trainable weights are averaged after every iteration, and the rest (BatchNorm
-        moving statistics, spectral-norm vectors) are copied from G, as the official code's
-        EMA shares G's buffers. Called with training=True it uses batch statistics exactly
-        as G does; with training=False it would apply G's moving statistics to the EMA's
-        weights, which the official code never does.
+        `ema` is an `ema.EMAGenerator` and `ema_generator` its Keras model, a copy of G
+        that no optimizer sees: its trainable weights are averaged after every iteration,
+        and the rest (BatchNorm moving statistics, spectral-norm vectors) are copied from G,
+        as the official code's EMA shares G's buffers.
       seed: seed of z and fake-label sampling.
 
     The dataset yields `images` [n_dis * d_batch, H, W, C] float32 in [-1, 1], or
     `(images, labels)` for conditional models; batch sizes are global.
+
+    `sparsity` (`adapt_tf.sparsity.Sparsity`) holds the masked layers, the dense gradient
+    buffers and the logged densities, and is the one path by which masks change.
     """
 
     def __init__(self, generator: keras.Model, discriminator: keras.Model, *, latent_dim: int,
@@ -139,25 +124,19 @@ class SparseGAN(keras.Model):
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
                                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.balance = balance.BalanceWindow(self.br_window // self.br_interval)
-        self._density = {net: tf.Variable(1.0, trainable=False, name=f"{net}_density",
-                                          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-                         for net in _NETWORKS}
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
-
-        self._masked = {"generator": masked_layers(generator),
-                        "discriminator": masked_layers(discriminator)}
-        self._grad_buffers = {
-            net: [tf.Variable(tf.zeros(layer.kernel.shape), trainable=False,
-                              name=f"{net}_grad_{i}",
-                              aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-                  for i, layer in enumerate(self._masked[net])]
-            for net in _NETWORKS}
-        self._grad_requests = {net: False for net in _NETWORKS}
-        self.ema_generator = self._make_ema_generator() if ema_decay is not None else None
+        self.ema = EMAGenerator(generator, ema_decay) if ema_decay is not None else None
+        self.ema_generator = None if self.ema is None else self.ema.model
+        self.sparsity = Sparsity({"generator": generator, "discriminator": discriminator},
+                                 ema=self.ema)
+        # Tracked under the names checkpoints have always used, so older runs resume.
+        self._density = self.sparsity.densities
+        self._grad_buffers = self.sparsity.grad_buffers
+        # A tuple, not a list: Keras would track a list attribute into the checkpoint.
+        self._gradient_users: tuple = ()
         self._host_step: int | None = None
         self._compiled = _VariantCache()
-        self.refresh_densities()
 
     # ----------------------------------------------------------------------------- setup
 
@@ -184,64 +163,27 @@ class SparseGAN(keras.Model):
     def metrics(self):
         return [self.d_loss_tracker, self.g_loss_tracker]
 
-    def _make_ema_generator(self) -> keras.Model:
-        try:
-            ema = keras.models.clone_model(self.generator)
-        except Exception as error:  # subclassed models cannot be cloned from config
-            raise ValueError("ema_decay needs a generator that keras.models.clone_model can "
-                             "copy (a functional or Sequential model with serialisable layers); "
-                             f"cloning failed: {error}") from error
-        ema.set_weights(self.generator.get_weights())
-        ema._name = f"{self.generator.name}_ema"
-        # No optimizer may see the copy: its trainable_variables are empty. But tf_keras
-        # BatchNormalization ignores training=True when the layer itself is not trainable, so
-        # the layers keep the generator's flags and sample with batch statistics, as the
-        # official code's EMA generator does (docs/ALGORITHM.md §6).
-        ema.trainable = False
-        for ema_layer, layer in zip(_compat.flatten_layers(ema, include_self=False),
-                                    _compat.flatten_layers(self.generator, include_self=False)):
-            ema_layer.trainable = layer.trainable
-        g_weights = self.generator.weights
-        masks = {layer.mask.ref() for layer in self._masked["generator"]}
-        self._ema_pairs = [(e, w) for e, w in zip(ema.weights, g_weights) if w.trainable]
-        self._ema_copies = [(e, w) for e, w in zip(ema.weights, g_weights)
-                            if not w.trainable and w.ref() not in masks]
-        return ema
-
     # ----------------------------------------------------------------- sparsity bookkeeping
 
     def masked_layers(self, network: str):
-        """The masked layers of "generator" or "discriminator"."""
-        return self._masked[_check_network(network)]
+        """The masked layers of "generator" or "discriminator" (`sparsity.layers`)."""
+        return self.sparsity.layers[check_network(network)]
 
     def grad_buffers(self, network: str) -> list[tf.Variable]:
-        """Dense kernel gradients of the network's masked layers, from the last requested step.
-
-        For D, the gradient of the last discriminator step of that iteration (official code).
-        """
-        return self._grad_buffers[_check_network(network)]
-
-    def request_gradients(self, network: str) -> None:
-        """Makes the next iteration copy the network's kernel gradients into `grad_buffers`."""
-        self._grad_requests[_check_network(network)] = True
+        """Dense kernel gradients of the network's masked layers, from the last iteration that
+        kept them (`sparsity.grad_buffers`). For D, the gradient of the last discriminator step
+        of that iteration (official code)."""
+        return self.sparsity.grad_buffers[check_network(network)]
 
     def density(self, network: str) -> float:
         """Overall kernel density (active / total over masked kernels) of the network."""
-        layers = self._masked[_check_network(network)]
-        return topology.model_density(layers) if layers else 1.0
+        return self.sparsity.density(network)
 
-    def refresh_densities(self) -> None:
-        """Recomputes the logged densities from the masks and syncs the EMA generator's masks.
-
-        Call after changing masks outside the train step (callbacks do).
-        """
-        for net in _NETWORKS:
-            self._density[net].assign(self.density(net))
-        if self.ema_generator is not None:
-            for ema_layer, layer in zip(masked_layers(self.ema_generator),
-                                        self._masked["generator"]):
-                ema_layer.mask.assign(layer.mask)
-                ema_layer.kernel.assign(ema_layer.kernel * ema_layer.mask)
+    def _kept_gradients(self, step: int) -> tuple[bool, bool]:
+        """(keep G's, keep D's) kernel gradients in the iteration that completes `step`: what
+        the callbacks of the running `fit` declare with `needs_gradients(step)`."""
+        wanted = {net for user in self._gradient_users for net in user.needs_gradients(step)}
+        return tuple(net in wanted for net in NETWORKS)
 
     @property
     def trace_counts(self) -> dict:
@@ -249,10 +191,17 @@ class SparseGAN(keras.Model):
         return dict(self._compiled.traces)
 
     def fit(self, *args, **kwargs):
+        """`keras.Model.fit`; callbacks with `needs_gradients(step) -> networks` (e.g.
+        `sparsity.DynamicSparsity` with RigL, `ADAPTController` with gradient growth) make the
+        iterations they name keep those networks' dense kernel gradients."""
+        callbacks = kwargs.get("callbacks", args[5] if len(args) > 5 else None)
+        self._gradient_users = tuple(c for c in callbacks or ()
+                                     if hasattr(c, "needs_gradients"))
         try:
             return super().fit(*args, **kwargs)
         finally:
             self._host_step = None  # outside fit, `iteration` reads `step` again
+            self._gradient_users = ()
 
     @property
     def iteration(self) -> int:
@@ -270,11 +219,10 @@ class SparseGAN(keras.Model):
 
         def train_function(iterator):
             key = (self._host_step % self.br_interval == 0,
-                   self._grad_requests["generator"], self._grad_requests["discriminator"])
+                   *self._kept_gradients(self._host_step + 1))
             if key not in self._compiled.functions:
                 self._compiled.functions[key] = self._compile_variant(*key)
             logs = self._compiled.functions[key](iterator)
-            self._grad_requests = {net: False for net in _NETWORKS}
             self._host_step += 1
             return logs
 
@@ -320,9 +268,9 @@ class SparseGAN(keras.Model):
         latents inside XLA, whose stateless RNG gives other numbers.
         """
         step = self.iteration
+        keep_g_grads, keep_d_grads = self._kept_gradients(step + 1)
         return self._iteration(data, sample_br=step % self.br_interval == 0,
-                               keep_g_grads=self._grad_requests["generator"],
-                               keep_d_grads=self._grad_requests["discriminator"])
+                               keep_g_grads=keep_g_grads, keep_d_grads=keep_d_grads)
 
     def _iteration(self, data, *, sample_br: bool, keep_g_grads: bool, keep_d_grads: bool,
                    drawn=None):
@@ -349,16 +297,16 @@ class SparseGAN(keras.Model):
 
         if sample_br:
             self._balance_sample(z, fake_labels, df, real, real_labels, g_batch, local_d * replicas)
-        if self.ema_generator is not None:
-            self._update_ema()
+        if self.ema is not None:
+            self.ema.update()
 
         self.d_loss_tracker.update_state(d_loss)
         self.g_loss_tracker.update_state(g_loss)
         self.step.assign_add(1)
         return {"d_loss": self.d_loss_tracker.result(), "g_loss": self.g_loss_tracker.result(),
                 "br": self.balance.mean(), "br_skipped": self.balance.skipped.read_value(),
-                "g_density": self._density["generator"].read_value(),
-                "d_density": self._density["discriminator"].read_value()}
+                "g_density": self.sparsity.densities["generator"].read_value(),
+                "d_density": self.sparsity.densities["discriminator"].read_value()}
 
     def _local_d_batch(self, local_batch) -> int:
         if local_batch is None or local_batch % self.n_dis:
@@ -431,17 +379,11 @@ class SparseGAN(keras.Model):
     def _keep_gradients(self, network, grads, variables):
         by_ref = {v.ref(): g for g, v in zip(grads, variables)}
         pairs = [(buffer, by_ref[layer.kernel.ref()])
-                 for buffer, layer in zip(self._grad_buffers[network], self._masked[network])
+                 for buffer, layer in zip(self.sparsity.grad_buffers[network],
+                                          self.sparsity.layers[network])
                  if layer.kernel.ref() in by_ref]
         for buffer, grad in pairs:
             buffer.assign(tf.cast(grad, tf.float32))
-
-    def _update_ema(self):
-        decay = self.ema_decay
-        _replica_update(self._ema_pairs,
-                        lambda ema, w: ema.assign(decay * ema + (1.0 - decay) * tf.cast(
-                            w, ema.dtype)))
-        _replica_update(self._ema_copies, lambda ema, w: ema.assign(w))
 
     # ---------------------------------------------------------------------------- sampling
 
@@ -480,8 +422,8 @@ class SparseGAN(keras.Model):
     def _call_state(self, generator: keras.Model) -> list[tf.Variable]:
         """The variables a training-mode call of `generator` updates (all but weights, masks)."""
         if generator is self.ema_generator:
-            return [ema for ema, _ in self._ema_copies]
-        masks = {layer.mask.ref() for layer in self._masked["generator"]}
+            return self.ema.call_state
+        masks = {layer.mask.ref() for layer in self.sparsity.layers["generator"]}
         return [w for w in generator.weights if not w.trainable and w.ref() not in masks]
 
     def get_config(self):
@@ -560,9 +502,3 @@ def _unscale(optimizer, grads):
     if isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer):
         return optimizer.get_unscaled_gradients(grads)
     return grads
-
-
-def _check_network(network: str) -> str:
-    if network not in _NETWORKS:
-        raise ValueError(f"network must be one of {_NETWORKS}, got {network!r}.")
-    return network

@@ -128,18 +128,23 @@ class GradualMagnitudePruning(keras.callbacks.Callback):
         if self.is_pruning_step(step):
             self.prune(step)
 
-    def prune(self, step: int) -> dict:
-        """Applies the pruning step of iteration `step`; returns what it did."""
-        gan = self.model
-        pruning = self._pruning_obj()
-        self._step.assign(step)
+    def _tfmot_prune(self, kernels, masks, grads) -> None:
+        """The mask update `gan.sparsity.update` runs: tfmot's pruning, built on these same
+        (kernel, mask) variables, writes the masks and zeroes the pruned kernel entries."""
+        pruning = self._pruning_obj()  # built by `prune`
         self._trigger.prune_now = True
         try:
             pruning.conditional_mask_update()
         finally:
             self._trigger.prune_now = False
         pruning.weight_mask_op()
-        gan.refresh_densities()
+
+    def prune(self, step: int) -> dict:
+        """Applies the pruning step of iteration `step`; returns what it did."""
+        gan = self.model
+        self._pruning_obj()
+        self._step.assign(step)
+        gan.sparsity.update(self.network, self._tfmot_prune)
         event = dict(step=step, network=self.network, sparsity=self.sparsity(step),
                      density=gan.density(self.network))
         self.history.append(event)

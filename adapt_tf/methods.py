@@ -31,6 +31,7 @@ from typing import Any, Mapping
 
 from adapt_tf import dst
 from adapt_tf.controller import BAND, ADAPTController
+from adapt_tf.sparsity import DynamicSparsity
 
 __all__ = ["Preset", "PRESETS", "METHODS", "STRONG_DENSITY", "Method", "method"]
 
@@ -125,8 +126,6 @@ class Method:
 
     def callbacks(self, *, total_steps: int) -> list:
         """The Keras callbacks that implement the method in `SparseGAN.fit`."""
-        from adapt_tf.callbacks import DynamicSparsity
-
         callbacks = []
         if self.g_rule is not None:
             callbacks.append(DynamicSparsity("generator", self.g_rule, total_steps=total_steps))

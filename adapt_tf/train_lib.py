@@ -17,10 +17,14 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from adapt_tf import (architectures, callbacks as cb, data, distribution, methods, metrics,
-                      preemption, topology, toy_metric, workdir as workdir_lib)
+from adapt_tf import (architectures, data, distribution, methods, metrics, preemption,
+                      topology, toy_metric, workdir as workdir_lib)
 from adapt_tf.checks import positive_int
+from adapt_tf.evaluation import (EVALUATIONS, EvaluateFID, FIDState, evaluation_metric,
+                                 fid_reference)
+from adapt_tf.flops_logger import FlopsLogger, FlopsState, training_schedule
 from adapt_tf.gan import SparseGAN
+from adapt_tf.run_io import Checkpointer, MetricsLogger, SampleGrid, TerminateOnNaN
 
 __all__ = ["train", "build_run", "check_arguments", "Run", "TrainingDiverged"]
 
@@ -63,10 +67,10 @@ def train(*, workdir: str, total_steps: int, method: methods.Method,
     `flops_convention`), `tensorboard/`, `samples/step_N.png`, `checkpoints/`. With
     `eval_every` (a multiple of `log_every`), `eval_num_samples` EMA samples are scored every
     `eval_every` iterations and at the end, the best checkpoint kept in `checkpoints_best/`.
-    `eval_metric` (`callbacks.evaluation_metric`; default "toy" for toy_shapes, else "fid")
+    `eval_metric` (`evaluation.evaluation_metric`; default "toy" for toy_shapes, else "fid")
     chooses the score: "fid" is FID and IS, Inception from `inception_path` (default TF-Hub),
     reference statistics from `reference_stats` (.npz) or computed from `dataset`
-    (`callbacks.fid_reference`); "toy" is the offline toy_shapes metric (`adapt_tf.toy_metric`:
+    (`evaluation.fid_reference`); "toy" is the offline toy_shapes metric (`adapt_tf.toy_metric`:
     toy FID, class coverage, confident share), its classifier trained at first use and cached.
     `download` lets tfds download a catalog dataset that is not prepared (needs internet).
 
@@ -82,7 +86,7 @@ def train(*, workdir: str, total_steps: int, method: methods.Method,
     check_arguments(total_steps=total_steps, architecture=architecture, dataset=dataset,
                     log_every=log_every, checkpoint_every=checkpoint_every,
                     eval_every=eval_every, eval_metric=eval_metric)
-    metric = cb.evaluation_metric(eval_metric, dataset)
+    metric = evaluation_metric(eval_metric, dataset)
     strategy_obj = distribution.get_strategy(strategy, devices=devices)
     # Workers of a multi-worker run share the workdir; the chief owns it.
     chief = distribution.is_chief(strategy_obj)
@@ -135,7 +139,7 @@ def check_arguments(*, total_steps: int, architecture: str, dataset: str, log_ev
         raise ValueError(f"eval_every={eval_every!r} must be None or a positive multiple of "
                          f"log_every={log_every}, so that FID lands on its own metrics row.")
     spec = data.dataset_info(dataset)
-    cb.evaluation_metric(eval_metric, dataset)
+    evaluation_metric(eval_metric, dataset)
     arch = _architecture(architecture)
     if arch.conditional and spec.num_classes is None:
         raise ValueError(f"Architecture {architecture!r} is class-conditional but dataset "
@@ -159,21 +163,21 @@ def _fit(run: Run, images: tf.data.Dataset, *, method: methods.Method, start: in
     # Non-chief workers of a multi-worker run write logs and samples to a private copy.
     log_dir = distribution.writer_directory(workdir, strategy)
     metric = evaluation.pop("metric")
-    logger = cb.MetricsLogger(
+    logger = MetricsLogger(
         log_dir, every=log_every, total_steps=total_steps,
-        extra_fields=cb.FlopsLogger.FIELDS + cb.EVALUATIONS[metric].FIELDS)
-    schedule = cb.training_schedule(run.method_callbacks, d_batch=d_batch_size,
-                                    g_batch=g_batch_size, n_dis=n_dis, br_interval=br_interval)
+        extra_fields=FlopsLogger.FIELDS + EVALUATIONS[metric].FIELDS)
+    schedule = training_schedule(run.method_callbacks, d_batch=d_batch_size,
+                                 g_batch=g_batch_size, n_dis=n_dis, br_interval=br_interval)
     scoring = [] if evaluation["every"] is None else [_evaluation_callback(
-        run, metric=metric, workdir=workdir, total_steps=total_steps, logger=logger,
-        **evaluation)]
-    nan_guard, stop = cb.TerminateOnNaN(), preemption.StopOnSignal()
+        run, metric=metric, workdir=workdir, total_steps=total_steps, **evaluation)]
+    nan_guard, stop = TerminateOnNaN(), preemption.StopOnSignal()
+    # Callbacks talk through Keras `logs`: those that add entries (FLOPs, scores) precede the
+    # logger that writes them; the method callbacks change masks before FLOPs are counted.
     run_callbacks = [*run.method_callbacks,
-                     cb.FlopsLogger(schedule, convention=flops_convention, logger=logger,
-                                    state=run.flops_state),
+                     FlopsLogger(schedule, convention=flops_convention, state=run.flops_state),
                      *scoring, logger,
-                     cb.SampleGrid(log_dir, every=sample_every, num_images=num_sample_images,
-                                   total_steps=total_steps),
+                     SampleGrid(log_dir, every=sample_every, num_images=num_sample_images,
+                                total_steps=total_steps),
                      nan_guard, run.checkpointer, *extra_callbacks, stop]
     logging.info("Training %s (%s, d_G=%.3f, d_D=%.3f) for iterations %d..%d in %s.",
                  method.name, run.architecture.name, method.g_density, method.d_density,
@@ -185,7 +189,7 @@ def _fit(run: Run, images: tf.data.Dataset, *, method: methods.Method, start: in
     return run.gan
 
 
-def _raise_if_stopped(run: Run, nan_guard: cb.TerminateOnNaN,
+def _raise_if_stopped(run: Run, nan_guard: TerminateOnNaN,
                       stop: preemption.StopOnSignal) -> None:
     checkpointer, iteration = run.checkpointer, run.gan.iteration
     latest = tf.train.latest_checkpoint(checkpointer.directory)
@@ -213,9 +217,9 @@ class Run:
     gan: SparseGAN
     architecture: architectures.Architecture
     method_callbacks: list
-    flops_state: cb.FlopsState
-    fid_state: cb.FIDState
-    checkpointer: cb.Checkpointer
+    flops_state: FlopsState
+    fid_state: FIDState
+    checkpointer: Checkpointer
 
 
 def build_run(*, workdir: str, total_steps: int, method: methods.Method,
@@ -252,27 +256,27 @@ def build_run(*, workdir: str, total_steps: int, method: methods.Method,
     method_callbacks = method.callbacks(total_steps=total_steps)
     states = {f"callback_{i}": c.state for i, c in enumerate(method_callbacks)
               if hasattr(c, "state")}
-    flops_state, fid_state = cb.FlopsState(), cb.FIDState()
-    checkpointer = cb.Checkpointer(os.path.join(workdir, "checkpoints"), gan,
-                                   every=checkpoint_every,
-                                   extra={**states, "flops": flops_state, "fid": fid_state})
+    flops_state, fid_state = FlopsState(), FIDState()
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), gan,
+                                every=checkpoint_every,
+                                extra={**states, "flops": flops_state, "fid": fid_state})
     return Run(gan, arch, method_callbacks, flops_state, fid_state, checkpointer)
 
 
 def _evaluation_callback(run: Run, *, metric: str, workdir: str, dataset: str, every: int,
                          num_samples: int, total_steps: int, inception_path: str | None,
-                         reference_stats: str | None, data_dir: str | None,
-                         logger: cb.MetricsLogger) -> cb.EvaluateFID:
-    """The `cb.EVALUATIONS[metric]` callback of a run (`metric` from `evaluation_metric`)."""
+                         reference_stats: str | None, data_dir: str | None) -> EvaluateFID:
+    """The `EVALUATIONS[metric]` callback of a run (`metric` from
+    `evaluation.evaluation_metric`)."""
     if metric == "toy":
         model, reference = toy_metric.load_classifier()
     else:
         model = metrics.load_inception(inception_path)
-        reference, _ = cb.fid_reference(dataset, inception=model,
-                                        reference_stats=reference_stats, data_dir=data_dir)
-    return cb.EVALUATIONS[metric](
+        reference, _ = fid_reference(dataset, inception=model,
+                                     reference_stats=reference_stats, data_dir=data_dir)
+    return EVALUATIONS[metric](
         model, reference, every=every, num_samples=num_samples, total_steps=total_steps,
-        checkpoint=run.checkpointer.checkpoint, state=run.fid_state, logger=logger,
+        checkpoint=run.checkpointer.checkpoint, state=run.fid_state,
         best_directory=os.path.join(workdir, "checkpoints_best"))
 
 

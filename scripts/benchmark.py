@@ -92,7 +92,7 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 from adapt_tf import architectures, data, dst, macs, topology  # noqa: E402
-from adapt_tf.callbacks import DynamicSparsity  # noqa: E402
+from adapt_tf.sparsity import DynamicSparsity  # noqa: E402
 from adapt_tf.controller import ADAPTController  # noqa: E402
 from adapt_tf.gan import SparseGAN  # noqa: E402
 from adapt_tf.layers import (MaskedConv2D, MaskedDense, SNConv2D, SNDense,  # noqa: E402
@@ -413,6 +413,14 @@ def _step_of(kind: str, round_index: int, br_interval: int) -> int:
     return base if kind == "br" else base + 1
 
 
+class _KeepBothGradients:
+    """Declares that every iteration keeps both networks' kernel gradients."""
+
+    @staticmethod
+    def needs_gradients(step: int) -> tuple[str, ...]:
+        return ("generator", "discriminator")
+
+
 def run_iteration(subject: Subject, kind: str, round_index: int) -> dict[str, float]:
     """Runs one iteration of `kind` ("plain", "br", "grads") and returns its timing."""
     if subject.runs:
@@ -420,9 +428,8 @@ def run_iteration(subject: Subject, kind: str, round_index: int) -> dict[str, fl
     gan = subject.gan
     gan.step.assign(_step_of(kind, round_index, gan.br_interval))
     train_function = gan.make_train_function()  # re-reads the host step from gan.step
-    if kind == "grads":
-        gan.request_gradients("generator")
-        gan.request_gradients("discriminator")
+    # Outside fit, set by hand what fit collects from its callbacks' `needs_gradients`.
+    gan._gradient_users = (_KeepBothGradients(),) if kind == "grads" else ()
 
     def call():
         logs = train_function(subject.iterator)

@@ -5,8 +5,8 @@ before TensorFlow initialises. Not collected by pytest (the name does not start 
 
 Both runs use the same initial weights, data (global batch) and seeds. Phases:
   one_iteration: fit on 1 batch; two_iterations: fit on the next 2 batches (one epoch);
-  after_mask_change: new masks assigned from outside (cross-replica context, `sparsify`),
-  `refresh_densities()`, then 1 iteration;
+  after_mask_change: new masks drawn from outside (cross-replica context, `sparsify` through
+  `gan.sparsity.update`), then 1 iteration;
   mask_change_in_callback: 2 iterations, masks redrawn by a callback before the second (as DST
   callbacks do, in fit's cross-replica context).
 Every iteration samples BR and fills both gradient buffers, so each run uses one variant
@@ -75,8 +75,8 @@ def _gan(weights):
     return gan
 
 
-class _RequestGradients(keras.callbacks.Callback):
-    """Requests both gradients every iteration; optionally redraws masks before one."""
+class _KeepGradients(keras.callbacks.Callback):
+    """Declares both gradients at every iteration; optionally redraws masks before one."""
 
     def __init__(self, gan, change_masks_at=None):
         super().__init__()
@@ -86,13 +86,14 @@ class _RequestGradients(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         if batch == self.change_masks_at:
             _change_masks(self.gan, seed=11, density=0.6)
-        self.gan.request_gradients("generator")
-        self.gan.request_gradients("discriminator")
+
+    def needs_gradients(self, step):
+        return ("generator", "discriminator")
 
 
 def _fit(gan, images, change_masks_at=None):
     return gan.fit(_dataset(images), epochs=1, verbose=0,
-                   callbacks=[_RequestGradients(gan, change_masks_at)])
+                   callbacks=[_KeepGradients(gan, change_masks_at)])
 
 
 def _dataset(images):
@@ -146,9 +147,10 @@ def _phase(single, mirrored, fit):
 
 
 def _change_masks(gan, *, seed, density):
-    topology.sparsify(gan.generator, density, distribution="uniform", seed=seed)
-    topology.sparsify(gan.discriminator, density + 0.1, distribution="uniform", seed=seed + 1)
-    gan.refresh_densities()
+    for network, d, s in (("generator", density, seed),
+                          ("discriminator", density + 0.1, seed + 1)):
+        gan.sparsity.update(network, lambda *_, model=getattr(gan, network), d=d, s=s:
+                            topology.sparsify(model, d, distribution="uniform", seed=s))
 
 
 def _kernel_outside_mask(gan):

@@ -275,6 +275,6 @@ def test_tests_use_temporary_data_and_cache_dirs_not_home():
     parents = {os.path.dirname(os.environ[v]) for v in variables}
     assert len(parents) == 1 and os.path.basename(parents.pop()).startswith("adapt_tf_tests_")
     assert os.fspath(tfds.builder("toy_shapes").data_dir_root) == os.environ["TFDS_DATA_DIR"]
-    from adapt_tf import callbacks
-    cache = callbacks.reference_cache_path("toy_shapes", "/x/inception")
+    from adapt_tf import evaluation
+    cache = evaluation.reference_cache_path("toy_shapes", "/x/inception")
     assert cache.startswith(os.path.join(os.environ["ADAPT_TF_CACHE_DIR"], "fid_stats"))

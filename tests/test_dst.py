@@ -119,6 +119,9 @@ def test_is_update_step_follows_interval_last_step_and_end_step():
         [False, False, True, True, True, False]
     assert not dst.SET(interval=10, end_step=20).is_update_step(30, 100)
     assert dst.SET(interval=10, end_step=20).is_update_step(20, 100)
+    # The one cadence rule, which the rules (and the ADAPT controller) use.
+    assert [dst.is_update_step(s, interval=500, total_steps=2000)
+            for s in (0, 499, 500, 1000, 1500, 2000)] == [False, False, True, True, True, False]
 
 
 # ----------------------------------------------------------------------------- rules

@@ -14,7 +14,7 @@ import pytest
 import evaluated_run
 from inception_stub import save_tiny_inception
 
-from adapt_tf import callbacks as cb, evaluate, methods, metrics, train_lib
+from adapt_tf import evaluate, evaluation, methods, metrics, train_lib
 
 import tensorflow as tf
 
@@ -31,9 +31,9 @@ def evaluated(tmp_path_factory):
                 f"train.inception_path = '{inception}'"]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ADAPT_TF_CACHE_DIR", str(root / "cache"))
-        run, callback, logger = evaluated_run.build(workdir, bindings, metric="fid",
-                                                    num_samples=20, inception_path=inception)
-    logged = evaluated_run.score_iterations(run, callback, logger)
+        run, callback = evaluated_run.build(workdir, bindings, metric="fid", num_samples=20,
+                                            inception_path=inception)
+    logged = evaluated_run.score_iterations(run, callback)
     return workdir, inception, root / "cache", callback, logged
 
 
@@ -60,12 +60,14 @@ def test_fid_is_evaluated_logged_and_the_best_checkpoint_kept(evaluated):
 def test_reference_statistics_are_computed_once_into_the_cache(evaluated):
     _, inception, cache, _, _ = evaluated
     model = metrics.load_inception(inception)
-    path = cb.reference_cache_path("toy_shapes", inception, cache_dir=str(cache / "fid_stats"))
-    assert os.path.isfile(path) and os.path.basename(path).startswith("toy_shapes_train_32px_")
-    (mu, sigma), source = cb.fid_reference("toy_shapes", inception=model,
+    path = evaluation.reference_cache_path("toy_shapes", inception,
                                            cache_dir=str(cache / "fid_stats"))
+    assert os.path.isfile(path) and os.path.basename(path).startswith("toy_shapes_train_32px_")
+    (mu, sigma), source = evaluation.fid_reference("toy_shapes", inception=model,
+                                                   cache_dir=str(cache / "fid_stats"))
     assert source == path and mu.shape == (8,) and sigma.shape == (8, 8)
-    (mu2, _), source2 = cb.fid_reference("ignored", inception=None, reference_stats=path)
+    (mu2, _), source2 = evaluation.fid_reference("ignored", inception=None,
+                                                 reference_stats=path)
     assert source2 == path and (mu2 == mu).all()
 
 
@@ -102,6 +104,6 @@ def test_evaluation_arguments_are_checked(tmp_path):
         train_lib.train(workdir=str(tmp_path), total_steps=4, method=methods.method("dense"),
                         log_every=2, eval_every=3)
     with pytest.raises(ValueError, match="both checkpoint and best_directory"):
-        cb.EvaluateFID(None, (None, None), every=2, checkpoint=tf.train.Checkpoint())
+        evaluation.EvaluateFID(None, (None, None), every=2, checkpoint=tf.train.Checkpoint())
     with pytest.raises(ValueError, match="at least 10"):
-        cb.generator_scores(None, inception=None, reference=None, num_samples=5)
+        evaluation.generator_scores(None, inception=None, reference=None, num_samples=5)

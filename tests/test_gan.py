@@ -135,7 +135,7 @@ def _reference(images, *, iterations, n_dis, d_batch, seed, g_batch=None, wg=WG,
 
 
 class _Recorder(keras.callbacks.Callback):
-    """Per-iteration logs and BR-window state; optional gradient requests before iterations."""
+    """Per-iteration logs and BR-window state; optionally declares gradients by batch."""
 
     def __init__(self, gan, requests=None):
         super().__init__()
@@ -144,9 +144,11 @@ class _Recorder(keras.callbacks.Callback):
         # pushes: the window's (count, position) after each iteration.
         self.logs, self.windows, self.pushes, self.buffers = [], [], [], []
 
-    def on_train_batch_begin(self, batch, logs=None):
-        for network in self.requests.get(batch, ()):
-            self.gan.request_gradients(network)
+    def on_train_begin(self, logs=None):
+        self.start = self.gan.iteration
+
+    def needs_gradients(self, step):
+        return self.requests.get(step - 1 - self.start, ())  # keyed by this fit's batch
 
     def on_train_batch_end(self, batch, logs=None):
         self.logs.append({key: float(value) for key, value in logs.items()})
@@ -331,7 +333,7 @@ def test_kernels_stay_zero_outside_masks_and_counts_unchanged_under_adam():
     assert all(np.isfinite(history.history[key][-1]) for key in ("d_loss", "g_loss", "br"))
 
 
-def test_request_gradients_fills_buffers_with_dense_gradients_on_that_iteration_only():
+def test_declared_gradients_fill_buffers_with_dense_gradients_on_that_iteration_only():
     """G: the G step's gradient; D: the last of the n_dis D steps' (official code)."""
     d_batch, n_dis, seed = 4, 2, 5
     images = _images(6 * n_dis * d_batch, seed=2)
@@ -444,11 +446,8 @@ def test_ema_generator_follows_the_decay_rule_and_refresh_syncs_masks():
     # A mask change from outside: prune (0, 0), grow (0, 1).
     new_mask = MG.copy()
     new_mask[0, 0], new_mask[0, 1] = 0.0, 1.0
-    layer = gan.masked_layers("generator")[0]
-    layer.mask.assign(new_mask)
-    layer.kernel.assign(layer.kernel * new_mask)
     ema_before = ema_layer.kernel.numpy().copy()
-    gan.refresh_densities()
+    gan.sparsity.assign("generator", [new_mask])
     np.testing.assert_array_equal(ema_layer.mask.numpy(), new_mask)
     np.testing.assert_array_equal(ema_layer.kernel.numpy(), ema_before * new_mask)
     assert ema_layer.kernel.numpy()[0, 0] == 0.0
@@ -710,7 +709,7 @@ def test_constructor_rejects_bad_arguments():
     with pytest.raises(ValueError, match="discriminator must be built"):
         SparseGAN(generator, unbuilt, latent_dim=LATENT)
     with pytest.raises(ValueError, match="network must be one of"):
-        SparseGAN(generator, discriminator, latent_dim=LATENT).request_gradients("critic")
+        SparseGAN(generator, discriminator, latent_dim=LATENT).grad_buffers("critic")
 
 
 def _exactly(message: str) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from adapt_tf import dst, methods, topology
-from adapt_tf.callbacks import DynamicSparsity
+from adapt_tf.sparsity import DynamicSparsity
 from adapt_tf.controller import ADAPTController
 from adapt_tf.gan import SparseGAN
 from adapt_tf.layers import MaskedDense
@@ -185,11 +185,12 @@ def _active(gan, network) -> int:
 def test_a_short_fit_with_each_preset_runs_and_logs_every_key(toy_gan, name, setting):
     gan, total = toy_gan, 5
     method = methods.method(name, g_density=0.5, setting=setting, g_interval=2, d_interval=2)
-    topology.sparsify(gan.generator, method.g_density, distribution="uniform", seed=1)
-    topology.sparsify(gan.discriminator, method.d_density, distribution="uniform", seed=2)
+    for network, density, seed in (("generator", method.g_density, 1),
+                                   ("discriminator", method.d_density, 2)):
+        gan.sparsity.update(network, lambda *_, model=getattr(gan, network), d=density, s=seed:
+                            topology.sparsify(model, d, distribution="uniform", seed=s))
     gan.step.assign(0)
     gan.balance.reset()
-    gan.refresh_densities()
     n_g, n_d = 32, 24  # masked entries
     g_active = _active(gan, "generator")
     assert (g_active, _active(gan, "discriminator")) == (round(method.g_density * n_g),

@@ -26,7 +26,7 @@ import tensorflow_datasets as tfds
 import tf_keras as keras
 
 import evaluated_run
-from adapt_tf import callbacks as cb, configurables, evaluate, metrics, toy_metric
+from adapt_tf import configurables, evaluate, evaluation, metrics, toy_metric
 from adapt_tf.datasets import toy_shapes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -257,7 +257,7 @@ def test_training_with_eval_every_writes_the_toy_columns(small_classifier):
     with open(workdir / "metrics.csv") as f:
         rows = {int(row["step"]): row for row in csv.DictReader(f)}
     assert sorted(rows) == [2, 4, 6, 8]
-    assert set(cb.EvaluateToyMetric.FIELDS) <= set(rows[2]) and "fid" not in rows[2]
+    assert set(evaluation.EvaluateToyMetric.FIELDS) <= set(rows[2]) and "fid" not in rows[2]
     assert all(rows[step]["toy_fid"] == "" for step in (2, 6))
     toy_fids = {step: float(rows[step]["toy_fid"]) for step in (4, 8)}
     assert all(math.isfinite(value) and value > 0 for value in toy_fids.values())
@@ -280,18 +280,18 @@ def evaluated(small_classifier):
     are rescaled between "iterations", which changes the samples as training would)."""
     root, _ = small_classifier
     workdir = str(root / "evaluated")
-    run, callback, logger = evaluated_run.build(
+    run, callback = evaluated_run.build(
         workdir, ["train.g_width = 8", "train.d_width = 8", "train.total_steps = 5",
                   "train.eval_every = 2", "train.eval_num_samples = 40"],
-        metric=cb.evaluation_metric(None, "toy_shapes"), num_samples=40)
-    evaluated_run.score_iterations(run, callback, logger)
+        metric=evaluation.evaluation_metric(None, "toy_shapes"), num_samples=40)
+    evaluated_run.score_iterations(run, callback)
     return workdir, callback
 
 
 def test_evaluate_reports_the_toy_metric_offline(evaluated, small_classifier):
     workdir, callback = evaluated
     _, (_, reference) = small_classifier
-    assert isinstance(callback, cb.EvaluateToyMetric)
+    assert isinstance(callback, evaluation.EvaluateToyMetric)
     assert [record["step"] for record in callback.history] == [2, 4, 5]
     toy_fids = {record["step"]: record["toy_fid"] for record in callback.history}
     assert len(set(toy_fids.values())) == 3
@@ -315,14 +315,14 @@ def test_evaluate_reports_the_toy_metric_offline(evaluated, small_classifier):
 
 
 def test_metric_choice_and_its_errors(evaluated):
-    assert cb.evaluation_metric(None, "toy_shapes") == "toy"
-    assert cb.evaluation_metric(None, "cifar10") == "fid"
-    assert cb.evaluation_metric("fid", "toy_shapes") == "fid"
+    assert evaluation.evaluation_metric(None, "toy_shapes") == "toy"
+    assert evaluation.evaluation_metric(None, "cifar10") == "fid"
+    assert evaluation.evaluation_metric("fid", "toy_shapes") == "fid"
     with pytest.raises(ValueError, match="toy_shapes samples only, not 'cifar10'"):
-        cb.evaluation_metric("toy", "cifar10")
+        evaluation.evaluation_metric("toy", "cifar10")
     with pytest.raises(ValueError, match="Unknown evaluation metric 'inception'"):
-        cb.evaluation_metric("inception", "toy_shapes")
+        evaluation.evaluation_metric("inception", "toy_shapes")
     with pytest.raises(ValueError, match="--metric=fid"):
         evaluate.evaluate_run(evaluated[0], num_samples=40, inception_path="/somewhere")
     with pytest.raises(ValueError, match="at least 2"):
-        cb.toy_generator_scores(None, classifier=None, reference=None, num_samples=1)
+        evaluation.toy_generator_scores(None, classifier=None, reference=None, num_samples=1)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from adapt_tf import callbacks as cb, workdir
+from adapt_tf import run_io, workdir
 
 
 def _save_checkpoints(directory, values_per_step):
@@ -139,7 +139,7 @@ def test_torn_and_malformed_metrics_rows_are_dropped_with_a_warning(tmp_path, ca
     assert [r["step"] for r in rows] == ["10", "30"]
     assert [line in caplog.text for line in ("line 3", "line 4", "line 6")] == [True] * 3
     # A resumed run rewrites the file without them.
-    cb._truncate_csv(str(path), cb.MetricsLogger.FIELDS, 30)
+    run_io._truncate_csv(str(path), run_io.MetricsLogger.FIELDS, 30)
     assert path.read_text().splitlines()[1:] == ["10,1.0,2.0,0.5,0,0.3,0.3",
                                                  "30,1.0,2.0,0.5,0,0.3,0.3"]
 

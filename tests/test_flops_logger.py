@@ -1,5 +1,5 @@
-"""Tests of the FLOPs logging of adapt_tf.callbacks (FlopsLogger, FlopsState,
-training_schedule) and of the static FLOPs table behind `python -m adapt_tf.flops_cli`.
+"""Tests of adapt_tf.flops_logger (FlopsLogger, FlopsState, training_schedule, network_costs)
+and of the static FLOPs table behind `python -m adapt_tf.flops_cli`.
 
 The toy is linear, so its costs are hand-countable under the paper's convention
 (docs/ALGORITHM.md §10): G(z) = z @ Wg with a [2, 3] kernel, D(x) = x @ Wd with a [3, 1] kernel, no
@@ -18,10 +18,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adapt_tf import architectures, callbacks as cb, dst, flops, flops_cli, topology
+from adapt_tf import architectures, dst, flops, flops_cli, topology
 from adapt_tf.controller import ADAPTController
+from adapt_tf.flops_logger import FlopsLogger, FlopsState, network_costs, training_schedule
 from adapt_tf.gan import SparseGAN
 from adapt_tf.layers import MaskedDense, masked_layers
+from adapt_tf.run_io import MetricsLogger
+from adapt_tf.sparsity import DynamicSparsity
 
 import tensorflow as tf
 import tf_keras as keras
@@ -71,10 +74,7 @@ class _ThinD(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         if self.model.iteration == self.step:
-            layer = self.model.masked_layers("discriminator")[0]
-            layer.mask.assign([[1.0], [0.0], [0.0]])
-            layer.kernel.assign(layer.kernel * layer.mask)
-            self.model.refresh_densities()
+            self.model.sparsity.assign("discriminator", [np.array([[1.0], [0.0], [0.0]])])
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +82,8 @@ def run(tmp_path_factory):
     """4 iterations; D loses 2 of its 3 weights after iteration 2."""
     workdir = str(tmp_path_factory.mktemp("flops_run"))
     gan = _gan()
-    logger = cb.MetricsLogger(workdir, every=2, extra_fields=cb.FlopsLogger.FIELDS,
-                              tensorboard=False)
-    flops_logger = cb.FlopsLogger(SCHEDULE, logger=logger)
+    logger = MetricsLogger(workdir, every=2, extra_fields=FlopsLogger.FIELDS, tensorboard=False)
+    flops_logger = FlopsLogger(SCHEDULE)
     gan.fit(_data(4), epochs=1, verbose=0, callbacks=[_ThinD(2), flops_logger, logger])
     return workdir, gan, flops_logger
 
@@ -113,9 +112,9 @@ def test_metrics_csv_rows_hold_cumulative_flops_and_ratio(run):
 def test_checkpointed_state_continues_the_count(run, tmp_path):
     _, gan, flops_logger = run
     path = tf.train.Checkpoint(flops=flops_logger.state).save(str(tmp_path / "ckpt"))
-    restored = cb.FlopsState()
+    restored = FlopsState()
     tf.train.Checkpoint(flops=restored).restore(path).assert_consumed()
-    resumed = cb.FlopsLogger(SCHEDULE, state=restored)
+    resumed = FlopsLogger(SCHEDULE, state=restored)
     gan.fit(_data(2), epochs=1, verbose=0, callbacks=[resumed])
     assert gan.iteration == 6
     assert restored.read() == {"total": 768.0 + 2 * THINNED, "dense_total": 6.0 * DENSE,
@@ -125,30 +124,29 @@ def test_checkpointed_state_continues_the_count(run, tmp_path):
 def test_missing_iterations_are_charged_and_a_state_ahead_is_refused():
     gan = _gan()
     gan.step.assign(3)  # e.g. a model trained before FLOPs were logged
-    late = cb.FlopsLogger(SCHEDULE)
+    late = FlopsLogger(SCHEDULE)
     gan.fit(_data(1), epochs=1, verbose=0, callbacks=[late])
     assert late.state.read() == {"total": 4.0 * SPARSE, "dense_total": 4.0 * DENSE,
                                  "iterations": 4}
-    ahead = cb.FlopsState()
+    ahead = FlopsState()
     ahead.iterations.assign(10)
     with pytest.raises(ValueError, match="FlopsState restored"):
-        gan.fit(_data(1), epochs=1, verbose=0, callbacks=[cb.FlopsLogger(SCHEDULE,
-                                                                         state=ahead)])
+        gan.fit(_data(1), epochs=1, verbose=0, callbacks=[FlopsLogger(SCHEDULE, state=ahead)])
 
 
 def test_training_schedule_reads_the_method_callbacks_and_bad_input():
-    callbacks = [cb.DynamicSparsity("generator", dst.SET(interval=3), total_steps=10),
+    callbacks = [DynamicSparsity("generator", dst.SET(interval=3), total_steps=10),
                  ADAPTController("strict", total_steps=10, interval=4, growth="random")]
-    schedule = cb.training_schedule(callbacks, d_batch=4, g_batch=8, n_dis=2, br_interval=5)
+    schedule = training_schedule(callbacks, d_batch=4, g_batch=8, n_dis=2, br_interval=5)
     assert schedule == flops.Schedule(d_batch=4, g_batch=8, n_dis=2, br_interval=5,
                                       g_update_interval=3, d_update_interval=4,
                                       g_gradient_growth=False, d_gradient_growth=False)
-    assert cb.training_schedule([], d_batch=4, g_batch=8, n_dis=2, br_interval=None) == \
+    assert training_schedule([], d_batch=4, g_batch=8, n_dis=2, br_interval=None) == \
         flops.Schedule(4, 8, 2, br_interval=None)
     with pytest.raises(ValueError, match="convention must be one of"):
-        cb.FlopsLogger(SCHEDULE, convention="tables")
+        FlopsLogger(SCHEDULE, convention="tables")
     with pytest.raises(ValueError, match="flops.Schedule"):
-        cb.FlopsLogger({"d_batch": 4})
+        FlopsLogger({"d_batch": 4})
 
 
 def _table_rows(text: str) -> list[list[str]]:
@@ -177,7 +175,7 @@ def test_flops_cli_table_against_flops_module(capsys):
     # The same numbers straight from adapt_tf.flops: ERK masks over the masked kernels, the
     # tiny config's batches, n_dis and 8 iterations.
     generator, discriminator = architectures.build_models("sngan32", g_width=8, d_width=8)
-    costs = cb.network_costs(generator, discriminator, latent_dim=128, num_classes=None)
+    costs = network_costs(generator, discriminator, latent_dim=128, num_classes=None)
     shapes = [{layer.name: tuple(layer.kernel.shape) for layer in masked_layers(model)}
               for model in (generator, discriminator)]
     schedule = flops.Schedule(d_batch=8, g_batch=8, n_dis=2, br_interval=1)

@@ -1,0 +1,269 @@
+"""Run I/O callbacks: what a run writes into its workdir while `fit` runs.
+
+* `MetricsLogger`: `metrics.csv` rows, TensorBoard scalars and progress lines. A row holds the
+  train step's logs and the entries other callbacks add to the same Keras `logs` dict
+  (`train_flops`, `fid`, ...): the callbacks that add them come before the logger.
+* `SampleGrid`: `samples/step_N.png` from the EMA generator on a fixed z.
+* `Checkpointer`: checkpoints of everything a resumed run needs (models, both optimizers,
+  masks, EMA, BR window, controller state), every K iterations and at the end.
+* `TerminateOnNaN`: stops training at the first non-finite loss.
+
+They read the iteration from `gan.iteration` (host side), so they work with any
+`steps_per_epoch` / `initial_epoch` split of a run.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import time
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+from absl import logging
+
+from adapt_tf import distribution, workdir as workdir_lib
+
+__all__ = ["MetricsLogger", "SampleGrid", "Checkpointer", "TerminateOnNaN", "save_image_grid"]
+
+
+class MetricsLogger(keras.callbacks.Callback):
+    """Every `every` iterations: a `metrics.csv` row, TensorBoard scalars and a progress line.
+
+    A row holds the iteration, the mean d_loss / g_loss over the iterations since the last row
+    (the trackers are reset after each row), the current BR window mean, both densities, and
+    the `extra_fields` found in that iteration's Keras `logs`: callbacks placed before the
+    logger add them (`FlopsLogger`: `train_flops`, `train_flops_ratio`; `EvaluateFID`: `fid`,
+    ...); a field absent from the logs stays empty. Resuming appends to the same file, dropping
+    rows past the resumed iteration.
+    """
+
+    FIELDS = ("step", "d_loss", "g_loss", "br", "br_skipped", "g_density", "d_density")
+
+    def __init__(self, workdir: str, *, every: int = 100, total_steps: int | None = None,
+                 extra_fields: Sequence[str] = (), tensorboard: bool = True):
+        super().__init__()
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be a positive integer, got {every!r}.")
+        self.workdir = workdir
+        self.every = every
+        self.total_steps = total_steps
+        self.fields = list(self.FIELDS) + [f for f in extra_fields if f not in self.FIELDS]
+        self.path = os.path.join(workdir, "metrics.csv")
+        self._writer = (tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+                        if tensorboard else None)
+        self._start_time = None
+        self._start_step = 0
+
+    def on_train_begin(self, logs=None):
+        os.makedirs(self.workdir, exist_ok=True)
+        step = self.model.iteration
+        _truncate_csv(self.path, self.fields, step)
+        self._start_time, self._start_step = time.time(), step
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.model.iteration
+        if step % self.every == 0 or step == self.total_steps:
+            self.write_row(step, logs or {})
+
+    def write_row(self, step: int, logs: Mapping[str, Any]) -> dict[str, Any]:
+        """Writes the row of `step` from `logs` (train-step values are reduced to Python
+        scalars, values other callbacks added are written as given); returns it."""
+        row: dict[str, Any] = {"step": step}
+        for key in self.fields[1:]:
+            if key in logs:
+                row[key] = _scalar(logs[key]) if key in self.FIELDS else logs[key]
+        new_file = not os.path.exists(self.path)
+        with open(self.path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore")
+            if new_file:
+                writer.writeheader()
+            writer.writerow(row)
+        if self._writer is not None:
+            with self._writer.as_default(step=step):
+                for key, value in row.items():
+                    if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
+                        tf.summary.scalar(key, value)
+            self._writer.flush()
+        self.model.reset_metrics()
+        elapsed = time.time() - self._start_time
+        rate = (step - self._start_step) / max(elapsed, 1e-9)
+        of_total = f"/{self.total_steps}" if self.total_steps else ""
+        logging.info("step %d%s  d_loss %.4f  g_loss %.4f  BR %.3f  d_G %.3f  d_D %.3f  "
+                     "(%.2f it/s)", step, of_total, row.get("d_loss", float("nan")),
+                     row.get("g_loss", float("nan")), row.get("br", float("nan")),
+                     row.get("g_density", float("nan")), row.get("d_density", float("nan")),
+                     rate)
+        return row
+
+
+def _scalar(value) -> Any:
+    value = np.asarray(value)
+    return value.item() if value.size == 1 else value.tolist()
+
+
+def _truncate_csv(path: str, fields: Sequence[str], step: int) -> None:
+    """Keeps only well-formed rows with step <= `step` (a resumed run rewrites what came after;
+    torn rows are dropped with a warning, `workdir.read_csv_rows`)."""
+    if not os.path.exists(path):
+        return
+    _, rows = workdir_lib.read_csv_rows(path)
+    rows = [r for r in rows if int(r["step"]) <= step]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(fields), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    workdir_lib.write_atomic(path, buffer.getvalue())
+
+
+def save_image_grid(images, path: str, *, columns: int | None = None) -> str:
+    """Writes images [N, H, W, C] in [-1, 1] as one PNG grid; returns the path."""
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 4:
+        raise ValueError(f"images must be [N, H, W, C], got shape {images.shape}.")
+    n, h, w, c = images.shape
+    columns = columns or int(math.ceil(math.sqrt(n)))
+    rows = int(math.ceil(n / columns))
+    grid = np.ones((rows * (h + 2) + 2, columns * (w + 2) + 2, c), np.float32)
+    for i, image in enumerate(images):
+        r, col = divmod(i, columns)
+        grid[2 + r * (h + 2):2 + r * (h + 2) + h, 2 + col * (w + 2):2 + col * (w + 2) + w] = image
+    pixels = np.clip(np.rint((grid + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tf.io.write_file(path, tf.io.encode_png(pixels))
+    return path
+
+
+class SampleGrid(keras.callbacks.Callback):
+    """Writes `samples/step_N.png` every `every` iterations and at the end.
+
+    Samples come from the EMA generator (the generator if EMA is off) on a fixed z (and fixed
+    labels, cycling through the classes, for conditional models), so grids are comparable
+    across steps.
+    """
+
+    def __init__(self, workdir: str, *, every: int = 1000, num_images: int = 64,
+                 total_steps: int | None = None, seed: int = 1234):
+        super().__init__()
+        self.directory = os.path.join(workdir, "samples")
+        self.every = every
+        self.num_images = num_images
+        self.total_steps = total_steps
+        self.seed = seed
+        self.written: list[str] = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.model.iteration
+        if step % self.every == 0 or step == self.total_steps:
+            self.write(step)
+
+    def write(self, step: int) -> str:
+        gan = self.model
+        labels = None
+        if gan.num_classes is not None:
+            labels = tf.range(self.num_images) % gan.num_classes
+        images = gan.sample(self.num_images, seed=self.seed, labels=labels)
+        path = save_image_grid(images.numpy(), os.path.join(self.directory, f"step_{step}.png"))
+        self.written.append(path)
+        return path
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """Saves and restores everything a run needs to continue exactly.
+
+    The checkpoint holds the `SparseGAN` (G, D, EMA generator, masks, SN vectors, BR window,
+    iteration counter, both optimizers with their slots) and any extra trackables
+    (e.g. `{"controller": controller.state}`). Saved every `every` iterations and at the end
+    of `fit`; `restore()` loads the latest one (returns the iteration, 0 if none).
+    Under multi-worker training only the chief writes to `directory`; the other workers write
+    to a temporary directory they delete, as tf.distribute requires.
+    """
+
+    def __init__(self, directory: str, gan, *, every: int = 1000, max_to_keep: int = 3,
+                 extra: Mapping[str, Any] | None = None):
+        super().__init__()
+        self.directory = directory
+        self.every = every
+        self.max_to_keep = max_to_keep
+        self.checkpoint = tf.train.Checkpoint(gan=gan, g_optimizer=gan.g_optimizer,
+                                              d_optimizer=gan.d_optimizer, **(extra or {}))
+        self.manager = self._new_manager()
+        self._last_saved = None
+        self.refused_step: int | None = None
+
+    def _new_manager(self) -> tf.train.CheckpointManager:
+        return tf.train.CheckpointManager(
+            self.checkpoint, _writer_directory(self.directory), max_to_keep=self.max_to_keep,
+            step_counter=self.checkpoint.gan.step)
+
+    def restore(self, path: str | None = None) -> int:
+        """Restores `path` (default: `workdir.usable_checkpoint`, the newest checkpoint that
+        reads back whole and finite; unusable newer ones are moved aside with a warning);
+        returns the restored iteration, 0 if there is no checkpoint."""
+        if path is None:
+            # Only the chief moves unusable checkpoints aside; other workers just skip them.
+            path = workdir_lib.usable_checkpoint(self.directory,
+                                                 reject=distribution.is_chief())
+            self.manager = self._new_manager()  # The index may have been rewritten.
+        if path is None:
+            return 0
+        self.checkpoint.restore(path).assert_existing_objects_matched()
+        step = int(self.checkpoint.gan.step.numpy())
+        logging.info("Restored %s (iteration %d).", path, step)
+        self._last_saved = step
+        return step
+
+    def save(self) -> str | None:
+        """Saves the current state unless it was saved at this iteration or holds NaN or
+        infinite model values (then nothing is written, `refused_step` is set and training
+        stops): a diverged run never rotates its good checkpoints away."""
+        step = int(self.checkpoint.gan.step.numpy())
+        if step == self._last_saved or self.refused_step is not None:
+            return None
+        bad = workdir_lib.nonfinite_count(self._model_state())
+        if bad:
+            logging.error("Not saving iteration %d: %d non-finite model values.", step, bad)
+            self.refused_step = step
+            self.checkpoint.gan.stop_training = True
+            return None
+        path = self.manager.save(checkpoint_number=step)
+        self._last_saved = step
+        distribution.remove_writer_directory(self.manager.directory, self.directory)
+        return path
+
+    def _model_state(self) -> list:
+        return [*self.checkpoint.gan.variables, *self.checkpoint.g_optimizer.variables,
+                *self.checkpoint.d_optimizer.variables]
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.model.iteration % self.every == 0:
+            self.save()
+
+    def on_train_end(self, logs=None):
+        self.save()
+
+
+def _writer_directory(directory: str) -> str:
+    """The chief writes to `directory`; other multi-worker workers to a private temp dir."""
+    return distribution.writer_directory(directory)
+
+
+class TerminateOnNaN(keras.callbacks.Callback):
+    """Stops training at the first non-finite d_loss or g_loss; `bad_step` says where."""
+
+    def __init__(self):
+        super().__init__()
+        self.bad_step: int | None = None
+        self.bad_logs: dict[str, float] = {}
+
+    def on_train_batch_end(self, batch, logs=None):
+        values = {k: float(np.asarray(logs[k])) for k in ("d_loss", "g_loss")
+                  if logs and k in logs}
+        if any(not math.isfinite(v) for v in values.values()):
+            self.bad_step, self.bad_logs = self.model.iteration, values
+            logging.error("Non-finite loss at iteration %d: %s. Stopping.", self.bad_step,
+                          values)
+            self.model.stop_training = True

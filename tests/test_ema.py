@@ -1,0 +1,71 @@
+"""Tests of adapt_tf.ema.EMAGenerator: a copy no optimizer sees, the decay rule on trainable
+weights, the other state copied, and the sparse EMA (G's masks taken, pruned entries zeroed).
+
+Toy: G is a 2 -> 3 masked Dense layer followed by BatchNormalization, so it has a trainable
+kernel, bias, gamma and beta, a mask, and BatchNorm moving statistics.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from adapt_tf.ema import EMAGenerator
+from adapt_tf.layers import MaskedDense, masked_layers
+
+import tensorflow as tf
+import tf_keras as keras
+
+
+def _generator():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((2,)), MaskedDense(3, name="g1"),
+                              keras.layers.BatchNormalization(name="bn")])
+    layer = masked_layers(model)[0]
+    layer.mask.assign([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]])
+    layer.kernel.assign(layer.kernel * layer.mask)
+    return model
+
+
+def _update_in_replica_context(ema):
+    tf.distribute.get_strategy().run(ema.update)
+
+
+def test_the_copy_starts_equal_is_not_trainable_and_samples_in_training_mode():
+    generator = _generator()
+    ema = EMAGenerator(generator, 0.9)
+    assert ema.model.trainable_variables == []
+    assert ema.model.get_layer("bn").trainable  # BatchNorm keeps batch statistics in training
+    for a, b in zip(ema.model.weights, generator.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert {v.name.split("/")[-1] for v in ema.call_state} == {"moving_mean:0",
+                                                               "moving_variance:0"}
+
+
+def test_update_averages_trainable_weights_and_copies_the_rest():
+    generator = _generator()
+    ema = EMAGenerator(generator, 0.75)
+    before = [v.numpy().copy() for v in ema.model.weights]
+    for variable in generator.weights:
+        if "mask" not in variable.name:
+            variable.assign(variable + 1.0)
+    _update_in_replica_context(ema)
+    for (target, source), old in zip(zip(ema.model.weights, generator.weights), before):
+        if source.trainable:
+            np.testing.assert_allclose(target.numpy(), 0.75 * old + 0.25 * source.numpy(),
+                                       rtol=1e-6)
+        elif "mask" in source.name:
+            np.testing.assert_array_equal(target.numpy(), old)  # masks only via apply_masks
+        else:
+            np.testing.assert_array_equal(target.numpy(), source.numpy())
+
+
+def test_apply_masks_takes_the_generators_masks_and_zeroes_pruned_entries():
+    generator = _generator()
+    ema = EMAGenerator(generator, 0.5)
+    layer, ema_layer = masked_layers(generator)[0], masked_layers(ema.model)[0]
+    ema_layer.kernel.assign(tf.ones_like(ema_layer.kernel))
+    new_mask = np.array([[0.0, 0.0, 1.0], [1.0, 1.0, 1.0]], np.float32)
+    layer.mask.assign(new_mask)
+    ema.apply_masks()
+    np.testing.assert_array_equal(ema_layer.mask.numpy(), new_mask)
+    np.testing.assert_array_equal(ema_layer.kernel.numpy(), new_mask)
+
