@@ -45,8 +45,6 @@ import adapt_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads
 
 __all__ = ["evaluate_run", "define_flags", "main"]
 
-_CHECKPOINT_DIRECTORIES = (("best", "checkpoints_best"), ("last", "checkpoints"))
-
 
 def define_flags() -> None:
     """Defines the CLI's flags (only when run as a program: importing this module for
@@ -85,11 +83,13 @@ def evaluate_run(workdir: str, *, num_samples: int = 50000, metric: str | None =
     arguments = config.arguments
     # The newest checkpoint that reads back whole and finite; a bad newer one is skipped with a
     # warning and left in place (evaluation does not change the run).
-    paths = {label: workdir_lib.usable_checkpoint(os.path.join(workdir, directory), reject=False)
-             for label, directory in _CHECKPOINT_DIRECTORIES}
+    directories = {kind: workdir_lib.Workdir(workdir).checkpoint_directory(kind)
+                   for kind in workdir_lib.CHECKPOINT_KINDS}
+    paths = {kind: workdir_lib.usable_checkpoint(directory, reject=False)
+             for kind, directory in directories.items()}
     if not any(paths.values()):
-        raise ValueError(f"{workdir!r} holds no checkpoint in checkpoints/ or "
-                         "checkpoints_best/; train the run first.")
+        raise ValueError(f"{workdir!r} holds no checkpoint in "
+                         f"{' or '.join(directories.values())}; train the run first.")
     metric = cb.evaluation_metric(metric or arguments["eval_metric"], arguments["dataset"])
     scorer, header = (_toy_scorer if metric == "toy" else _fid_scorer)(
         arguments, inception_path=inception_path, reference_stats=reference_stats)
@@ -113,7 +113,7 @@ def evaluate_run(workdir: str, *, num_samples: int = 50000, metric: str | None =
                                    float(run.fid_state.best_fid.numpy()),
                                    "step": int(run.fid_state.best_step.numpy()),
                                    "num_samples": arguments["eval_num_samples"]}
-    _write_json(os.path.join(workdir, runs.EVAL_NAME), record)
+    _write_json(workdir_lib.Workdir(workdir).eval, record)
     return record
 
 

@@ -64,7 +64,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from adapt_tf import _compat, layers as masked, topology
+from adapt_tf import _compat, layers as masked, topology, workdir as workdir_lib
 from adapt_tf.checks import positive_int
 from adapt_tf.layers import MaskedLayer, masked_layers
 
@@ -80,7 +80,8 @@ __all__ = [
     "export_run",
 ]
 
-CHECKPOINT_DIRS = {"best": "checkpoints_best", "last": "checkpoints"}
+CHECKPOINT_DIRS = workdir_lib.CHECKPOINT_KINDS
+find_checkpoint = workdir_lib.find_checkpoint
 
 
 # ------------------------------------------------------------------------ plain Keras models
@@ -369,59 +370,6 @@ def export_tflite(model, path: str, *, batch_size: int = 1, use_ema: bool = True
 # ------------------------------------------------------------------------ runs and the CLI
 
 
-def _usable(directory: str) -> str | None:
-    """The newest checkpoint of `directory` that reads back whole with finite model state
-    (`workdir.usable_checkpoint`: a bad newer one is skipped with a warning naming it, and left
-    where it is, since exporting must not change the run)."""
-    from adapt_tf import workdir as workdir_lib
-
-    return workdir_lib.usable_checkpoint(directory, reject=False)
-
-
-def find_checkpoint(workdir: str, checkpoint: str | None = None) -> str:
-    """The checkpoint prefix `checkpoint` names in `workdir`.
-
-    Args:
-      checkpoint: "best" (latest in `W/checkpoints_best/`), "last" (latest in
-        `W/checkpoints/`), a checkpoint prefix (e.g. `W/checkpoints/ckpt-8`) or a directory
-        of checkpoints; None = "best" if the run kept one, else "last".
-    Raises:
-      ValueError: no such workdir or checkpoint, with what was looked for.
-    """
-    if not os.path.isdir(workdir):
-        raise ValueError(f"workdir {workdir!r} does not exist; pass the --workdir of a "
-                         "training run.")
-    if checkpoint is None:
-        for kind in ("best", "last"):
-            path = _usable(os.path.join(workdir, CHECKPOINT_DIRS[kind]))
-            if path:
-                return path
-        raise ValueError(f"{workdir!r} holds no checkpoint (looked in "
-                         f"{[os.path.join(workdir, d) for d in CHECKPOINT_DIRS.values()]}); "
-                         "train the run first, or pass --checkpoint=PATH.")
-    if checkpoint in CHECKPOINT_DIRS:
-        directory = os.path.join(workdir, CHECKPOINT_DIRS[checkpoint])
-        path = _usable(directory)
-        if path is None:
-            hint = ("the run kept no best checkpoint (it needs FID evaluation, "
-                    "train.eval_every); use --checkpoint=last" if checkpoint == "best"
-                    else "train the run first")
-            raise ValueError(f"No {checkpoint!r} checkpoint: {directory!r} holds none; {hint}.")
-        return path
-    if os.path.isdir(checkpoint):
-        path = _usable(checkpoint)
-        if path is None:
-            raise ValueError(f"Directory {checkpoint!r} holds no checkpoint (no 'checkpoint' "
-                             "state file); give a checkpoint prefix such as "
-                             f"{os.path.join(workdir, 'checkpoints', 'ckpt-N')}.")
-        return path
-    if not tf.io.gfile.exists(checkpoint + ".index"):
-        raise ValueError(f"No checkpoint at {checkpoint!r} (no {checkpoint}.index): give "
-                         "'best', 'last', a checkpoint prefix such as "
-                         f"{os.path.join(workdir, 'checkpoints', 'ckpt-N')}, or a directory.")
-    return checkpoint
-
-
 def load_run(workdir: str, *, checkpoint: str | None = None):
     """The `SparseGAN` of a run, rebuilt from `W/operative_config.gin` and restored.
 
@@ -440,7 +388,7 @@ def load_run(workdir: str, *, checkpoint: str | None = None):
             run.checkpointer.restore(path)
         except (AssertionError, ValueError, tf.errors.OpError) as error:
             raise ValueError(f"Checkpoint {path!r} does not fit the run that "
-                             f"{os.path.join(workdir, 'operative_config.gin')} describes: "
+                             f"{workdir_lib.Workdir(workdir).config} describes: "
                              f"{error}") from error
     finally:
         keras.mixed_precision.set_global_policy(policy)
@@ -455,7 +403,7 @@ def export_run(workdir: str, *, checkpoint: str | None = None, output_dir: str |
     output_dir defaults to `W/export`.
     """
     gan = load_run(workdir, checkpoint=checkpoint)
-    output_dir = output_dir or os.path.join(workdir, "export")
+    output_dir = output_dir or workdir_lib.Workdir(workdir).export
     os.makedirs(output_dir, exist_ok=True)
     generator = gan.ema_generator if gan.ema_generator is not None else gan.generator
     info: dict[str, Any] = {

@@ -31,7 +31,7 @@ __all__ = ["RunConfig", "parse_run_config", "current_run_config", "read_run_conf
 
 CONFIG_NAME = workdir_lib.CONFIG_NAME
 METRICS_NAME = workdir_lib.METRICS_NAME
-EVAL_NAME = "eval.json"
+EVAL_NAME = workdir_lib.EVAL_NAME
 # Bindings a resumed run may change: when, how often and where it runs, not what it trains.
 # total_steps also rescales the method's schedules (e.g. the drop fraction) from then on.
 RESUMABLE_CHANGES = ("train.total_steps", "train.log_every", "train.checkpoint_every",
@@ -115,7 +115,7 @@ def current_run_config(*, with_method: bool = True) -> RunConfig:
 def read_run_config(workdir: str, *, with_method: bool = True) -> RunConfig:
     """The `RunConfig` of a run, from `workdir/operative_config.gin`; arguments["workdir"] is
     `workdir` (the run may have been moved)."""
-    path = os.path.join(workdir, CONFIG_NAME)
+    path = workdir_lib.Workdir(workdir).config
     if not os.path.isfile(path):
         raise ValueError(f"{workdir!r} has no {CONFIG_NAME}; pass the workdir of a run started "
                          "with `python -m adapt_tf.train --workdir=...`.")
@@ -127,7 +127,7 @@ def read_run_config(workdir: str, *, with_method: bool = True) -> RunConfig:
 def read_metrics(workdir: str) -> list[dict[str, float]]:
     """The rows of `workdir/metrics.csv` as floats (empty cells NaN); [] if there is none.
     Torn rows are dropped with a warning (`workdir.read_csv_rows`)."""
-    path = os.path.join(workdir, METRICS_NAME)
+    path = workdir_lib.Workdir(workdir).metrics
     if not os.path.isfile(path):
         return []
     _, rows = workdir_lib.read_csv_rows(path)
@@ -144,9 +144,9 @@ def _float(value: str | None) -> float:
 def recorded_bindings(workdir: str) -> dict[str, Any] | None:
     """`configurables.config_bindings()` of the run recorded in `workdir` if it has
     checkpoints (None otherwise, or with a warning if its config is missing). Clears gin."""
-    if not workdir_lib.checkpoint_paths(os.path.join(workdir, workdir_lib.CHECKPOINT_DIR)):
+    if not workdir_lib.checkpoint_paths(workdir_lib.Workdir(workdir).checkpoints):
         return None
-    path = os.path.join(workdir, CONFIG_NAME)
+    path = workdir_lib.Workdir(workdir).config
     if not os.path.isfile(path):
         logging.warning("%s has checkpoints but no %s: the configuration cannot be checked "
                         "against them.", workdir, CONFIG_NAME)
@@ -177,14 +177,14 @@ def check_resume(workdir: str, recorded: dict[str, Any] | None,
                            for key, old, new in differences)
         raise workdir_lib.WorkdirError(
             f"{workdir} holds checkpoints of a run with another configuration ({listed}). "
-            f"Resume it with its recorded configuration ({os.path.join(workdir, CONFIG_NAME)})"
+            f"Resume it with its recorded configuration ({workdir_lib.Workdir(workdir).config})"
             f", or train the new one in a new --workdir. Only {', '.join(RESUMABLE_CHANGES)} "
             "may change on resume.")
 
 
 def read_eval(workdir: str) -> dict[str, Any] | None:
     """`workdir/eval.json` as written by `python -m adapt_tf.evaluate`, or None."""
-    path = os.path.join(workdir, EVAL_NAME)
+    path = workdir_lib.Workdir(workdir).eval
     if not os.path.isfile(path):
         return None
     with open(path) as f:

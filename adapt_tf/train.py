@@ -64,7 +64,7 @@ def _train(gin_files, gin_bindings, workdir: str) -> None:
     workdir_lib.check_writable(workdir)
     # Workers of a multi-worker run share the workdir: the chief owns it and its config.
     chief = distribution.is_chief_process()
-    config_path = os.path.join(workdir, workdir_lib.CONFIG_NAME)
+    config_path = workdir_lib.Workdir(workdir).config
     with workdir_lib.lock(workdir) if chief else contextlib.nullcontext():
         resuming = _parse_and_check(gin_files, gin_bindings, workdir)
         if chief and not resuming:
@@ -82,10 +82,10 @@ def _train(gin_files, gin_bindings, workdir: str) -> None:
 def _plot_training(workdir: str) -> None:
     """W/training.png: BR with its band, d_D and d_G, and FID (or the toy metric) over the
     iterations, as `python -m adapt_tf.report W` draws one run."""
-    from adapt_tf import report
+    from adapt_tf import report, workdir as workdir_lib
 
     record = report.load_run(workdir)
-    path = report.plot_runs([record], os.path.join(workdir, "training.png"),
+    path = report.plot_runs([record], workdir_lib.Workdir(workdir).training_plot,
                             title=f"{record.label} on {record.setting}")
     logging.info("Wrote %s", path)
 

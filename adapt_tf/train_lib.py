@@ -253,7 +253,7 @@ def build_run(*, workdir: str, total_steps: int, method: methods.Method,
     states = {f"callback_{i}": c.state for i, c in enumerate(method_callbacks)
               if hasattr(c, "state")}
     flops_state, fid_state = cb.FlopsState(), cb.FIDState()
-    checkpointer = cb.Checkpointer(os.path.join(workdir, "checkpoints"), gan,
+    checkpointer = cb.Checkpointer(workdir_lib.Workdir(workdir).checkpoints, gan,
                                    every=checkpoint_every,
                                    extra={**states, "flops": flops_state, "fid": fid_state})
     return Run(gan, arch, method_callbacks, flops_state, fid_state, checkpointer)
@@ -273,7 +273,7 @@ def _evaluation_callback(run: Run, *, metric: str, workdir: str, dataset: str, e
     return cb.EVALUATIONS[metric](
         model, reference, every=every, num_samples=num_samples, total_steps=total_steps,
         checkpoint=run.checkpointer.checkpoint, state=run.fid_state, logger=logger,
-        best_directory=os.path.join(workdir, "checkpoints_best"))
+        best_directory=workdir_lib.Workdir(workdir).best_checkpoints)
 
 
 def _build_gan(arch, method: methods.Method, *, num_classes, g_width, d_width, n_dis,
