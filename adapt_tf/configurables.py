@@ -1,6 +1,7 @@
 """The one place that registers adapt_tf components with gin.
 
-Configs bind `train.*` (the typed `train_lib.train`), choose the method with
+Configs bind `train.*` (the fields of `train_lib.RunSpec`, the run `train_lib.train` trains),
+choose the method with
 `train.method = @method()` and `method.name = ...`, and choose optimizers by reference with
 scopes, as gin's docs do for GANs:
 
@@ -23,15 +24,27 @@ import gin
 import tf_keras as keras
 
 from adapt_tf import methods, train_lib
+from adapt_tf.gan import SparseGAN
 
-__all__ = ["CONFIG_DIR", "parse_config", "config_bindings", "binding_differences"]
+__all__ = ["CONFIG_DIR", "RUN_SPEC", "run_spec", "train", "parse_config", "config_bindings",
+           "binding_differences"]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "gin_configs"
 
 for _optimizer in (keras.optimizers.Adam, keras.optimizers.SGD, keras.optimizers.RMSprop):
     gin.external_configurable(_optimizer, module="keras.optimizers")
 gin.external_configurable(methods.method, name="method", module="adapt_tf.methods")
-train = gin.external_configurable(train_lib.train, name="train", module="adapt_tf.train_lib")
+# The run spec is the configurable `train`, so that configs (and the operative configs of runs
+# made before it existed) bind `train.total_steps = ...`.
+RUN_SPEC = "adapt_tf.train_lib.train"
+run_spec = gin.external_configurable(train_lib.RunSpec, name="train",
+                                     module="adapt_tf.train_lib")
+
+
+def train(**arguments) -> SparseGAN:
+    """Trains the run gin's config describes; `arguments` are `train_lib.RunSpec` fields given
+    in code (`workdir`, `extra_callbacks`), which override the config."""
+    return train_lib.train(run_spec(**arguments))
 
 
 def parse_config(gin_files, gin_bindings=()) -> None:

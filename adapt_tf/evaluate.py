@@ -93,7 +93,7 @@ def evaluate_run(workdir: str, *, num_samples: int = 50000, metric: str | None =
     metric = cb.evaluation_metric(metric or arguments["eval_metric"], arguments["dataset"])
     scorer, header = (_toy_scorer if metric == "toy" else _fid_scorer)(
         arguments, inception_path=inception_path, reference_stats=reference_stats)
-    run = train_lib.build_run(**config.build_run_arguments())
+    run = train_lib.build_run(config.run_spec())
     scored: dict[int, dict[str, Any]] = {}
     checkpoints = {}
     for label, path in paths.items():

@@ -383,7 +383,7 @@ def load_run(workdir: str, *, checkpoint: str | None = None):
     config = runs.read_run_config(workdir)
     policy = keras.mixed_precision.global_policy()
     try:
-        run = train_lib.build_run(**config.build_run_arguments())
+        run = train_lib.build_run(config.run_spec())
         try:
             run.checkpointer.restore(path)
         except (AssertionError, ValueError, tf.errors.OpError) as error:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import inspect
 import json
 import math
 import os
@@ -45,7 +44,7 @@ class RunConfig:
     """One run's configuration.
 
     Attributes:
-      arguments: `train_lib.train`'s keyword arguments, bound or default; "method" holds the
+      arguments: the `train_lib.RunSpec` fields, bound or default; "method" holds the
         `methods.Method` unless parsed with `with_method=False`.
       method_arguments: the bindings of `methods.method` (name, g_density, setting, ...).
     """
@@ -78,10 +77,10 @@ class RunConfig:
         """The row of the paper's tables, e.g. "sdst_strong_rigl_strict" (`paper.cell_name`)."""
         return paper.cell_name(self.method.name, self.method_setting)
 
-    def build_run_arguments(self) -> dict[str, Any]:
-        """The subset of `arguments` that `train_lib.build_run` takes."""
-        names = inspect.signature(train_lib.build_run).parameters
-        return {name: value for name, value in self.arguments.items() if name in names}
+    def run_spec(self, **overrides) -> train_lib.RunSpec:
+        """The `train_lib.RunSpec` of `arguments` with `overrides` (e.g. the `workdir` of a
+        parsed config that has none)."""
+        return train_lib.RunSpec(**{**self.arguments, **overrides})
 
 
 def parse_run_config(gin_files: Sequence[str], gin_bindings: Sequence[str] = (), *,
@@ -100,12 +99,11 @@ def parse_run_config(gin_files: Sequence[str], gin_bindings: Sequence[str] = (),
 
 def current_run_config(*, with_method: bool = True) -> RunConfig:
     """The `RunConfig` of gin's current config (`parse_run_config` without parsing)."""
-    bound = gin.get_bindings(configurables.train, resolve_references=False)
+    bound = gin.get_bindings(configurables.RUN_SPEC, resolve_references=False)
     if not with_method:
         bound.pop("method", None)
-    defaults = {name: parameter.default
-                for name, parameter in inspect.signature(train_lib.train).parameters.items()
-                if parameter.default is not inspect.Parameter.empty}
+    defaults = {field.name: field.default for field in dataclasses.fields(train_lib.RunSpec)
+                if field.default is not dataclasses.MISSING}
     # deepcopy resolves gin references: macros to values, @method() to its result.
     arguments = {**defaults, **copy.deepcopy(bound)}
     method_arguments = gin.get_bindings("adapt_tf.methods.method")

@@ -103,10 +103,7 @@ def _parse_and_check(gin_files, gin_bindings, workdir: str) -> bool:
         raise ValueError(f"Bad gin configuration ({', '.join(gin_files)}; bindings "
                          f"{list(gin_bindings)}): {error}") from error
     runs.check_resume(workdir, recorded, configurables.config_bindings())
-    arguments = runs.current_run_config().arguments
-    train_lib.check_arguments(**{name: arguments[name] for name in (
-        "total_steps", "architecture", "dataset", "log_every", "checkpoint_every",
-        "eval_every", "eval_metric")})
+    train_lib.check_arguments(runs.current_run_config().run_spec(workdir=workdir))
     return recorded is not None
 
 

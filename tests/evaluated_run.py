@@ -25,7 +25,7 @@ def build(workdir: str, bindings, *, metric: str, num_samples: int,
     os.makedirs(workdir)
     with open(os.path.join(workdir, "operative_config.gin"), "w") as f:
         f.write(gin.config_str())
-    run = train_lib.build_run(**{**config.build_run_arguments(), "workdir": workdir})
+    run = train_lib.build_run(config.run_spec(workdir=workdir))
     logger = cb.MetricsLogger(workdir, every=2, extra_fields=cb.EVALUATIONS[metric].FIELDS,
                               tensorboard=False)
     callback = train_lib._evaluation_callback(

@@ -81,7 +81,7 @@ def exported(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("run")
     config = runs.parse_run_config([TINY_GIN], BINDINGS)
     (workdir / "operative_config.gin").write_text(gin.config_str())
-    run = train_lib.build_run(**{**config.build_run_arguments(), "workdir": str(workdir)})
+    run = train_lib.build_run(config.run_spec(workdir=str(workdir)))
     gan = run.gan
     models = [gan.generator, gan.discriminator, gan.ema_generator]
     _randomize(models, seed=1)
