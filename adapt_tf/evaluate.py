@@ -2,7 +2,7 @@
 [--inception_path=P] [--reference_stats=S]`: scores of a run's best and last checkpoints, into
 W/eval.json.
 
-The run is rebuilt from W/operative_config.gin (`runs.read_run_config`, then
+The run is rebuilt from W/operative_config.gin (`configurables.read_run_config`, then
 `train_lib.build_run`, on the default strategy), and each checkpoint is restored in turn:
 the best one (W/checkpoints_best/, kept by the training-time evaluation callback, if it ran)
 and the last one (W/checkpoints/). Each is scored on `num_samples` images of the EMA generator
@@ -77,19 +77,11 @@ def evaluate_run(workdir: str, *, num_samples: int = 50000, metric: str | None =
       metrics.InceptionUnavailableError: the metric is FID and no Inception model can be
         loaded.
     """
-    from adapt_tf import callbacks as cb, runs, train_lib, workdir as workdir_lib
+    from adapt_tf import callbacks as cb, configurables, train_lib, workdir as workdir_lib
 
-    config = runs.read_run_config(workdir)
+    config = configurables.read_run_config(workdir)
     arguments = config.arguments
-    # The newest checkpoint that reads back whole and finite; a bad newer one is skipped with a
-    # warning and left in place (evaluation does not change the run).
-    directories = {kind: workdir_lib.Workdir(workdir).checkpoint_directory(kind)
-                   for kind in workdir_lib.CHECKPOINT_KINDS}
-    paths = {kind: workdir_lib.usable_checkpoint(directory, reject=False)
-             for kind, directory in directories.items()}
-    if not any(paths.values()):
-        raise ValueError(f"{workdir!r} holds no checkpoint in "
-                         f"{' or '.join(directories.values())}; train the run first.")
+    paths = _checkpoints(workdir)
     metric = cb.evaluation_metric(metric or arguments["eval_metric"], arguments["dataset"])
     scorer, header = (_toy_scorer if metric == "toy" else _fid_scorer)(
         arguments, inception_path=inception_path, reference_stats=reference_stats)
@@ -115,6 +107,22 @@ def evaluate_run(workdir: str, *, num_samples: int = 50000, metric: str | None =
                                    "num_samples": arguments["eval_num_samples"]}
     _write_json(workdir_lib.Workdir(workdir).eval, record)
     return record
+
+
+def _checkpoints(workdir: str) -> dict[str, str | None]:
+    """{"best": path or None, "last": ...}: the newest checkpoint of each directory that reads
+    back whole and finite; a bad newer one is skipped with a warning and left in place
+    (evaluation does not change the run). ValueError if there is none."""
+    from adapt_tf import workdir as workdir_lib
+
+    directories = {kind: workdir_lib.Workdir(workdir).checkpoint_directory(kind)
+                   for kind in workdir_lib.CHECKPOINT_KINDS}
+    paths = {kind: workdir_lib.usable_checkpoint(directory, reject=False)
+             for kind, directory in directories.items()}
+    if not any(paths.values()):
+        raise ValueError(f"{workdir!r} holds no checkpoint in "
+                         f"{' or '.join(directories.values())}; train the run first.")
+    return paths
 
 
 def _fid_scorer(arguments: dict[str, Any], *, inception_path: str | None,

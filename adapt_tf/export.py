@@ -374,13 +374,13 @@ def load_run(workdir: str, *, checkpoint: str | None = None):
     """The `SparseGAN` of a run, rebuilt from `W/operative_config.gin` and restored.
 
     `checkpoint` as `find_checkpoint`. Rebuilding parses the run's config with gin (clearing
-    the process's gin config, see `adapt_tf.runs`); the global mixed-precision policy is left
-    as it was.
+    the process's gin config, see `adapt_tf.configurables`); the global mixed-precision policy
+    is left as it was.
     """
-    from adapt_tf import runs, train_lib  # gin lives at the composition root
+    from adapt_tf import configurables, train_lib  # gin lives at the composition root
 
     path = find_checkpoint(workdir, checkpoint)
-    config = runs.read_run_config(workdir)
+    config = configurables.read_run_config(workdir)
     policy = keras.mixed_precision.global_policy()
     try:
         run = train_lib.build_run(config.run_spec())

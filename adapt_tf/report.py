@@ -132,10 +132,10 @@ def expand_workdirs(patterns: Sequence[str]) -> list[str]:
 
 def load_run(workdir: str, *, name: str | None = None) -> RunRecord:
     """Reads one run's config, metrics.csv and eval.json."""
-    from adapt_tf import runs
+    from adapt_tf import configurables, runs
     from adapt_tf.controller import BAND
 
-    config = runs.read_run_config(workdir)
+    config = configurables.read_run_config(workdir)
     method = config.method
     controller = method.controller or {}
     band = (controller.get("b_low", BAND[0]), controller.get("b_high", BAND[1]))

@@ -3,7 +3,8 @@
 Trains (or resumes, if W holds checkpoints) the run the gin files describe, writing
 W/operative_config.gin, W/metrics.csv, W/tensorboard/, W/samples/, W/checkpoints/ and, at the
 end, W/training.png (BR with its band, densities and FID or the toy metric over iterations).
-A resumed run must have the recorded configuration (`runs.RESUMABLE_CHANGES` may differ).
+A resumed run must have the recorded configuration (`configurables.RESUMABLE_CHANGES` may
+differ).
 Errors end as one line and exit 1 (`--debug` or ADAPT_TF_DEBUG=1: with the traceback);
 SIGTERM / SIGINT save and exit 143 / 130. See docs/RELIABILITY.md.
 """
@@ -92,18 +93,18 @@ def _plot_training(workdir: str) -> None:
 
 def _parse_and_check(gin_files, gin_bindings, workdir: str) -> bool:
     """Parses the config into gin, refuses it if it differs from the one `workdir`'s
-    checkpoints were trained with (`runs.check_resume`) or fails `train`'s argument checks;
-    returns whether there is a recorded config to keep (a resume)."""
-    from adapt_tf import configurables, runs, train_lib
+    checkpoints were trained with (`configurables.check_resume`) or fails `train`'s argument
+    checks; returns whether there is a recorded config to keep (a resume)."""
+    from adapt_tf import configurables, train_lib
 
-    recorded = runs.recorded_bindings(workdir)
+    recorded = configurables.recorded_bindings(workdir)
     try:
         configurables.parse_config(gin_files, gin_bindings)
     except USER_ERRORS as error:
         raise ValueError(f"Bad gin configuration ({', '.join(gin_files)}; bindings "
                          f"{list(gin_bindings)}): {error}") from error
-    runs.check_resume(workdir, recorded, configurables.config_bindings())
-    train_lib.check_arguments(runs.current_run_config().run_spec(workdir=workdir))
+    configurables.check_resume(workdir, recorded, configurables.config_bindings())
+    train_lib.check_arguments(configurables.current_run_config().run_spec(workdir=workdir))
     return recorded is not None
 
 

@@ -10,8 +10,8 @@ module asks it for a path instead of spelling the name:
 | `metrics` | `W/metrics.csv` | one row per logged iteration |
 | `tensorboard` | `W/tensorboard/` | TensorBoard summaries |
 | `samples` | `W/samples/step_N.png` | sample grids |
-| `checkpoints` | `W/checkpoints/ckpt-N.*` | checkpoints; `checkpoints/rejected/` holds unusable ones moved aside |
-| `best_checkpoints` | `W/checkpoints_best/` | the best-scoring checkpoint (with evaluation during training) |
+| `checkpoints` | `W/checkpoints/ckpt-N.*` | checkpoints (`rejected/`: unusable ones set aside) |
+| `best_checkpoints` | `W/checkpoints_best/` | the best-scoring one (evaluating in training) |
 | `eval` | `W/eval.json` | `python -m adapt_tf.evaluate`'s scores |
 | `training_plot` | `W/training.png` | BR, densities and FID over the run |
 | `export` | `W/export/` | `python -m adapt_tf.export`'s SavedModels and TFLite file |

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import gin
 
-from adapt_tf import callbacks as cb, runs, train_lib
+from adapt_tf import callbacks as cb, configurables, train_lib
 from adapt_tf.layers import masked_layers
 
 TINY = str(Path(__file__).resolve().parent.parent / "gin_configs" / "test" / "tiny.gin")
@@ -21,7 +21,7 @@ def build(workdir: str, bindings, *, metric: str, num_samples: int,
           inception_path: str | None = None):
     """(run, callback, logger): tiny.gin with `bindings`, its config recorded in `workdir`, and
     the `metric` callback scoring `num_samples` EMA samples every 2 of 5 iterations."""
-    config = runs.parse_run_config([TINY], bindings)
+    config = configurables.parse_run_config([TINY], bindings)
     os.makedirs(workdir)
     with open(os.path.join(workdir, "operative_config.gin"), "w") as f:
         f.write(gin.config_str())

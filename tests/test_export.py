@@ -17,7 +17,7 @@ import tensorflow as tf
 import tensorflow_hub as hub
 import tf_keras as keras
 
-from adapt_tf import architectures, export, layers as L, runs, topology, train_lib
+from adapt_tf import architectures, configurables, export, layers as L, topology, train_lib
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_GIN = str(ROOT / "gin_configs" / "test" / "tiny.gin")
@@ -79,7 +79,7 @@ def _reference(gan, y, x):
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("run")
-    config = runs.parse_run_config([TINY_GIN], BINDINGS)
+    config = configurables.parse_run_config([TINY_GIN], BINDINGS)
     (workdir / "operative_config.gin").write_text(gin.config_str())
     run = train_lib.build_run(config.run_spec(workdir=str(workdir)))
     gan = run.gan
