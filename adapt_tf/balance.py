@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from adapt_tf.checks import positive_int
+
 __all__ = ["balance_ratio", "sample_ratio", "BalanceWindow"]
 
 
@@ -53,10 +55,7 @@ class BalanceWindow(tf.Module):
 
     def __init__(self, capacity: int, *, eps: float = 1e-8, name: str = "balance_window"):
         super().__init__(name=name)
-        if not isinstance(capacity, (int, np.integer)) or capacity < 1:
-            raise ValueError(f"BR window capacity must be a positive integer, got {capacity!r}; "
-                             "it is br_window // br_interval.")
-        self.capacity = int(capacity)
+        self.capacity = positive_int("BR window capacity (br_window // br_interval)", capacity)
         self.eps = float(eps)
         kw = dict(trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         with self.name_scope:

@@ -1,37 +1,60 @@
-"""The one place that registers adapt_tf components with gin.
+"""The composition root: the one place that registers adapt_tf components with gin and parses
+gin configs.
 
-Configs bind `train.*` (the typed `train_lib.train`), choose the method with
-`train.method = @method()` and `method.name = ...`, and choose optimizers by reference with
-scopes, as gin's docs do for GANs:
+Configs bind `train.*` (the fields of `train_lib.RunSpec`, the run `train_lib.train` trains),
+choose the method with `train.method = @method()` and `method.name = ...`, and choose
+optimizers by reference with scopes, as gin's docs do for GANs:
 
     train.generator_optimizer = @generator/Adam
     generator/Adam.learning_rate = 2e-4
 
 (no parentheses: the optimizer is created inside the distribution strategy's scope).
+
+A run's configuration is read back here too (`parse_run_config`, `read_run_config` into a gin-free
+`runs.RunConfig`), and checked on resume (`recorded_bindings`, `check_resume`,
+`RESUMABLE_CHANGES`); the CLIs (`train`, `evaluate`, `export`, `report`, `flops_cli`) call
+these, so that library modules never import gin. Parsing clears gin's global config and leaves
+the parsed one in place.
 """
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import inspect
 import logging
 import os
 import tokenize
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import gin
 import tf_keras as keras
+from absl import logging as absl_logging
 
-from adapt_tf import methods, train_lib
+from adapt_tf import methods, runs, train_lib, workdir as workdir_lib
+from adapt_tf.gan import SparseGAN
 
-__all__ = ["CONFIG_DIR", "parse_config", "config_bindings", "binding_differences"]
+__all__ = ["CONFIG_DIR", "RUN_SPEC", "run_spec", "train", "parse_config", "config_bindings",
+           "binding_differences", "parse_run_config", "current_run_config", "read_run_config",
+           "recorded_bindings", "check_resume", "RESUMABLE_CHANGES"]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "gin_configs"
 
 for _optimizer in (keras.optimizers.Adam, keras.optimizers.SGD, keras.optimizers.RMSprop):
     gin.external_configurable(_optimizer, module="keras.optimizers")
 gin.external_configurable(methods.method, name="method", module="adapt_tf.methods")
-train = gin.external_configurable(train_lib.train, name="train", module="adapt_tf.train_lib")
+# The run spec is the configurable `train`, so that configs (and the operative configs of runs
+# made before it existed) bind `train.total_steps = ...`.
+RUN_SPEC = "adapt_tf.train_lib.train"
+run_spec = gin.external_configurable(train_lib.RunSpec, name="train",
+                                     module="adapt_tf.train_lib")
+
+
+def train(**arguments) -> SparseGAN:
+    """Trains the run gin's config describes; `arguments` are `train_lib.RunSpec` fields given
+    in code (`workdir`, `extra_callbacks`), which override the config."""
+    return train_lib.train(run_spec(**arguments))
 
 
 def parse_config(gin_files, gin_bindings=()) -> None:
@@ -141,3 +164,94 @@ def _quiet_include_probes(record: logging.LogRecord) -> bool:
 
 def _findable(path: str) -> bool:
     return os.path.exists(path) or (CONFIG_DIR / path).exists()
+
+
+# ------------------------------------------------------------------ a run's config, read back
+
+
+# Bindings a resumed run may change: when, how often and where it runs, not what it trains.
+# total_steps also rescales the method's schedules (e.g. the drop fraction) from then on.
+RESUMABLE_CHANGES = ("train.total_steps", "train.log_every", "train.checkpoint_every",
+                     "train.sample_every", "train.num_sample_images", "train.eval_every",
+                     "train.data_dir", "train.download", "train.strategy", "train.devices",
+                     "train.jit_compile")
+
+
+def parse_run_config(gin_files: Sequence[str], gin_bindings: Sequence[str] = (), *,
+                     with_method: bool = True) -> runs.RunConfig:
+    """Parses gin files and bindings (clearing gin's config first) into a `RunConfig`.
+
+    Args:
+      gin_files, gin_bindings: as `python -m adapt_tf.train` takes them.
+      with_method: build the `methods.Method` (needs `method.name` bound); False for configs
+        that only set up a setting (e.g. `gin_configs/settings/*.gin`).
+    """
+    gin.clear_config()
+    parse_config(list(gin_files), list(gin_bindings))
+    return current_run_config(with_method=with_method)
+
+
+def current_run_config(*, with_method: bool = True) -> runs.RunConfig:
+    """The `RunConfig` of gin's current config (`parse_run_config` without parsing)."""
+    bound = gin.get_bindings(RUN_SPEC, resolve_references=False)
+    if not with_method:
+        bound.pop("method", None)
+    defaults = {field.name: field.default for field in dataclasses.fields(train_lib.RunSpec)
+                if field.default is not dataclasses.MISSING}
+    # deepcopy resolves gin references: macros to values, @method() to its result.
+    arguments = {**defaults, **copy.deepcopy(bound)}
+    method_arguments = gin.get_bindings("adapt_tf.methods.method")
+    return runs.RunConfig(arguments, method_arguments)
+
+
+def read_run_config(workdir: str, *, with_method: bool = True) -> runs.RunConfig:
+    """The `RunConfig` of a run, from `workdir/operative_config.gin`; arguments["workdir"] is
+    `workdir` (the run may have been moved)."""
+    path = workdir_lib.Workdir(workdir).config
+    if not os.path.isfile(path):
+        raise ValueError(f"{workdir!r} has no {workdir_lib.CONFIG_NAME}; pass the workdir of a "
+                         "run started with `python -m adapt_tf.train --workdir=...`.")
+    config = parse_run_config([path], with_method=with_method)
+    config.arguments["workdir"] = workdir
+    return config
+
+
+def recorded_bindings(workdir: str) -> dict[str, Any] | None:
+    """`config_bindings()` of the run recorded in `workdir` if it has
+    checkpoints (None otherwise, or with a warning if its config is missing). Clears gin."""
+    if not workdir_lib.checkpoint_paths(workdir_lib.Workdir(workdir).checkpoints):
+        return None
+    path = workdir_lib.Workdir(workdir).config
+    if not os.path.isfile(path):
+        absl_logging.warning("%s has checkpoints but no %s: the configuration cannot be checked "
+                        "against them.", workdir, workdir_lib.CONFIG_NAME)
+        return None
+    gin.clear_config()
+    try:
+        parse_config([path])
+    except (ValueError, TypeError, KeyError, OSError, SyntaxError) as error:
+        raise workdir_lib.WorkdirError(
+            f"Cannot read the recorded configuration {path} ({error}); restore it from a "
+            "backup, or use a new --workdir.") from None
+    bindings = config_bindings()
+    gin.clear_config()
+    return bindings
+
+
+def check_resume(workdir: str, recorded: dict[str, Any] | None,
+                 bindings: dict[str, Any]) -> None:
+    """Refuses to resume a run with bindings that differ from its `recorded` ones, except
+    `RESUMABLE_CHANGES`: `WorkdirError` listing each differing binding, recorded and new."""
+    if recorded is None:
+        return
+    differences = [(key, old, new) for key, old, new in
+                   binding_differences(recorded, bindings)
+                   if key not in RESUMABLE_CHANGES]
+    if differences:
+        listed = "; ".join(f"{key} = {old!r} recorded, {new!r} now"
+                           for key, old, new in differences)
+        raise workdir_lib.WorkdirError(
+            f"{workdir} holds checkpoints of a run with another configuration ({listed}). "
+            f"Resume it with its recorded configuration ({workdir_lib.Workdir(workdir).config})"
+            f", or train the new one in a new --workdir. Only {', '.join(RESUMABLE_CHANGES)} "
+            "may change on resume.")

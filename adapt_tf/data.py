@@ -43,6 +43,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 # Importing adapt_tf.datasets registers our builders (toy_shapes, tiny_imagenet) with tfds.
+from adapt_tf.checks import positive_int
 from adapt_tf.datasets import tiny_imagenet
 
 DEFAULT_DATASET = "toy_shapes"
@@ -163,8 +164,7 @@ def _check_arguments(name: str, spec: DatasetSpec, *, batch_size: int, image_siz
     if image_size is not None:
         sizes["image_size"] = image_size
     for label, value in sizes.items():
-        if not _is_int(value) or value < 1:
-            raise ValueError(f"{label}={value!r} must be a positive int.")
+        positive_int(label, value)
     for label, value in {"seed": seed, "start_step": start_step}.items():
         if not _is_int(value) or not 0 <= value < 2**62:
             raise ValueError(f"{label}={value!r} must be an int in [0, 2**62).")

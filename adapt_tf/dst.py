@@ -47,6 +47,8 @@ from typing import Any, ClassVar
 import numpy as np
 import tensorflow as tf
 
+from adapt_tf import checks
+
 SCOPES = ("global", "layer")
 GROWTHS = ("gradient", "random")
 SCHEDULES = ("cosine", "linear", "constant")
@@ -341,11 +343,9 @@ def prune_and_regrow(kernels: Sequence[Any], masks: Sequence[Any], grads: Sequen
 
 def target_count(masks: Sequence[Any], density: float) -> int:
     """round(density * total entries of `masks`); density in (0, 1]."""
-    if isinstance(density, bool) or not isinstance(density, (int, float, np.number)) \
-            or not 0.0 < float(density) <= 1.0:
-        raise ValueError(f"density={density!r} must be a number in (0, 1].")
+    density = checks.density("density", density)
     total = sum(t.shape.num_elements() for t in _tensor_list(masks, "masks"))
-    return int(round(float(density) * total))
+    return int(round(density * total))
 
 
 def resize(kernels: Sequence[Any], masks: Sequence[Any], target: Any, *,
@@ -456,12 +456,9 @@ class DropGrowRule:
         _check_fraction(self.final_fraction, "final_fraction")
         _check_choice(self.schedule, SCHEDULES, "schedule")
         _check_choice(self.scope, SCOPES, "scope")
-        if isinstance(self.interval, bool) or not isinstance(self.interval, int) \
-                or self.interval <= 0:
-            raise ValueError(f"interval={self.interval!r} must be a positive int.")
-        if self.end_step is not None and (not isinstance(self.end_step, int)
-                                          or self.end_step <= 0):
-            raise ValueError(f"end_step={self.end_step!r} must be None or a positive int.")
+        checks.positive_int("interval", self.interval)
+        if self.end_step is not None:
+            checks.positive_int("end_step", self.end_step)
 
     def is_update_step(self, step: int, total_steps: int) -> bool:
         """True after `step` completed iterations (1-based) when the masks should change:

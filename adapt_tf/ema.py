@@ -34,11 +34,12 @@ def _clone(generator: keras.Model) -> keras.Model:
     normalises) exactly as G does in training mode."""
     try:
         ema = keras.models.clone_model(generator)
+        # A subclassed model with get_config clones unbuilt: it cannot take G's weights.
+        ema.set_weights(generator.get_weights())
     except Exception as error:  # subclassed models cannot be cloned from config
         raise ValueError("ema_decay needs a generator that keras.models.clone_model can "
                          "copy (a functional or Sequential model with serialisable layers); "
                          f"cloning failed: {error}") from error
-    ema.set_weights(generator.get_weights())
     ema._name = f"{generator.name}_ema"
     # No optimizer may see the copy: its trainable_variables are empty. But tf_keras
     # BatchNormalization ignores training=True when the layer itself is not trainable, so

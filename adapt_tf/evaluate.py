@@ -2,20 +2,20 @@
 [--inception_path=P] [--reference_stats=S]`: scores of a run's best and last checkpoints, into
 W/eval.json.
 
-The run is rebuilt from W/operative_config.gin (`runs.read_run_config`, then
+The run is rebuilt from W/operative_config.gin (`configurables.read_run_config`, then
 `train_lib.build_run`, on the default strategy), and each checkpoint is restored in turn:
 the best one (W/checkpoints_best/, kept by the training-time evaluation callback, if it ran)
 and the last one (W/checkpoints/). Each is scored on `num_samples` images of the EMA generator
 in train mode, uniformly random labels if conditional (docs/ALGORITHM.md §9), with one of two
-metrics (`callbacks.evaluation_metric`: --metric, else the run's `train.eval_metric`, else
+metrics (`evaluation.evaluation_metric`: --metric, else the run's `train.eval_metric`, else
 "toy" for toy_shapes and "fid" for the other datasets):
 
 * "fid", as the paper: FID against the reference statistics and the Inception Score (10
-  splits) from one Inception pass (`callbacks.generator_scores`). Inception: --inception_path,
+  splits) from one Inception pass (`evaluation.generator_scores`). Inception: --inception_path,
   else the run's `train.inception_path`, else TF-Hub (offline, `metrics.load_inception` says
   how to provide it). Reference statistics: --reference_stats, else the run's
   `train.reference_stats`, else computed from the run's dataset and cached at
-  `callbacks.reference_cache_path(...)` ($ADAPT_TF_CACHE_DIR/fid_stats or
+  `evaluation.reference_cache_path(...)` ($ADAPT_TF_CACHE_DIR/fid_stats or
   ~/.cache/adapt_tf/fid_stats).
 * "toy", offline: the toy_shapes classifier's toy FID (with its real-vs-real floor), class
   coverage and confident share (`adapt_tf.toy_metric`; the classifier is trained at first use
@@ -45,8 +45,6 @@ import adapt_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads
 
 __all__ = ["evaluate_run", "define_flags", "main"]
 
-_CHECKPOINT_DIRECTORIES = (("best", "checkpoints_best"), ("last", "checkpoints"))
-
 
 def define_flags() -> None:
     """Defines the CLI's flags (only when run as a program: importing this module for
@@ -71,7 +69,7 @@ def evaluate_run(workdir: str, *, num_samples: int = 50000, metric: str | None =
     """Scores the best and last checkpoints of the run in `workdir`; writes and returns the
     eval.json record (see the module docstring).
 
-    `metric` is "fid" or "toy" (`callbacks.evaluation_metric`); default the run's
+    `metric` is "fid" or "toy" (`evaluation.evaluation_metric`); default the run's
     `train.eval_metric`, which defaults to "toy" for toy_shapes and "fid" otherwise.
 
     Raises:
@@ -79,21 +77,15 @@ def evaluate_run(workdir: str, *, num_samples: int = 50000, metric: str | None =
       metrics.InceptionUnavailableError: the metric is FID and no Inception model can be
         loaded.
     """
-    from adapt_tf import callbacks as cb, runs, train_lib, workdir as workdir_lib
+    from adapt_tf import configurables, evaluation, train_lib, workdir as workdir_lib
 
-    config = runs.read_run_config(workdir)
+    config = configurables.read_run_config(workdir)
     arguments = config.arguments
-    # The newest checkpoint that reads back whole and finite; a bad newer one is skipped with a
-    # warning and left in place (evaluation does not change the run).
-    paths = {label: workdir_lib.usable_checkpoint(os.path.join(workdir, directory), reject=False)
-             for label, directory in _CHECKPOINT_DIRECTORIES}
-    if not any(paths.values()):
-        raise ValueError(f"{workdir!r} holds no checkpoint in checkpoints/ or "
-                         "checkpoints_best/; train the run first.")
-    metric = cb.evaluation_metric(metric or arguments["eval_metric"], arguments["dataset"])
+    paths = _checkpoints(workdir)
+    metric = evaluation.evaluation_metric(metric or arguments["eval_metric"], arguments["dataset"])
     scorer, header = (_toy_scorer if metric == "toy" else _fid_scorer)(
         arguments, inception_path=inception_path, reference_stats=reference_stats)
-    run = train_lib.build_run(**config.build_run_arguments())
+    run = train_lib.build_run(config.run_spec())
     scored: dict[int, dict[str, Any]] = {}
     checkpoints = {}
     for label, path in paths.items():
@@ -109,27 +101,43 @@ def evaluate_run(workdir: str, *, num_samples: int = 50000, metric: str | None =
     record = {"workdir": workdir, "metric": metric, "num_samples": num_samples, "seed": seed,
               **header, "checkpoints": checkpoints}
     if int(run.fid_state.best_step.numpy()) >= 0:
-        record["training_best"] = {cb.EVALUATIONS[metric].KEY:
+        record["training_best"] = {evaluation.EVALUATIONS[metric].KEY:
                                    float(run.fid_state.best_fid.numpy()),
                                    "step": int(run.fid_state.best_step.numpy()),
                                    "num_samples": arguments["eval_num_samples"]}
-    _write_json(os.path.join(workdir, runs.EVAL_NAME), record)
+    _write_json(workdir_lib.Workdir(workdir).eval, record)
     return record
+
+
+def _checkpoints(workdir: str) -> dict[str, str | None]:
+    """{"best": path or None, "last": ...}: the newest checkpoint of each directory that reads
+    back whole and finite; a bad newer one is skipped with a warning and left in place
+    (evaluation does not change the run). ValueError if there is none."""
+    from adapt_tf import workdir as workdir_lib
+
+    directories = {kind: workdir_lib.Workdir(workdir).checkpoint_directory(kind)
+                   for kind in workdir_lib.CHECKPOINT_KINDS}
+    paths = {kind: workdir_lib.usable_checkpoint(directory, reject=False)
+             for kind, directory in directories.items()}
+    if not any(paths.values()):
+        raise ValueError(f"{workdir!r} holds no checkpoint in "
+                         f"{' or '.join(directories.values())}; train the run first.")
+    return paths
 
 
 def _fid_scorer(arguments: dict[str, Any], *, inception_path: str | None,
                 reference_stats: str | None):
     """(gan -> {"fid", "is_mean", "is_std"}, the record's "inception" and "reference")."""
-    from adapt_tf import callbacks as cb, metrics
+    from adapt_tf import evaluation, metrics
 
     inception = metrics.load_inception(inception_path or arguments["inception_path"])
-    reference, reference_path = cb.fid_reference(
+    reference, reference_path = evaluation.fid_reference(
         arguments["dataset"], inception=inception,
         reference_stats=reference_stats or arguments["reference_stats"],
         data_dir=arguments["data_dir"])
 
     def score(gan, **kwargs) -> dict[str, Any]:
-        return cb.generator_scores(gan, inception=inception, reference=reference, **kwargs)
+        return evaluation.generator_scores(gan, inception=inception, reference=reference, **kwargs)
 
     return score, {"inception": inception.source, "reference": reference_path}
 
@@ -138,7 +146,7 @@ def _toy_scorer(arguments: dict[str, Any], *, inception_path: str | None,
                 reference_stats: str | None):
     """(gan -> {"toy_fid", "toy_fid_floor", "confident_share", "class_coverage",
     "class_counts"}, the record's "classifier" and "real_data")."""
-    from adapt_tf import callbacks as cb, toy_metric
+    from adapt_tf import evaluation, toy_metric
 
     for name, value in {"inception_path": inception_path,
                         "reference_stats": reference_stats}.items():
@@ -148,8 +156,8 @@ def _toy_scorer(arguments: dict[str, Any], *, inception_path: str | None,
     classifier, reference = toy_metric.load_classifier()
 
     def score(gan, **kwargs) -> dict[str, Any]:
-        scores = cb.toy_generator_scores(gan, classifier=classifier,
-                                         reference=(reference.mu, reference.sigma), **kwargs)
+        scores = evaluation.toy_generator_scores(gan, classifier=classifier,
+                                                 reference=(reference.mu, reference.sigma), **kwargs)
         return {"toy_fid": scores.pop("toy_fid"), "toy_fid_floor": reference.floor, **scores}
 
     real = {key: value for key, value in reference.summary().items() if key != "classifier"}

@@ -1,10 +1,12 @@
-"""Exports of a trained run: TF-Hub style SavedModels of G (and D) and TFLite files.
+"""Exports of a trained GAN: TF-Hub style SavedModels of G (and D) and TFLite files.
+
+A gin-free library: `export_gan(gan, output_dir)` writes `output_dir/generator/` (SavedModel),
+`output_dir/generator.tflite` and `output_dir/export_info.json` (checkpoint, densities, TFLite
+sizes), and with `discriminator=True` `output_dir/discriminator/`. Loading an export needs
+TensorFlow only, not adapt_tf. The CLI, which rebuilds a trained run from its workdir first, is
+`adapt_tf.export_cli`:
 
     python -m adapt_tf.export --workdir=W [--checkpoint=best|last|PATH] [--discriminator]
-
-writes `W/export/generator/` (SavedModel), `W/export/generator.tflite` and
-`W/export/export_info.json` (checkpoint, densities, TFLite sizes), and with `--discriminator`
-`W/export/discriminator/`. Loading an export needs TensorFlow only, not adapt_tf.
 
 The generator SavedModel (from the EMA generator when the run keeps one):
 
@@ -47,10 +49,6 @@ TFLite: the generator (fixed batch, no truncation, BatchNorm on the moving stati
 spectral norms of an inference call, i.e. `__call__(z, training=False)`) converted with
 `tf.lite.Optimize.EXPERIMENTAL_SPARSITY`, which stores sparse constant tensors in TFLite's
 sparse format; its size is reported next to the size of a plain (dense) conversion.
-
-Checkpoints: `best` is the latest checkpoint in `W/checkpoints_best/` (kept by the FID
-callback), `last` the latest in `W/checkpoints/`; the default is `best` if a run kept one, else
-`last`. A run is rebuilt from `W/operative_config.gin`.
 """
 from __future__ import annotations
 
@@ -69,18 +67,15 @@ from adapt_tf.checks import positive_int
 from adapt_tf.layers import MaskedLayer, masked_layers
 
 __all__ = [
-    "CHECKPOINT_DIRS",
     "TFLiteExport",
     "strip_masks",
     "export_generator",
     "export_discriminator",
     "export_tflite",
-    "find_checkpoint",
-    "load_run",
-    "export_run",
+    "export_gan",
+    "INFO_NAME",
 ]
 
-CHECKPOINT_DIRS = {"best": "checkpoints_best", "last": "checkpoints"}
 
 
 # ------------------------------------------------------------------------ plain Keras models
@@ -366,100 +361,23 @@ def export_tflite(model, path: str, *, batch_size: int = 1, use_ema: bool = True
     return TFLiteExport(path=path, sparse_bytes=sizes[True], dense_bytes=sizes[False])
 
 
-# ------------------------------------------------------------------------ runs and the CLI
+# ------------------------------------------------------------------------------ a whole GAN
 
 
-def _usable(directory: str) -> str | None:
-    """The newest checkpoint of `directory` that reads back whole with finite model state
-    (`workdir.usable_checkpoint`: a bad newer one is skipped with a warning naming it, and left
-    where it is, since exporting must not change the run)."""
-    from adapt_tf import workdir as workdir_lib
-
-    return workdir_lib.usable_checkpoint(directory, reject=False)
+INFO_NAME = "export_info.json"
 
 
-def find_checkpoint(workdir: str, checkpoint: str | None = None) -> str:
-    """The checkpoint prefix `checkpoint` names in `workdir`.
-
-    Args:
-      checkpoint: "best" (latest in `W/checkpoints_best/`), "last" (latest in
-        `W/checkpoints/`), a checkpoint prefix (e.g. `W/checkpoints/ckpt-8`) or a directory
-        of checkpoints; None = "best" if the run kept one, else "last".
-    Raises:
-      ValueError: no such workdir or checkpoint, with what was looked for.
-    """
-    if not os.path.isdir(workdir):
-        raise ValueError(f"workdir {workdir!r} does not exist; pass the --workdir of a "
-                         "training run.")
-    if checkpoint is None:
-        for kind in ("best", "last"):
-            path = _usable(os.path.join(workdir, CHECKPOINT_DIRS[kind]))
-            if path:
-                return path
-        raise ValueError(f"{workdir!r} holds no checkpoint (looked in "
-                         f"{[os.path.join(workdir, d) for d in CHECKPOINT_DIRS.values()]}); "
-                         "train the run first, or pass --checkpoint=PATH.")
-    if checkpoint in CHECKPOINT_DIRS:
-        directory = os.path.join(workdir, CHECKPOINT_DIRS[checkpoint])
-        path = _usable(directory)
-        if path is None:
-            hint = ("the run kept no best checkpoint (it needs FID evaluation, "
-                    "train.eval_every); use --checkpoint=last" if checkpoint == "best"
-                    else "train the run first")
-            raise ValueError(f"No {checkpoint!r} checkpoint: {directory!r} holds none; {hint}.")
-        return path
-    if os.path.isdir(checkpoint):
-        path = _usable(checkpoint)
-        if path is None:
-            raise ValueError(f"Directory {checkpoint!r} holds no checkpoint (no 'checkpoint' "
-                             "state file); give a checkpoint prefix such as "
-                             f"{os.path.join(workdir, 'checkpoints', 'ckpt-N')}.")
-        return path
-    if not tf.io.gfile.exists(checkpoint + ".index"):
-        raise ValueError(f"No checkpoint at {checkpoint!r} (no {checkpoint}.index): give "
-                         "'best', 'last', a checkpoint prefix such as "
-                         f"{os.path.join(workdir, 'checkpoints', 'ckpt-N')}, or a directory.")
-    return checkpoint
-
-
-def load_run(workdir: str, *, checkpoint: str | None = None):
-    """The `SparseGAN` of a run, rebuilt from `W/operative_config.gin` and restored.
-
-    `checkpoint` as `find_checkpoint`. Rebuilding parses the run's config with gin (clearing
-    the process's gin config, see `adapt_tf.runs`); the global mixed-precision policy is left
-    as it was.
-    """
-    from adapt_tf import runs, train_lib  # gin lives at the composition root
-
-    path = find_checkpoint(workdir, checkpoint)
-    config = runs.read_run_config(workdir)
-    policy = keras.mixed_precision.global_policy()
-    try:
-        run = train_lib.build_run(**config.build_run_arguments())
-        try:
-            run.checkpointer.restore(path)
-        except (AssertionError, ValueError, tf.errors.OpError) as error:
-            raise ValueError(f"Checkpoint {path!r} does not fit the run that "
-                             f"{os.path.join(workdir, 'operative_config.gin')} describes: "
-                             f"{error}") from error
-    finally:
-        keras.mixed_precision.set_global_policy(policy)
-    return run.gan
-
-
-def export_run(workdir: str, *, checkpoint: str | None = None, output_dir: str | None = None,
+def export_gan(gan, output_dir: str, *, checkpoint: str | None = None,
                discriminator: bool = False, tflite: bool = True) -> dict[str, Any]:
-    """Exports a run's generator (and discriminator, TFLite); returns what `export_info.json`
-    records: checkpoint, iteration, paths, densities and TFLite sizes.
-
-    output_dir defaults to `W/export`.
-    """
-    gan = load_run(workdir, checkpoint=checkpoint)
-    output_dir = output_dir or os.path.join(workdir, "export")
+    """Exports a `SparseGAN`'s generator (EMA if it keeps one) to `output_dir/generator/`, and
+    its discriminator to `output_dir/discriminator/` and the TFLite generator to
+    `output_dir/generator.tflite` if asked; writes and returns `output_dir/export_info.json`:
+    checkpoint (the one `gan` was restored from, as given), iteration, paths, densities and
+    TFLite sizes."""
     os.makedirs(output_dir, exist_ok=True)
     generator = gan.ema_generator if gan.ema_generator is not None else gan.generator
     info: dict[str, Any] = {
-        "checkpoint": find_checkpoint(workdir, checkpoint), "step": gan.iteration,
+        "checkpoint": checkpoint, "step": gan.iteration,
         "ema": gan.ema_generator is not None,
         "generator": export_generator(gan, os.path.join(output_dir, "generator")),
         "g_density": gan.density("generator"), "d_density": gan.density("discriminator"),
@@ -471,40 +389,14 @@ def export_run(workdir: str, *, checkpoint: str | None = None, output_dir: str |
     if tflite:
         result = export_tflite(gan, os.path.join(output_dir, "generator.tflite"))
         info["tflite"] = dataclasses.asdict(result)
-    with open(os.path.join(output_dir, "export_info.json"), "w") as f:
+    with open(os.path.join(output_dir, INFO_NAME), "w") as f:
         json.dump(info, f, indent=2)
     return info
 
 
-def _main(argv) -> None:
-    from absl import app, flags, logging
-
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    values = flags.FLAGS
-    try:
-        info = export_run(values.workdir, checkpoint=values.checkpoint or None,
-                          output_dir=values.output_dir, discriminator=values.discriminator,
-                          tflite=values.tflite)
-    except ValueError as error:
-        raise app.UsageError(str(error)) from None
-    logging.info("Exported %s (iteration %d, d_G=%.4f) to %s", info["checkpoint"],
-                 info["step"], info["g_density"], info["generator"])
-    if "tflite" in info:
-        sizes = info["tflite"]
-        logging.info("TFLite %s: %d bytes sparse vs %d bytes dense (%.1f %%).", sizes["path"],
-                     sizes["sparse_bytes"], sizes["dense_bytes"],
-                     100.0 * sizes["sparse_bytes"] / sizes["dense_bytes"])
-
-
 if __name__ == "__main__":
-    from absl import app, flags
+    # `python -m adapt_tf.export` keeps working: its CLI reads the run's gin config, so it lives
+    # at the composition root (`adapt_tf.export_cli`); this module stays a gin-free library.
+    from adapt_tf import export_cli
 
-    flags.DEFINE_string("workdir", None, "Run directory written by python -m adapt_tf.train.")
-    flags.DEFINE_string("checkpoint", "", "best | last | a checkpoint prefix or directory; "
-                        "default: best if the run kept one, else last.")
-    flags.DEFINE_string("output_dir", None, "Where to write (default WORKDIR/export).")
-    flags.DEFINE_bool("discriminator", False, "Also export the discriminator.")
-    flags.DEFINE_bool("tflite", True, "Also write generator.tflite (sparse) and report sizes.")
-    flags.mark_flag_as_required("workdir")
-    app.run(_main)
+    export_cli.run()

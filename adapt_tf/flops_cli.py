@@ -44,7 +44,7 @@ def static_flops(arguments: dict[str, Any], *, strict: bool = False,
     """Static-Balance and Static-Strong training FLOPs of the run `arguments` describe.
 
     Args:
-      arguments: `train_lib.train` keyword arguments (`runs.RunConfig.arguments`): reads
+      arguments: `train_lib.RunSpec` fields (`runs.RunConfig.arguments`): reads
         architecture, dataset, g_width, d_width, d_batch_size, g_batch_size, n_dis,
         total_steps, br_interval and sparse_init.
       strict: the strict setting (Strong D at 50 %) instead of the relaxed one (dense D).
@@ -138,10 +138,11 @@ def main(argv):
         densities = [float(d) for d in values.densities]
     except ValueError as error:
         raise app.UsageError(f"--densities must be numbers in (0, 1]: {error}")
-    from adapt_tf import runs
+    from adapt_tf import configurables
 
     try:
-        config = runs.parse_run_config(values.gin_file, values.gin_bindings, with_method=False)
+        config = configurables.parse_run_config(values.gin_file, values.gin_bindings,
+                                                with_method=False)
     except (ValueError, KeyError, TypeError, SyntaxError) as error:
         sys.exit(f"Bad gin configuration ({', '.join(values.gin_file)}; bindings "
                  f"{values.gin_bindings}): {error}")

@@ -31,7 +31,7 @@ import tf_keras as keras
 # casts to the compute dtype; `_float32_value` needs the float32 variable underneath.
 from tf_keras.src.mixed_precision.autocast_variable import AutoCastVariable
 
-from adapt_tf import _compat
+from adapt_tf import _compat, topology
 
 __all__ = [
     "MaskedLayer",
@@ -170,8 +170,8 @@ class MaskedLayer(_SpectralNorm):
 
     @property
     def density(self) -> float:
-        """Fraction of active kernel entries (eager)."""
-        return float(tf.reduce_mean(self.mask))
+        """Fraction of active kernel entries (eager; `topology.layer_densities` computes it)."""
+        return topology.layer_densities([self])[self.name]
 
     def get_prunable_weights(self) -> list:
         """tfmot's `PrunableLayer` interface: the kernel is the prunable weight."""

@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-from adapt_tf import dst
+from adapt_tf import checks, dst
 from adapt_tf.controller import BAND, ADAPTController
 from adapt_tf.sparsity import DynamicSparsity
 
@@ -171,9 +171,7 @@ def method(name: str, *, g_density: float = 1.0, setting: str = "relaxed",
     if setting not in STRONG_DENSITY:
         raise ValueError(f"Unknown setting {setting!r}; choose 'relaxed' (Table 1, Strong D "
                          "dense) or 'strict' (Table 2, Strong D at 50 %).")
-    if isinstance(g_density, bool) or not isinstance(g_density, (int, float)) \
-            or not 0.0 < g_density <= 1.0:
-        raise ValueError(f"g_density={g_density!r} must be in (0, 1].")
+    checks.density("g_density", g_density)
     if preset.densities == "dense":
         return Method(name, 1.0, 1.0)
     if preset.densities == "pruned":

@@ -303,8 +303,8 @@ def _batches(source: Source, *, num_samples: int | None,
              batch_size: int) -> Iterator[tf.Tensor]:
     """Batches of at most batch_size images, num_samples in all (if given)."""
     positive_int("batch_size", batch_size)
-    if num_samples is not None and (not isinstance(num_samples, int) or num_samples < 1):
-        raise ValueError(f"num_samples must be a positive int or None, got {num_samples!r}")
+    if num_samples is not None:
+        positive_int("num_samples", num_samples)
     remaining = num_samples
     for batch in _raw_batches(source, num_samples=num_samples, batch_size=batch_size):
         batch = tf.convert_to_tensor(_image_part(batch))

@@ -32,6 +32,7 @@ from absl import app, flags, logging
 
 import adapt_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from adapt_tf import paper
+from adapt_tf.workdir import Workdir
 
 __all__ = ["RunRecord", "load_run", "expand_workdirs", "csv_rows", "markdown", "plot_runs",
            "default_output_dir", "write_report", "define_flags", "main"]
@@ -117,11 +118,11 @@ def expand_workdirs(patterns: Sequence[str]) -> list[str]:
     for pattern in patterns:
         if glob.has_magic(pattern):
             matches = sorted(p for p in glob.glob(pattern)
-                             if os.path.isfile(os.path.join(p, "operative_config.gin")))
+                             if os.path.isfile(Workdir(p).config))
             if not matches:
                 raise ValueError(f"No run directory matches {pattern!r}.")
             workdirs += matches
-        elif os.path.isfile(os.path.join(pattern, "operative_config.gin")):
+        elif os.path.isfile(Workdir(pattern).config):
             workdirs.append(pattern)
         else:
             raise ValueError(f"{pattern!r} is not a run directory (no operative_config.gin); "
@@ -131,10 +132,10 @@ def expand_workdirs(patterns: Sequence[str]) -> list[str]:
 
 def load_run(workdir: str, *, name: str | None = None) -> RunRecord:
     """Reads one run's config, metrics.csv and eval.json."""
-    from adapt_tf import runs
+    from adapt_tf import configurables, runs
     from adapt_tf.controller import BAND
 
-    config = runs.read_run_config(workdir)
+    config = configurables.read_run_config(workdir)
     method = config.method
     controller = method.controller or {}
     band = (controller.get("b_low", BAND[0]), controller.get("b_high", BAND[1]))
@@ -336,8 +337,8 @@ def plot_runs(records: Sequence[RunRecord], path: str, *, title: str) -> str:
 
 def default_output_dir(workdirs: Sequence[str]) -> str:
     if len(workdirs) == 1:
-        return os.path.join(workdirs[0], "report")
-    return os.path.join(os.path.commonpath([os.path.abspath(w) for w in workdirs]), "report")
+        return Workdir(workdirs[0]).report
+    return Workdir(os.path.commonpath([os.path.abspath(w) for w in workdirs])).report
 
 
 def write_report(workdirs: Sequence[str], output_dir: str | None = None) -> dict[str, Any]:

@@ -27,23 +27,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from adapt_tf import checks
+
 Seed = int | Sequence[int]
 
 _VALID_SAMPLING = ("exact", "bernoulli")
-
-
-def _check_density(density: Any, *, what: str = "density") -> float:
-    """Returns `density` as a float in (0, 1], or raises ValueError naming it."""
-    if isinstance(density, (bool, np.bool_)) or not isinstance(density, numbers.Real):
-        raise ValueError(
-            f"{what} must be a real number in (0, 1], got {density!r} "
-            f"({type(density).__name__}); pass e.g. 0.3 for 30% active weights.")
-    value = float(density)
-    if not (0.0 < value <= 1.0):  # False for NaN too.
-        raise ValueError(
-            f"{what} must be in (0, 1], got {density!r}; pass the fraction of active "
-            "weights, e.g. 0.3 for 30% (1.0 is dense).")
-    return value
 
 
 def _check_shape(shape: Any, *, name: str = "shape") -> tuple[int, ...]:
@@ -106,7 +94,7 @@ def uniform_densities(shapes: Mapping[str, Sequence[int]], density: float) -> di
     Returns:
       {layer name: density}, same keys and order as `shapes`.
     """
-    density = _check_density(density)
+    density = checks.density("density", density)
     return {name: density for name in _check_shapes(shapes)}
 
 
@@ -131,7 +119,7 @@ def erk_densities(shapes: Mapping[str, Sequence[int]], density: float, *,
       {layer name: density in (0, 1]}, same keys and order as `shapes`;
       sum(d_l * n_l) == density * N up to float rounding.
     """
-    density = _check_density(density)
+    density = checks.density("density", density)
     shapes = _check_shapes(shapes)
     if isinstance(power_scale, bool) or not isinstance(power_scale, numbers.Real) \
             or not math.isfinite(power_scale) or power_scale < 0:
@@ -184,14 +172,14 @@ def layer_counts(shapes: Mapping[str, Sequence[int]], densities: Mapping[str, fl
       ValueError: if the names differ, or the densities disagree with `density` by more than
         one weight per layer (they were computed for another density).
     """
-    density = _check_density(density)
+    density = checks.density("density", density)
     shapes = _check_shapes(shapes)
     if set(densities) != set(shapes):
         raise ValueError(
             f"densities has layers {sorted(densities)} but shapes has {sorted(shapes)}; "
             "compute densities from the same shapes (erk_densities or uniform_densities).")
     sizes = {name: math.prod(shape) for name, shape in shapes.items()}
-    exact = {name: _check_density(densities[name], what=f"density of {name!r}") * sizes[name]
+    exact = {name: checks.density(f"density of {name!r}", densities[name]) * sizes[name]
              for name in shapes}
     counts = {name: sizes[name] if exact[name] >= sizes[name] else _round(exact[name])
               for name in shapes}
@@ -260,7 +248,7 @@ def bernoulli_mask(shape: Sequence[int], density: float, *, seed: Seed) -> np.nd
       float32 array of `shape` with values in {0, 1}.
     """
     shape = _check_shape(shape)
-    density = _check_density(density)
+    density = checks.density("density", density)
     rng = np.random.default_rng(_check_seed(seed))
     return (rng.random(shape) < density).astype(np.float32)
 
@@ -337,7 +325,7 @@ def sparsify(model_or_layers: Any, density: float, *, distribution: str = "erk",
     Returns:
       {layer name: realised density (active / size) of the new mask}.
     """
-    density = _check_density(density)
+    density = checks.density("density", density)
     key = distribution.lower() if isinstance(distribution, str) else distribution
     if key not in _DISTRIBUTIONS:
         raise ValueError(

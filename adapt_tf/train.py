@@ -3,7 +3,8 @@
 Trains (or resumes, if W holds checkpoints) the run the gin files describe, writing
 W/operative_config.gin, W/metrics.csv, W/tensorboard/, W/samples/, W/checkpoints/ and, at the
 end, W/training.png (BR with its band, densities and FID or the toy metric over iterations).
-A resumed run must have the recorded configuration (`runs.RESUMABLE_CHANGES` may differ).
+A resumed run must have the recorded configuration (`configurables.RESUMABLE_CHANGES` may
+differ).
 Errors end as one line and exit 1 (`--debug` or ADAPT_TF_DEBUG=1: with the traceback);
 SIGTERM / SIGINT save and exit 143 / 130. See docs/RELIABILITY.md.
 """
@@ -64,7 +65,7 @@ def _train(gin_files, gin_bindings, workdir: str) -> None:
     workdir_lib.check_writable(workdir)
     # Workers of a multi-worker run share the workdir: the chief owns it and its config.
     chief = distribution.is_chief_process()
-    config_path = os.path.join(workdir, workdir_lib.CONFIG_NAME)
+    config_path = workdir_lib.Workdir(workdir).config
     with workdir_lib.lock(workdir) if chief else contextlib.nullcontext():
         resuming = _parse_and_check(gin_files, gin_bindings, workdir)
         if chief and not resuming:
@@ -82,31 +83,28 @@ def _train(gin_files, gin_bindings, workdir: str) -> None:
 def _plot_training(workdir: str) -> None:
     """W/training.png: BR with its band, d_D and d_G, and FID (or the toy metric) over the
     iterations, as `python -m adapt_tf.report W` draws one run."""
-    from adapt_tf import report
+    from adapt_tf import report, workdir as workdir_lib
 
     record = report.load_run(workdir)
-    path = report.plot_runs([record], os.path.join(workdir, "training.png"),
+    path = report.plot_runs([record], workdir_lib.Workdir(workdir).training_plot,
                             title=f"{record.label} on {record.setting}")
     logging.info("Wrote %s", path)
 
 
 def _parse_and_check(gin_files, gin_bindings, workdir: str) -> bool:
     """Parses the config into gin, refuses it if it differs from the one `workdir`'s
-    checkpoints were trained with (`runs.check_resume`) or fails `train`'s argument checks;
-    returns whether there is a recorded config to keep (a resume)."""
-    from adapt_tf import configurables, runs, train_lib
+    checkpoints were trained with (`configurables.check_resume`) or fails `train`'s argument
+    checks; returns whether there is a recorded config to keep (a resume)."""
+    from adapt_tf import configurables, train_lib
 
-    recorded = runs.recorded_bindings(workdir)
+    recorded = configurables.recorded_bindings(workdir)
     try:
         configurables.parse_config(gin_files, gin_bindings)
     except USER_ERRORS as error:
         raise ValueError(f"Bad gin configuration ({', '.join(gin_files)}; bindings "
                          f"{list(gin_bindings)}): {error}") from error
-    runs.check_resume(workdir, recorded, configurables.config_bindings())
-    arguments = runs.current_run_config().arguments
-    train_lib.check_arguments(**{name: arguments[name] for name in (
-        "total_steps", "architecture", "dataset", "log_every", "checkpoint_every",
-        "eval_every", "eval_metric")})
+    configurables.check_resume(workdir, recorded, configurables.config_bindings())
+    train_lib.check_arguments(configurables.current_run_config().run_spec(workdir=workdir))
     return recorded is not None
 
 

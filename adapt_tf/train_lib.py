@@ -3,8 +3,8 @@
 It builds the strategy, the models (sparsified as the method says), the `SparseGAN`, the data
 pipeline and the callbacks, restores the latest checkpoint of `workdir` if there is one, and
 runs `fit` to `total_steps`. `build_run` builds the same run without data or training (for
-evaluation of a finished run). `adapt_tf.configurables` makes it gin-configurable;
-`python -m adapt_tf.train` is the CLI.
+evaluation of a finished run). Both take one frozen `RunSpec`, which `adapt_tf.configurables`
+registers with gin as `train`; `python -m adapt_tf.train` is the CLI.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from adapt_tf.flops_logger import FlopsLogger, FlopsState, training_schedule
 from adapt_tf.gan import SparseGAN
 from adapt_tf.run_io import Checkpointer, MetricsLogger, SampleGrid, TerminateOnNaN
 
-__all__ = ["train", "build_run", "check_arguments", "Run", "TrainingDiverged"]
+__all__ = ["RunSpec", "train", "build_run", "check_arguments", "Run", "TrainingDiverged"]
 
 OptimizerFactory = Callable[[], keras.optimizers.Optimizer]
 
@@ -40,110 +40,145 @@ def _adam(learning_rate: float = 2e-4, beta_1: float = 0.0, beta_2: float = 0.9)
     return keras.optimizers.Adam(learning_rate, beta_1=beta_1, beta_2=beta_2)
 
 
-def train(*, workdir: str, total_steps: int, method: methods.Method,
-          architecture: str = "sngan32", dataset: str = data.DEFAULT_DATASET,
-          g_width: int | None = None, d_width: int | None = None,
-          d_batch_size: int = 64, g_batch_size: int = 128, n_dis: int = 5,
-          generator_optimizer: OptimizerFactory = _adam,
-          discriminator_optimizer: OptimizerFactory = _adam,
-          loss: str = "hinge", ema_decay: float | None = 0.999, br_interval: int = 10,
-          br_window: int = 1000, sparse_init: str = "erk", seed: int = 0,
-          log_every: int = 100, checkpoint_every: int = 1000, sample_every: int = 1000,
-          num_sample_images: int = 64, strategy: str = "default",
-          devices: Sequence[str] | None = None, jit_compile: bool = False,
-          mixed_precision: str | None = None, data_dir: str | None = None,
-          download: bool = False, extra_callbacks: Sequence[keras.callbacks.Callback] = (),
-          flops_convention: str = "paper", eval_every: int | None = None,
-          eval_num_samples: int = 10000, eval_metric: str | None = None,
-          inception_path: str | None = None,
-          reference_stats: str | None = None) -> SparseGAN:
-    """Trains (or resumes) one run in `workdir`; returns the trained `SparseGAN`.
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """One run: what `train` trains and `build_run` builds. `adapt_tf.configurables` registers
+    it with gin under the name `train`, so configs bind its fields as `train.total_steps = ...`.
 
-    Batch sizes are global. `method` comes from `adapt_tf.methods.method(...)`; optimizers
-    are factories (called inside the strategy scope), e.g. `functools.partial(Adam, 2e-4)`.
-    `strategy` is a `distribution.get_strategy` name, `devices` the devices of "mirrored"
-    (default: all local GPUs); under "multi_worker" only the chief writes to `workdir`.
-    Writes `workdir/metrics.csv` (with cumulative `train_flops` and `train_flops_ratio` under
-    `flops_convention`), `tensorboard/`, `samples/step_N.png`, `checkpoints/`. With
-    `eval_every` (a multiple of `log_every`), `eval_num_samples` EMA samples are scored every
-    `eval_every` iterations and at the end, the best checkpoint kept in `checkpoints_best/`.
-    `eval_metric` (`evaluation.evaluation_metric`; default "toy" for toy_shapes, else "fid")
-    chooses the score: "fid" is FID and IS, Inception from `inception_path` (default TF-Hub),
-    reference statistics from `reference_stats` (.npz) or computed from `dataset`
-    (`evaluation.fid_reference`); "toy" is the offline toy_shapes metric (`adapt_tf.toy_metric`:
-    toy FID, class coverage, confident share), its classifier trained at first use and cached.
-    `download` lets tfds download a catalog dataset that is not prepared (needs internet).
+    Attributes:
+      workdir: the run directory (`workdir.Workdir` names its files): `metrics.csv` (with
+        cumulative `train_flops` and `train_flops_ratio` under `flops_convention`),
+        `tensorboard/`, `samples/step_N.png`, `checkpoints/`, `checkpoints_best/`.
+      total_steps: GAN iterations to train to.
+      method: from `adapt_tf.methods.method(...)`.
+      architecture, dataset, g_width, d_width: `architectures.ARCHITECTURES` and `data` names;
+        the widths override the architecture's.
+      d_batch_size, g_batch_size, n_dis: global batch sizes and D steps per iteration.
+      generator_optimizer, discriminator_optimizer: factories, called inside the strategy scope
+        (e.g. `functools.partial(Adam, 2e-4)`).
+      loss, ema_decay, br_interval, br_window, seed: of `SparseGAN`; sparse_init: the
+        `topology.sparsify` distribution.
+      log_every, checkpoint_every, sample_every, num_sample_images: logging cadences.
+      strategy, devices: a `distribution.get_strategy` name and the devices of "mirrored"
+        (default: all local GPUs); under "multi_worker" only the chief writes to `workdir`.
+      jit_compile, mixed_precision: XLA for the train step; a Keras mixed-precision policy.
+      data_dir, download: the tfds data directory; `download` lets tfds download a catalog
+        dataset that is not prepared (needs internet).
+      extra_callbacks: Keras callbacks run after the run's own.
+      flops_convention: of the logged training FLOPs (`adapt_tf.flops`).
+      eval_every, eval_num_samples, eval_metric, inception_path, reference_stats: with
+        `eval_every` (a multiple of `log_every`), `eval_num_samples` EMA samples are scored every
+        `eval_every` iterations and at the end, the best checkpoint kept in
+        `checkpoints_best/`. `eval_metric` (`evaluation.evaluation_metric`; default "toy" for
+        toy_shapes, else "fid"): "fid" is FID and IS, Inception from `inception_path` (default
+        TF-Hub), reference statistics from `reference_stats` (.npz) or computed from `dataset`
+        (`evaluation.fid_reference`); "toy" is the offline toy_shapes metric
+        (`adapt_tf.toy_metric`), its classifier trained at first use and cached.
+    """
 
-    The workdir is locked for the run (`workdir.lock`) and checked writable first; it resumes
-    from the newest usable checkpoint (`workdir.usable_checkpoint`); non-finite state is never
-    saved. See docs/RELIABILITY.md.
+    workdir: str
+    total_steps: int
+    method: methods.Method
+    architecture: str = "sngan32"
+    dataset: str = data.DEFAULT_DATASET
+    g_width: int | None = None
+    d_width: int | None = None
+    d_batch_size: int = 64
+    g_batch_size: int = 128
+    n_dis: int = 5
+    generator_optimizer: OptimizerFactory = _adam
+    discriminator_optimizer: OptimizerFactory = _adam
+    loss: str = "hinge"
+    ema_decay: float | None = 0.999
+    br_interval: int = 10
+    br_window: int = 1000
+    sparse_init: str = "erk"
+    seed: int = 0
+    log_every: int = 100
+    checkpoint_every: int = 1000
+    sample_every: int = 1000
+    num_sample_images: int = 64
+    strategy: str = "default"
+    devices: Sequence[str] | None = None
+    jit_compile: bool = False
+    mixed_precision: str | None = None
+    data_dir: str | None = None
+    download: bool = False
+    extra_callbacks: Sequence[keras.callbacks.Callback] = ()
+    flops_convention: str = "paper"
+    eval_every: int | None = None
+    eval_num_samples: int = 10000
+    eval_metric: str | None = None
+    inception_path: str | None = None
+    reference_stats: str | None = None
+
+
+def _spec(spec: RunSpec | None, arguments: dict) -> RunSpec:
+    """`spec` with `arguments` replaced, or `RunSpec(**arguments)` (keyword calls)."""
+    if spec is None:
+        return RunSpec(**arguments)
+    return dataclasses.replace(spec, **arguments) if arguments else spec
+
+
+def train(spec: RunSpec | None = None, /, **arguments) -> SparseGAN:
+    """Trains (or resumes) the run `spec` describes; returns the trained `SparseGAN`.
+
+    `arguments` are `RunSpec` fields: `train(workdir=..., total_steps=..., method=...)` builds
+    the spec, `train(spec, seed=1)` replaces them in it. The workdir is locked for the run
+    (`workdir.lock`) and checked writable first; it resumes from the newest usable checkpoint
+    (`workdir.usable_checkpoint`); non-finite state is never saved. See docs/RELIABILITY.md.
 
     Raises:
       TrainingDiverged: losses or model values became non-finite (nothing non-finite saved).
       preemption.TrainingInterrupted: SIGTERM/SIGINT; the state was saved first.
       workdir.WorkdirError: the workdir is in use, not writable, or has no usable checkpoint.
     """
-    check_arguments(total_steps=total_steps, architecture=architecture, dataset=dataset,
-                    log_every=log_every, checkpoint_every=checkpoint_every,
-                    eval_every=eval_every, eval_metric=eval_metric)
-    metric = evaluation_metric(eval_metric, dataset)
-    strategy_obj = distribution.get_strategy(strategy, devices=devices)
+    spec = _spec(spec, arguments)
+    check_arguments(spec)
+    strategy = distribution.get_strategy(spec.strategy, devices=spec.devices)
     # Workers of a multi-worker run share the workdir; the chief owns it.
-    chief = distribution.is_chief(strategy_obj)
-    with workdir_lib.lock(workdir) if chief else contextlib.nullcontext():
-        workdir_lib.check_writable(workdir)
-        with strategy_obj.scope():
-            run = build_run(
-                workdir=workdir, total_steps=total_steps, method=method,
-                architecture=architecture, dataset=dataset, g_width=g_width, d_width=d_width,
-                g_batch_size=g_batch_size, n_dis=n_dis,
-                generator_optimizer=generator_optimizer,
-                discriminator_optimizer=discriminator_optimizer, loss=loss,
-                ema_decay=ema_decay, br_interval=br_interval, br_window=br_window,
-                sparse_init=sparse_init, seed=seed, checkpoint_every=checkpoint_every,
-                jit_compile=jit_compile, mixed_precision=mixed_precision)
+    chief = distribution.is_chief(strategy)
+    with workdir_lib.lock(spec.workdir) if chief else contextlib.nullcontext():
+        workdir_lib.check_writable(spec.workdir)
+        with strategy.scope():
+            run = build_run(spec)
             start = run.checkpointer.restore()
         if start == 0 and chief:
-            workdir_lib.set_aside_orphan_metrics(workdir)
-        if start >= total_steps:
+            workdir_lib.set_aside_orphan_metrics(spec.workdir)
+        if start >= spec.total_steps:
             logging.info("%s already holds a run of %d >= %d iterations; nothing to do.",
-                         workdir, start, total_steps)
+                         spec.workdir, start, spec.total_steps)
             return run.gan
-        images = data.make_dataset(dataset, batch_size=n_dis * d_batch_size,
+        images = data.make_dataset(spec.dataset, batch_size=spec.n_dis * spec.d_batch_size,
                                    image_size=run.architecture.image_size,
-                                   conditional=run.architecture.conditional, seed=seed,
-                                   start_step=start, data_dir=data_dir, download=download)
-        return _fit(run, images, method=method, start=start, strategy=strategy_obj,
-                    workdir=workdir, total_steps=total_steps, log_every=log_every,
-                    sample_every=sample_every, num_sample_images=num_sample_images,
-                    d_batch_size=d_batch_size, g_batch_size=g_batch_size, n_dis=n_dis,
-                    br_interval=br_interval, flops_convention=flops_convention,
-                    extra_callbacks=extra_callbacks,
-                    evaluation=dict(metric=metric, every=eval_every,
-                                    num_samples=eval_num_samples,
-                                    inception_path=inception_path,
-                                    reference_stats=reference_stats, data_dir=data_dir,
-                                    dataset=dataset))
+                                   conditional=run.architecture.conditional, seed=spec.seed,
+                                   start_step=start, data_dir=spec.data_dir,
+                                   download=spec.download)
+        return _fit(run, images, spec, start=start, strategy=strategy)
 
 
-def check_arguments(*, total_steps: int, architecture: str, dataset: str, log_every: int,
-                    checkpoint_every: int, eval_every: int | None,
-                    eval_metric: str | None = None) -> None:
-    """The checks of `train`'s arguments that need no model or data (the CLI runs them before
-    it writes operative_config.gin): ValueError naming the value and the fix."""
-    for name, value in (("total_steps", total_steps), ("log_every", log_every),
-                        ("checkpoint_every", checkpoint_every)):
-        positive_int(name, value)
+def check_arguments(spec: RunSpec) -> None:
+    """The checks of a run spec that need no model or data (the CLI runs them before it
+    writes operative_config.gin): ValueError naming the value and the fix."""
+    for name in ("total_steps", "log_every", "checkpoint_every"):
+        positive_int(name, getattr(spec, name))
+    eval_every, log_every = spec.eval_every, spec.log_every
     if eval_every is not None and (not isinstance(eval_every, int) or eval_every < 1
                                    or eval_every % log_every):
         raise ValueError(f"eval_every={eval_every!r} must be None or a positive multiple of "
                          f"log_every={log_every}, so that FID lands on its own metrics row.")
-    spec = data.dataset_info(dataset)
-    evaluation_metric(eval_metric, dataset)
-    arch = _architecture(architecture)
-    if arch.conditional and spec.num_classes is None:
-        raise ValueError(f"Architecture {architecture!r} is class-conditional but dataset "
-                         f"{dataset!r} has no labels; use an unconditional architecture.")
+    data.dataset_info(spec.dataset)
+    evaluation_metric(spec.eval_metric, spec.dataset)
+    _num_classes(_architecture(spec.architecture), spec)
+
+
+def _num_classes(arch: architectures.Architecture, spec: RunSpec) -> int | None:
+    """The class count the run's networks take: the dataset's if `arch` is conditional."""
+    num_classes = data.dataset_info(spec.dataset).num_classes
+    if arch.conditional and num_classes is None:
+        raise ValueError(f"Architecture {spec.architecture!r} is class-conditional but dataset "
+                         f"{spec.dataset!r} has no labels; use an unconditional architecture.")
+    return num_classes if arch.conditional else None
 
 
 def _architecture(name: str) -> architectures.Architecture:
@@ -154,37 +189,42 @@ def _architecture(name: str) -> architectures.Architecture:
     return arch
 
 
-def _fit(run: Run, images: tf.data.Dataset, *, method: methods.Method, start: int, strategy,
-         workdir: str, total_steps: int, log_every: int, sample_every: int,
-         num_sample_images: int, d_batch_size: int, g_batch_size: int, n_dis: int, br_interval: int,
-         flops_convention: str, extra_callbacks, evaluation: dict) -> SparseGAN:
+def _fit(run: Run, images: tf.data.Dataset, spec: RunSpec, *, start: int,
+         strategy: tf.distribute.Strategy) -> SparseGAN:
     """Runs `fit` from iteration `start` with the run's callbacks; raises on divergence or a
     stop signal (after the final save)."""
     # Non-chief workers of a multi-worker run write logs and samples to a private copy.
-    log_dir = distribution.writer_directory(workdir, strategy)
-    metric = evaluation.pop("metric")
+    log_dir = distribution.writer_directory(spec.workdir, strategy)
+    metric = evaluation_metric(spec.eval_metric, spec.dataset)
     logger = MetricsLogger(
-        log_dir, every=log_every, total_steps=total_steps,
+        log_dir, every=spec.log_every, total_steps=spec.total_steps,
         extra_fields=FlopsLogger.FIELDS + EVALUATIONS[metric].FIELDS)
-    schedule = training_schedule(run.method_callbacks, d_batch=d_batch_size,
-                                 g_batch=g_batch_size, n_dis=n_dis, br_interval=br_interval)
-    scoring = [] if evaluation["every"] is None else [_evaluation_callback(
-        run, metric=metric, workdir=workdir, total_steps=total_steps, **evaluation)]
+    schedule = training_schedule(run.method_callbacks, d_batch=spec.d_batch_size,
+                                 g_batch=spec.g_batch_size, n_dis=spec.n_dis,
+                                 br_interval=spec.br_interval)
+    scoring = [] if spec.eval_every is None else [_evaluation_callback(
+        run, metric=metric, workdir=spec.workdir, total_steps=spec.total_steps,
+        every=spec.eval_every, num_samples=spec.eval_num_samples,
+        inception_path=spec.inception_path, reference_stats=spec.reference_stats,
+        data_dir=spec.data_dir, dataset=spec.dataset)]
     nan_guard, stop = TerminateOnNaN(), preemption.StopOnSignal()
     # Callbacks talk through Keras `logs`: those that add entries (FLOPs, scores) precede the
     # logger that writes them; the method callbacks change masks before FLOPs are counted.
     run_callbacks = [*run.method_callbacks,
-                     FlopsLogger(schedule, convention=flops_convention, state=run.flops_state),
+                     FlopsLogger(schedule, convention=spec.flops_convention,
+                                 state=run.flops_state),
                      *scoring, logger,
-                     SampleGrid(log_dir, every=sample_every, num_images=num_sample_images,
-                                total_steps=total_steps),
-                     nan_guard, run.checkpointer, *extra_callbacks, stop]
+                     SampleGrid(log_dir, every=spec.sample_every,
+                                num_images=spec.num_sample_images,
+                                total_steps=spec.total_steps),
+                     nan_guard, run.checkpointer, *spec.extra_callbacks, stop]
+    method = spec.method
     logging.info("Training %s (%s, d_G=%.3f, d_D=%.3f) for iterations %d..%d in %s.",
                  method.name, run.architecture.name, method.g_density, method.d_density,
-                 start + 1, total_steps, workdir)
-    run.gan.fit(images, epochs=1, steps_per_epoch=total_steps - start,
+                 start + 1, spec.total_steps, spec.workdir)
+    run.gan.fit(images, epochs=1, steps_per_epoch=spec.total_steps - start,
                 callbacks=run_callbacks, verbose=0)
-    distribution.remove_writer_directory(log_dir, workdir)
+    distribution.remove_writer_directory(log_dir, spec.workdir)
     _raise_if_stopped(run, nan_guard, stop)
     return run.gan
 
@@ -222,43 +262,27 @@ class Run:
     checkpointer: Checkpointer
 
 
-def build_run(*, workdir: str, total_steps: int, method: methods.Method,
-              architecture: str = "sngan32", dataset: str = data.DEFAULT_DATASET,
-              g_width: int | None = None, d_width: int | None = None, g_batch_size: int = 128,
-              n_dis: int = 5, generator_optimizer: OptimizerFactory = _adam,
-              discriminator_optimizer: OptimizerFactory = _adam, loss: str = "hinge",
-              ema_decay: float | None = 0.999, br_interval: int = 10, br_window: int = 1000,
-              sparse_init: str = "erk", seed: int = 0, checkpoint_every: int = 1000,
-              jit_compile: bool = False, mixed_precision: str | None = None) -> Run:
-    """Builds `train`'s run in the current strategy scope, without data, restoring or training.
-
-    Arguments are `train`'s of the same names (`adapt_tf.evaluate` rebuilds a finished run
-    from its operative config with them, then restores its checkpoints).
-    """
-    if mixed_precision:
-        keras.mixed_precision.set_global_policy(mixed_precision)
-    spec = data.dataset_info(dataset)
-    arch = _architecture(architecture)
-    num_classes = spec.num_classes if arch.conditional else None
-    if arch.conditional and num_classes is None:
-        raise ValueError(f"Architecture {architecture!r} is class-conditional but dataset "
-                         f"{dataset!r} has no labels; use an unconditional architecture.")
-    gan = _build_gan(arch, method, num_classes=num_classes, g_width=g_width,
-                     d_width=d_width, n_dis=n_dis, g_batch_size=g_batch_size,
-                     br_interval=br_interval, br_window=br_window, ema_decay=ema_decay,
-                     sparse_init=sparse_init, seed=seed)
-    g_optimizer, d_optimizer = generator_optimizer(), discriminator_optimizer()
-    if mixed_precision == "mixed_float16":
+def build_run(spec: RunSpec | None = None, /, **arguments) -> Run:
+    """Builds `train`'s run of `spec` (or of `RunSpec` fields as keywords, as `train`) in the
+    current strategy scope, without data, restoring or training (`adapt_tf.evaluate` and the
+    export rebuild a finished run from its recorded spec, then restore its checkpoints)."""
+    spec = _spec(spec, arguments)
+    if spec.mixed_precision:
+        keras.mixed_precision.set_global_policy(spec.mixed_precision)
+    arch = _architecture(spec.architecture)
+    gan = _build_gan(arch, spec, num_classes=_num_classes(arch, spec))
+    g_optimizer, d_optimizer = spec.generator_optimizer(), spec.discriminator_optimizer()
+    if spec.mixed_precision == "mixed_float16":
         g_optimizer = keras.mixed_precision.LossScaleOptimizer(g_optimizer)
         d_optimizer = keras.mixed_precision.LossScaleOptimizer(d_optimizer)
-    gan.compile(g_optimizer=g_optimizer, d_optimizer=d_optimizer, loss=loss,
-                jit_compile=jit_compile)
-    method_callbacks = method.callbacks(total_steps=total_steps)
+    gan.compile(g_optimizer=g_optimizer, d_optimizer=d_optimizer, loss=spec.loss,
+                jit_compile=spec.jit_compile)
+    method_callbacks = spec.method.callbacks(total_steps=spec.total_steps)
     states = {f"callback_{i}": c.state for i, c in enumerate(method_callbacks)
               if hasattr(c, "state")}
     flops_state, fid_state = FlopsState(), FIDState()
-    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), gan,
-                                every=checkpoint_every,
+    checkpointer = Checkpointer(workdir_lib.Workdir(spec.workdir).checkpoints, gan,
+                                every=spec.checkpoint_every,
                                 extra={**states, "flops": flops_state, "fid": fid_state})
     return Run(gan, arch, method_callbacks, flops_state, fid_state, checkpointer)
 
@@ -277,20 +301,21 @@ def _evaluation_callback(run: Run, *, metric: str, workdir: str, dataset: str, e
     return EVALUATIONS[metric](
         model, reference, every=every, num_samples=num_samples, total_steps=total_steps,
         checkpoint=run.checkpointer.checkpoint, state=run.fid_state,
-        best_directory=os.path.join(workdir, "checkpoints_best"))
+        best_directory=workdir_lib.Workdir(workdir).best_checkpoints)
 
 
-def _build_gan(arch, method: methods.Method, *, num_classes, g_width, d_width, n_dis,
-               g_batch_size, br_interval, br_window, ema_decay, sparse_init,
-               seed) -> SparseGAN:
+def _build_gan(arch: architectures.Architecture, spec: RunSpec, *,
+               num_classes: int | None) -> SparseGAN:
     generator, discriminator = architectures.build_models(
-        arch.name, num_classes=num_classes, g_width=g_width, d_width=d_width, seed=seed)
-    g_start, d_start = method.initial_densities
+        arch.name, num_classes=num_classes, g_width=spec.g_width, d_width=spec.d_width,
+        seed=spec.seed)
+    g_start, d_start = spec.method.initial_densities
     if g_start < 1.0:
-        topology.sparsify(generator, g_start, distribution=sparse_init, seed=seed)
+        topology.sparsify(generator, g_start, distribution=spec.sparse_init, seed=spec.seed)
     if d_start < 1.0:
-        topology.sparsify(discriminator, d_start, distribution=sparse_init, seed=seed + 1)
-    return SparseGAN(generator, discriminator, latent_dim=arch.latent_dim, n_dis=n_dis,
-                     g_batch_size=g_batch_size, num_classes=num_classes,
-                     br_interval=br_interval, br_window=br_window, ema_decay=ema_decay,
-                     seed=seed)
+        topology.sparsify(discriminator, d_start, distribution=spec.sparse_init,
+                          seed=spec.seed + 1)
+    return SparseGAN(generator, discriminator, latent_dim=arch.latent_dim, n_dis=spec.n_dis,
+                     g_batch_size=spec.g_batch_size, num_classes=num_classes,
+                     br_interval=spec.br_interval, br_window=spec.br_window,
+                     ema_decay=spec.ema_decay, seed=spec.seed)

@@ -1,24 +1,34 @@
 """A run directory's files and their integrity: one run per workdir, nothing saved or kept that
 a resumed run cannot trust.
 
-Layout of a workdir W (`python -m adapt_tf.train --workdir=W`):
+`Workdir(W)` owns the file names of a workdir W (`python -m adapt_tf.train --workdir=W`); every
+module asks it for a path instead of spelling the name:
 
-| path | what |
-|---|---|
-| `W/operative_config.gin` | the run's configuration (written atomically) |
-| `W/metrics.csv` | one row per logged iteration |
-| `W/checkpoints/ckpt-N.*` | checkpoints; `checkpoints/rejected/` holds unusable ones moved aside |
-| `W/.lock`, `W/.lock.pid` | held while a process trains in W, and that process's id |
+| `Workdir` attribute | path | what |
+|---|---|---|
+| `config` | `W/operative_config.gin` | the run's configuration (written atomically) |
+| `metrics` | `W/metrics.csv` | one row per logged iteration |
+| `tensorboard` | `W/tensorboard/` | TensorBoard summaries |
+| `samples` | `W/samples/step_N.png` | sample grids |
+| `checkpoints` | `W/checkpoints/ckpt-N.*` | checkpoints (`rejected/`: unusable ones set aside) |
+| `best_checkpoints` | `W/checkpoints_best/` | the best-scoring one (evaluating in training) |
+| `eval` | `W/eval.json` | `python -m adapt_tf.evaluate`'s scores |
+| `training_plot` | `W/training.png` | BR, densities and FID over the run |
+| `export` | `W/export/` | `python -m adapt_tf.export`'s SavedModels and TFLite file |
+| `report` | `W/report/` | `python -m adapt_tf.report W`'s default output |
+| `lock_file` | `W/.lock`, `W/.lock.pid` | held while a process trains in W, and that process's id |
 
-This module holds the rules (see docs/RELIABILITY.md): `lock` lets one process at a time train
-in a workdir; `check_writable` fails before training if W or W/checkpoints cannot be written;
-`usable_checkpoint` picks the newest checkpoint that reads back completely with finite values,
-moving unreadable or non-finite newer ones aside; `read_csv_rows` drops torn metrics rows.
+This module also holds the rules (see docs/RELIABILITY.md): `lock` lets one process at a time
+train in a workdir; `check_writable` fails before training if W or W/checkpoints cannot be
+written; `usable_checkpoint` picks the newest checkpoint that reads back completely with finite
+values, moving unreadable or non-finite newer ones aside; `read_csv_rows` drops torn metrics
+rows.
 """
 from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import glob
 import os
 import re
@@ -30,19 +40,91 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-__all__ = ["WorkdirError", "WorkdirInUseError", "lock", "check_writable", "write_atomic",
-           "checkpoint_paths", "usable_checkpoint", "nonfinite_count", "read_csv_rows",
-           "set_aside_orphan_metrics",
-           "CONFIG_NAME", "METRICS_NAME", "CHECKPOINT_DIR", "REJECTED_DIR"]
+__all__ = ["Workdir", "WorkdirError", "WorkdirInUseError", "lock", "check_writable",
+           "write_atomic", "checkpoint_paths", "usable_checkpoint", "nonfinite_count",
+           "read_csv_rows", "set_aside_orphan_metrics", "find_checkpoint", "CHECKPOINT_KINDS",
+           "CONFIG_NAME", "METRICS_NAME", "CHECKPOINT_DIR", "BEST_CHECKPOINT_DIR", "EVAL_NAME",
+           "REJECTED_DIR"]
 
 CONFIG_NAME = "operative_config.gin"
 METRICS_NAME = "metrics.csv"
+TENSORBOARD_DIR = "tensorboard"
+SAMPLES_DIR = "samples"
 CHECKPOINT_DIR = "checkpoints"
+BEST_CHECKPOINT_DIR = "checkpoints_best"
 REJECTED_DIR = "rejected"
+EVAL_NAME = "eval.json"
+PLOT_NAME = "training.png"
+EXPORT_DIR = "export"
+REPORT_DIR = "report"
 LOCK_NAME = ".lock"
-# Root names of the checkpoint (`callbacks.Checkpointer`) whose float values must be finite;
+# The checkpoint directories a finished run is read back from, by the name the CLIs take.
+CHECKPOINT_KINDS = {"best": BEST_CHECKPOINT_DIR, "last": CHECKPOINT_DIR}
+# Root names of the checkpoint (`run_io.Checkpointer`) whose float values must be finite;
 # others may hold inf legitimately (the best FID before any evaluation).
 MODEL_STATE_ROOTS = ("gan", "g_optimizer", "d_optimizer")
+
+
+@dataclasses.dataclass(frozen=True)
+class Workdir:
+    """The paths of the files of workdir `path` (see the table in the module docstring)."""
+
+    path: str
+
+    def _join(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    @property
+    def config(self) -> str:
+        return self._join(CONFIG_NAME)
+
+    @property
+    def metrics(self) -> str:
+        return self._join(METRICS_NAME)
+
+    def orphaned_metrics(self, number: int) -> str:
+        """Where `set_aside_orphan_metrics` keeps the K-th set of rows without a checkpoint."""
+        return self._join(f"metrics.orphaned-{number}.csv")
+
+    @property
+    def tensorboard(self) -> str:
+        return self._join(TENSORBOARD_DIR)
+
+    @property
+    def samples(self) -> str:
+        return self._join(SAMPLES_DIR)
+
+    @property
+    def checkpoints(self) -> str:
+        return self._join(CHECKPOINT_DIR)
+
+    @property
+    def best_checkpoints(self) -> str:
+        return self._join(BEST_CHECKPOINT_DIR)
+
+    def checkpoint_directory(self, kind: str) -> str:
+        """The directory of the "best" or the "last" (`CHECKPOINT_KINDS`) checkpoints."""
+        return self._join(CHECKPOINT_KINDS[kind])
+
+    @property
+    def eval(self) -> str:
+        return self._join(EVAL_NAME)
+
+    @property
+    def training_plot(self) -> str:
+        return self._join(PLOT_NAME)
+
+    @property
+    def export(self) -> str:
+        return self._join(EXPORT_DIR)
+
+    @property
+    def report(self) -> str:
+        return self._join(REPORT_DIR)
+
+    @property
+    def lock_file(self) -> str:
+        return self._join(LOCK_NAME)
 
 
 class WorkdirError(ValueError):
@@ -64,7 +146,7 @@ def lock(workdir: str) -> Iterator[None]:
     `WorkdirInUseError` at once if another process holds it.
     """
     os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, LOCK_NAME)
+    path = Workdir(workdir).lock_file
     file_lock = filelock.FileLock(path, timeout=0, is_singleton=True, thread_local=False)
     try:
         file_lock.acquire()
@@ -91,7 +173,7 @@ def _holder(lock_path: str) -> str:
 def check_writable(workdir: str) -> None:
     """Creates `workdir` and `workdir/checkpoints` if needed and proves both writable (a file is
     created and removed in each), so that no iteration is spent before a save would fail."""
-    for directory in (workdir, os.path.join(workdir, CHECKPOINT_DIR)):
+    for directory in (workdir, Workdir(workdir).checkpoints):
         try:
             os.makedirs(directory, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=directory, prefix=".write_probe"):
@@ -172,6 +254,53 @@ def usable_checkpoint(directory: str, *, reject: bool = True) -> str | None:
     return None
 
 
+def find_checkpoint(workdir: str, checkpoint: str | None = None) -> str:
+    """The checkpoint prefix `checkpoint` names in `workdir`, for reading a finished run back
+    (evaluation, export): the newest usable one of a directory, a bad newer one skipped with a
+    warning naming it and left where it is, since reading must not change the run.
+
+    Args:
+      checkpoint: "best" (latest in `W/checkpoints_best/`), "last" (latest in
+        `W/checkpoints/`), a checkpoint prefix (e.g. `W/checkpoints/ckpt-8`) or a directory
+        of checkpoints; None = "best" if the run kept one, else "last".
+    Raises:
+      ValueError: no such workdir or checkpoint, with what was looked for.
+    """
+    if not os.path.isdir(workdir):
+        raise ValueError(f"workdir {workdir!r} does not exist; pass the --workdir of a "
+                         "training run.")
+    files = Workdir(workdir)
+    if checkpoint is None:
+        for kind in CHECKPOINT_KINDS:
+            path = usable_checkpoint(files.checkpoint_directory(kind), reject=False)
+            if path:
+                return path
+        raise ValueError(f"{workdir!r} holds no checkpoint (looked in "
+                         f"{[files.checkpoint_directory(kind) for kind in CHECKPOINT_KINDS]}); "
+                         "train the run first, or pass --checkpoint=PATH.")
+    if checkpoint in CHECKPOINT_KINDS:
+        directory = files.checkpoint_directory(checkpoint)
+        path = usable_checkpoint(directory, reject=False)
+        if path is None:
+            hint = ("the run kept no best checkpoint (it needs FID evaluation, "
+                    "train.eval_every); use --checkpoint=last" if checkpoint == "best"
+                    else "train the run first")
+            raise ValueError(f"No {checkpoint!r} checkpoint: {directory!r} holds none; {hint}.")
+        return path
+    if os.path.isdir(checkpoint):
+        path = usable_checkpoint(checkpoint, reject=False)
+        if path is None:
+            raise ValueError(f"Directory {checkpoint!r} holds no checkpoint (no 'checkpoint' "
+                             "state file); give a checkpoint prefix such as "
+                             f"{os.path.join(files.checkpoints, 'ckpt-N')}.")
+        return path
+    if not tf.io.gfile.exists(checkpoint + ".index"):
+        raise ValueError(f"No checkpoint at {checkpoint!r} (no {checkpoint}.index): give "
+                         "'best', 'last', a checkpoint prefix such as "
+                         f"{os.path.join(files.checkpoints, 'ckpt-N')}, or a directory.")
+    return checkpoint
+
+
 def checkpoint_problem(path: str) -> str | None:
     """Why checkpoint `path` cannot be resumed from (missing files, unreadable or corrupt data,
     non-finite model values), or None if every tensor reads back and the model state is
@@ -224,17 +353,16 @@ def set_aside_orphan_metrics(workdir: str) -> str | None:
     resume them (e.g. killed before its first save), so it is renamed to
     `metrics.orphaned-K.csv` (first free K) with a warning instead of being emptied. Returns
     the new path, or None if there was nothing to keep."""
-    path = os.path.join(workdir, METRICS_NAME)
+    path = Workdir(workdir).metrics
     if not os.path.isfile(path) or not read_csv_rows(path)[1]:
         return None
     number = 1
-    while os.path.exists(kept := os.path.join(workdir, f"metrics.orphaned-{number}.csv")):
+    while os.path.exists(kept := Workdir(workdir).orphaned_metrics(number)):
         number += 1
     os.replace(path, kept)
     logging.warning("%s has rows but %s has no checkpoint to resume them: starting from "
                     "iteration 1 and keeping the old rows in %s.", path, CHECKPOINT_DIR, kept)
     return kept
-
 
 
 def read_csv_rows(path: str) -> tuple[list[str], list[dict[str, str]]]:

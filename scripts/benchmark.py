@@ -93,6 +93,7 @@ import tf_keras as keras  # noqa: E402
 
 from adapt_tf import architectures, data, dst, macs, topology  # noqa: E402
 from adapt_tf.sparsity import DynamicSparsity  # noqa: E402
+from adapt_tf.workdir import Workdir  # noqa: E402
 from adapt_tf.controller import ADAPTController  # noqa: E402
 from adapt_tf.gan import SparseGAN  # noqa: E402
 from adapt_tf.layers import (MaskedConv2D, MaskedDense, SNConv2D, SNDense,  # noqa: E402
@@ -1035,7 +1036,7 @@ def quickstart_latency(workdir: str, *, rows: int = 3, timeout_s: float = 1800,
     variant's trace and the first updates.
     """
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    metrics = os.path.join(workdir, "metrics.csv")
+    metrics = Workdir(workdir).metrics
     if os.path.exists(metrics):
         raise ValueError(f"{workdir} already holds a run; pass a fresh workdir")
     command = [sys.executable, "-m", "adapt_tf.train", "--gin_file=gin_configs/quickstart.gin",

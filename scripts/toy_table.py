@@ -67,8 +67,10 @@ PROBES = (
 
 def run(name: str, bindings, *, out: str, steps: int) -> dict:
     """Trains (or reads back) one run; returns its metrics rows and wall time."""
+    from adapt_tf.workdir import Workdir
+
     workdir = os.path.join(out, name)
-    metrics = os.path.join(workdir, "metrics.csv")
+    metrics = Workdir(workdir).metrics
     started = time.time()
     if not _finished(metrics, steps):
         argv = [sys.executable, "-m", "adapt_tf.train", f"--gin_file={QUICKSTART}",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import gin
 
-from adapt_tf import runs, train_lib
+from adapt_tf import configurables, train_lib
 from adapt_tf.layers import masked_layers
 
 TINY = str(Path(__file__).resolve().parent.parent / "gin_configs" / "test" / "tiny.gin")
@@ -21,11 +21,11 @@ def build(workdir: str, bindings, *, metric: str, num_samples: int,
           inception_path: str | None = None):
     """(run, callback): tiny.gin with `bindings`, its config recorded in `workdir`, and
     the `metric` callback scoring `num_samples` EMA samples every 2 of 5 iterations."""
-    config = runs.parse_run_config([TINY], bindings)
+    config = configurables.parse_run_config([TINY], bindings)
     os.makedirs(workdir)
     with open(os.path.join(workdir, "operative_config.gin"), "w") as f:
         f.write(gin.config_str())
-    run = train_lib.build_run(**{**config.build_run_arguments(), "workdir": workdir})
+    run = train_lib.build_run(config.run_spec(workdir=workdir))
     callback = train_lib._evaluation_callback(
         run, metric=metric, workdir=workdir, dataset="toy_shapes", every=2,
         num_samples=num_samples, total_steps=5, inception_path=inception_path,

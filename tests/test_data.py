@@ -125,9 +125,9 @@ def test_offline_unprepared_dataset_fails_fast_with_instructions(tmp_path):
 
 
 def test_bad_arguments_raise():
-    with pytest.raises(ValueError, match="batch_size=0"):
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
         data.make_dataset("cifar10", batch_size=0)
-    with pytest.raises(ValueError, match="image_size=0"):
+    with pytest.raises(ValueError, match="image_size must be a positive integer, got 0"):
         data.make_dataset("cifar10", batch_size=4, image_size=0)
     with pytest.raises(ValueError, match="seed=-1"):
         data.make_dataset("cifar10", batch_size=4, seed=-1)

@@ -7,6 +7,7 @@ kernel, bias, gamma and beta, a mask, and BatchNorm moving statistics.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from adapt_tf.ema import EMAGenerator
 from adapt_tf.layers import MaskedDense, masked_layers
@@ -69,3 +70,30 @@ def test_apply_masks_takes_the_generators_masks_and_zeroes_pruned_entries():
     np.testing.assert_array_equal(ema_layer.mask.numpy(), new_mask)
     np.testing.assert_array_equal(ema_layer.kernel.numpy(), new_mask)
 
+
+
+class _ConfigurableGenerator(keras.Model):
+    """A subclassed model with get_config: clone_model rebuilds it from config, unbuilt, so
+    the copy has no weights to take G's."""
+
+    def __init__(self, units=3, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.dense = MaskedDense(units, name="g1")
+
+    def call(self, z):
+        return self.dense(z)
+
+    def get_config(self):
+        return {"units": self.units}
+
+
+def test_a_subclassed_generator_that_clones_unbuilt_is_refused_with_the_cause():
+    generator = _ConfigurableGenerator()
+    generator(np.zeros((1, 2), np.float32))
+    with pytest.raises(ValueError) as caught:
+        EMAGenerator(generator, decay=0.9)
+    prefix = ("ema_decay needs a generator that keras.models.clone_model can copy (a "
+              "functional or Sequential model with serialisable layers); cloning failed: ")
+    assert str(caught.value).startswith(prefix)
+    assert str(caught.value)[len(prefix):] == str(caught.value.__cause__)

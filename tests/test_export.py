@@ -17,7 +17,8 @@ import tensorflow as tf
 import tensorflow_hub as hub
 import tf_keras as keras
 
-from adapt_tf import architectures, export, layers as L, runs, topology, train_lib
+from adapt_tf import (architectures, configurables, export, export_cli, layers as L, topology,
+                      train_lib, workdir as workdir_lib)
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_GIN = str(ROOT / "gin_configs" / "test" / "tiny.gin")
@@ -79,9 +80,9 @@ def _reference(gan, y, x):
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("run")
-    config = runs.parse_run_config([TINY_GIN], BINDINGS)
+    config = configurables.parse_run_config([TINY_GIN], BINDINGS)
     (workdir / "operative_config.gin").write_text(gin.config_str())
-    run = train_lib.build_run(**{**config.build_run_arguments(), "workdir": str(workdir)})
+    run = train_lib.build_run(config.run_spec(workdir=str(workdir)))
     gan = run.gan
     models = [gan.generator, gan.discriminator, gan.ema_generator]
     _randomize(models, seed=1)
@@ -95,7 +96,7 @@ def exported(tmp_path_factory):
     _randomize(models, seed=2)
     gan.step.assign(5)
     run.checkpointer.save()
-    info = export.export_run(str(workdir), discriminator=True)
+    info = export_cli.export_run(str(workdir), discriminator=True)
     return dict(workdir=workdir, info=info, y=y, x=x, **reference)
 
 
@@ -103,7 +104,7 @@ def test_default_checkpoint_is_the_best_one(exported):
     info = exported["info"]
     assert info["step"] == 3 and "checkpoints_best" in info["checkpoint"]
     assert info["ema"] and info["layer_densities"] == pytest.approx(exported["densities"])
-    assert export.load_run(str(exported["workdir"]), checkpoint="last").iteration == 5
+    assert export_cli.load_run(str(exported["workdir"]), checkpoint="last").iteration == 5
 
 
 def test_serving_default_gives_the_images_of_the_grids_and_fid(exported):
@@ -206,22 +207,22 @@ def test_checkpoint_errors(tmp_path, exported):
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ValueError, match="does not exist"):
-        export.find_checkpoint(str(tmp_path / "missing"))
+        workdir_lib.find_checkpoint(str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="holds no checkpoint"):
-        export.find_checkpoint(str(empty))
+        workdir_lib.find_checkpoint(str(empty))
     with pytest.raises(ValueError, match="No 'best' checkpoint.*--checkpoint=last"):
-        export.find_checkpoint(str(empty), "best")
+        workdir_lib.find_checkpoint(str(empty), "best")
     with pytest.raises(ValueError, match="No 'last' checkpoint"):
-        export.find_checkpoint(str(empty), "last")
+        workdir_lib.find_checkpoint(str(empty), "last")
     with pytest.raises(ValueError, match=r"No checkpoint at .*ckpt-7.*\.index"):
-        export.find_checkpoint(str(empty), str(empty / "ckpt-7"))
+        workdir_lib.find_checkpoint(str(empty), str(empty / "ckpt-7"))
     with pytest.raises(ValueError, match="holds no checkpoint .*no 'checkpoint'"):
-        export.find_checkpoint(str(empty), str(empty))
+        workdir_lib.find_checkpoint(str(empty), str(empty))
     workdir = exported["workdir"]
-    assert export.find_checkpoint(str(workdir), "last").endswith("ckpt-5")
+    assert workdir_lib.find_checkpoint(str(workdir), "last").endswith("ckpt-5")
     prefix = str(workdir / "checkpoints" / "ckpt-5")
-    assert export.find_checkpoint(str(workdir), prefix) == prefix
-    assert export.find_checkpoint(str(workdir), str(workdir / "checkpoints")) == prefix
+    assert workdir_lib.find_checkpoint(str(workdir), prefix) == prefix
+    assert workdir_lib.find_checkpoint(str(workdir), str(workdir / "checkpoints")) == prefix
 
 
 def test_cli_reports_a_workdir_without_checkpoints(tmp_path):

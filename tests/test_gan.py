@@ -245,29 +245,36 @@ def test_train_step_called_directly_draws_its_own_latents():
     np.testing.assert_allclose(gan.balance.values(), [ratio], rtol=1e-4)
     assert int(gan.step.numpy()) == 1
 
-def test_train_step_samples_br_every_interval_and_copies_the_requested_gradients():
+def test_train_step_samples_br_every_interval_and_copies_the_declared_gradients():
     # Outside fit, train_step reads the iteration from `step`: with br_interval 2 it samples
-    # BR at iterations 0 and 2 only, and copies the gradients a callback has requested.
+    # BR at iterations 0 and 2 only. Inside fit, the iterations a callback declares with
+    # `needs_gradients` (G at the first, D at the third) copy those dense gradients.
     seed = 3
     images = _images(12, seed=1)
     ref = _reference(images, iterations=3, n_dis=1, d_batch=4, seed=seed)
     ratios = [(r["gf"] - r["df"]) / (r["dr"] - r["df"]) for r in ref]
     gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT, br_interval=2, br_window=6,
                               seed=seed))
-    gan.request_gradients("generator")
-    gan.train_step(tf.constant(images[:4]))
-    np.testing.assert_allclose(gan.balance.values(), ratios[:1], rtol=1e-4)
-    np.testing.assert_allclose(gan.grad_buffers("generator")[0].numpy(), ref[0]["g_grad"],
-                               rtol=1e-4, atol=1e-7)
-    assert not np.any(gan.grad_buffers("discriminator")[0].numpy())
-    gan.train_step(tf.constant(images[4:8]))
-    assert int(gan.balance.count.numpy()) == 1
-    gan.request_gradients("discriminator")
-    gan.train_step(tf.constant(images[8:]))
+    for start in (0, 4, 8):
+        gan.train_step(tf.constant(images[start:start + 4]))
+        assert int(gan.balance.count.numpy()) == 1 + (start == 8)
     np.testing.assert_allclose(gan.balance.values(), ratios[0::2], rtol=1e-4)
-    np.testing.assert_allclose(gan.grad_buffers("discriminator")[0].numpy(),
-                               ref[2]["d_grad"], rtol=1e-4, atol=1e-7)
+    assert not any(np.any(b.numpy()) for net in ("generator", "discriminator")
+                   for b in gan.grad_buffers(net))  # nobody declared gradients
     assert gan.iteration == 3
+
+    gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT, br_interval=2, br_window=6,
+                              seed=seed))
+    recorder = _Recorder(gan, requests={0: ("generator",), 2: ("discriminator",)})
+    gan.fit(_dataset(images, 4), epochs=1, verbose=0, callbacks=[recorder])
+    np.testing.assert_allclose(recorder.buffers[0]["generator"][0], ref[0]["g_grad"],
+                               rtol=1e-4, atol=1e-7)
+    assert not np.any(recorder.buffers[0]["discriminator"][0])
+    np.testing.assert_allclose(recorder.buffers[2]["discriminator"][0], ref[2]["d_grad"],
+                               rtol=1e-4, atol=1e-7)
+    np.testing.assert_array_equal(recorder.buffers[2]["generator"][0],
+                                  recorder.buffers[0]["generator"][0])  # not rewritten
+    np.testing.assert_allclose(gan.balance.values(), ratios[0::2], rtol=1e-4)
 
 
 # ------------------------------------------------------------------------ BR window cadence
@@ -417,7 +424,7 @@ def test_network_names_are_checked_and_a_network_without_masks_is_dense():
     assert gan.masked_layers("discriminator") == [] and gan.grad_buffers("discriminator") == []
     assert gan.density("discriminator") == 1.0
     message = _exactly("network must be one of ('generator', 'discriminator'), got 'critic'.")
-    for method in (gan.masked_layers, gan.grad_buffers, gan.request_gradients, gan.density):
+    for method in (gan.masked_layers, gan.grad_buffers, gan.density):
         with pytest.raises(ValueError, match=message):
             method("critic")
 
@@ -806,7 +813,7 @@ def test_mirrored_strategy_matches_one_device_and_replicas_agree():
                    (("wg", WG), ("mg", MG), ("wd", WD), ("md", MD))})
     script = os.path.join(os.path.dirname(__file__), "_mirrored_check.py")
     result = subprocess.run([sys.executable, script, json.dumps(spec)], capture_output=True,
-                            text=True, timeout=240, check=False)
+                            text=True, timeout=900, check=False)
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["replicas"] == 2

@@ -136,10 +136,10 @@ def test_callbacks_implement_the_method(name, callback_types):
 @pytest.mark.parametrize("kwargs, match", [
     (dict(name="adapt"), "Unknown method 'adapt'"),
     (dict(name="static_balance", setting="table3"), "Unknown setting 'table3'"),
-    (dict(name="static_balance", g_density=0.0), "g_density=0.0"),
-    (dict(name="static_balance", g_density=1.5), "g_density=1.5"),
-    (dict(name="static_balance", g_density=True), "g_density=True"),
-    (dict(name="static_balance", g_density="0.5"), "g_density='0.5'"),
+    (dict(name="static_balance", g_density=0.0), r"g_density must be in \(0, 1\], got 0.0"),
+    (dict(name="static_balance", g_density=1.5), r"g_density must be in \(0, 1\], got 1.5"),
+    (dict(name="static_balance", g_density=True), "g_density must be a real .* got True"),
+    (dict(name="static_balance", g_density="0.5"), "g_density must be a real .* got '0.5'"),
     (dict(name="adapt_strict", g_density=0.6), "at most 50 %"),
 ])
 def test_bad_arguments_raise(kwargs, match):

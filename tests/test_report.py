@@ -131,10 +131,10 @@ def test_workdir_patterns_and_errors(runs, tmp_path):
     ("sngan_cifar10/static_strong_strict", "static_strong_strict", "strict"),
     ("biggan_tinyimagenet/sdst_balance_rigl", "sdst_balance_rigl", "relaxed")])
 def test_experiment_configs_map_to_the_papers_cells(experiment, cell, setting):
-    from adapt_tf import runs
+    from adapt_tf import configurables
 
     path = ROOT / "gin_configs" / "experiments" / f"{experiment}.gin"
-    config = runs.parse_run_config([str(path)], ["DENSITY = 0.2"])
+    config = configurables.parse_run_config([str(path)], ["DENSITY = 0.2"])
     assert (config.setting, config.cell, config.method_setting) == (
         experiment.split("/")[0], cell, setting)
     assert config.method.g_density == 0.2

@@ -220,7 +220,7 @@ _UNCLOSED = "include 'base.gin'\ntrain.total_steps = [1, 2\n"
 
 
 @pytest.mark.parametrize("case, bindings, expected", [
-    ("bad_density", ["DENSITY = 0"], "g_density=0 must be in (0, 1]"),
+    ("bad_density", ["DENSITY = 0"], "g_density must be in (0, 1], got 0;"),
     ("unknown_method", ["method.name = 'adapt_fancy'"], "adapt_fancy"),
     ("unknown_architecture", ["train.architecture = 'resnet9'"], "'resnet9'"),
     ("unknown_dataset", ["train.dataset = 'mnist'"], "Unknown dataset 'mnist'"),

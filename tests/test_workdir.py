@@ -15,6 +15,18 @@ import tensorflow as tf
 from adapt_tf import run_io, workdir
 
 
+def test_workdir_names_every_file_of_a_run():
+    files = workdir.Workdir("W")
+    assert (files.config, files.metrics, files.tensorboard, files.samples) == (
+        "W/operative_config.gin", "W/metrics.csv", "W/tensorboard", "W/samples")
+    assert (files.checkpoints, files.best_checkpoints, files.eval, files.training_plot) == (
+        "W/checkpoints", "W/checkpoints_best", "W/eval.json", "W/training.png")
+    assert (files.export, files.report, files.lock_file) == ("W/export", "W/report", "W/.lock")
+    assert [files.checkpoint_directory(kind) for kind in workdir.CHECKPOINT_KINDS] == [
+        files.best_checkpoints, files.checkpoints]
+    assert files.orphaned_metrics(2) == "W/metrics.orphaned-2.csv"
+
+
 def _save_checkpoints(directory, values_per_step):
     """Checkpoints ckpt-N of a `gan` root holding one variable, for N, value in the mapping,
     through a CheckpointManager keeping them all (as the Checkpointer writes them)."""
@@ -165,16 +177,14 @@ def test_rows_without_a_checkpoint_are_kept_aside_not_emptied(tmp_path, caplog):
 
 def test_export_and_evaluate_skip_a_bad_newest_checkpoint_and_leave_it_in_place(tmp_path,
                                                                                caplog):
-    from adapt_tf import export
-
     directory = tmp_path / "checkpoints"
     _save_checkpoints(directory, {2: 1.0, 4: 2.0})
     data = directory / "ckpt-4.data-00000-of-00001"
     data.write_bytes(data.read_bytes()[:5])  # truncated
     with caplog.at_level(logging.WARNING):
-        assert export.find_checkpoint(str(tmp_path), "last") == str(directory / "ckpt-2")
-        assert export.find_checkpoint(str(tmp_path)) == str(directory / "ckpt-2")
-        assert export.find_checkpoint(str(tmp_path), str(directory)) == str(directory / "ckpt-2")
+        assert workdir.find_checkpoint(str(tmp_path), "last") == str(directory / "ckpt-2")
+        assert workdir.find_checkpoint(str(tmp_path)) == str(directory / "ckpt-2")
+        assert workdir.find_checkpoint(str(tmp_path), str(directory)) == str(directory / "ckpt-2")
     assert "ckpt-4" in caplog.text and "unusable" in caplog.text
     assert (directory / "ckpt-4.index").exists() and not (directory / "rejected").exists()
     _save_checkpoints(tmp_path / "bad", {2: np.nan})
