@@ -34,11 +34,15 @@ from absl import logging
 from adapt_tf import dst
 from adapt_tf.checks import positive_int
 
-__all__ = ["ADAPTController", "ControllerState", "BAND"]
+__all__ = ["ADAPTController", "ControllerState", "BAND", "D_MAX"]
 
 # The paper's band [B-, B+] on BR: the default of the controller, of `methods` and of reports.
 BAND = (0.45, 0.55)
-_MODES = {"relaxed": dict(interval=1000, d_max=1.0), "strict": dict(interval=2000, d_max=0.5)}
+# The cap on D's density per setting: relaxed lets D become dense, strict keeps every network at
+# most 50 % dense (so the strict setting's Strong D is 50 % too, `methods.STRONG_DENSITY`).
+D_MAX = {"relaxed": 1.0, "strict": 0.5}
+_MODES = {"relaxed": dict(interval=1000, d_max=D_MAX["relaxed"]),
+          "strict": dict(interval=2000, d_max=D_MAX["strict"])}
 _GROWTHS = ("gradient", "random")
 _EPS = 1e-9
 

@@ -30,13 +30,13 @@ import dataclasses
 from typing import Any, Mapping
 
 from adapt_tf import checks, dst
-from adapt_tf.controller import BAND, ADAPTController
+from adapt_tf.controller import BAND, D_MAX, ADAPTController
 from adapt_tf.sparsity import DynamicSparsity
 
 __all__ = ["Preset", "PRESETS", "METHODS", "STRONG_DENSITY", "Method", "method"]
 
-# Strong D's density per setting; also the strict setting's cap on every network.
-STRONG_DENSITY = {"relaxed": 1.0, "strict": 0.5}
+# Strong D's density per setting: the setting's cap on D (dense relaxed, 50 % strict).
+STRONG_DENSITY = D_MAX
 _DENSITIES = ("dense", "balance", "strong", "pruned")
 
 

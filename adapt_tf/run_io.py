@@ -52,8 +52,8 @@ class MetricsLogger(keras.callbacks.Callback):
         self.every = every
         self.total_steps = total_steps
         self.fields = list(self.FIELDS) + [f for f in extra_fields if f not in self.FIELDS]
-        self.path = os.path.join(workdir, "metrics.csv")
-        self._writer = (tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+        self.path = workdir_lib.Workdir(workdir).metrics
+        self._writer = (tf.summary.create_file_writer(workdir_lib.Workdir(workdir).tensorboard)
                         if tensorboard else None)
         self._start_time = None
         self._start_step = 0
@@ -148,7 +148,7 @@ class SampleGrid(keras.callbacks.Callback):
     def __init__(self, workdir: str, *, every: int = 1000, num_images: int = 64,
                  total_steps: int | None = None, seed: int = 1234):
         super().__init__()
-        self.directory = os.path.join(workdir, "samples")
+        self.directory = workdir_lib.Workdir(workdir).samples
         self.every = every
         self.num_images = num_images
         self.total_steps = total_steps
