@@ -264,6 +264,19 @@ def markdown(records: Sequence[RunRecord], *, plots: Sequence[str] = ()) -> str:
 # ------------------------------------------------------------------------------------- plots
 
 
+def br_limits(values: Sequence[float], bands) -> tuple[float, float, int]:
+    """(low, high, outside): BR axis limits that show every band with a margin of 0.5 and the
+    central 90 % of `values` (5th to 95th percentile), and how many values fall outside them.
+    A few window means far from the band (BR's denominator can come close to 0) would
+    otherwise squeeze the band into one line."""
+    ordered = sorted(values)
+    last = len(ordered) - 1
+    central = [ordered[int(0.05 * last)], ordered[int(0.95 * last)]] if ordered else []
+    low = min([band[0] - 0.5 for band in bands] + central)
+    high = max([band[1] + 0.5 for band in bands] + central)
+    return low, high, sum(not low <= v <= high for v in ordered)
+
+
 def _panels(axes, records: Sequence[RunRecord], colors) -> None:
     br, density, fid, fid_flops = axes.flat
     bands = {record.band for record in records}
@@ -289,13 +302,20 @@ def _panels(axes, records: Sequence[RunRecord], colors) -> None:
         pairs = [(at_fid[s], f) for s, f in zip(steps, fids) if s in at_fid]
         if pairs:
             fid_flops.plot(*zip(*pairs), color=color, marker="o", ms=3, lw=1.2, label=label)
-    br.set(title="Balance ratio (band [B-, B+])", xlabel="iteration", ylabel="BR")
+    low, high, outside = br_limits([v for r in records for v in r.series("br")[1]], bands)
+    clipped = f"; {outside} window means off the axis" if outside else ""
+    br.set(title=f"Balance ratio (band [B-, B+]{clipped})", xlabel="iteration", ylabel="BR",
+           ylim=(low, high))
     density.set(title="Densities (solid d_D, dotted d_G)", xlabel="iteration",
                 ylabel="density", ylim=(0, 1.05))
     name = "toy FID" if {r.score_key for r in records} == {"toy_fid"} else "FID"
     fid.set(title=f"{name} over training (* best)", xlabel="iteration", ylabel=name)
     fid_flops.set(title=f"{name} vs cumulative training FLOPs", xlabel="training FLOPs (MACs)",
                   ylabel=name)
+    scores = [v for r in records for v in r.series(r.score_key)[1]]
+    if scores and min(scores) > 0 and max(scores) > 20 * min(scores):
+        for axis in (fid, fid_flops):  # early scores would flatten the late ones
+            axis.set_yscale("log")
     for axis, empty in ((fid, "no FID evaluated\n(set train.eval_every)"),
                         (fid_flops, "no FID evaluated\n(set train.eval_every)")):
         if not axis.lines:

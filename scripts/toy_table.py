@@ -65,6 +65,13 @@ PROBES = (
 )
 
 
+def quickstart_steps() -> int:
+    """The quickstart's `train.total_steps`."""
+    from adapt_tf import runs
+
+    return runs.parse_run_config([QUICKSTART], with_method=False).arguments["total_steps"]
+
+
 def run(name: str, bindings, *, out: str, steps: int) -> dict:
     """Trains (or reads back) one run; returns its metrics rows and wall time."""
     from adapt_tf.workdir import Workdir
@@ -96,7 +103,6 @@ def _finished(metrics: str, steps: int) -> bool:
 TABLE_METHODS = (("Dense", "dense"), ("Static-Balance", "static_balance"),
                  ("SDST-RigL-Balance", "sdst_balance_rigl"),
                  ("SDST-RigL-Strong", "sdst_strong_rigl"), ("ADAPT (relaxed)", "adapt_relaxed"))
-EVAL_EVERY = 400  # three evaluations in the quickstart's 1200 iterations
 
 
 def table_runs(densities, seeds, methods=None):
@@ -107,8 +113,7 @@ def table_runs(densities, seeds, methods=None):
         for density in (None,) if preset == "dense" else densities:
             for seed in seeds:
                 name = f"{preset}_d{density or 1.0:g}_s{seed}"
-                bindings = (f"method.name = '{preset}'", f"train.seed = {seed}",
-                            f"train.eval_every = {EVAL_EVERY}")
+                bindings = (f"method.name = '{preset}'", f"train.seed = {seed}")
                 if density is not None:
                     bindings += (f"DENSITY = {density}",)
                 yield label, density, seed, name, bindings
@@ -234,7 +239,7 @@ def main() -> None:
     parser.add_argument("--calibrate", action="store_true",
                         help="toy scores of real images with known defects (see above)")
     parser.add_argument("--steps", type=int, default=None,
-                        help="iterations per run (default: the quickstart's 1200; probe 400)")
+                        help="iterations per run (default: the quickstart's; probe 400)")
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0 .. N-1 per table cell")
     parser.add_argument("--densities", type=float, nargs="+", default=[0.1, 0.2])
     parser.add_argument("--only", nargs="*", help="run only these probe names")
@@ -246,7 +251,7 @@ def main() -> None:
         print(calibration_table(calibration_rows()))
         return
     if not args.probe:
-        args.steps = args.steps or 1200
+        args.steps = args.steps or quickstart_steps()
         args.seeds = list(range(args.seeds))
         write_table(args)
         return

@@ -187,3 +187,16 @@ def test_a_toy_metric_run_reports_its_best_toy_evaluation(tmp_path):
             "(toy metric, not Inception FID)") in text
     written = report.write_report([str(path)], str(tmp_path / "out"))
     assert all(os.path.getsize(p) > 0 for p in written["plots"])
+
+
+def test_br_axis_shows_the_band_and_the_central_ninety_percent_and_counts_the_rest():
+    band = [(0.45, 0.55)]
+    # 21 values: 5th percentile is ordered[1], 95th ordered[19].
+    values = [-18.9, -6.0] + [0.5] * 17 + [1.4, 31.0]
+    assert report.br_limits(values, band) == (-6.0, 1.4, 2)
+    # Values inside the band's margin: the limits are the band -+ 0.5, nothing off the axis.
+    assert report.br_limits([0.4, 0.6, 0.7], band) == pytest.approx((-0.05, 1.05, 0), abs=1e-12)
+    assert report.br_limits([], band) == pytest.approx((-0.05, 1.05, 0), abs=1e-12)
+    # Several bands (runs with different ones): the union.
+    assert report.br_limits([0.5], [(0.45, 0.55), (0.3, 0.7)]) == pytest.approx((-0.2, 1.2, 0),
+                                                                       abs=1e-12)
