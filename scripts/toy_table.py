@@ -67,9 +67,10 @@ PROBES = (
 
 def quickstart_steps() -> int:
     """The quickstart's `train.total_steps`."""
-    from adapt_tf import runs
+    from adapt_tf import configurables
 
-    return runs.parse_run_config([QUICKSTART], with_method=False).arguments["total_steps"]
+    config = configurables.parse_run_config([QUICKSTART], with_method=False)
+    return config.arguments["total_steps"]
 
 
 def run(name: str, bindings, *, out: str, steps: int) -> dict:
