@@ -351,6 +351,9 @@ def masked_layers(model) -> list[MaskedLayer]:
     return found
 
 
+topology.register_model_resolver(masked_layers)
+
+
 def apply_masks(layers: Iterable[MaskedLayer]) -> None:
     """kernel <- kernel * mask for each layer (zeroes entries a mask change deactivated)."""
     for layer in layers:

@@ -3,8 +3,9 @@
 Level 0: NumPy on kernel shapes. TensorFlow is never imported here; the model-level
 helpers (`sparsify`, `model_density`, `layer_densities`, `count_active`) are duck-typed on
 "masked layers": objects with `.name`, `.kernel` and `.mask` (variables or arrays of the same
-shape, with `.assign` for `sparsify`). A Keras model is resolved to its masked layers with
-`adapt_tf.layers.masked_layers` (imported lazily).
+shape, with `.assign` for `sparsify`). A Keras model is resolved to its masked layers by
+`adapt_tf.layers.masked_layers`, which `adapt_tf.layers` registers here when it is imported
+(a model can hold masked layers only once it is), so this level imports nothing above it.
 
 Provenance (docs/ALGORITHM.md §4):
 - ERK follows the official ADAPT code, inherited from ITOP (`Masking.init`, `density ==
@@ -259,14 +260,24 @@ _DISTRIBUTIONS: dict[str, Callable[..., dict[str, float]]] = {
 }
 
 
+# Finds the masked layers of a Keras model; set by `adapt_tf.layers` (`register_model_resolver`).
+_model_resolver: Callable[[Any], Sequence[Any]] | None = None
+
+
+def register_model_resolver(resolver: Callable[[Any], Sequence[Any]]) -> None:
+    """Lets the model-level helpers take a model: `resolver(model)` returns its masked layers.
+    `adapt_tf.layers` registers `masked_layers` when it is imported."""
+    global _model_resolver
+    _model_resolver = resolver
+
+
 def _resolve_layers(model_or_layers: Any) -> list[Any]:
-    """A given list of masked layers as is; anything else via adapt_tf.layers.masked_layers."""
+    """A given list of masked layers as is; a model via the registered resolver."""
     is_list = isinstance(model_or_layers, (list, tuple))
     if is_list and all(hasattr(layer, "mask") for layer in model_or_layers):
         layers = list(model_or_layers)
     else:
-        from adapt_tf import layers as masked  # Level 1; imported lazily to keep this level 0.
-        layers = list(masked.masked_layers(model_or_layers))
+        layers = list(_model_resolver(model_or_layers)) if _model_resolver else []
     if not layers:
         raise ValueError(
             f"{model_or_layers!r} has no masked layers; build it from "
