@@ -47,6 +47,8 @@ MODULE_TESTS = {
     "dst": ["tests/test_dst.py"],
     "layers": ["tests/test_layers.py"],
     "gan": ["tests/test_gan.py"],
+    "sparsity": ["tests/test_sparsity.py"],
+    "ema": ["tests/test_ema.py"],
 }
 
 
