@@ -39,6 +39,17 @@ def test_the_copy_starts_equal_is_not_trainable_and_samples_in_training_mode():
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert {v.name.split("/")[-1] for v in ema.call_state} == {"moving_mean:0",
                                                                "moving_variance:0"}
+    assert ema.model.name == f"{generator.name}_ema"  # not the generator's own name
+
+
+def test_the_copy_keeps_each_layer_flag_of_the_generator():
+    # A layer frozen in G (here the BatchNorm after the masked Dense) stays frozen in the copy,
+    # layer by layer, so it normalises with its moving statistics exactly as G's does.
+    generator = _generator()
+    generator.get_layer("bn").trainable = False
+    ema = EMAGenerator(generator, 0.9)
+    assert [layer.trainable for layer in ema.model.layers] == [True, False]
+    assert ema.model.trainable_variables == []
 
 
 def test_update_averages_trainable_weights_and_copies_the_rest():
