@@ -302,3 +302,63 @@ def test_bad_arguments_raise():
     for total_steps in (0, True, 2.5):
         with pytest.raises(ValueError, match="total_steps"):
             DynamicSparsity("generator", dst.RigL(), total_steps=total_steps)
+    assert DynamicSparsity("generator", dst.RigL(), total_steps=1).total_steps == 1
+
+
+def test_bookkeeping_variables_are_never_trained_and_follow_the_first_replica():
+    # No optimizer may see the gradient buffers or the logged densities (a trainable one
+    # would join `gan.trainable_variables`), and under a distribution strategy the train
+    # step writes them in replica context, which a variable without ONLY_FIRST_REPLICA
+    # aggregation refuses.
+    gan = _gan()
+    variables = [*gan.sparsity.densities.values(),
+                 *(b for buffers in gan.sparsity.grad_buffers.values() for b in buffers)]
+    assert len(variables) == 2 + 4
+    for variable in variables:
+        assert not variable.trainable
+        assert variable.aggregation == tf.VariableAggregation.ONLY_FIRST_REPLICA
+    own = {v.ref() for v in gan.generator.trainable_variables
+           + gan.discriminator.trainable_variables}
+    assert {v.ref() for v in gan.trainable_variables} == own
+
+
+def test_a_network_without_masks_has_density_one():
+    dense_d = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    gan = SparseGAN(_gan().generator, dense_d, latent_dim=2)
+    assert gan.sparsity.density("discriminator") == 1.0
+    assert float(gan.sparsity.densities["discriminator"].numpy()) == 1.0
+
+
+@pytest.mark.usefixtures("eager")
+def test_a_discriminator_update_resets_the_discriminators_slots_and_logs_its_counts(caplog):
+    keras.utils.set_random_seed(2)
+    gan = _gan()
+    gan.compile(g_optimizer=keras.optimizers.Adam(0.01), d_optimizer=keras.optimizers.Adam(0.01))
+    images = np.random.default_rng(0).normal(size=(16, 2)).astype(np.float32)
+    gan.fit(tf.data.Dataset.from_tensor_slices(images).batch(8), epochs=1, verbose=0)
+    rigl = DynamicSparsity("discriminator", dst.RigL(interval=1, reset_optimizer_slots=True),
+                           total_steps=4)
+    rigl.set_model(gan)
+    _distinct_values(gan, "discriminator")
+    layers = gan.masked_layers("discriminator")
+    before = flat([layer.mask.numpy() for layer in layers])
+    slots = [_compat.slot_variables(gan.d_optimizer, layer.kernel) for layer in layers]
+    g_slots = [s.numpy().copy() for layer in gan.masked_layers("generator")
+               for s in _compat.slot_variables(gan.g_optimizer, layer.kernel)]
+    for layer_slots in slots:
+        for slot in layer_slots:
+            slot.assign(tf.ones_like(slot))
+    with caplog.at_level("INFO"):
+        event = rigl.update(2)
+    after = flat([layer.mask.numpy() for layer in layers])
+    regrown = (after == 1) & (before == 0)
+    assert regrown.any() and event["grown"] == int(regrown.sum())
+    for k in range(2):  # Adam's m and v of each D layer
+        values = flat([layer_slots[k].numpy() for layer_slots in slots])
+        assert np.all(values[regrown] == 0.0) and np.all(values[~regrown] == 1.0)
+    for slot, kept in zip((s for layer in gan.masked_layers("generator")
+                           for s in _compat.slot_variables(gan.g_optimizer, layer.kernel)),
+                          g_slots):
+        np.testing.assert_array_equal(slot.numpy(), kept)  # G's optimizer is not D's
+    assert (f"DST discriminator at step 2: dropped {event['dropped']}, grew {event['grown']} "
+            f"(fraction {event['fraction']:.4f})") in caplog.messages
