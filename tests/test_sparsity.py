@@ -348,7 +348,7 @@ def test_a_discriminator_update_resets_the_discriminators_slots_and_logs_its_cou
     for layer_slots in slots:
         for slot in layer_slots:
             slot.assign(tf.ones_like(slot))
-    with caplog.at_level("INFO"):
+    with caplog.at_level("INFO", logger="absl"):
         event = rigl.update(2)
     after = flat([layer.mask.numpy() for layer in layers])
     regrown = (after == 1) & (before == 0)
