@@ -93,6 +93,8 @@ class SparseGAN(keras.Model):
         and the rest (BatchNorm moving statistics, spectral-norm vectors) are copied from G,
         as the official code's EMA shares G's buffers.
       seed: seed of z and fake-label sampling.
+      ever_active: track the kernel entries of each network that have ever been active
+        (`Sparsity.ever_active`) and log their share as `g_ever_active` / `d_ever_active`.
 
     The dataset yields `images` [n_dis * d_batch, H, W, C] float32 in [-1, 1], or
     `(images, labels)` for conditional models; batch sizes are global.
@@ -104,8 +106,8 @@ class SparseGAN(keras.Model):
     def __init__(self, generator: keras.Model, discriminator: keras.Model, *, latent_dim: int,
                  n_dis: int = 1, g_batch_size: int | None = None,
                  num_classes: int | None = None, br_interval: int = 10, br_window: int = 1000,
-                 ema_decay: float | None = None, seed: int = 0, name: str = "sparse_gan",
-                 **kwargs):
+                 ema_decay: float | None = None, seed: int = 0, ever_active: bool = False,
+                 name: str = "sparse_gan", **kwargs):
         super().__init__(name=name, **kwargs)
         _check_arguments(generator, discriminator, latent_dim=latent_dim, n_dis=n_dis,
                          g_batch_size=g_batch_size, num_classes=num_classes,
@@ -128,11 +130,16 @@ class SparseGAN(keras.Model):
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.ema = EMAGenerator(generator, ema_decay) if ema_decay is not None else None
         self.ema_generator = None if self.ema is None else self.ema.model
+        if not isinstance(ever_active, bool):
+            raise ValueError(f"ever_active={ever_active!r} must be True or False.")
         self.sparsity = Sparsity({"generator": generator, "discriminator": discriminator},
-                                 ema=self.ema)
+                                 ema=self.ema, ever_active=ever_active)
         # Tracked under the names checkpoints have always used, so older runs resume.
         self._density = self.sparsity.densities
         self._grad_buffers = self.sparsity.grad_buffers
+        if ever_active:  # only then: checkpoints of runs without it keep their layout
+            self._ever_active = self.sparsity.ever_active
+            self._ever_active_shares = self.sparsity.ever_active_shares
         # A tuple, not a list: Keras would track a list attribute into the checkpoint.
         self._gradient_users: tuple = ()
         self._host_step: int | None = None
@@ -306,7 +313,9 @@ class SparseGAN(keras.Model):
         return {"d_loss": self.d_loss_tracker.result(), "g_loss": self.g_loss_tracker.result(),
                 "br": self.balance.mean(), "br_skipped": self.balance.skipped.read_value(),
                 "g_density": self.sparsity.densities["generator"].read_value(),
-                "d_density": self.sparsity.densities["discriminator"].read_value()}
+                "d_density": self.sparsity.densities["discriminator"].read_value(),
+                **{f"{network[0]}_ever_active": share.read_value()
+                   for network, share in self.sparsity.ever_active_shares.items()}}
 
     def _local_d_batch(self, local_batch) -> int:
         if local_batch is None or local_batch % self.n_dis:
@@ -430,7 +439,8 @@ class SparseGAN(keras.Model):
         return {"latent_dim": self.latent_dim, "n_dis": self.n_dis,
                 "g_batch_size": self.g_batch_size, "num_classes": self.num_classes,
                 "br_interval": self.br_interval, "br_window": self.br_window,
-                "ema_decay": self.ema_decay, "seed": self.seed}
+                "ema_decay": self.ema_decay, "seed": self.seed,
+                "ever_active": bool(self.sparsity.ever_active)}
 
 
 class _VariantCache:

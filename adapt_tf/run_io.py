@@ -70,12 +70,12 @@ class MetricsLogger(keras.callbacks.Callback):
             self.write_row(step, logs or {})
 
     def write_row(self, step: int, logs: Mapping[str, Any]) -> dict[str, Any]:
-        """Writes the row of `step` from `logs` (train-step values are reduced to Python
-        scalars, values other callbacks added are written as given); returns it."""
+        """Writes the row of `step` from `logs` (tensors and arrays reduced to Python
+        scalars); returns it."""
         row: dict[str, Any] = {"step": step}
         for key in self.fields[1:]:
             if key in logs:
-                row[key] = _scalar(logs[key]) if key in self.FIELDS else logs[key]
+                row[key] = _scalar(logs[key])
         new_file = not os.path.exists(self.path)
         with open(self.path, "a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore")

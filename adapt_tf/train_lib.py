@@ -18,7 +18,7 @@ import tf_keras as keras
 from absl import logging
 
 from adapt_tf import (architectures, data, distribution, methods, metrics, preemption,
-                      topology, toy_metric, workdir as workdir_lib)
+                      schedules, topology, toy_metric, workdir as workdir_lib)
 from adapt_tf.checks import positive_int
 from adapt_tf.evaluation import (EVALUATIONS, EvaluateFID, FIDState, evaluation_metric,
                                  fid_reference)
@@ -29,6 +29,8 @@ from adapt_tf.run_io import Checkpointer, MetricsLogger, SampleGrid, TerminateOn
 __all__ = ["RunSpec", "train", "build_run", "check_arguments", "Run", "TrainingDiverged"]
 
 OptimizerFactory = Callable[[], keras.optimizers.Optimizer]
+# The train step's ever-active shares, logged with `ever_active` (after the densities).
+EVER_ACTIVE_FIELDS = ("g_ever_active", "d_ever_active")
 
 
 class TrainingDiverged(RuntimeError):
@@ -66,6 +68,10 @@ class RunSpec:
         dataset that is not prepared (needs internet).
       extra_callbacks: Keras callbacks run after the run's own.
       flops_convention: of the logged training FLOPs (`adapt_tf.flops`).
+      lr_decay: both learning rates decay linearly to 0 over `total_steps` iterations
+        (`schedules.LinearDecay`, the official `--lr-decay`); off by default, as in the paper.
+      ever_active: log the share of each network's kernel entries that have been active at
+        least once (`g_ever_active`, `d_ever_active`; `SparseGAN(ever_active=True)`).
       eval_every, eval_num_samples, eval_metric, inception_path, reference_stats: with
         `eval_every` (a multiple of `log_every`), `eval_num_samples` EMA samples are scored every
         `eval_every` iterations and at the end, the best checkpoint kept in
@@ -106,6 +112,8 @@ class RunSpec:
     download: bool = False
     extra_callbacks: Sequence[keras.callbacks.Callback] = ()
     flops_convention: str = "paper"
+    lr_decay: bool = False
+    ever_active: bool = False
     eval_every: int | None = None
     eval_num_samples: int = 10000
     eval_metric: str | None = None
@@ -162,6 +170,9 @@ def check_arguments(spec: RunSpec) -> None:
     writes operative_config.gin): ValueError naming the value and the fix."""
     for name in ("total_steps", "log_every", "checkpoint_every"):
         positive_int(name, getattr(spec, name))
+    for name in ("lr_decay", "ever_active"):
+        if not isinstance(getattr(spec, name), bool):
+            raise ValueError(f"{name}={getattr(spec, name)!r} must be True or False.")
     eval_every, log_every = spec.eval_every, spec.log_every
     if eval_every is not None and (not isinstance(eval_every, int) or eval_every < 1
                                    or eval_every % log_every):
@@ -198,7 +209,8 @@ def _fit(run: Run, images: tf.data.Dataset, spec: RunSpec, *, start: int,
     metric = evaluation_metric(spec.eval_metric, spec.dataset)
     logger = MetricsLogger(
         log_dir, every=spec.log_every, total_steps=spec.total_steps,
-        extra_fields=FlopsLogger.FIELDS + EVALUATIONS[metric].FIELDS)
+        extra_fields=(EVER_ACTIVE_FIELDS if spec.ever_active else ()) + FlopsLogger.FIELDS
+        + EVALUATIONS[metric].FIELDS)
     schedule = training_schedule(run.method_callbacks, d_batch=spec.d_batch_size,
                                  g_batch=spec.g_batch_size, n_dis=spec.n_dis,
                                  br_interval=spec.br_interval)
@@ -272,6 +284,10 @@ def build_run(spec: RunSpec | None = None, /, **arguments) -> Run:
     arch = _architecture(spec.architecture)
     gan = _build_gan(arch, spec, num_classes=_num_classes(arch, spec))
     g_optimizer, d_optimizer = spec.generator_optimizer(), spec.discriminator_optimizer()
+    if spec.lr_decay:
+        g_optimizer, d_optimizer = (
+            schedules.with_linear_decay(optimizer, total_steps=spec.total_steps, step=gan.step)
+            for optimizer in (g_optimizer, d_optimizer))
     if spec.mixed_precision == "mixed_float16":
         g_optimizer = keras.mixed_precision.LossScaleOptimizer(g_optimizer)
         d_optimizer = keras.mixed_precision.LossScaleOptimizer(d_optimizer)
@@ -318,4 +334,4 @@ def _build_gan(arch: architectures.Architecture, spec: RunSpec, *,
     return SparseGAN(generator, discriminator, latent_dim=arch.latent_dim, n_dis=spec.n_dis,
                      g_batch_size=spec.g_batch_size, num_classes=num_classes,
                      br_interval=spec.br_interval, br_window=spec.br_window,
-                     ema_decay=spec.ema_decay, seed=spec.seed)
+                     ema_decay=spec.ema_decay, seed=spec.seed, ever_active=spec.ever_active)

@@ -49,7 +49,11 @@ BINDINGS = ["train.total_steps = 5", "train.n_dis = 1", "train.g_width = 8",
             "train.generator_optimizer = @generator/keras.optimizers.SGD",
             "train.discriminator_optimizer = @discriminator/keras.optimizers.SGD",
             f"generator/keras.optimizers.SGD.learning_rate = {SGD_LEARNING_RATE}",
-            f"discriminator/keras.optimizers.SGD.learning_rate = {SGD_LEARNING_RATE}"]
+            f"discriminator/keras.optimizers.SGD.learning_rate = {SGD_LEARNING_RATE}",
+            # The official code's switches, so that every strategy and the workers' resume
+            # run them too; the rates only shrink, so the tolerance derived from
+            # SGD_LEARNING_RATE still bounds the runs' differences.
+            "train.lr_decay = True", "train.ever_active = True"]
 
 
 class LogRecorder(keras.callbacks.Callback):
@@ -122,7 +126,9 @@ def _state(gan, recorder: LogRecorder) -> dict[str, np.ndarray]:
              "g_density": np.float64(gan.density("generator")),
              "d_density": np.float64(gan.density("discriminator")),
              "br_samples": gan.balance.samples.numpy(), "br_count": gan.balance.count.numpy(),
-             "br_position": gan.balance.position.numpy(), "br_mean": gan.balance.mean().numpy()}
+             "br_position": gan.balance.position.numpy(), "br_mean": gan.balance.mean().numpy(),
+             "ever_active": np.float64([float(share.numpy()) for share in
+                                        gan.sparsity.ever_active_shares.values()])}
     state.update(_weights(gan))
     # The weights before the first iteration (of this process: a resumed run's restored ones).
     state.update({f"start/{key}": value

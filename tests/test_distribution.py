@@ -192,7 +192,7 @@ def _assert_same_run(state, reference, *, exact=False):
             continue  # the state before training, recorded for the resume checks
         if key.startswith("mask/") or key in ("step", "g_mask_changes", "br_count",
                                               "br_position", "g_density", "d_density",
-                                              "d_density_start"):
+                                              "d_density_start", "ever_active"):
             np.testing.assert_array_equal(state[key], reference[key], err_msg=key)
         elif exact:
             np.testing.assert_array_equal(state[key], reference[key], err_msg=key)
@@ -214,6 +214,7 @@ def test_the_tiny_run_updates_g_masks_and_d_density(runs):
     default = runs.default
     assert default["step"] == TOTAL_STEPS and default["logs"].shape == (TOTAL_STEPS, 3)
     assert default["g_mask_changes"] > 0  # the G-DST update after iteration 4
+    assert default["ever_active"][0] > default["g_density"]  # it tried new G weights
     assert default["d_density"] != default["d_density_start"]  # the ADAPT decision after 4
     assert default["br_count"] == 2 and np.all(np.isfinite(default["br_samples"]))
 

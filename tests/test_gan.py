@@ -393,7 +393,7 @@ def test_a_new_gan_has_the_documented_defaults_and_trains_only_the_networks_weig
     assert gan.name == "sparse_gan"
     assert gan.get_config() == {"latent_dim": LATENT, "n_dis": 1, "g_batch_size": None,
                                 "num_classes": None, "br_interval": 10, "br_window": 1000,
-                                "ema_decay": None, "seed": 0}
+                                "ema_decay": None, "seed": 0, "ever_active": False}
     assert gan.balance.capacity == 100  # br_window // br_interval samples
     assert gan.iteration == 0 and gan.step.dtype == tf.int64 and int(gan.step.numpy()) == 0
     assert gan.ema_generator is None and gan.trace_counts == {}
@@ -411,10 +411,11 @@ def test_a_new_gan_has_the_documented_defaults_and_trains_only_the_networks_weig
     named = SparseGAN(generator, discriminator, latent_dim=LATENT, name="toy", dtype="float64")
     assert (named.name, named.dtype) == ("toy", "float64")
     custom = SparseGAN(generator, discriminator, latent_dim=LATENT, n_dis=3, g_batch_size=6,
-                       num_classes=None, br_interval=5, br_window=20, ema_decay=0.5, seed=9)
+                       num_classes=None, br_interval=5, br_window=20, ema_decay=0.5, seed=9,
+                       ever_active=True)
     assert custom.get_config() == {"latent_dim": LATENT, "n_dis": 3, "g_batch_size": 6,
                                    "num_classes": None, "br_interval": 5, "br_window": 20,
-                                   "ema_decay": 0.5, "seed": 9}
+                                   "ema_decay": 0.5, "seed": 9, "ever_active": True}
     assert custom.balance.capacity == 4
 
 

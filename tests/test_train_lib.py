@@ -85,6 +85,38 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, uninterrupted):
         assert [int(r["step"]) for r in csv.DictReader(f)] == [2, 4, 6, 8]
 
 
+def test_lr_decay_and_ever_active_resume_exactly(tmp_path):
+    # train.lr_decay: the rate of iteration i is lr * (1 - i / 8); a run stopped after 4
+    # iterations and resumed ends where an uninterrupted one does, at the rate of iteration 7.
+    # train.ever_active: the logged shares of ever-active weights, checkpointed, so the
+    # resumed run logs the same column.
+    switches = ("train.lr_decay = True", "train.ever_active = True")
+    full = _train(tmp_path / "full", *switches)
+    _train(tmp_path / "resumed", *switches, extra_callbacks=[_StopAt(4)])
+    resumed = _train(tmp_path / "resumed", *switches)
+    masks, weights, window, d_density = _state(full)
+    masks2, weights2, window2, d_density2 = _state(resumed)
+    for a, b in zip(masks, masks2):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(weights, weights2):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    base = float(keras.optimizers.Adam().get_config()["learning_rate"])  # tiny.gin keeps it
+    for gan in (full, resumed):
+        for optimizer in (gan.g_optimizer, gan.d_optimizer):
+            assert float(optimizer.learning_rate) == pytest.approx(base * (1 - 7 / 8), rel=1e-6)
+    columns = []
+    for run in ("full", "resumed"):
+        with open(tmp_path / run / "metrics.csv") as f:
+            rows = list(csv.DictReader(f))
+        columns.append([(float(r["g_ever_active"]), float(r["d_ever_active"])) for r in rows])
+        for row in rows:  # what is active now was active at some point
+            assert float(row["g_ever_active"]) >= float(row["g_density"]) - 1e-6
+            assert float(row["d_ever_active"]) >= float(row["d_density"]) - 1e-6
+    assert columns[0] == columns[1]
+    g_shares = [g for g, _ in columns[0]]
+    assert g_shares == sorted(g_shares) and g_shares[-1] > g_shares[0]  # G-DST at 3 and 6
+
+
 def test_cli_writes_operative_config_and_rejects_bad_gin(tmp_path):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     bad = subprocess.run(
