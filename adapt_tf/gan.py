@@ -72,6 +72,10 @@ def _check_arguments(generator: keras.Model, discriminator: keras.Model, *, late
                              "keras.Input) before SparseGAN wraps it.")
 
 
+# The train step's log key of the window mean, per criterion.
+WINDOW_KEYS = {"br": "br", "ada": "ada_rt"}
+
+
 class SparseGAN(keras.Model):
     """A GAN of sparse (masked) generator and discriminator, trained with `fit`.
 
@@ -93,6 +97,10 @@ class SparseGAN(keras.Model):
         and the rest (BatchNorm moving statistics, spectral-norm vectors) are copied from G,
         as the official code's EMA shares G's buffers.
       seed: seed of z and fake-label sampling.
+      criterion: what the window samples every `br_interval` iterations and the controller
+        reads: "br", the balance ratio, or "ada", the official `--da-criterion ADA`: the mean
+        over the iteration's D steps of the share of real images D scores above 0 (logged as
+        `ada_rt` instead of `br`).
       ever_active: track the kernel entries of each network that have ever been active
         (`Sparsity.ever_active`) and log their share as `g_ever_active` / `d_ever_active`.
 
@@ -107,7 +115,7 @@ class SparseGAN(keras.Model):
                  n_dis: int = 1, g_batch_size: int | None = None,
                  num_classes: int | None = None, br_interval: int = 10, br_window: int = 1000,
                  ema_decay: float | None = None, seed: int = 0, ever_active: bool = False,
-                 name: str = "sparse_gan", **kwargs):
+                 criterion: str = "br", name: str = "sparse_gan", **kwargs):
         super().__init__(name=name, **kwargs)
         _check_arguments(generator, discriminator, latent_dim=latent_dim, n_dis=n_dis,
                          g_batch_size=g_batch_size, num_classes=num_classes,
@@ -132,6 +140,10 @@ class SparseGAN(keras.Model):
         self.ema_generator = None if self.ema is None else self.ema.model
         if not isinstance(ever_active, bool):
             raise ValueError(f"ever_active={ever_active!r} must be True or False.")
+        if criterion not in WINDOW_KEYS:
+            raise ValueError(f"criterion={criterion!r}: choose 'br' (the balance ratio) or "
+                             "'ada' (the share of reals D scores above 0).")
+        self.criterion = criterion
         self.sparsity = Sparsity({"generator": generator, "discriminator": discriminator},
                                  ema=self.ema, ever_active=ever_active)
         # Tracked under the names checkpoints have always used, so older runs resume.
@@ -289,11 +301,15 @@ class SparseGAN(keras.Model):
         step = self.step.read_value()
         sampler = _Sampler(self, step, replica, replicas, drawn)
 
+        ada = sample_br and self.criterion == "ada"
+        positives = []  # with the ADA criterion: each D step's share of reals scored > 0
         for k in range(self.n_dis):
             real = images[k::self.n_dis]
             real_labels = None if labels is None else labels[k::self.n_dis]
-            d_loss = self._discriminator_step(sampler, k, real, real_labels, local_d,
-                                              keep_grads=keep_d_grads and k == self.n_dis - 1)
+            d_loss, positive = self._discriminator_step(
+                sampler, k, real, real_labels, local_d,
+                keep_grads=keep_d_grads and k == self.n_dis - 1, count_positive=ada)
+            positives.append(positive)
 
         g_batch = (self.g_batch_size or local_d * replicas)
         if g_batch % replicas:
@@ -302,8 +318,13 @@ class SparseGAN(keras.Model):
         z, fake_labels = sampler.latents(self.n_dis, g_batch)
         g_loss, df = self._generator_step(z, fake_labels, g_batch, keep_grads=keep_g_grads)
 
-        if sample_br:
-            self._balance_sample(z, fake_labels, df, real, real_labels, g_batch, local_d * replicas)
+        sample = {}
+        if ada:  # official: the mean over this iteration's D steps is one window sample
+            sample = {"ada_sample": tf.add_n(positives) / self.n_dis}
+            self.balance.push_value(sample["ada_sample"])
+        elif sample_br:
+            sample = self._balance_sample(z, fake_labels, df, real, real_labels, g_batch,
+                                          local_d * replicas)
         if self.ema is not None:
             self.ema.update()
 
@@ -311,11 +332,13 @@ class SparseGAN(keras.Model):
         self.g_loss_tracker.update_state(g_loss)
         self.step.assign_add(1)
         return {"d_loss": self.d_loss_tracker.result(), "g_loss": self.g_loss_tracker.result(),
-                "br": self.balance.mean(), "br_skipped": self.balance.skipped.read_value(),
+                WINDOW_KEYS[self.criterion]: self.balance.mean(),
+                "br_skipped": self.balance.skipped.read_value(),
                 "g_density": self.sparsity.densities["generator"].read_value(),
                 "d_density": self.sparsity.densities["discriminator"].read_value(),
                 **{f"{network[0]}_ever_active": share.read_value()
-                   for network, share in self.sparsity.ever_active_shares.items()}}
+                   for network, share in self.sparsity.ever_active_shares.items()},
+                **sample}
 
     def _local_d_batch(self, local_batch) -> int:
         if local_batch is None or local_batch % self.n_dis:
@@ -348,7 +371,10 @@ class SparseGAN(keras.Model):
         logits = tf.cast(self.discriminator(inputs, training=training), tf.float32)
         return tf.reshape(logits, [-1])
 
-    def _discriminator_step(self, sampler, k, real, real_labels, local_d, *, keep_grads):
+    def _discriminator_step(self, sampler, k, real, real_labels, local_d, *, keep_grads,
+                            count_positive=False):
+        """One D step; returns (its loss, the share of the global real batch D scored above 0
+        before the step, or None unless `count_positive`)."""
         global_d = local_d * sampler.replicas
         z, fake_labels = sampler.latents(k, global_d)
         fake = tf.stop_gradient(self._call_g(z, fake_labels, training=True))
@@ -363,7 +389,11 @@ class SparseGAN(keras.Model):
         self.d_optimizer.apply_gradients(zip(grads, variables), skip_gradients_aggregation=True)
         if keep_grads:
             self._keep_gradients("discriminator", grads, variables)
-        return _all_sum(loss)
+        positive = None
+        if count_positive:
+            above = tf.reduce_sum(tf.cast(real_logits > 0.0, tf.float32))
+            positive = _all_sum(above) / global_d
+        return _all_sum(loss), positive
 
     def _generator_step(self, z, labels, g_batch, *, keep_grads):
         variables = self.generator.trainable_variables
@@ -380,10 +410,13 @@ class SparseGAN(keras.Model):
         return _all_sum(loss), df
 
     def _balance_sample(self, z, labels, df, real, real_labels, g_batch, d_batch):
+        """Pushes one BR sample into the window; returns its parts for the iteration's logs
+        (`br_gf`, `br_df`, `br_dr`, and `br_kept`: 0 if the window skipped it)."""
         # Official code: same z, G after its update, D after its update, train mode.
         gf = _all_sum(tf.reduce_sum(self._call_d(self._call_g(z, labels), labels))) / g_batch
         dr = _all_sum(tf.reduce_sum(self._call_d(real, real_labels))) / d_batch
-        self.balance.push(gf, df, dr)
+        kept = self.balance.push(gf, df, dr)
+        return {"br_gf": gf, "br_df": df, "br_dr": dr, "br_kept": tf.cast(kept, tf.int32)}
 
     def _keep_gradients(self, network, grads, variables):
         by_ref = {v.ref(): g for g, v in zip(grads, variables)}
@@ -440,7 +473,7 @@ class SparseGAN(keras.Model):
                 "g_batch_size": self.g_batch_size, "num_classes": self.num_classes,
                 "br_interval": self.br_interval, "br_window": self.br_window,
                 "ema_decay": self.ema_decay, "seed": self.seed,
-                "ever_active": bool(self.sparsity.ever_active)}
+                "ever_active": bool(self.sparsity.ever_active), "criterion": self.criterion}
 
 
 class _VariantCache:

@@ -6,6 +6,7 @@ two logical devices and trains with "default" and with "mirrored" on both, and t
 MultiWorkerMirroredStrategy workers on 127.0.0.1 (free ports, loopback only) sharing one
 workdir. All three run at once, each bounded by a timeout after which the test kills them.
 """
+import csv
 import json
 import os
 import socket
@@ -153,13 +154,14 @@ def runs(tmp_path_factory):
                 *_worker_commands(out, workdir, TOTAL_STEPS)]
     _run_all(commands, out)
     first = {name: dict(np.load(out / f"{name}.npz"))
-             for name in ("default", "mirrored", "worker_0", "worker_1")}
+             for name in ("default", "mirrored", "default_decay", "mirrored_decay", "worker_0",
+                          "worker_1")}
     resumed_dir = out / "resumed"
     resumed_dir.mkdir()
     _run_all(list(_worker_commands(resumed_dir, workdir, TOTAL_STEPS)), resumed_dir)
     resumed = {name: dict(np.load(resumed_dir / f"{name}.npz"))
                for name in ("worker_0", "worker_1")}
-    return types.SimpleNamespace(**first, resumed=resumed, workdir=workdir)
+    return types.SimpleNamespace(**first, resumed=resumed, workdir=workdir, out=out)
 
 
 # How far two correct runs' weights may drift apart. The runs differ only in the order of
@@ -225,6 +227,17 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(runs):
 
 
 @pytest.mark.slow
+def test_decayed_learning_rates_on_two_logical_cpus_match_one_device(runs):
+    # train.lr_decay reads the iteration from a mirrored variable inside the replicas.
+    _assert_same_run(runs.mirrored_decay, runs.default_decay)
+    rate = _distributed_run.SGD_LEARNING_RATE * (1 - 2 / 3)  # iteration 2 of 3, the last
+    for state in (runs.default_decay, runs.mirrored_decay):
+        np.testing.assert_allclose(state["learning_rates"], [rate, rate], rtol=1e-6)
+    np.testing.assert_allclose(runs.default["learning_rates"],
+                               [_distributed_run.SGD_LEARNING_RATE] * 2, rtol=1e-6)
+
+
+@pytest.mark.slow
 def test_workers_agree_exactly_and_match_one_process(runs):
     _assert_same_run(runs.worker_1, runs.worker_0, exact=True)
     _assert_same_run(runs.worker_0, runs.default)
@@ -249,3 +262,29 @@ def test_only_the_chief_writes_and_every_worker_resumes_from_it(runs):
             if key not in ("logs", "g_mask_changes", "d_density_start") and \
                     not key.startswith("start/"):
                 np.testing.assert_array_equal(resumed[key], trained[key], err_msg=key)
+
+
+def _sample_logs(workdir):
+    """(br.csv rows, masks.csv rows) of a run of `train.sample_logs`."""
+    logs = []
+    for name in ("br.csv", "masks.csv"):
+        with open(os.path.join(workdir, name)) as f:
+            logs.append(list(csv.DictReader(f)))
+    return logs
+
+
+@pytest.mark.slow
+def test_sample_logs_agree_across_strategies(runs):
+    # One BR row per iteration and the same mask changes whichever strategy trained: the
+    # discrete columns exactly, the scores to the losses' tolerance (see _assert_same_run).
+    reference = _sample_logs(runs.out / "run_default")
+    for workdir in (runs.out / "run_mirrored", runs.workdir):
+        br_rows, mask_rows = _sample_logs(workdir)
+        assert [(r["step"], r["kept"]) for r in br_rows] == [(r["step"], r["kept"])
+                                                             for r in reference[0]]
+        assert [int(r["step"]) for r in br_rows] == list(range(1, TOTAL_STEPS + 1))
+        for key in ("gf", "df", "dr", "ratio"):
+            np.testing.assert_allclose([float(r[key]) for r in br_rows],
+                                       [float(r[key]) for r in reference[0]],
+                                       rtol=1e-4, atol=1e-6, err_msg=key)
+        assert mask_rows == reference[1] and len(mask_rows) == 2  # G-DST and ADAPT after 4

@@ -947,3 +947,32 @@ if __name__ == "__main__" and sys.argv[1:] == ["--mirrored-cases"]:
         tf.config.list_physical_devices("CPU")[0],
         [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
     sys.stdout.write(json.dumps(_mirrored_cases()) + "\n")
+
+
+# ------------------------------------------------------------------- the ADA-style criterion
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_the_ada_criterion_samples_the_mean_share_of_reals_d_scores_above_zero(jit_compile):
+    # lr 0 keeps D at WD, so each D step's real scores are its chunk images[k::2] @ WD: the
+    # window sample of an iteration is the mean over its two D steps of the share above 0.
+    n_dis, d_batch, iterations = 2, 4, 3
+    images = _images(n_dis * d_batch * iterations, seed=5)
+    gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT, n_dis=n_dis, br_interval=1,
+                              br_window=iterations, criterion="ada"),
+                    lr=0.0, jit_compile=jit_compile)
+    recorder = _Recorder(gan)
+    gan.fit(_dataset(images, n_dis * d_batch), epochs=1, verbose=0, callbacks=[recorder])
+    expected = []
+    for i in range(iterations):
+        batch = images[i * n_dis * d_batch:(i + 1) * n_dis * d_batch]
+        shares = [np.mean(batch[k::n_dis] @ WD[:, 0] > 0) for k in range(n_dis)]
+        expected.append(np.mean(shares))
+    assert len(set(expected)) > 1  # the iterations differ
+    np.testing.assert_allclose(gan.balance.values(), expected, rtol=0, atol=1e-7)
+    for i, logs in enumerate(recorder.logs):
+        assert "br" not in logs and "br_gf" not in logs
+        assert logs["ada_sample"] == pytest.approx(expected[i], abs=1e-7)
+        assert logs["ada_rt"] == pytest.approx(np.mean(expected[:i + 1]), abs=1e-6)
+    with pytest.raises(ValueError, match="criterion='fake': choose 'br'"):
+        SparseGAN(*_linear_toy(), latent_dim=LATENT, criterion="fake")

@@ -85,12 +85,12 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, uninterrupted):
         assert [int(r["step"]) for r in csv.DictReader(f)] == [2, 4, 6, 8]
 
 
-def test_lr_decay_and_ever_active_resume_exactly(tmp_path):
+def test_lr_decay_ever_active_and_sample_logs_resume_exactly(tmp_path):
     # train.lr_decay: the rate of iteration i is lr * (1 - i / 8); a run stopped after 4
     # iterations and resumed ends where an uninterrupted one does, at the rate of iteration 7.
     # train.ever_active: the logged shares of ever-active weights, checkpointed, so the
     # resumed run logs the same column.
-    switches = ("train.lr_decay = True", "train.ever_active = True")
+    switches = ("train.lr_decay = True", "train.ever_active = True", "train.sample_logs = True")
     full = _train(tmp_path / "full", *switches)
     _train(tmp_path / "resumed", *switches, extra_callbacks=[_StopAt(4)])
     resumed = _train(tmp_path / "resumed", *switches)
@@ -115,6 +115,38 @@ def test_lr_decay_and_ever_active_resume_exactly(tmp_path):
     assert columns[0] == columns[1]
     g_shares = [g for g, _ in columns[0]]
     assert g_shares == sorted(g_shares) and g_shares[-1] > g_shares[0]  # G-DST at 3 and 6
+    # train.sample_logs: br.csv has every BR sample (br_interval 1: every iteration), masks.csv
+    # every mask change; the resumed run's files read as the uninterrupted run's.
+    logs = {}
+    for run in ("full", "resumed"):
+        with open(tmp_path / run / "br.csv") as f:
+            br_rows = list(csv.DictReader(f))
+        with open(tmp_path / run / "masks.csv") as f:
+            mask_rows = list(csv.DictReader(f))
+        logs[run] = br_rows, mask_rows
+    (br_rows, mask_rows), (br_again, masks_again) = logs["full"], logs["resumed"]
+    assert mask_rows == masks_again
+    assert [(r["step"], r["kept"]) for r in br_rows] == [(r["step"], r["kept"])
+                                                         for r in br_again]
+    for key in ("gf", "df", "dr", "ratio"):
+        np.testing.assert_allclose([float(r[key]) for r in br_again],
+                                   [float(r[key]) for r in br_rows], rtol=1e-4, atol=1e-5)
+    assert [int(r["step"]) for r in br_rows] == list(range(1, 9))
+    for row in br_rows:
+        gf, df, dr = (np.float32(row[key]) for key in ("gf", "df", "dr"))
+        assert np.float32(row["ratio"]) == (gf - df) / (dr - df)
+    kept = [float(r["ratio"]) for r in br_rows if r["kept"] == "1"]
+    np.testing.assert_array_equal(np.float32(kept[-2:]), full.balance.values())  # window of 2
+    # G-DST after iterations 3 and 6 (drop = grow), ADAPT after 4 (d_D by 0.05), not at 8.
+    assert [(r["step"], r["network"]) for r in mask_rows] == [
+        ("3", "generator"), ("4", "discriminator"), ("6", "generator")]
+    for row in mask_rows:
+        if row["network"] == "generator":
+            assert row["dropped"] == row["grown"] != "0"
+    d_change = mask_rows[1]
+    d_total = sum(int(np.prod(layer.mask.shape)) for layer in full.masked_layers("discriminator"))
+    assert abs(int(d_change["grown"]) - int(d_change["dropped"])) == round(0.05 * d_total)
+    assert float(d_change["density"]) == pytest.approx(d_density, abs=1e-6)
 
 
 def test_cli_writes_operative_config_and_rejects_bad_gin(tmp_path):
