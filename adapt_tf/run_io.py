@@ -135,6 +135,7 @@ class SampleLogs(keras.callbacks.Callback):
     resumed iteration first, so both files read as one uninterrupted run.
     """
 
+    logs_samples = True  # `SparseGAN.fit`: the sampling iterations log the sample's parts
     BR_FIELDS = ("step", "gf", "df", "dr", "ratio", "kept")
     MASK_FIELDS = ("step", "network", "dropped", "grown", "density")
 

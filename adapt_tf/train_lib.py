@@ -17,8 +17,8 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from adapt_tf import (architectures, data, distribution, methods, metrics, preemption,
-                      schedules, topology, toy_metric, workdir as workdir_lib)
+from adapt_tf import (architectures, augment, data, distribution, methods, metrics,
+                      preemption, schedules, topology, toy_metric, workdir as workdir_lib)
 from adapt_tf.checks import positive_int
 from adapt_tf.evaluation import (EVALUATIONS, EvaluateFID, FIDState, evaluation_metric,
                                  fid_reference)
@@ -77,6 +77,8 @@ class RunSpec:
         (`run_io.SampleLogs`).
       balance_criterion: what the window samples and ADAPT reads: "br" (the balance ratio) or
         "ada" (the official `--da-criterion ADA`, logged as `ada_rt`; `SparseGAN.criterion`).
+      diff_aug: a DiffAugment policy such as "color,translation,cutout" (`adapt_tf.augment`,
+        the official `--diff_aug`), or None.
       eval_every, eval_num_samples, eval_metric, inception_path, reference_stats: with
         `eval_every` (a multiple of `log_every`), `eval_num_samples` EMA samples are scored every
         `eval_every` iterations and at the end, the best checkpoint kept in
@@ -121,6 +123,7 @@ class RunSpec:
     ever_active: bool = False
     sample_logs: bool = False
     balance_criterion: str = "br"
+    diff_aug: str | None = None
     eval_every: int | None = None
     eval_num_samples: int = 10000
     eval_metric: str | None = None
@@ -180,6 +183,7 @@ def check_arguments(spec: RunSpec) -> None:
     for name in ("lr_decay", "ever_active", "sample_logs"):
         if not isinstance(getattr(spec, name), bool):
             raise ValueError(f"{name}={getattr(spec, name)!r} must be True or False.")
+    augment.parse_policy(spec.diff_aug)
     if spec.balance_criterion not in WINDOW_KEYS:
         raise ValueError(f"balance_criterion={spec.balance_criterion!r}: choose 'br' (the "
                          "balance ratio) or 'ada' (the share of reals D scores above 0).")
@@ -351,4 +355,4 @@ def _build_gan(arch: architectures.Architecture, spec: RunSpec, *,
                      g_batch_size=spec.g_batch_size, num_classes=num_classes,
                      br_interval=spec.br_interval, br_window=spec.br_window,
                      ema_decay=spec.ema_decay, seed=spec.seed, ever_active=spec.ever_active,
-                     criterion=spec.balance_criterion)
+                     criterion=spec.balance_criterion, diff_aug=spec.diff_aug)

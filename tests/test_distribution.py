@@ -153,6 +153,7 @@ def runs(tmp_path_factory):
     commands = [([sys.executable, HELPER, "reference", str(out)], dict(os.environ)),
                 *_worker_commands(out, workdir, TOTAL_STEPS)]
     _run_all(commands, out)
+    _run_all([([sys.executable, HELPER, "switches", str(out)], dict(os.environ))], out)
     first = {name: dict(np.load(out / f"{name}.npz"))
              for name in ("default", "mirrored", "default_decay", "mirrored_decay", "worker_0",
                           "worker_1")}
@@ -227,8 +228,9 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(runs):
 
 
 @pytest.mark.slow
-def test_decayed_learning_rates_on_two_logical_cpus_match_one_device(runs):
-    # train.lr_decay reads the iteration from a mirrored variable inside the replicas.
+def test_decayed_rates_and_diff_aug_on_two_logical_cpus_match_one_device(runs):
+    # train.lr_decay reads the iteration from a mirrored variable inside the replicas;
+    # train.diff_aug draws for the global batch and each replica augments its share.
     _assert_same_run(runs.mirrored_decay, runs.default_decay)
     rate = _distributed_run.SGD_LEARNING_RATE * (1 - 2 / 3)  # iteration 2 of 3, the last
     for state in (runs.default_decay, runs.mirrored_decay):

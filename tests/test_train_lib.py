@@ -85,12 +85,14 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, uninterrupted):
         assert [int(r["step"]) for r in csv.DictReader(f)] == [2, 4, 6, 8]
 
 
-def test_lr_decay_ever_active_and_sample_logs_resume_exactly(tmp_path):
-    # train.lr_decay: the rate of iteration i is lr * (1 - i / 8); a run stopped after 4
-    # iterations and resumed ends where an uninterrupted one does, at the rate of iteration 7.
-    # train.ever_active: the logged shares of ever-active weights, checkpointed, so the
-    # resumed run logs the same column.
-    switches = ("train.lr_decay = True", "train.ever_active = True", "train.sample_logs = True")
+def test_the_official_switches_resume_exactly(tmp_path):
+    # Every switch of the official code on. DiffAugment's draws are keyed to the iteration,
+    # so a resumed run augments as an uninterrupted one. train.lr_decay: the rate of
+    # iteration i is lr * (1 - i / 8); a run stopped after 4 iterations and resumed ends where
+    # an uninterrupted one does, at the rate of iteration 7. train.ever_active: the logged
+    # shares of ever-active weights, checkpointed, so the resumed run logs the same column.
+    switches = ("train.lr_decay = True", "train.ever_active = True", "train.sample_logs = True",
+                "train.diff_aug = 'color,translation,cutout'")
     full = _train(tmp_path / "full", *switches)
     _train(tmp_path / "resumed", *switches, extra_callbacks=[_StopAt(4)])
     resumed = _train(tmp_path / "resumed", *switches)
@@ -147,6 +149,27 @@ def test_lr_decay_ever_active_and_sample_logs_resume_exactly(tmp_path):
     d_total = sum(int(np.prod(layer.mask.shape)) for layer in full.masked_layers("discriminator"))
     assert abs(int(d_change["grown"]) - int(d_change["dropped"])) == round(0.05 * d_total)
     assert float(d_change["density"]) == pytest.approx(d_density, abs=1e-6)
+
+
+def test_the_ada_criterion_logs_its_column_and_resumes_exactly(tmp_path):
+    # The window holds ADA-style shares (logged as ada_rt, no br column values); the
+    # controller's decision at iteration 4 reads them, and a resumed run decides alike.
+    binding = "train.balance_criterion = 'ada'"
+    full = _train(tmp_path / "full", binding)
+    _train(tmp_path / "resumed", binding, extra_callbacks=[_StopAt(4)])
+    resumed = _train(tmp_path / "resumed", binding)
+    for gan in (full, resumed):
+        assert gan.criterion == "ada"
+        assert all(0.0 <= v <= 1.0 for v in gan.balance.values())
+    np.testing.assert_allclose(resumed.balance.values(), full.balance.values(), atol=1e-6)
+    assert resumed.density("discriminator") == full.density("discriminator")
+    rows = []
+    for run in ("full", "resumed"):
+        with open(tmp_path / run / "metrics.csv") as f:
+            rows.append(list(csv.DictReader(f)))
+    np.testing.assert_allclose([float(r["ada_rt"]) for r in rows[1]],
+                               [float(r["ada_rt"]) for r in rows[0]], atol=1e-6)
+    assert all(r["br"] == "" and 0.0 <= float(r["ada_rt"]) <= 1.0 for r in rows[0])
 
 
 def test_cli_writes_operative_config_and_rejects_bad_gin(tmp_path):
@@ -292,6 +315,9 @@ _UNCLOSED = "include 'base.gin'\ntrain.total_steps = [1, 2\n"
     ("unclosed_bracket", [], "unclosed bracket"),
     ("not_prepared", ["train.dataset = 'cifar10'"], "train.download = True"),
     ("unwritable_workdir", [], "is not a writable directory"),
+    ("bad_diff_aug", ["train.diff_aug = 'colour'"], "diff_aug='colour': each of ("),
+    ("bad_criterion", ["train.balance_criterion = 'fake'"],
+     "balance_criterion='fake': choose 'br'"),
 ])
 def test_cli_user_errors_are_one_line_naming_the_value(tmp_path, case, bindings, expected):
     gin_file, run = TINY, tmp_path / "run"
