@@ -24,8 +24,8 @@ from adapt_tf.run_io import (Checkpointer, MetricsLogger, SampleGrid, SampleLogs
                              TerminateOnNaN, save_image_grid)
 from adapt_tf.sparsity import DynamicSparsity, reset_regrown_slots
 
-__all__ = ["DynamicSparsity", "MetricsLogger", "SampleLogs", "SampleGrid", "Checkpointer", "TerminateOnNaN",
-           "save_image_grid", "FlopsState", "FlopsLogger", "training_schedule", "network_costs",
+__all__ = ["DynamicSparsity", "MetricsLogger", "SampleLogs", "SampleGrid", "Checkpointer",
+           "TerminateOnNaN", "save_image_grid", "FlopsState", "FlopsLogger", "training_schedule", "network_costs",
            "FIDState", "EvaluateFID", "EvaluateToyMetric", "EVALUATIONS", "evaluation_metric",
            "generator_scores", "toy_generator_scores", "fid_reference", "reference_cache_path",
            "reset_regrown_slots"]

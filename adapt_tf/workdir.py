@@ -382,8 +382,9 @@ def read_csv_rows(path: str, *, text_fields: Sequence[str] = ()
     """(header, rows) of a metrics CSV, without torn rows.
 
     A row is kept when it has exactly the header's fields, an integer `step` and numbers (or
-    nothing) in the other cells but `text_fields`, and ends with a newline; others (a process killed mid-write)
-    are dropped with a warning naming the line. Raises `WorkdirError` if the file is not UTF-8.
+    nothing) in the other cells but `text_fields`, and ends with a newline; others (a process
+    killed mid-write) are dropped with a warning naming the line.
+    Raises `WorkdirError` if the file is not UTF-8.
     """
     try:
         with open(path, newline="", encoding="utf-8") as f:

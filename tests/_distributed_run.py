@@ -57,10 +57,11 @@ BINDINGS = ["train.total_steps = 5", "train.n_dis = 1", "train.g_width = 8",
             # strategy and the workers' resume run them too (lr_decay: see DECAY below).
             "train.ever_active = True", "train.sample_logs = True"]
 # The decayed-rate runs, with DiffAugment (its parameters are drawn for the global batch, so
-# every replica augments its share as one device would) and the ADA-style criterion (the
-# shares of reals above 0 are summed over the replicas) too: 3 iterations, so that no mask changes (G-DST and ADAPT act after 4)
-# and no near-tie of magnitudes can flip a mask entry between runs whose weights differ by
-# round-off; the rates only shrink, so the tolerance derived from SGD_LEARNING_RATE holds.
+# every replica augments its share as one device would) and the ADA-style criterion (the shares
+# of reals above 0 are summed over the replicas) too: 3 iterations, so that no mask changes
+# (G-DST and ADAPT act after 4) and no near-tie of magnitudes can flip a mask entry between runs
+# whose weights differ by round-off; the rates only shrink, so the tolerance derived from
+# SGD_LEARNING_RATE holds.
 DECAY = dict(lr_decay=True, total_steps=3, diff_aug="color,translation,cutout",
              balance_criterion="ada")
 

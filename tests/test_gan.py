@@ -1016,8 +1016,13 @@ def test_diff_aug_augments_reals_and_fakes_where_the_official_loop_does(jit_comp
     drawn = gan_module._draw_latents(gan, 0, d_batch, (4, 4))
     assert all(set(params) == {"brightness", "saturation", "contrast", "shift_h", "shift_w",
                                "cut_h", "cut_w"} for *_, params in drawn)
-    score = lambda x: gan.discriminator(x, training=True).numpy()[:, 0]  # noqa: E731
-    fake = lambda phase: augment.apply(gan.generator(drawn[phase][0]), drawn[phase][2])  # noqa: E731
+
+    def score(x):
+        return gan.discriminator(x, training=True).numpy()[:, 0]
+
+    def fake(phase):
+        return augment.apply(gan.generator(drawn[phase][0]), drawn[phase][2])
+
     real_last = augment.apply(images[n_dis - 1::n_dis], drawn[n_dis - 1][2])
     d_loss = (np.mean(np.maximum(0, 1 - score(real_last)))
               + np.mean(np.maximum(0, 1 + score(fake(n_dis - 1)))))
