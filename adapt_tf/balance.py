@@ -71,6 +71,15 @@ class BalanceWindow(tf.Module):
         safe = tf.where(tf.abs(denominator) > self.eps, denominator, tf.ones_like(denominator))
         ratio = (gf - df) / safe
         valid = tf.logical_and(tf.abs(denominator) > self.eps, tf.math.is_finite(ratio))
+        return self._store(ratio, valid)
+
+    def push_value(self, value) -> tf.Tensor:
+        """Adds a sample of another criterion as it is (e.g. the ADA-style share of real
+        images D scores above 0); a non-finite one is skipped. Returns whether it was kept."""
+        value = tf.cast(value, tf.float32)
+        return self._store(value, tf.math.is_finite(value))
+
+    def _store(self, ratio: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
         position = self.position.read_value()
         updated = tf.tensor_scatter_nd_update(self.samples, [[position]], [ratio])
         self.samples.assign(tf.where(valid, updated, self.samples))

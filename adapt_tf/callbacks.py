@@ -7,8 +7,8 @@ Each callback lives in the module of its concept; new code imports from there:
   `evaluation_metric`, `generator_scores`, `toy_generator_scores`, `fid_reference`,
   `reference_cache_path`.
 * `adapt_tf.flops_logger`: `FlopsLogger`, `FlopsState`, `training_schedule`, `network_costs`.
-* `adapt_tf.run_io`: `MetricsLogger`, `SampleGrid`, `Checkpointer`, `TerminateOnNaN`,
-  `save_image_grid`.
+* `adapt_tf.run_io`: `MetricsLogger`, `SampleLogs`, `SampleGrid`, `Checkpointer`,
+  `TerminateOnNaN`, `save_image_grid`.
 
 `adapt_tf.ADAPTController` (`adapt_tf.controller`) and `adapt_tf.gmp.GradualMagnitudePruning`
 never lived here. Callbacks talk through Keras `logs`: `FlopsLogger` and the evaluations add
@@ -20,12 +20,12 @@ from adapt_tf.evaluation import (EVALUATIONS, EvaluateFID, EvaluateToyMetric, FI
                                  evaluation_metric, fid_reference, generator_scores,
                                  reference_cache_path, toy_generator_scores)
 from adapt_tf.flops_logger import FlopsLogger, FlopsState, network_costs, training_schedule
-from adapt_tf.run_io import (Checkpointer, MetricsLogger, SampleGrid, TerminateOnNaN,
-                             save_image_grid)
+from adapt_tf.run_io import (Checkpointer, MetricsLogger, SampleGrid, SampleLogs,
+                             TerminateOnNaN, save_image_grid)
 from adapt_tf.sparsity import DynamicSparsity, reset_regrown_slots
 
-__all__ = ["DynamicSparsity", "MetricsLogger", "SampleGrid", "Checkpointer", "TerminateOnNaN",
-           "save_image_grid", "FlopsState", "FlopsLogger", "training_schedule", "network_costs",
+__all__ = ["DynamicSparsity", "MetricsLogger", "SampleLogs", "SampleGrid", "Checkpointer",
+           "TerminateOnNaN", "save_image_grid", "FlopsState", "FlopsLogger", "training_schedule", "network_costs",
            "FIDState", "EvaluateFID", "EvaluateToyMetric", "EVALUATIONS", "evaluation_metric",
            "generator_scores", "toy_generator_scores", "fid_reference", "reference_cache_path",
            "reset_regrown_slots"]

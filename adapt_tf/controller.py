@@ -78,7 +78,10 @@ class ADAPTController(keras.callbacks.Callback):
       mode: "relaxed" (d_D may reach 1) or "strict" (d_D <= d_max, then DST on D).
       total_steps: iterations of the whole run (the controller never acts at the last one, and
         the strict D-DST fraction is cosine-decayed over it).
-      b_low, b_high: the band [B-, B+] (paper: 0.45, 0.55).
+      b_low, b_high: the band [B-, B+] (paper: 0.45, 0.55). With a GAN whose window samples
+        the ADA-style criterion (`SparseGAN(criterion="ada")`), the band applies to that
+        share and the directions turn round: at or above b_high D shrinks, at or below b_low
+        it grows, and the strict mode never runs D-DST (as the official code).
       delta_d: absolute density step Δd (paper: 0.05).
       interval: ΔT in iterations; default 1000 (relaxed) or 2000 (strict).
       d_min: density floor (official: 0.05).
@@ -121,6 +124,8 @@ class ADAPTController(keras.callbacks.Callback):
         self.dst_final_fraction = dst_final_fraction
         self.seed = seed
         self.state = ControllerState()
+        # What the GAN's window samples (`SparseGAN.criterion`), read at the start of training.
+        self.criterion = "br"
 
     # ------------------------------------------------------------------------------ state
 
@@ -137,13 +142,14 @@ class ADAPTController(keras.callbacks.Callback):
     def _record(self, decision: dict[str, Any]) -> None:
         log = self.decisions + [decision]
         self.state.log_json.text = json.dumps(log)
-        logging.info("ADAPT step %d: BR=%s d_D %.4f -> %.4f (%s)", decision["step"],
-                     decision["br"], decision["old_density"], decision["new_density"],
-                     decision["action"])
+        logging.info("ADAPT step %d: %s=%s d_D %.4f -> %.4f (%s)", decision["step"],
+                     "BR" if self.criterion == "br" else "ADA r_t", decision["br"],
+                     decision["old_density"], decision["new_density"], decision["action"])
 
     # -------------------------------------------------------------------------- callbacks
 
     def on_train_begin(self, logs=None):
+        self.criterion = getattr(self.model, "criterion", "br")
         if self.density < 0:  # not restored from a checkpoint
             self.state.density.assign(self.model.density("discriminator"))
         if not self.d_min - _EPS <= self.density <= self.d_max + _EPS:
@@ -193,6 +199,8 @@ class ADAPTController(keras.callbacks.Callback):
     def _next_density(self, br: float, density: float) -> tuple[float, str]:
         if math.isnan(br):
             return density, "keep (BR undefined)"
+        if self.criterion == "ada":
+            return self._next_density_ada(br, density)
         if br >= self.b_high and density < self.d_max - _EPS:
             return round(min(density + self.delta_d, self.d_max), 6), "increase"
         if br >= self.b_high and self.mode == "strict":
@@ -202,6 +210,19 @@ class ADAPTController(keras.callbacks.Callback):
         if br <= self.b_low and density > self.d_min + _EPS:
             return round(max(density - self.delta_d, self.d_min), 6), "decrease"
         if br <= self.b_low:
+            return density, "keep (at d_min)"
+        return density, "keep"
+
+    def _next_density_ada(self, share: float, density: float) -> tuple[float, str]:
+        """The official ADA-style rule, the other way round from BR's: D scoring many reals
+        above 0 is too strong (shrink it), few too weak (grow it); no D-DST at the cap."""
+        if share <= self.b_low and density < self.d_max - _EPS:
+            return round(min(density + self.delta_d, self.d_max), 6), "increase"
+        if share >= self.b_high and density > self.d_min + _EPS:
+            return round(max(density - self.delta_d, self.d_min), 6), "decrease"
+        if share <= self.b_low:
+            return density, "keep (at d_max)"
+        if share >= self.b_high:
             return density, "keep (at d_min)"
         return density, "keep"
 

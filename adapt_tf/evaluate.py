@@ -156,8 +156,8 @@ def _toy_scorer(arguments: dict[str, Any], *, inception_path: str | None,
     classifier, reference = toy_metric.load_classifier()
 
     def score(gan, **kwargs) -> dict[str, Any]:
-        scores = evaluation.toy_generator_scores(gan, classifier=classifier,
-                                                 reference=(reference.mu, reference.sigma), **kwargs)
+        scores = evaluation.toy_generator_scores(
+            gan, classifier=classifier, reference=(reference.mu, reference.sigma), **kwargs)
         return {"toy_fid": scores.pop("toy_fid"), "toy_fid_floor": reference.floor, **scores}
 
     real = {key: value for key, value in reference.summary().items() if key != "classifier"}

@@ -34,7 +34,7 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras as keras
 
-from adapt_tf import balance, losses
+from adapt_tf import augment, balance, losses
 from adapt_tf.checks import positive_int
 from adapt_tf.ema import EMAGenerator
 from adapt_tf.sparsity import NETWORKS, Sparsity, check_network
@@ -72,6 +72,10 @@ def _check_arguments(generator: keras.Model, discriminator: keras.Model, *, late
                              "keras.Input) before SparseGAN wraps it.")
 
 
+# The train step's log key of the window mean, per criterion.
+WINDOW_KEYS = {"br": "br", "ada": "ada_rt"}
+
+
 class SparseGAN(keras.Model):
     """A GAN of sparse (masked) generator and discriminator, trained with `fit`.
 
@@ -93,6 +97,16 @@ class SparseGAN(keras.Model):
         and the rest (BatchNorm moving statistics, spectral-norm vectors) are copied from G,
         as the official code's EMA shares G's buffers.
       seed: seed of z and fake-label sampling.
+      criterion: what the window samples every `br_interval` iterations and the controller
+        reads: "br", the balance ratio, or "ada", the official `--da-criterion ADA`: the mean
+        over the iteration's D steps of the share of real images D scores above 0 (logged as
+        `ada_rt` instead of `br`).
+      diff_aug: a DiffAugment policy (`augment.POLICY`: "color,translation,cutout") or None:
+        D's real and fake inputs in every D step, the fakes of the G step and of the BR sample
+        are augmented, the reals and fakes of one D step alike, with parameters drawn per
+        (seed, iteration, phase) like the latents (the official `--diff_aug`).
+      ever_active: track the kernel entries of each network that have ever been active
+        (`Sparsity.ever_active`) and log their share as `g_ever_active` / `d_ever_active`.
 
     The dataset yields `images` [n_dis * d_batch, H, W, C] float32 in [-1, 1], or
     `(images, labels)` for conditional models; batch sizes are global.
@@ -104,7 +118,8 @@ class SparseGAN(keras.Model):
     def __init__(self, generator: keras.Model, discriminator: keras.Model, *, latent_dim: int,
                  n_dis: int = 1, g_batch_size: int | None = None,
                  num_classes: int | None = None, br_interval: int = 10, br_window: int = 1000,
-                 ema_decay: float | None = None, seed: int = 0, name: str = "sparse_gan",
+                 ema_decay: float | None = None, seed: int = 0, ever_active: bool = False,
+                 criterion: str = "br", diff_aug: str | None = None, name: str = "sparse_gan",
                  **kwargs):
         super().__init__(name=name, **kwargs)
         _check_arguments(generator, discriminator, latent_dim=latent_dim, n_dis=n_dis,
@@ -128,11 +143,21 @@ class SparseGAN(keras.Model):
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.ema = EMAGenerator(generator, ema_decay) if ema_decay is not None else None
         self.ema_generator = None if self.ema is None else self.ema.model
+        if not isinstance(ever_active, bool):
+            raise ValueError(f"ever_active={ever_active!r} must be True or False.")
+        if criterion not in WINDOW_KEYS:
+            raise ValueError(f"criterion={criterion!r}: choose 'br' (the balance ratio) or "
+                             "'ada' (the share of reals D scores above 0).")
+        self.criterion = criterion
+        self.diff_aug = augment.parse_policy(diff_aug)
         self.sparsity = Sparsity({"generator": generator, "discriminator": discriminator},
-                                 ema=self.ema)
+                                 ema=self.ema, ever_active=ever_active)
         # Tracked under the names checkpoints have always used, so older runs resume.
         self._density = self.sparsity.densities
         self._grad_buffers = self.sparsity.grad_buffers
+        if ever_active:  # only then: checkpoints of runs without it keep their layout
+            self._ever_active = self.sparsity.ever_active
+            self._ever_active_shares = self.sparsity.ever_active_shares
         # A tuple, not a list: Keras would track a list attribute into the checkpoint.
         self._gradient_users: tuple = ()
         self._host_step: int | None = None
@@ -193,10 +218,16 @@ class SparseGAN(keras.Model):
     def fit(self, *args, **kwargs):
         """`keras.Model.fit`; callbacks with `needs_gradients(step) -> networks` (e.g.
         `sparsity.DynamicSparsity` with RigL, `ADAPTController` with gradient growth) make the
-        iterations they name keep those networks' dense kernel gradients."""
+        iterations they name keep those networks' dense kernel gradients, and a callback with
+        `logs_samples = True` (`run_io.SampleLogs`) makes the iterations that sample the window
+        add the sample's parts to their logs (`br_gf`, `br_df`, `br_dr`, `br_kept`, or
+        `ada_sample`)."""
         callbacks = kwargs.get("callbacks", args[5] if len(args) > 5 else None)
         self._gradient_users = tuple(c for c in callbacks or ()
                                      if hasattr(c, "needs_gradients"))
+        logs_samples = any(getattr(c, "logs_samples", False) for c in callbacks or ())
+        if logs_samples != self._compiled.logs_samples:  # the variants' outputs differ
+            self._compiled = _VariantCache(logs_samples=logs_samples)
         try:
             return super().fit(*args, **kwargs)
         finally:
@@ -248,9 +279,9 @@ class SparseGAN(keras.Model):
             data = next(iterator)
             # z and labels are drawn here, outside XLA: XLA's stateless RNG differs from TF's.
             images = data[0] if isinstance(data, (tuple, list)) else data
-            local = strategy.experimental_local_results(images)[0].shape[0]
-            global_d = self._local_d_batch(local) * strategy.num_replicas_in_sync
-            drawn = _draw_latents(self, self.step.read_value(), global_d)
+            shape = strategy.experimental_local_results(images)[0].shape
+            global_d = self._local_d_batch(shape[0]) * strategy.num_replicas_in_sync
+            drawn = _draw_latents(self, self.step.read_value(), global_d, tuple(shape[1:3]))
             outputs = strategy.run(step_fn, args=(data, drawn))
             # Every replica holds the same values (losses and BR are reduced in the step).
             return tf.nest.map_structure(
@@ -280,23 +311,32 @@ class SparseGAN(keras.Model):
         replica = context.replica_id_in_sync_group
         local_d = self._local_d_batch(images.shape[0])
         step = self.step.read_value()
-        sampler = _Sampler(self, step, replica, replicas, drawn)
+        sampler = _Sampler(self, step, replica, replicas, drawn, tuple(images.shape[1:3]))
 
+        ada = sample_br and self.criterion == "ada"
+        positives = []  # with the ADA criterion: each D step's share of reals scored > 0
         for k in range(self.n_dis):
-            real = images[k::self.n_dis]
+            augmentation = sampler.augmentation(k, local_d * replicas)
+            real = self._augment(images[k::self.n_dis], augmentation)
             real_labels = None if labels is None else labels[k::self.n_dis]
-            d_loss = self._discriminator_step(sampler, k, real, real_labels, local_d,
-                                              keep_grads=keep_d_grads and k == self.n_dis - 1)
+            d_loss, positive = self._discriminator_step(
+                sampler, k, real, real_labels, local_d, augmentation,
+                keep_grads=keep_d_grads and k == self.n_dis - 1, count_positive=ada)
+            positives.append(positive)
 
-        g_batch = (self.g_batch_size or local_d * replicas)
-        if g_batch % replicas:
-            raise ValueError(f"g_batch_size={g_batch} must be divisible by the number of "
-                             f"replicas ({replicas}).")
+        g_batch = self._global_g_batch(local_d, replicas)
         z, fake_labels = sampler.latents(self.n_dis, g_batch)
-        g_loss, df = self._generator_step(z, fake_labels, g_batch, keep_grads=keep_g_grads)
+        augmentation = sampler.augmentation(self.n_dis, g_batch)
+        g_loss, df = self._generator_step(z, fake_labels, g_batch, augmentation,
+                                          keep_grads=keep_g_grads)
 
-        if sample_br:
-            self._balance_sample(z, fake_labels, df, real, real_labels, g_batch, local_d * replicas)
+        sample = {}
+        if ada:  # official: the mean over this iteration's D steps is one window sample
+            sample = {"ada_sample": tf.add_n(positives) / self.n_dis}
+            self.balance.push_value(sample["ada_sample"])
+        elif sample_br:  # the last D step's (augmented) reals, G's step's z and augmentation
+            sample = self._balance_sample(z, fake_labels, df, real, real_labels, g_batch,
+                                          local_d * replicas, augmentation)
         if self.ema is not None:
             self.ema.update()
 
@@ -304,9 +344,20 @@ class SparseGAN(keras.Model):
         self.g_loss_tracker.update_state(g_loss)
         self.step.assign_add(1)
         return {"d_loss": self.d_loss_tracker.result(), "g_loss": self.g_loss_tracker.result(),
-                "br": self.balance.mean(), "br_skipped": self.balance.skipped.read_value(),
+                WINDOW_KEYS[self.criterion]: self.balance.mean(),
+                "br_skipped": self.balance.skipped.read_value(),
                 "g_density": self.sparsity.densities["generator"].read_value(),
-                "d_density": self.sparsity.densities["discriminator"].read_value()}
+                "d_density": self.sparsity.densities["discriminator"].read_value(),
+                **{f"{network[0]}_ever_active": share.read_value()
+                   for network, share in self.sparsity.ever_active_shares.items()},
+                **(sample if self._compiled.logs_samples else {})}
+
+    def _global_g_batch(self, local_d: int, replicas: int) -> int:
+        g_batch = self.g_batch_size or local_d * replicas
+        if g_batch % replicas:
+            raise ValueError(f"g_batch_size={g_batch} must be divisible by the number of "
+                             f"replicas ({replicas}).")
+        return g_batch
 
     def _local_d_batch(self, local_batch) -> int:
         if local_batch is None or local_batch % self.n_dis:
@@ -339,10 +390,14 @@ class SparseGAN(keras.Model):
         logits = tf.cast(self.discriminator(inputs, training=training), tf.float32)
         return tf.reshape(logits, [-1])
 
-    def _discriminator_step(self, sampler, k, real, real_labels, local_d, *, keep_grads):
+    def _discriminator_step(self, sampler, k, real, real_labels, local_d, augmentation, *,
+                            keep_grads, count_positive=False):
+        """One D step; returns (its loss, the share of the global real batch D scored above 0
+        before the step, or None unless `count_positive`)."""
         global_d = local_d * sampler.replicas
         z, fake_labels = sampler.latents(k, global_d)
-        fake = tf.stop_gradient(self._call_g(z, fake_labels, training=True))
+        fake = self._augment(tf.stop_gradient(self._call_g(z, fake_labels, training=True)),
+                             augmentation)
         variables = self.discriminator.trainable_variables
         with tf.GradientTape() as tape:
             real_logits = self._call_d(real, real_labels)
@@ -354,12 +409,17 @@ class SparseGAN(keras.Model):
         self.d_optimizer.apply_gradients(zip(grads, variables), skip_gradients_aggregation=True)
         if keep_grads:
             self._keep_gradients("discriminator", grads, variables)
-        return _all_sum(loss)
+        positive = None
+        if count_positive:
+            above = tf.reduce_sum(tf.cast(real_logits > 0.0, tf.float32))
+            positive = _all_sum(above) / global_d
+        return _all_sum(loss), positive
 
-    def _generator_step(self, z, labels, g_batch, *, keep_grads):
+    def _generator_step(self, z, labels, g_batch, augmentation, *, keep_grads):
         variables = self.generator.trainable_variables
         with tf.GradientTape() as tape:
-            fake_logits = self._call_d(self._call_g(z, labels, training=True), labels)
+            fakes = self._augment(self._call_g(z, labels, training=True), augmentation)
+            fake_logits = self._call_d(fakes, labels)
             loss = tf.reduce_sum(self.loss_fn.generator(fake_logits)) / g_batch
             scaled = _scale_loss(self.g_optimizer, loss)
         grads = _unscale(self.g_optimizer, tape.gradient(scaled, variables))
@@ -370,11 +430,20 @@ class SparseGAN(keras.Model):
         df = _all_sum(tf.reduce_sum(fake_logits)) / g_batch
         return _all_sum(loss), df
 
-    def _balance_sample(self, z, labels, df, real, real_labels, g_batch, d_batch):
+    def _augment(self, images, augmentation):
+        """DiffAugment with this phase's parameters (`augment.apply`), or `images` without."""
+        return augment.apply(images, augmentation) if augmentation else images
+
+    def _balance_sample(self, z, labels, df, real, real_labels, g_batch, d_batch,
+                        augmentation=None):
+        """Pushes one BR sample into the window; returns its parts for the iteration's logs
+        (`br_gf`, `br_df`, `br_dr`, and `br_kept`: 0 if the window skipped it)."""
         # Official code: same z, G after its update, D after its update, train mode.
-        gf = _all_sum(tf.reduce_sum(self._call_d(self._call_g(z, labels), labels))) / g_batch
+        fakes = self._augment(self._call_g(z, labels), augmentation)
+        gf = _all_sum(tf.reduce_sum(self._call_d(fakes, labels))) / g_batch
         dr = _all_sum(tf.reduce_sum(self._call_d(real, real_labels))) / d_batch
-        self.balance.push(gf, df, dr)
+        kept = self.balance.push(gf, df, dr)
+        return {"br_gf": gf, "br_df": df, "br_dr": dr, "br_kept": tf.cast(kept, tf.int32)}
 
     def _keep_gradients(self, network, grads, variables):
         by_ref = {v.ref(): g for g, v in zip(grads, variables)}
@@ -430,15 +499,18 @@ class SparseGAN(keras.Model):
         return {"latent_dim": self.latent_dim, "n_dis": self.n_dis,
                 "g_batch_size": self.g_batch_size, "num_classes": self.num_classes,
                 "br_interval": self.br_interval, "br_window": self.br_window,
-                "ema_decay": self.ema_decay, "seed": self.seed}
+                "ema_decay": self.ema_decay, "seed": self.seed,
+                "ever_active": bool(self.sparsity.ever_active), "criterion": self.criterion,
+                "diff_aug": ",".join(self.diff_aug) if self.diff_aug else None}
 
 
 class _VariantCache:
     """Compiled train-function variants and their trace counts (kept out of Keras tracking)."""
 
-    def __init__(self):
+    def __init__(self, logs_samples: bool = False):
         self.functions: dict = {}
         self.traces: dict = {}
+        self.logs_samples = logs_samples  # the variants return the window sample's parts
 
 
 class _Sampler:
@@ -447,18 +519,31 @@ class _Sampler:
     Phase k < n_dis is D step k; phase n_dis the generator step (and its BR sample).
     """
 
-    def __init__(self, gan: SparseGAN, step, replica, replicas, drawn=None):
+    def __init__(self, gan: SparseGAN, step, replica, replicas, drawn=None, image_size=None):
         self.gan = gan
         self.drawn = drawn
         self.step = tf.cast(step, tf.int64)
         self.replica = replica
         self.replicas = replicas
+        self.image_size = image_size
+
+    def augmentation(self, phase: int, global_batch: int) -> dict:
+        """This replica's DiffAugment parameters of the phase ({} without `diff_aug`)."""
+        gan = self.gan
+        if gan.diff_aug is None:
+            return {}
+        if self.drawn is not None:
+            params = self.drawn[phase][2]
+        else:
+            params = _global_augmentation(gan, self.step, phase, global_batch, self.image_size)
+        local = global_batch // self.replicas
+        return {key: self._slice(value, local) for key, value in params.items()}
 
     def latents(self, phase: int, global_batch: int):
         gan = self.gan
         local = global_batch // self.replicas
         if self.drawn is not None:
-            z, labels = self.drawn[phase]
+            z, labels = self.drawn[phase][:2]
         else:
             z, labels = _global_latents(gan, self.step, phase, global_batch)
         z = self._slice(z, local)
@@ -485,11 +570,22 @@ def _global_latents(gan: SparseGAN, step, phase: int, global_batch: int):
     return z, labels
 
 
-def _draw_latents(gan: SparseGAN, step, global_d: int):
-    """Global (z, labels) of every phase of an iteration: D steps, then the G step."""
-    g_batch = gan.g_batch_size or global_d
-    return [_global_latents(gan, step, k, global_d) for k in range(gan.n_dis)] + [
-        _global_latents(gan, step, gan.n_dis, g_batch)]
+def _global_augmentation(gan: SparseGAN, step, phase: int, global_batch: int, image_size):
+    """DiffAugment parameters of the phase for the global batch, seeded by
+    (seed + 2, iteration * (n_dis + 1) + phase) like the latents."""
+    base = tf.cast(step, tf.int64) * (gan.n_dis + 1) + phase
+    return augment.draw(gan.diff_aug, global_batch, image_size,
+                        tf.stack([tf.constant(gan.seed + 2, tf.int64), base]))
+
+
+def _draw_latents(gan: SparseGAN, step, global_d: int, image_size=None):
+    """Global (z, labels, DiffAugment parameters or {}) of every phase of an iteration: the D
+    steps, then the G step."""
+    batches = [global_d] * gan.n_dis + [gan.g_batch_size or global_d]
+    return [(*_global_latents(gan, step, phase, batch),
+             {} if gan.diff_aug is None else
+             _global_augmentation(gan, step, phase, batch, image_size))
+            for phase, batch in enumerate(batches)]
 
 
 def _scale_loss(optimizer, loss):

@@ -284,30 +284,14 @@ def _panels(axes, records: Sequence[RunRecord], colors) -> None:
         br.axhspan(low, high, color="tab:green", alpha=0.12, lw=0)
         for bound in (low, high):
             br.axhline(bound, color="tab:green", lw=0.8, ls="--")
-    several = len(records) > 1
     for record, color in zip(records, colors):
-        label = record.label if not several else f"{record.label} ({record.name})"
-        br.plot(*record.series("br"), color=color, lw=1.2, label=label)
-        density.plot(*record.series("d_density"), color=color, lw=1.5,
-                     label=label if several else "d_D")
-        density.plot(*record.series("g_density"), color=color, lw=1.0, ls=":",
-                     label=None if several else "d_G")
-        steps, fids = record.series(record.score_key)
-        if fids:
-            fid.plot(steps, fids, color=color, marker="o", ms=3, lw=1.2, label=label)
-            best = min(range(len(fids)), key=fids.__getitem__)
-            fid.plot(steps[best], fids[best], color=color, marker="*", ms=12, ls="none")
-        flops_steps, flops_values = record.series("train_flops")
-        at_fid = dict(zip(flops_steps, flops_values))
-        pairs = [(at_fid[s], f) for s, f in zip(steps, fids) if s in at_fid]
-        if pairs:
-            fid_flops.plot(*zip(*pairs), color=color, marker="o", ms=3, lw=1.2, label=label)
+        _plot_record(axes, record, color, several=len(records) > 1)
     low, high, outside = br_limits([v for r in records for v in r.series("br")[1]], bands)
     clipped = f"; {outside} window means off the axis" if outside else ""
     br.set(title=f"Balance ratio (band [B-, B+]{clipped})", xlabel="iteration", ylabel="BR",
            ylim=(low, high))
-    density.set(title="Densities (solid d_D, dotted d_G)", xlabel="iteration",
-                ylabel="density", ylim=(0, 1.05))
+    density.set(title="Densities (solid d_D, dotted d_G; dashed: ever active)",
+                xlabel="iteration", ylabel="density", ylim=(0, 1.05))
     name = "toy FID" if {r.score_key for r in records} == {"toy_fid"} else "FID"
     fid.set(title=f"{name} over training (* best)", xlabel="iteration", ylabel=name)
     fid_flops.set(title=f"{name} vs cumulative training FLOPs", xlabel="training FLOPs (MACs)",
@@ -323,6 +307,31 @@ def _panels(axes, records: Sequence[RunRecord], colors) -> None:
                       color="0.4")
     for axis in axes.flat:
         axis.grid(alpha=0.3)
+
+
+def _plot_record(axes, record: RunRecord, color, *, several: bool) -> None:
+    """One run's lines on the four panels (labelled by run name when `several`)."""
+    br, density, fid, fid_flops = axes.flat
+    label = record.label if not several else f"{record.label} ({record.name})"
+    br.plot(*record.series("br"), color=color, lw=1.2, label=label)
+    density.plot(*record.series("d_density"), color=color, lw=1.5,
+                 label=label if several else "d_D")
+    density.plot(*record.series("g_density"), color=color, lw=1.0, ls=":",
+                 label=None if several else "d_G")
+    for column, style in (("d_ever_active", "--"), ("g_ever_active", "-.")):
+        steps, shares = record.series(column)
+        if shares:  # runs with train.ever_active: the share ever active
+            density.plot(steps, shares, color=color, lw=1.0, ls=style,
+                         label=None if several else f"{column[0]} ever active")
+    steps, fids = record.series(record.score_key)
+    if fids:
+        fid.plot(steps, fids, color=color, marker="o", ms=3, lw=1.2, label=label)
+        best = min(range(len(fids)), key=fids.__getitem__)
+        fid.plot(steps[best], fids[best], color=color, marker="*", ms=12, ls="none")
+    at_fid = dict(zip(*record.series("train_flops")))
+    pairs = [(at_fid[s], f) for s, f in zip(steps, fids) if s in at_fid]
+    if pairs:
+        fid_flops.plot(*zip(*pairs), color=color, marker="o", ms=3, lw=1.2, label=label)
 
 
 def plot_runs(records: Sequence[RunRecord], path: str, *, title: str) -> str:

@@ -3,6 +3,8 @@
 * `MetricsLogger`: `metrics.csv` rows, TensorBoard scalars and progress lines. A row holds the
   train step's logs and the entries other callbacks add to the same Keras `logs` dict
   (`train_flops`, `fid`, ...): the callbacks that add them come before the logger.
+* `SampleLogs`: `br.csv` (every BR sample) and `masks.csv` (every mask change), appended as
+  they happen.
 * `SampleGrid`: `samples/step_N.png` from the EMA generator on a fixed z.
 * `Checkpointer`: checkpoints of everything a resumed run needs (models, both optimizers,
   masks, EMA, BR window, controller state), every K iterations and at the end.
@@ -27,7 +29,8 @@ from absl import logging
 
 from adapt_tf import distribution, workdir as workdir_lib
 
-__all__ = ["MetricsLogger", "SampleGrid", "Checkpointer", "TerminateOnNaN", "save_image_grid"]
+__all__ = ["MetricsLogger", "SampleLogs", "SampleGrid", "Checkpointer", "TerminateOnNaN",
+           "save_image_grid"]
 
 
 class MetricsLogger(keras.callbacks.Callback):
@@ -70,12 +73,12 @@ class MetricsLogger(keras.callbacks.Callback):
             self.write_row(step, logs or {})
 
     def write_row(self, step: int, logs: Mapping[str, Any]) -> dict[str, Any]:
-        """Writes the row of `step` from `logs` (train-step values are reduced to Python
-        scalars, values other callbacks added are written as given); returns it."""
+        """Writes the row of `step` from `logs` (tensors and arrays reduced to Python
+        scalars); returns it."""
         row: dict[str, Any] = {"step": step}
         for key in self.fields[1:]:
             if key in logs:
-                row[key] = _scalar(logs[key]) if key in self.FIELDS else logs[key]
+                row[key] = _scalar(logs[key])
         new_file = not os.path.exists(self.path)
         with open(self.path, "a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore")
@@ -105,18 +108,77 @@ def _scalar(value) -> Any:
     return value.item() if value.size == 1 else value.tolist()
 
 
-def _truncate_csv(path: str, fields: Sequence[str], step: int) -> None:
+def _truncate_csv(path: str, fields: Sequence[str], step: int, *,
+                  text_fields: Sequence[str] = ()) -> None:
     """Keeps only well-formed rows with step <= `step` (a resumed run rewrites what came after;
     torn rows are dropped with a warning, `workdir.read_csv_rows`)."""
     if not os.path.exists(path):
         return
-    _, rows = workdir_lib.read_csv_rows(path)
+    _, rows = workdir_lib.read_csv_rows(path, text_fields=text_fields)
     rows = [r for r in rows if int(r["step"]) <= step]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(fields), extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     workdir_lib.write_atomic(path, buffer.getvalue())
+
+
+class SampleLogs(keras.callbacks.Callback):
+    """Appends every BR sample to `br.csv` and every mask change to `masks.csv`.
+
+    `br.csv`: step (iterations completed, as in metrics.csv, by the iteration that took the
+    sample), gf, df, dr (the sample's mean D scores: G after, G before its update, reals), ratio
+    (gf - df) / (dr - df) in float32 as the window computes it, and kept (0 when the window
+    skipped it: near-zero denominator or not finite). `masks.csv`: step, network, dropped,
+    grown, density after the change, for every `Sparsity.update` (DST, the controller, GMP).
+    Place it after the callbacks that change masks. A resumed run drops the rows past the
+    resumed iteration first, so both files read as one uninterrupted run.
+    """
+
+    logs_samples = True  # `SparseGAN.fit`: the sampling iterations log the sample's parts
+    BR_FIELDS = ("step", "gf", "df", "dr", "ratio", "kept")
+    MASK_FIELDS = ("step", "network", "dropped", "grown", "density")
+
+    def __init__(self, workdir: str):
+        super().__init__()
+        self.workdir = workdir
+        self.br_path = workdir_lib.Workdir(workdir).br_log
+        self.mask_path = workdir_lib.Workdir(workdir).mask_log
+
+    def on_train_begin(self, logs=None):
+        os.makedirs(self.workdir, exist_ok=True)
+        step = self.model.iteration
+        _truncate_csv(self.br_path, self.BR_FIELDS, step)
+        _truncate_csv(self.mask_path, self.MASK_FIELDS, step, text_fields=("network",))
+        self.model.sparsity.changes = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        step, logs = self.model.iteration, logs or {}
+        if "br_gf" in logs:
+            gf, df, dr = (np.float32(_scalar(logs[f"br_{key}"])) for key in ("gf", "df", "dr"))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = (gf - df) / (dr - df)
+            _append_csv(self.br_path, self.BR_FIELDS, [{
+                "step": step, "gf": float(gf), "df": float(df), "dr": float(dr),
+                "ratio": float(ratio), "kept": int(_scalar(logs["br_kept"]))}])
+        changes, self.model.sparsity.changes = self.model.sparsity.changes, []
+        _append_csv(self.mask_path, self.MASK_FIELDS,
+                    [{"step": step, **change} for change in changes or ()])
+
+    def on_train_end(self, logs=None):
+        self.model.sparsity.changes = None
+
+
+def _append_csv(path: str, fields: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
+    """Appends `rows` (writing the header first into a new file); nothing for no rows."""
+    if not rows:
+        return
+    new_file = not os.path.exists(path)
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(fields))
+        if new_file:
+            writer.writeheader()
+        writer.writerows(rows)
 
 
 def save_image_grid(images, path: str, *, columns: int | None = None) -> str:

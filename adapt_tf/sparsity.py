@@ -43,6 +43,8 @@ class Sparsity:
     Args:
       networks: {"generator": G, "discriminator": D}, built Keras models.
       ema: the `ema.EMAGenerator` of G, or None; it takes G's masks whenever they change.
+      ever_active: also keep, per network, which kernel entries have been active at least
+        once since construction (RigL/ITOP's "fired" weights) and their share.
 
     Attributes:
       layers: {network: its masked layers (`layers.masked_layers`, stable order)}.
@@ -50,9 +52,16 @@ class Sparsity:
         gradients dL/d(kernel * mask) of the last iteration that kept them (`SparseGAN`
         writes them when a callback's `needs_gradients` asks).
       densities: {network: float32 variable}: the overall density the train step logs.
+      changes: None, or (while `run_io.SampleLogs` records) a list to which every `update`
+        appends {network, dropped, grown, density}.
+      ever_active: with `ever_active`, {network: one float32 0/1 variable per masked layer}:
+        the union of every mask the layer has had; `ever_active_shares[network]` is its
+        active share over the network's masked entries (1.0 for a network without masks).
+        Empty dicts otherwise.
     """
 
-    def __init__(self, networks: Mapping[str, keras.Model], *, ema=None):
+    def __init__(self, networks: Mapping[str, keras.Model], *, ema=None,
+                 ever_active: bool = False):
         self.layers = {net: masked_layers(networks[net]) for net in NETWORKS}
         self.grad_buffers = {
             net: [tf.Variable(tf.zeros(layer.kernel.shape), trainable=False,
@@ -64,6 +73,12 @@ class Sparsity:
         self.densities = {net: tf.Variable(1.0, trainable=False, name=f"{net}_density",
                                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
                           for net in NETWORKS}
+        # A list while a logger records mask changes (`run_io.SampleLogs`), else None.
+        self.changes: list[dict[str, Any]] | None = None
+        nets = NETWORKS if ever_active else ()
+        self.ever_active = {net: [_bookkeeping(tf.zeros(layer.mask.shape), f"{net}_fired_{i}")
+                                  for i, layer in enumerate(self.layers[net])] for net in nets}
+        self.ever_active_shares = {net: _bookkeeping(1.0, f"{net}_ever_active") for net in nets}
         for net in NETWORKS:
             self._follow(net)
 
@@ -82,10 +97,20 @@ class Sparsity:
         between iterations, in cross-replica context.
         """
         layers = self.layers[check_network(network)]
+        before = None if self.changes is None else [tf.identity(layer.mask) for layer in layers]
         result = fn([layer.kernel for layer in layers], [layer.mask for layer in layers],
                     self.grad_buffers[network], *args)
         self._follow(network)
+        if before is not None:
+            self.changes.append(self._change(network, before))
         return result
+
+    def _change(self, network: str, before: Sequence[tf.Tensor]) -> dict[str, Any]:
+        """What the last update changed against the masks `before` it."""
+        was = [tf.not_equal(mask, 0) for mask in before]
+        now = [tf.not_equal(layer.mask, 0) for layer in self.layers[network]]
+        return {"network": network, "dropped": _only_in(was, now), "grown": _only_in(now, was),
+                "density": float(self.densities[network].numpy())}
 
     def assign(self, network: str, new_masks: Sequence[Any]) -> tuple[tf.Tensor, tf.Tensor]:
         """Sets the network's masks to `new_masks` (one 0/1 array per masked layer) through
@@ -97,6 +122,23 @@ class Sparsity:
         self.densities[network].assign(self.density(network))
         if network == "generator" and self.ema is not None:
             self.ema.apply_masks()
+        if network in self.ever_active and self.layers[network]:
+            fired = self.ever_active[network]
+            for union, layer in zip(fired, self.layers[network]):
+                union.assign(tf.maximum(union, tf.cast(tf.not_equal(layer.mask, 0), tf.float32)))
+            active = sum(int(tf.math.count_nonzero(union)) for union in fired)
+            self.ever_active_shares[network].assign(active / sum(int(tf.size(u)) for u in fired))
+
+
+def _only_in(first: Sequence[tf.Tensor], second: Sequence[tf.Tensor]) -> int:
+    """Entries true in `first` and false in `second`, over all layers."""
+    return sum(int(tf.math.count_nonzero(a & ~b)) for a, b in zip(first, second))
+
+
+def _bookkeeping(initial, name: str) -> tf.Variable:
+    """A float32 variable no optimizer sees, written between iterations or by replica 0."""
+    return tf.Variable(initial, dtype=tf.float32, trainable=False, name=name,
+                       aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
 
 class DynamicSparsity(keras.callbacks.Callback):

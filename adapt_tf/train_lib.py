@@ -17,18 +17,21 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from adapt_tf import (architectures, data, distribution, methods, metrics, preemption,
-                      topology, toy_metric, workdir as workdir_lib)
+from adapt_tf import (architectures, augment, data, distribution, methods, metrics,
+                      preemption, schedules, topology, toy_metric, workdir as workdir_lib)
 from adapt_tf.checks import positive_int
 from adapt_tf.evaluation import (EVALUATIONS, EvaluateFID, FIDState, evaluation_metric,
                                  fid_reference)
 from adapt_tf.flops_logger import FlopsLogger, FlopsState, training_schedule
-from adapt_tf.gan import SparseGAN
-from adapt_tf.run_io import Checkpointer, MetricsLogger, SampleGrid, TerminateOnNaN
+from adapt_tf.gan import WINDOW_KEYS, SparseGAN
+from adapt_tf.run_io import (Checkpointer, MetricsLogger, SampleGrid, SampleLogs,
+                             TerminateOnNaN)
 
 __all__ = ["RunSpec", "train", "build_run", "check_arguments", "Run", "TrainingDiverged"]
 
 OptimizerFactory = Callable[[], keras.optimizers.Optimizer]
+# The train step's ever-active shares, logged with `ever_active` (after the densities).
+EVER_ACTIVE_FIELDS = ("g_ever_active", "d_ever_active")
 
 
 class TrainingDiverged(RuntimeError):
@@ -66,6 +69,16 @@ class RunSpec:
         dataset that is not prepared (needs internet).
       extra_callbacks: Keras callbacks run after the run's own.
       flops_convention: of the logged training FLOPs (`adapt_tf.flops`).
+      lr_decay: both learning rates decay linearly to 0 over `total_steps` iterations
+        (`schedules.LinearDecay`, the official `--lr-decay`); off by default, as in the paper.
+      ever_active: log the share of each network's kernel entries that have been active at
+        least once (`g_ever_active`, `d_ever_active`; `SparseGAN(ever_active=True)`).
+      sample_logs: append every BR sample to `br.csv` and every mask change to `masks.csv`
+        (`run_io.SampleLogs`).
+      balance_criterion: what the window samples and ADAPT reads: "br" (the balance ratio) or
+        "ada" (the official `--da-criterion ADA`, logged as `ada_rt`; `SparseGAN.criterion`).
+      diff_aug: a DiffAugment policy such as "color,translation,cutout" (`adapt_tf.augment`,
+        the official `--diff_aug`), or None.
       eval_every, eval_num_samples, eval_metric, inception_path, reference_stats: with
         `eval_every` (a multiple of `log_every`), `eval_num_samples` EMA samples are scored every
         `eval_every` iterations and at the end, the best checkpoint kept in
@@ -106,6 +119,11 @@ class RunSpec:
     download: bool = False
     extra_callbacks: Sequence[keras.callbacks.Callback] = ()
     flops_convention: str = "paper"
+    lr_decay: bool = False
+    ever_active: bool = False
+    sample_logs: bool = False
+    balance_criterion: str = "br"
+    diff_aug: str | None = None
     eval_every: int | None = None
     eval_num_samples: int = 10000
     eval_metric: str | None = None
@@ -162,6 +180,13 @@ def check_arguments(spec: RunSpec) -> None:
     writes operative_config.gin): ValueError naming the value and the fix."""
     for name in ("total_steps", "log_every", "checkpoint_every"):
         positive_int(name, getattr(spec, name))
+    for name in ("lr_decay", "ever_active", "sample_logs"):
+        if not isinstance(getattr(spec, name), bool):
+            raise ValueError(f"{name}={getattr(spec, name)!r} must be True or False.")
+    augment.parse_policy(spec.diff_aug)
+    if spec.balance_criterion not in WINDOW_KEYS:
+        raise ValueError(f"balance_criterion={spec.balance_criterion!r}: choose 'br' (the "
+                         "balance ratio) or 'ada' (the share of reals D scores above 0).")
     eval_every, log_every = spec.eval_every, spec.log_every
     if eval_every is not None and (not isinstance(eval_every, int) or eval_every < 1
                                    or eval_every % log_every):
@@ -181,6 +206,12 @@ def _num_classes(arch: architectures.Architecture, spec: RunSpec) -> int | None:
     return num_classes if arch.conditional else None
 
 
+def _logged_fields(spec: RunSpec) -> tuple[str, ...]:
+    """The train step's columns beyond `MetricsLogger.FIELDS` that the spec switches on."""
+    return ((WINDOW_KEYS["ada"],) if spec.balance_criterion == "ada" else ()) + (
+        EVER_ACTIVE_FIELDS if spec.ever_active else ())
+
+
 def _architecture(name: str) -> architectures.Architecture:
     arch = architectures.ARCHITECTURES.get(name)
     if arch is None:
@@ -198,10 +229,10 @@ def _fit(run: Run, images: tf.data.Dataset, spec: RunSpec, *, start: int,
     metric = evaluation_metric(spec.eval_metric, spec.dataset)
     logger = MetricsLogger(
         log_dir, every=spec.log_every, total_steps=spec.total_steps,
-        extra_fields=FlopsLogger.FIELDS + EVALUATIONS[metric].FIELDS)
-    schedule = training_schedule(run.method_callbacks, d_batch=spec.d_batch_size,
-                                 g_batch=spec.g_batch_size, n_dis=spec.n_dis,
-                                 br_interval=spec.br_interval)
+        extra_fields=_logged_fields(spec) + FlopsLogger.FIELDS + EVALUATIONS[metric].FIELDS)
+    schedule = training_schedule(  # the ADA criterion costs no extra forward passes
+        run.method_callbacks, d_batch=spec.d_batch_size, g_batch=spec.g_batch_size,
+        n_dis=spec.n_dis, br_interval=spec.br_interval if spec.balance_criterion == "br" else None)
     scoring = [] if spec.eval_every is None else [_evaluation_callback(
         run, metric=metric, workdir=spec.workdir, total_steps=spec.total_steps,
         every=spec.eval_every, num_samples=spec.eval_num_samples,
@@ -211,6 +242,7 @@ def _fit(run: Run, images: tf.data.Dataset, spec: RunSpec, *, start: int,
     # Callbacks talk through Keras `logs`: those that add entries (FLOPs, scores) precede the
     # logger that writes them; the method callbacks change masks before FLOPs are counted.
     run_callbacks = [*run.method_callbacks,
+                     *([SampleLogs(log_dir)] if spec.sample_logs else []),
                      FlopsLogger(schedule, convention=spec.flops_convention,
                                  state=run.flops_state),
                      *scoring, logger,
@@ -272,6 +304,10 @@ def build_run(spec: RunSpec | None = None, /, **arguments) -> Run:
     arch = _architecture(spec.architecture)
     gan = _build_gan(arch, spec, num_classes=_num_classes(arch, spec))
     g_optimizer, d_optimizer = spec.generator_optimizer(), spec.discriminator_optimizer()
+    if spec.lr_decay:
+        g_optimizer, d_optimizer = (
+            schedules.with_linear_decay(optimizer, total_steps=spec.total_steps, step=gan.step)
+            for optimizer in (g_optimizer, d_optimizer))
     if spec.mixed_precision == "mixed_float16":
         g_optimizer = keras.mixed_precision.LossScaleOptimizer(g_optimizer)
         d_optimizer = keras.mixed_precision.LossScaleOptimizer(d_optimizer)
@@ -318,4 +354,5 @@ def _build_gan(arch: architectures.Architecture, spec: RunSpec, *,
     return SparseGAN(generator, discriminator, latent_dim=arch.latent_dim, n_dis=spec.n_dis,
                      g_batch_size=spec.g_batch_size, num_classes=num_classes,
                      br_interval=spec.br_interval, br_window=spec.br_window,
-                     ema_decay=spec.ema_decay, seed=spec.seed)
+                     ema_decay=spec.ema_decay, seed=spec.seed, ever_active=spec.ever_active,
+                     criterion=spec.balance_criterion, diff_aug=spec.diff_aug)

@@ -48,6 +48,8 @@ __all__ = ["Workdir", "WorkdirError", "WorkdirInUseError", "lock", "check_writab
 
 CONFIG_NAME = "operative_config.gin"
 METRICS_NAME = "metrics.csv"
+BR_LOG_NAME = "br.csv"
+MASK_LOG_NAME = "masks.csv"
 TENSORBOARD_DIR = "tensorboard"
 SAMPLES_DIR = "samples"
 CHECKPOINT_DIR = "checkpoints"
@@ -81,6 +83,16 @@ class Workdir:
     @property
     def metrics(self) -> str:
         return self._join(METRICS_NAME)
+
+    @property
+    def br_log(self) -> str:
+        """Every BR sample (`train.sample_logs`)."""
+        return self._join(BR_LOG_NAME)
+
+    @property
+    def mask_log(self) -> str:
+        """Every mask change (`train.sample_logs`)."""
+        return self._join(MASK_LOG_NAME)
 
     def orphaned_metrics(self, number: int) -> str:
         """Where `set_aside_orphan_metrics` keeps the K-th set of rows without a checkpoint."""
@@ -365,12 +377,14 @@ def set_aside_orphan_metrics(workdir: str) -> str | None:
     return kept
 
 
-def read_csv_rows(path: str) -> tuple[list[str], list[dict[str, str]]]:
+def read_csv_rows(path: str, *, text_fields: Sequence[str] = ()
+                  ) -> tuple[list[str], list[dict[str, str]]]:
     """(header, rows) of a metrics CSV, without torn rows.
 
     A row is kept when it has exactly the header's fields, an integer `step` and numbers (or
-    nothing) in the other cells, and ends with a newline; others (a process killed mid-write)
-    are dropped with a warning naming the line. Raises `WorkdirError` if the file is not UTF-8.
+    nothing) in the other cells but `text_fields`, and ends with a newline; others (a process
+    killed mid-write) are dropped with a warning naming the line.
+    Raises `WorkdirError` if the file is not UTF-8.
     """
     try:
         with open(path, newline="", encoding="utf-8") as f:
@@ -386,7 +400,7 @@ def read_csv_rows(path: str) -> tuple[list[str], list[dict[str, str]]]:
     rows = []
     for number, line in enumerate(lines[1:], start=2):
         row = next(csv.reader([line]), [])
-        if line.endswith("\n") and _well_formed(row, header):
+        if line.endswith("\n") and _well_formed(row, header, text_fields):
             rows.append(dict(zip(header, row)))
         else:
             logging.warning("%s line %d is torn or malformed (%r); dropping it.", path, number,
@@ -394,7 +408,7 @@ def read_csv_rows(path: str) -> tuple[list[str], list[dict[str, str]]]:
     return header, rows
 
 
-def _well_formed(row: Sequence[str], header: Sequence[str]) -> bool:
+def _well_formed(row: Sequence[str], header: Sequence[str], text_fields: Sequence[str]) -> bool:
     if len(row) != len(header) or "step" not in header:
         return False
     values = dict(zip(header, row))
@@ -402,7 +416,7 @@ def _well_formed(row: Sequence[str], header: Sequence[str]) -> bool:
         return False
     try:
         for key, value in values.items():
-            if value and key != "step":
+            if value and key != "step" and key not in text_fields:
                 float(value)
     except ValueError:
         return False

@@ -7,6 +7,9 @@ pytest (the name does not start with test_).
     python tests/_distributed_run.py reference OUT_DIR
         one process, the CPU split into 2 logical devices: a run with strategy "default"
         (OUT_DIR/default.npz) and one with "mirrored" on /cpu:0 and /cpu:1 (mirrored.npz).
+    python tests/_distributed_run.py switches OUT_DIR
+        the same pair with the official code's trajectory-changing switches (`DECAY`):
+        default_decay.npz and mirrored_decay.npz.
     python tests/_distributed_run.py worker OUT_DIR WORKDIR TOTAL_STEPS
         one MultiWorkerMirroredStrategy worker (TF_CONFIG from the environment) training
         WORKDIR (shared by the workers) to TOTAL_STEPS; writes OUT_DIR/worker_<task>.npz.
@@ -49,11 +52,22 @@ BINDINGS = ["train.total_steps = 5", "train.n_dis = 1", "train.g_width = 8",
             "train.generator_optimizer = @generator/keras.optimizers.SGD",
             "train.discriminator_optimizer = @discriminator/keras.optimizers.SGD",
             f"generator/keras.optimizers.SGD.learning_rate = {SGD_LEARNING_RATE}",
-            f"discriminator/keras.optimizers.SGD.learning_rate = {SGD_LEARNING_RATE}"]
+            f"discriminator/keras.optimizers.SGD.learning_rate = {SGD_LEARNING_RATE}",
+            # Switches of the official code that do not change the trajectory, so that every
+            # strategy and the workers' resume run them too (lr_decay: see DECAY below).
+            "train.ever_active = True", "train.sample_logs = True"]
+# The decayed-rate runs, with DiffAugment (its parameters are drawn for the global batch, so
+# every replica augments its share as one device would) and the ADA-style criterion (the shares
+# of reals above 0 are summed over the replicas) too: 3 iterations, so that no mask changes
+# (G-DST and ADAPT act after 4) and no near-tie of magnitudes can flip a mask entry between runs
+# whose weights differ by round-off; the rates only shrink, so the tolerance derived from
+# SGD_LEARNING_RATE holds.
+DECAY = dict(lr_decay=True, total_steps=3, diff_aug="color,translation,cutout",
+             balance_criterion="ada")
 
 
 class LogRecorder(keras.callbacks.Callback):
-    """The per-iteration losses and BR the train step logged."""
+    """The per-iteration losses and BR (or ADA r_t) the train step logged."""
 
     def __init__(self):
         super().__init__()
@@ -69,7 +83,8 @@ class LogRecorder(keras.callbacks.Callback):
                       "weights": _weights(self.model)}
 
     def on_train_batch_end(self, batch, logs=None):
-        self.rows.append([float(np.asarray(logs[k])) for k in ("d_loss", "g_loss", "br")])
+        window = "ada_rt" if "ada_rt" in logs else "br"  # the runs with balance_criterion ada
+        self.rows.append([float(np.asarray(logs[k])) for k in ("d_loss", "g_loss", window)])
 
 
 class SeedSpectralNorm(keras.callbacks.Callback):
@@ -122,7 +137,11 @@ def _state(gan, recorder: LogRecorder) -> dict[str, np.ndarray]:
              "g_density": np.float64(gan.density("generator")),
              "d_density": np.float64(gan.density("discriminator")),
              "br_samples": gan.balance.samples.numpy(), "br_count": gan.balance.count.numpy(),
-             "br_position": gan.balance.position.numpy(), "br_mean": gan.balance.mean().numpy()}
+             "br_position": gan.balance.position.numpy(), "br_mean": gan.balance.mean().numpy(),
+             "ever_active": np.float64([float(share.numpy()) for share in
+                                        gan.sparsity.ever_active_shares.values()]),
+             "learning_rates": np.float64([np.asarray(gan.g_optimizer.learning_rate),
+                                           np.asarray(gan.d_optimizer.learning_rate)])}
     state.update(_weights(gan))
     # The weights before the first iteration (of this process: a resumed run's restored ones).
     state.update({f"start/{key}": value
@@ -133,13 +152,16 @@ def _state(gan, recorder: LogRecorder) -> dict[str, np.ndarray]:
     return state
 
 
-def reference(out_dir: str) -> None:
+def reference(out_dir: str, mode: str = "reference") -> None:
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
-    for name, overrides in (("default", {}),
-                            ("mirrored", dict(strategy="mirrored",
-                                              devices=["/cpu:0", "/cpu:1"]))):
+    mirrored = dict(strategy="mirrored", devices=["/cpu:0", "/cpu:1"])
+    runs = {"reference": (("default", {}), ("mirrored", mirrored)),
+            # One MirroredStrategy per process: a second one on the same devices restarts the
+            # collective instance keys, which then meet the first one's cached shapes.
+            "switches": (("default_decay", DECAY), ("mirrored_decay", {**DECAY, **mirrored}))}
+    for name, overrides in runs[mode]:
         gan, recorder = _train(os.path.join(out_dir, f"run_{name}"), **overrides)
         np.savez(os.path.join(out_dir, f"{name}.npz"), **_state(gan, recorder))
 
@@ -151,7 +173,7 @@ def worker(out_dir: str, workdir: str, total_steps: int) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "reference":
-        reference(sys.argv[2])
+    if sys.argv[1] in ("reference", "switches"):
+        reference(sys.argv[2], sys.argv[1])
     else:
         worker(sys.argv[2], sys.argv[3], int(sys.argv[4]))

@@ -159,3 +159,14 @@ def test_capacity_must_be_a_positive_integer(capacity):
 
 def test_numpy_integer_capacity_is_accepted():
     assert balance.BalanceWindow(np.int64(4)).capacity == 4
+
+
+def test_push_value_stores_a_criterion_sample_as_it_is_and_skips_non_finite_ones():
+    window = balance.BalanceWindow(3)
+    kept = [bool(window.push_value(v)) for v in (0.25, float("nan"), 0.75, float("inf"), 1.0)]
+    assert kept == [True, False, True, False, True]
+    np.testing.assert_array_equal(window.values(), np.float32([0.25, 0.75, 1.0]))
+    assert int(window.skipped.numpy()) == 2
+    assert float(window.mean()) == pytest.approx(2.0 / 3.0, abs=1e-7)
+    window.push_value(0.5)  # the ring drops the oldest
+    np.testing.assert_array_equal(window.values(), np.float32([0.75, 1.0, 0.5]))

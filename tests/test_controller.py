@@ -518,3 +518,37 @@ def test_discriminator_outside_the_bounds_is_rejected_at_train_begin():
     controller.set_model(_gan(0.75))
     with pytest.raises(ValueError, match="outside"):
         controller.on_train_begin()
+
+
+def _ada_gan(d_density: float) -> SparseGAN:
+    gan = _gan(d_density)
+    gan.criterion = "ada"  # the window holds ADA-style shares (SparseGAN(criterion="ada"))
+    return gan
+
+
+@pytest.mark.usefixtures("eager")
+@pytest.mark.parametrize("mode, d_density, shares, action, new_density", [
+    # The directions turn round: many reals above 0 means D is too strong.
+    ("relaxed", 0.5, [0.625] * 4, "decrease", 0.45),           # share == B+: inclusive
+    ("relaxed", 0.5, [1.0, 0.25, 0.625, 0.625], "decrease", 0.45),  # mean == B+
+    ("relaxed", 0.5, [0.375] * 4, "increase", 0.55),           # share == B-: inclusive
+    ("relaxed", 0.5, [0.0, 0.5, 0.25, 0.25], "increase", 0.55),  # mean 0.25, newest inside
+    ("relaxed", 0.5, [0.5] * 4, "keep", 0.5),
+    ("relaxed", 0.25, [0.75] * 4, "keep (at d_min)", 0.25),
+    ("relaxed", 1.0, [0.25] * 4, "keep (at d_max)", 1.0),
+    ("strict", 0.5, [0.25] * 4, "keep (at d_max)", 0.5),       # no D-DST with this criterion
+])
+def test_the_ada_criterion_shrinks_a_strong_d_and_grows_a_weak_one(mode, d_density, shares,
+                                                                   action, new_density):
+    gan = _ada_gan(d_density)
+    controller = _controller(gan, mode, d_min=0.25, **EXACT_BAND)
+    assert controller.criterion == "ada"
+    masks_before = _masks(gan)
+    for share in shares:
+        gan.balance.push_value(share)
+    decision = controller.decide(10)
+    assert (decision["action"], decision["new_density"]) == (action, new_density)
+    assert decision["br"] == pytest.approx(np.mean(shares), abs=1e-7)
+    assert int(_masks(gan).sum()) == round(new_density * N_D)
+    if action.startswith("keep"):
+        np.testing.assert_array_equal(_masks(gan), masks_before)

@@ -6,6 +6,7 @@ two logical devices and trains with "default" and with "mirrored" on both, and t
 MultiWorkerMirroredStrategy workers on 127.0.0.1 (free ports, loopback only) sharing one
 workdir. All three run at once, each bounded by a timeout after which the test kills them.
 """
+import csv
 import json
 import os
 import socket
@@ -152,14 +153,16 @@ def runs(tmp_path_factory):
     commands = [([sys.executable, HELPER, "reference", str(out)], dict(os.environ)),
                 *_worker_commands(out, workdir, TOTAL_STEPS)]
     _run_all(commands, out)
+    _run_all([([sys.executable, HELPER, "switches", str(out)], dict(os.environ))], out)
     first = {name: dict(np.load(out / f"{name}.npz"))
-             for name in ("default", "mirrored", "worker_0", "worker_1")}
+             for name in ("default", "mirrored", "default_decay", "mirrored_decay", "worker_0",
+                          "worker_1")}
     resumed_dir = out / "resumed"
     resumed_dir.mkdir()
     _run_all(list(_worker_commands(resumed_dir, workdir, TOTAL_STEPS)), resumed_dir)
     resumed = {name: dict(np.load(resumed_dir / f"{name}.npz"))
                for name in ("worker_0", "worker_1")}
-    return types.SimpleNamespace(**first, resumed=resumed, workdir=workdir)
+    return types.SimpleNamespace(**first, resumed=resumed, workdir=workdir, out=out)
 
 
 # How far two correct runs' weights may drift apart. The runs differ only in the order of
@@ -192,7 +195,7 @@ def _assert_same_run(state, reference, *, exact=False):
             continue  # the state before training, recorded for the resume checks
         if key.startswith("mask/") or key in ("step", "g_mask_changes", "br_count",
                                               "br_position", "g_density", "d_density",
-                                              "d_density_start"):
+                                              "d_density_start", "ever_active"):
             np.testing.assert_array_equal(state[key], reference[key], err_msg=key)
         elif exact:
             np.testing.assert_array_equal(state[key], reference[key], err_msg=key)
@@ -214,6 +217,7 @@ def test_the_tiny_run_updates_g_masks_and_d_density(runs):
     default = runs.default
     assert default["step"] == TOTAL_STEPS and default["logs"].shape == (TOTAL_STEPS, 3)
     assert default["g_mask_changes"] > 0  # the G-DST update after iteration 4
+    assert default["ever_active"][0] > default["g_density"]  # it tried new G weights
     assert default["d_density"] != default["d_density_start"]  # the ADAPT decision after 4
     assert default["br_count"] == 2 and np.all(np.isfinite(default["br_samples"]))
 
@@ -221,6 +225,18 @@ def test_the_tiny_run_updates_g_masks_and_d_density(runs):
 @pytest.mark.slow
 def test_mirrored_on_two_logical_cpus_matches_one_device(runs):
     _assert_same_run(runs.mirrored, runs.default)
+
+
+@pytest.mark.slow
+def test_decayed_rates_and_diff_aug_on_two_logical_cpus_match_one_device(runs):
+    # train.lr_decay reads the iteration from a mirrored variable inside the replicas;
+    # train.diff_aug draws for the global batch and each replica augments its share.
+    _assert_same_run(runs.mirrored_decay, runs.default_decay)
+    rate = _distributed_run.SGD_LEARNING_RATE * (1 - 2 / 3)  # iteration 2 of 3, the last
+    for state in (runs.default_decay, runs.mirrored_decay):
+        np.testing.assert_allclose(state["learning_rates"], [rate, rate], rtol=1e-6)
+    np.testing.assert_allclose(runs.default["learning_rates"],
+                               [_distributed_run.SGD_LEARNING_RATE] * 2, rtol=1e-6)
 
 
 @pytest.mark.slow
@@ -248,3 +264,29 @@ def test_only_the_chief_writes_and_every_worker_resumes_from_it(runs):
             if key not in ("logs", "g_mask_changes", "d_density_start") and \
                     not key.startswith("start/"):
                 np.testing.assert_array_equal(resumed[key], trained[key], err_msg=key)
+
+
+def _sample_logs(workdir):
+    """(br.csv rows, masks.csv rows) of a run of `train.sample_logs`."""
+    logs = []
+    for name in ("br.csv", "masks.csv"):
+        with open(os.path.join(workdir, name)) as f:
+            logs.append(list(csv.DictReader(f)))
+    return logs
+
+
+@pytest.mark.slow
+def test_sample_logs_agree_across_strategies(runs):
+    # One BR row per iteration and the same mask changes whichever strategy trained: the
+    # discrete columns exactly, the scores to the losses' tolerance (see _assert_same_run).
+    reference = _sample_logs(runs.out / "run_default")
+    for workdir in (runs.out / "run_mirrored", runs.workdir):
+        br_rows, mask_rows = _sample_logs(workdir)
+        assert [(r["step"], r["kept"]) for r in br_rows] == [(r["step"], r["kept"])
+                                                             for r in reference[0]]
+        assert [int(r["step"]) for r in br_rows] == list(range(1, TOTAL_STEPS + 1))
+        for key in ("gf", "df", "dr", "ratio"):
+            np.testing.assert_allclose([float(r[key]) for r in br_rows],
+                                       [float(r[key]) for r in reference[0]],
+                                       rtol=1e-4, atol=1e-6, err_msg=key)
+        assert mask_rows == reference[1] and len(mask_rows) == 2  # G-DST and ADAPT after 4

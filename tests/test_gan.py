@@ -393,7 +393,8 @@ def test_a_new_gan_has_the_documented_defaults_and_trains_only_the_networks_weig
     assert gan.name == "sparse_gan"
     assert gan.get_config() == {"latent_dim": LATENT, "n_dis": 1, "g_batch_size": None,
                                 "num_classes": None, "br_interval": 10, "br_window": 1000,
-                                "ema_decay": None, "seed": 0}
+                                "ema_decay": None, "seed": 0, "ever_active": False,
+                                "criterion": "br", "diff_aug": None}
     assert gan.balance.capacity == 100  # br_window // br_interval samples
     assert gan.iteration == 0 and gan.step.dtype == tf.int64 and int(gan.step.numpy()) == 0
     assert gan.ema_generator is None and gan.trace_counts == {}
@@ -411,10 +412,12 @@ def test_a_new_gan_has_the_documented_defaults_and_trains_only_the_networks_weig
     named = SparseGAN(generator, discriminator, latent_dim=LATENT, name="toy", dtype="float64")
     assert (named.name, named.dtype) == ("toy", "float64")
     custom = SparseGAN(generator, discriminator, latent_dim=LATENT, n_dis=3, g_batch_size=6,
-                       num_classes=None, br_interval=5, br_window=20, ema_decay=0.5, seed=9)
+                       num_classes=None, br_interval=5, br_window=20, ema_decay=0.5, seed=9,
+                       ever_active=True, criterion="ada", diff_aug="translation, color")
     assert custom.get_config() == {"latent_dim": LATENT, "n_dis": 3, "g_batch_size": 6,
                                    "num_classes": None, "br_interval": 5, "br_window": 20,
-                                   "ema_decay": 0.5, "seed": 9}
+                                   "ema_decay": 0.5, "seed": 9, "ever_active": True,
+                                   "criterion": "ada", "diff_aug": "translation,color"}
     assert custom.balance.capacity == 4
 
 
@@ -946,3 +949,88 @@ if __name__ == "__main__" and sys.argv[1:] == ["--mirrored-cases"]:
         tf.config.list_physical_devices("CPU")[0],
         [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
     sys.stdout.write(json.dumps(_mirrored_cases()) + "\n")
+
+
+# ------------------------------------------------------------------- the ADA-style criterion
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_the_ada_criterion_samples_the_mean_share_of_reals_d_scores_above_zero(jit_compile):
+    # lr 0 keeps D at WD, so each D step's real scores are its chunk images[k::2] @ WD: the
+    # window sample of an iteration is the mean over its two D steps of the share above 0.
+    n_dis, d_batch, iterations = 2, 4, 3
+    images = _images(n_dis * d_batch * iterations, seed=5)
+    gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT, n_dis=n_dis, br_interval=1,
+                              br_window=iterations, criterion="ada"),
+                    lr=0.0, jit_compile=jit_compile)
+    recorder = _Recorder(gan)
+    recorder.logs_samples = True  # the sampling iterations log the sample (run_io.SampleLogs)
+    gan.fit(_dataset(images, n_dis * d_batch), epochs=1, verbose=0, callbacks=[recorder])
+    expected = []
+    for i in range(iterations):
+        batch = images[i * n_dis * d_batch:(i + 1) * n_dis * d_batch]
+        shares = [np.mean(batch[k::n_dis] @ WD[:, 0] > 0) for k in range(n_dis)]
+        expected.append(np.mean(shares))
+    assert len(set(expected)) > 1  # the iterations differ
+    np.testing.assert_allclose(gan.balance.values(), expected, rtol=0, atol=1e-7)
+    for i, logs in enumerate(recorder.logs):
+        assert "br" not in logs and "br_gf" not in logs
+        assert logs["ada_sample"] == pytest.approx(expected[i], abs=1e-7)
+        assert logs["ada_rt"] == pytest.approx(np.mean(expected[:i + 1]), abs=1e-6)
+    with pytest.raises(ValueError, match="criterion='fake': choose 'br'"):
+        SparseGAN(*_linear_toy(), latent_dim=LATENT, criterion="fake")
+
+
+# --------------------------------------------------------------------------- DiffAugment
+
+
+def _image_toy(size=4, channels=3):
+    """G: z -> Dense -> [size, size, channels]; D: Flatten -> masked Dense(1); seeded."""
+    keras.utils.set_random_seed(3)
+    generator = keras.Sequential([keras.Input((LATENT,)),
+                                  MaskedDense(size * size * channels, name="g"),
+                                  keras.layers.Reshape((size, size, channels))])
+    discriminator = keras.Sequential([keras.Input((size, size, channels)),
+                                      keras.layers.Flatten(),
+                                      MaskedDense(1, name="d")])
+    return generator, discriminator
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_diff_aug_augments_reals_and_fakes_where_the_official_loop_does(jit_compile):
+    # lr 0 keeps both networks fixed, so the logged losses and the BR sample can be computed
+    # from the drawn z and augmentation parameters of each phase: D step k augments its reals
+    # and fakes with phase k's parameters, the G step and the BR sample's fakes use phase
+    # n_dis's, and DR scores the last D step's augmented reals. G batch 6, D batch 4.
+    from adapt_tf import augment, gan as gan_module
+
+    n_dis, d_batch, g_batch = 2, 4, 6
+    images = np.random.default_rng(2).uniform(-1, 1, (n_dis * d_batch, 4, 4, 3)).astype(
+        np.float32)
+    gan = _compiled(SparseGAN(*_image_toy(), latent_dim=LATENT, n_dis=n_dis, g_batch_size=g_batch,
+                              br_interval=1, br_window=1, diff_aug=augment.POLICY),
+                    lr=0.0, jit_compile=jit_compile)
+    recorder = _Recorder(gan)
+    recorder.logs_samples = True
+    gan.fit(_dataset(images, n_dis * d_batch), epochs=1, verbose=0, callbacks=[recorder])
+    drawn = gan_module._draw_latents(gan, 0, d_batch, (4, 4))
+    assert all(set(params) == {"brightness", "saturation", "contrast", "shift_h", "shift_w",
+                               "cut_h", "cut_w"} for *_, params in drawn)
+
+    def score(x):
+        return gan.discriminator(x, training=True).numpy()[:, 0]
+
+    def fake(phase):
+        return augment.apply(gan.generator(drawn[phase][0]), drawn[phase][2])
+
+    real_last = augment.apply(images[n_dis - 1::n_dis], drawn[n_dis - 1][2])
+    d_loss = (np.mean(np.maximum(0, 1 - score(real_last)))
+              + np.mean(np.maximum(0, 1 + score(fake(n_dis - 1)))))
+    g_scores = score(fake(n_dis))
+    logs = recorder.logs[0]
+    assert logs["d_loss"] == pytest.approx(d_loss, rel=1e-5)
+    assert logs["g_loss"] == pytest.approx(-g_scores.mean(), rel=1e-5)
+    assert logs["br_df"] == logs["br_gf"] == pytest.approx(g_scores.mean(), rel=1e-5)
+    assert logs["br_dr"] == pytest.approx(score(real_last).mean(), rel=1e-5)
+    # Without augmentation the scores differ: the parameters did act.
+    assert abs(logs["br_dr"] - score(images[n_dis - 1::n_dis]).mean()) > 1e-3

@@ -362,3 +362,44 @@ def test_a_discriminator_update_resets_the_discriminators_slots_and_logs_its_cou
         np.testing.assert_array_equal(slot.numpy(), kept)  # G's optimizer is not D's
     assert (f"DST discriminator at step 2: dropped {event['dropped']}, grew {event['grown']} "
             f"(fraction {event['fraction']:.4f})") in caplog.messages
+
+
+
+
+@pytest.mark.usefixtures("eager")
+def test_ever_active_is_the_union_of_every_mask_and_its_share():
+    gan = SparseGAN(*(_gan().generator, _gan(seed=3).discriminator), latent_dim=2,
+                    ever_active=True)
+    sparsity = gan.sparsity
+    g_layers = gan.masked_layers("generator")
+    start = flat([layer.mask.numpy() for layer in g_layers])
+    np.testing.assert_array_equal(flat([v.numpy() for v in sparsity.ever_active["generator"]]),
+                                  start)
+    assert float(sparsity.ever_active_shares["generator"].numpy()) == 0.5  # 24 of 48
+    # Two updates: each moves 4 weights off and 4 on; the union grows by what is new.
+    rng = np.random.default_rng(0)
+    union = start.copy()
+    for _ in range(2):
+        masks = flat([layer.mask.numpy() for layer in g_layers])
+        on, off = np.flatnonzero(masks), np.flatnonzero(masks == 0)
+        new = masks.copy()
+        new[rng.choice(on, 4, replace=False)] = 0.0
+        new[rng.choice(off, 4, replace=False)] = 1.0
+        arrays = []
+        offset = 0
+        for layer in g_layers:
+            size = int(np.prod(layer.mask.shape))
+            arrays.append(new[offset:offset + size].reshape(layer.mask.shape))
+            offset += size
+        sparsity.assign("generator", arrays)
+        union = np.maximum(union, new)
+        np.testing.assert_array_equal(
+            flat([v.numpy() for v in sparsity.ever_active["generator"]]), union)
+        assert float(sparsity.ever_active_shares["generator"].numpy()) == pytest.approx(
+            union.sum() / 48, abs=1e-7)
+    assert union.sum() > start.sum()  # new weights were tried
+    # D was not touched: its share is its starting density; without the switch, nothing.
+    assert float(sparsity.ever_active_shares["discriminator"].numpy()) == 0.5
+    assert _gan().sparsity.ever_active == {} and _gan().sparsity.ever_active_shares == {}
+    with pytest.raises(ValueError, match="ever_active=1 must be True or False"):
+        SparseGAN(_gan().generator, _gan().discriminator, latent_dim=2, ever_active=1)

@@ -85,6 +85,93 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, uninterrupted):
         assert [int(r["step"]) for r in csv.DictReader(f)] == [2, 4, 6, 8]
 
 
+def test_the_official_switches_resume_exactly(tmp_path):
+    # Every switch of the official code on. DiffAugment's draws are keyed to the iteration,
+    # so a resumed run augments as an uninterrupted one. train.lr_decay: the rate of
+    # iteration i is lr * (1 - i / 8); a run stopped after 4 iterations and resumed ends where
+    # an uninterrupted one does, at the rate of iteration 7. train.ever_active: the logged
+    # shares of ever-active weights, checkpointed, so the resumed run logs the same column.
+    switches = ("train.lr_decay = True", "train.ever_active = True", "train.sample_logs = True",
+                "train.diff_aug = 'color,translation,cutout'")
+    full = _train(tmp_path / "full", *switches)
+    _train(tmp_path / "resumed", *switches, extra_callbacks=[_StopAt(4)])
+    resumed = _train(tmp_path / "resumed", *switches)
+    masks, weights, window, d_density = _state(full)
+    masks2, weights2, window2, d_density2 = _state(resumed)
+    for a, b in zip(masks, masks2):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(weights, weights2):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    base = float(keras.optimizers.Adam().get_config()["learning_rate"])  # tiny.gin keeps it
+    for gan in (full, resumed):
+        for optimizer in (gan.g_optimizer, gan.d_optimizer):
+            assert float(optimizer.learning_rate) == pytest.approx(base * (1 - 7 / 8), rel=1e-6)
+    columns = []
+    for run in ("full", "resumed"):
+        with open(tmp_path / run / "metrics.csv") as f:
+            rows = list(csv.DictReader(f))
+        columns.append([(float(r["g_ever_active"]), float(r["d_ever_active"])) for r in rows])
+        for row in rows:  # what is active now was active at some point
+            assert float(row["g_ever_active"]) >= float(row["g_density"]) - 1e-6
+            assert float(row["d_ever_active"]) >= float(row["d_density"]) - 1e-6
+    assert columns[0] == columns[1]
+    g_shares = [g for g, _ in columns[0]]
+    assert g_shares == sorted(g_shares) and g_shares[-1] > g_shares[0]  # G-DST at 3 and 6
+    # train.sample_logs: br.csv has every BR sample (br_interval 1: every iteration), masks.csv
+    # every mask change; the resumed run's files read as the uninterrupted run's.
+    logs = {}
+    for run in ("full", "resumed"):
+        with open(tmp_path / run / "br.csv") as f:
+            br_rows = list(csv.DictReader(f))
+        with open(tmp_path / run / "masks.csv") as f:
+            mask_rows = list(csv.DictReader(f))
+        logs[run] = br_rows, mask_rows
+    (br_rows, mask_rows), (br_again, masks_again) = logs["full"], logs["resumed"]
+    assert mask_rows == masks_again
+    assert [(r["step"], r["kept"]) for r in br_rows] == [(r["step"], r["kept"])
+                                                         for r in br_again]
+    for key in ("gf", "df", "dr", "ratio"):
+        np.testing.assert_allclose([float(r[key]) for r in br_again],
+                                   [float(r[key]) for r in br_rows], rtol=1e-4, atol=1e-5)
+    assert [int(r["step"]) for r in br_rows] == list(range(1, 9))
+    for row in br_rows:
+        gf, df, dr = (np.float32(row[key]) for key in ("gf", "df", "dr"))
+        assert np.float32(row["ratio"]) == (gf - df) / (dr - df)
+    kept = [float(r["ratio"]) for r in br_rows if r["kept"] == "1"]
+    np.testing.assert_array_equal(np.float32(kept[-2:]), full.balance.values())  # window of 2
+    # G-DST after iterations 3 and 6 (drop = grow), ADAPT after 4 (d_D by 0.05), not at 8.
+    assert [(r["step"], r["network"]) for r in mask_rows] == [
+        ("3", "generator"), ("4", "discriminator"), ("6", "generator")]
+    for row in mask_rows:
+        if row["network"] == "generator":
+            assert row["dropped"] == row["grown"] != "0"
+    d_change = mask_rows[1]
+    d_total = sum(int(np.prod(layer.mask.shape)) for layer in full.masked_layers("discriminator"))
+    assert abs(int(d_change["grown"]) - int(d_change["dropped"])) == round(0.05 * d_total)
+    assert float(d_change["density"]) == pytest.approx(d_density, abs=1e-6)
+
+
+def test_the_ada_criterion_logs_its_column_and_resumes_exactly(tmp_path):
+    # The window holds ADA-style shares (logged as ada_rt, no br column values); the
+    # controller's decision at iteration 4 reads them, and a resumed run decides alike.
+    binding = "train.balance_criterion = 'ada'"
+    full = _train(tmp_path / "full", binding)
+    _train(tmp_path / "resumed", binding, extra_callbacks=[_StopAt(4)])
+    resumed = _train(tmp_path / "resumed", binding)
+    for gan in (full, resumed):
+        assert gan.criterion == "ada"
+        assert all(0.0 <= v <= 1.0 for v in gan.balance.values())
+    np.testing.assert_allclose(resumed.balance.values(), full.balance.values(), atol=1e-6)
+    assert resumed.density("discriminator") == full.density("discriminator")
+    rows = []
+    for run in ("full", "resumed"):
+        with open(tmp_path / run / "metrics.csv") as f:
+            rows.append(list(csv.DictReader(f)))
+    np.testing.assert_allclose([float(r["ada_rt"]) for r in rows[1]],
+                               [float(r["ada_rt"]) for r in rows[0]], atol=1e-6)
+    assert all(r["br"] == "" and 0.0 <= float(r["ada_rt"]) <= 1.0 for r in rows[0])
+
+
 def test_cli_writes_operative_config_and_rejects_bad_gin(tmp_path):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     bad = subprocess.run(
@@ -228,6 +315,9 @@ _UNCLOSED = "include 'base.gin'\ntrain.total_steps = [1, 2\n"
     ("unclosed_bracket", [], "unclosed bracket"),
     ("not_prepared", ["train.dataset = 'cifar10'"], "train.download = True"),
     ("unwritable_workdir", [], "is not a writable directory"),
+    ("bad_diff_aug", ["train.diff_aug = 'colour'"], "diff_aug='colour': each of ("),
+    ("bad_criterion", ["train.balance_criterion = 'fake'"],
+     "balance_criterion='fake': choose 'br'"),
 ])
 def test_cli_user_errors_are_one_line_naming_the_value(tmp_path, case, bindings, expected):
     gin_file, run = TINY, tmp_path / "run"

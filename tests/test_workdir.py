@@ -156,6 +156,19 @@ def test_torn_and_malformed_metrics_rows_are_dropped_with_a_warning(tmp_path, ca
                                                  "30,1.0,2.0,0.5,0,0.3,0.3"]
 
 
+def test_text_fields_are_kept_only_where_declared(tmp_path):
+    path = tmp_path / "masks.csv"
+    path.write_text("step,network,dropped,grown,density\n3,generator,4,4,0.3\n"
+                    "4,discriminator,8,0,0.2\n6,generator,x,4,0.3\n")
+    assert [r["step"] for r in workdir.read_csv_rows(str(path))[1]] == []
+    rows = workdir.read_csv_rows(str(path), text_fields=("network",))[1]
+    assert [(r["step"], r["network"]) for r in rows] == [("3", "generator"),
+                                                          ("4", "discriminator")]
+    run_io._truncate_csv(str(path), run_io.SampleLogs.MASK_FIELDS, 3, text_fields=("network",))
+    assert path.read_text().splitlines() == ["step,network,dropped,grown,density",
+                                             "3,generator,4,4,0.3"]
+
+
 def test_non_utf8_metrics_file_is_an_error_naming_it(tmp_path):
     path = tmp_path / "metrics.csv"
     path.write_bytes(HEADER.encode() + b"10,\xff\xfe,2.0\r\n")
