@@ -82,6 +82,11 @@ class RunRecord:
         return values[-1] if values else math.nan
 
     @property
+    def window_key(self) -> str:
+        """The logged window mean: "br", or "ada_rt" for a run of the ADA-style criterion."""
+        return "ada_rt" if self.series("ada_rt")[1] and not self.series("br")[1] else "br"
+
+    @property
     def score_key(self) -> str:
         """The logged quality column: "fid", or "toy_fid" for a run scored by the toy_shapes
         classifier (`adapt_tf.toy_metric`; not comparable with Inception FID)."""
@@ -286,9 +291,11 @@ def _panels(axes, records: Sequence[RunRecord], colors) -> None:
             br.axhline(bound, color="tab:green", lw=0.8, ls="--")
     for record, color in zip(records, colors):
         _plot_record(axes, record, color, several=len(records) > 1)
-    low, high, outside = br_limits([v for r in records for v in r.series("br")[1]], bands)
+    low, high, outside = br_limits([v for r in records for v in r.series(r.window_key)[1]],
+                                   bands)
     clipped = f"; {outside} window means off the axis" if outside else ""
-    br.set(title=f"Balance ratio (band [B-, B+]{clipped})", xlabel="iteration", ylabel="BR",
+    window = "ADA r_t" if {r.window_key for r in records} == {"ada_rt"} else "Balance ratio"
+    br.set(title=f"{window} (band [B-, B+]{clipped})", xlabel="iteration", ylabel=window,
            ylim=(low, high))
     density.set(title="Densities (solid d_D, dotted d_G; dashed: ever active)",
                 xlabel="iteration", ylabel="density", ylim=(0, 1.05))
@@ -313,7 +320,7 @@ def _plot_record(axes, record: RunRecord, color, *, several: bool) -> None:
     """One run's lines on the four panels (labelled by run name when `several`)."""
     br, density, fid, fid_flops = axes.flat
     label = record.label if not several else f"{record.label} ({record.name})"
-    br.plot(*record.series("br"), color=color, lw=1.2, label=label)
+    br.plot(*record.series(record.window_key), color=color, lw=1.2, label=label)
     density.plot(*record.series("d_density"), color=color, lw=1.5,
                  label=label if several else "d_D")
     density.plot(*record.series("g_density"), color=color, lw=1.0, ls=":",

@@ -200,3 +200,29 @@ def test_br_axis_shows_the_band_and_the_central_ninety_percent_and_counts_the_re
     # Several bands (runs with different ones): the union.
     assert report.br_limits([0.5], [(0.45, 0.55), (0.3, 0.7)]) == pytest.approx((-0.2, 1.2, 0),
                                                                        abs=1e-12)
+
+
+def test_a_run_of_the_ada_criterion_plots_its_window_and_its_ever_active_shares(tmp_path):
+    fields = ["step", "br", "g_density", "d_density", "ada_rt", "g_ever_active",
+              "d_ever_active"]
+    rows = [(100, "", 0.2, 0.2, 0.9, 0.2, 0.2), (200, "", 0.2, 0.15, 0.6, 0.3, 0.2)]
+    path = tmp_path / "ada"
+    path.mkdir()
+    (path / "operative_config.gin").write_text(
+        CONFIG.format(density=0.2, method="adapt_relaxed", extra=""))
+    with open(path / "metrics.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(fields)
+        writer.writerows(rows)
+    record = report.load_run(str(path))
+    assert record.window_key == "ada_rt"
+    assert record.series("g_ever_active") == ([100, 200], [0.2, 0.3])
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figure, axes = plt.subplots(2, 2)
+    report._panels(axes, [record], ["tab:blue"])
+    br, density = axes.flat[:2]
+    assert br.get_title().startswith("ADA r_t") and list(br.lines[-1].get_ydata()) == [0.9, 0.6]
+    assert [list(line.get_ydata()) for line in density.lines[-2:]] == [[0.2, 0.2], [0.2, 0.3]]
+    plt.close(figure)
