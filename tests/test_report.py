@@ -165,20 +165,25 @@ def test_non_utf8_metrics_is_an_error_naming_the_file(tmp_path):
         report.load_run(path)
 
 
+def _write_run(path, fields, rows, *, dataset="cifar10"):
+    """A workdir of an ADAPT d_G = 20 % run on `dataset` with these metrics rows."""
+    path.mkdir()
+    (path / "operative_config.gin").write_text(
+        CONFIG.format(density=0.2, method="adapt_relaxed", extra="").replace(
+            "'cifar10'", f"'{dataset}'"))
+    with open(path / "metrics.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(fields)
+        writer.writerows(rows)
+    return path
+
+
 def test_a_toy_metric_run_reports_its_best_toy_evaluation(tmp_path):
     fields = ["step", "br", "g_density", "d_density", "toy_fid", "toy_fid_floor",
               "class_coverage", "confident_share"]
     rows = [(200, 0.3, 0.2, 0.2, 300.0, 2.06, 4, 0.6), (400, 0.4, 0.2, 0.15, "", "", "", ""),
             (600, 0.5, 0.2, 0.15, 120.5, 2.06, 9, 0.81), (800, 0.5, 0.2, 0.1, 150.0, 2.06, 8, 0.7)]
-    path = tmp_path / "toy"
-    path.mkdir()
-    (path / "operative_config.gin").write_text(
-        CONFIG.format(density=0.2, method="adapt_relaxed", extra="").replace(
-            "'cifar10'", "'toy_shapes'"))
-    with open(path / "metrics.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(fields)
-        writer.writerows(rows)
+    path = _write_run(tmp_path / "toy", fields, rows, dataset="toy_shapes")
     record = report.load_run(str(path))
     assert record.score_key == "toy_fid"
     assert record.best_toy_row()["step"] == 600
@@ -206,15 +211,7 @@ def test_a_run_of_the_ada_criterion_plots_its_window_and_its_ever_active_shares(
     fields = ["step", "br", "g_density", "d_density", "ada_rt", "g_ever_active",
               "d_ever_active"]
     rows = [(100, "", 0.2, 0.2, 0.9, 0.2, 0.2), (200, "", 0.2, 0.15, 0.6, 0.3, 0.2)]
-    path = tmp_path / "ada"
-    path.mkdir()
-    (path / "operative_config.gin").write_text(
-        CONFIG.format(density=0.2, method="adapt_relaxed", extra=""))
-    with open(path / "metrics.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(fields)
-        writer.writerows(rows)
-    record = report.load_run(str(path))
+    record = report.load_run(str(_write_run(tmp_path / "ada", fields, rows)))
     assert record.window_key == "ada_rt"
     assert record.series("g_ever_active") == ([100, 200], [0.2, 0.3])
     import matplotlib
