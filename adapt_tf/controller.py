@@ -197,32 +197,23 @@ class ADAPTController(keras.callbacks.Callback):
         return decision
 
     def _next_density(self, br: float, density: float) -> tuple[float, str]:
+        """The decision for window mean `br` at density `density`. With the ADA-style
+        criterion the directions turn round (D scoring many reals above 0 is too strong) and
+        there is no D-DST at the cap, as in the official code."""
         if math.isnan(br):
             return density, "keep (BR undefined)"
-        if self.criterion == "ada":
-            return self._next_density_ada(br, density)
-        if br >= self.b_high and density < self.d_max - _EPS:
+        ada = self.criterion == "ada"
+        grow, shrink = (br <= self.b_low, br >= self.b_high) if ada else (br >= self.b_high,
+                                                                          br <= self.b_low)
+        if grow and density < self.d_max - _EPS:
             return round(min(density + self.delta_d, self.d_max), 6), "increase"
-        if br >= self.b_high and self.mode == "strict":
+        if grow and self.mode == "strict" and not ada:
             return density, "dst"
-        if br >= self.b_high:
+        if grow:
             return density, "keep (at d_max)"
-        if br <= self.b_low and density > self.d_min + _EPS:
+        if shrink and density > self.d_min + _EPS:
             return round(max(density - self.delta_d, self.d_min), 6), "decrease"
-        if br <= self.b_low:
-            return density, "keep (at d_min)"
-        return density, "keep"
-
-    def _next_density_ada(self, share: float, density: float) -> tuple[float, str]:
-        """The official ADA-style rule, the other way round from BR's: D scoring many reals
-        above 0 is too strong (shrink it), few too weak (grow it); no D-DST at the cap."""
-        if share <= self.b_low and density < self.d_max - _EPS:
-            return round(min(density + self.delta_d, self.d_max), 6), "increase"
-        if share >= self.b_high and density > self.d_min + _EPS:
-            return round(max(density - self.delta_d, self.d_min), 6), "decrease"
-        if share <= self.b_low:
-            return density, "keep (at d_max)"
-        if share >= self.b_high:
+        if shrink:
             return density, "keep (at d_min)"
         return density, "keep"
 

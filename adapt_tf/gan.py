@@ -558,24 +558,28 @@ class _Sampler:
         return values[start:start + local]
 
 
-def _global_latents(gan: SparseGAN, step, phase: int, global_batch: int):
+def _phase_seed(gan: SparseGAN, step, phase: int, stream: int) -> tf.Tensor:
+    """The stateless seed of a phase's draws: (seed + stream, iteration * (n_dis + 1) + phase),
+    stream 0 for z, 1 for fake labels, 2 for DiffAugment parameters."""
     base = tf.cast(step, tf.int64) * (gan.n_dis + 1) + phase
+    return tf.stack([tf.constant(gan.seed + stream, tf.int64), base])
+
+
+def _global_latents(gan: SparseGAN, step, phase: int, global_batch: int):
     z = tf.random.stateless_normal([global_batch, gan.latent_dim],
-                                   seed=tf.stack([tf.constant(gan.seed, tf.int64), base]))
+                                   seed=_phase_seed(gan, step, phase, 0))
     labels = None
     if gan.num_classes is not None:
         labels = tf.random.stateless_uniform(
-            [global_batch], seed=tf.stack([tf.constant(gan.seed + 1, tf.int64), base]),
+            [global_batch], seed=_phase_seed(gan, step, phase, 1),
             minval=0, maxval=gan.num_classes, dtype=tf.int32)
     return z, labels
 
 
 def _global_augmentation(gan: SparseGAN, step, phase: int, global_batch: int, image_size):
-    """DiffAugment parameters of the phase for the global batch, seeded by
-    (seed + 2, iteration * (n_dis + 1) + phase) like the latents."""
-    base = tf.cast(step, tf.int64) * (gan.n_dis + 1) + phase
+    """DiffAugment parameters of the phase for the global batch (`_phase_seed` stream 2)."""
     return augment.draw(gan.diff_aug, global_batch, image_size,
-                        tf.stack([tf.constant(gan.seed + 2, tf.int64), base]))
+                        _phase_seed(gan, step, phase, 2))
 
 
 def _draw_latents(gan: SparseGAN, step, global_d: int, image_size=None):

@@ -27,7 +27,7 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from adapt_tf import distribution, workdir as workdir_lib
+from adapt_tf import balance, distribution, workdir as workdir_lib
 
 __all__ = ["MetricsLogger", "SampleLogs", "SampleGrid", "Checkpointer", "TerminateOnNaN",
            "save_image_grid"]
@@ -79,12 +79,7 @@ class MetricsLogger(keras.callbacks.Callback):
         for key in self.fields[1:]:
             if key in logs:
                 row[key] = _scalar(logs[key])
-        new_file = not os.path.exists(self.path)
-        with open(self.path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore")
-            if new_file:
-                writer.writeheader()
-            writer.writerow(row)
+        _append_csv(self.path, self.fields, [row])
         if self._writer is not None:
             with self._writer.as_default(step=step):
                 for key, value in row.items():
@@ -157,7 +152,7 @@ class SampleLogs(keras.callbacks.Callback):
         if "br_gf" in logs:
             gf, df, dr = (np.float32(_scalar(logs[f"br_{key}"])) for key in ("gf", "df", "dr"))
             with np.errstate(divide="ignore", invalid="ignore"):
-                ratio = (gf - df) / (dr - df)
+                ratio = balance.sample_ratio(gf, df, dr)  # in float32, as the window
             _append_csv(self.br_path, self.BR_FIELDS, [{
                 "step": step, "gf": float(gf), "df": float(df), "dr": float(dr),
                 "ratio": float(ratio), "kept": int(_scalar(logs["br_kept"]))}])

@@ -127,7 +127,8 @@ class Sparsity:
             for union, layer in zip(fired, self.layers[network]):
                 union.assign(tf.maximum(union, tf.cast(tf.not_equal(layer.mask, 0), tf.float32)))
             active = sum(int(tf.math.count_nonzero(union)) for union in fired)
-            self.ever_active_shares[network].assign(active / sum(int(tf.size(u)) for u in fired))
+            total = sum(union.shape.num_elements() for union in fired)
+            self.ever_active_shares[network].assign(active / total)
 
 
 def _only_in(first: Sequence[tf.Tensor], second: Sequence[tf.Tensor]) -> int:
