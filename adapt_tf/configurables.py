@@ -174,7 +174,7 @@ def _findable(path: str) -> bool:
 RESUMABLE_CHANGES = ("train.total_steps", "train.log_every", "train.checkpoint_every",
                      "train.sample_every", "train.num_sample_images", "train.eval_every",
                      "train.data_dir", "train.download", "train.strategy", "train.devices",
-                     "train.jit_compile")
+                     "train.jit_compile", "train.test_eval", "train.test_reference_stats")
 
 
 def parse_run_config(gin_files: Sequence[str], gin_bindings: Sequence[str] = (), *,

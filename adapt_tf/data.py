@@ -6,12 +6,16 @@ models). The train step splits it into n_dis D minibatches by striding (`images[
 
 Datasets (docs/ALGORITHM.md §8):
 
-| name | tfds name, split | images | labels | flip | source |
-|---|---|---|---|---|---|
-| `toy_shapes` (default) | `toy_shapes`, train | 32x32 | 12 | no | ours, drawn locally |
-| `cifar10` | `cifar10`, train | 32x32 | 10 | yes | TFDS catalog |
-| `stl10` | `stl10`, unlabelled | 96 -> 48x48 | none | yes | TFDS catalog |
-| `tinyimagenet` | `tiny_imagenet`, train | 64x64 | 200 | yes | ours, official archive |
+| name | tfds name, split | test split | images | labels | flip | source |
+|---|---|---|---|---|---|---|
+| `toy_shapes` (default) | `toy_shapes`, train | test | 32x32 | 12 | no | ours, drawn locally |
+| `cifar10` | `cifar10`, train | test | 32x32 | 10 | yes | TFDS catalog |
+| `stl10` | `stl10`, unlabelled | unlabelled | 96 -> 48x48 | none | yes | TFDS catalog |
+| `tinyimagenet` | `tiny_imagenet`, train | validation | 64x64 | 200 | yes | ours, official archive |
+
+The test split is the reference of the test-set FID at the end of a run (`train.test_eval`):
+CIFAR-10 test and Tiny-ImageNet val, as the official code reports it; STL-10 has no held-out
+reference there, so its "test" FID is against the unlabelled split again.
 
 Order of examples (exact resume): the stream of images is epochs 0, 1, 2, ... of the split,
 epoch e a permutation of the split drawn statelessly from (seed, e); batch number `step` is
@@ -72,6 +76,7 @@ class DatasetSpec:
       preparation: "download" (TFDS catalog: `tfds build` on a machine with internet),
         "manual" (ours: from the official archive in a manual_dir, or downloaded), or
         "local" (ours: drawn on this machine when first used).
+      test_split: the split of the test-set FID's reference (see the module docstring).
     """
 
     tfds_name: str
@@ -81,14 +86,17 @@ class DatasetSpec:
     flip: bool
     num_examples: int
     preparation: str
+    test_split: str
 
 
 DATASETS: Mapping[str, DatasetSpec] = types.MappingProxyType({
-    "toy_shapes": DatasetSpec("toy_shapes", "train", 32, 12, False, 12_000, "local"),
-    "cifar10": DatasetSpec("cifar10", "train", 32, 10, True, 50_000, "download"),
+    "toy_shapes": DatasetSpec("toy_shapes", "train", 32, 12, False, 12_000, "local", "test"),
+    "cifar10": DatasetSpec("cifar10", "train", 32, 10, True, 50_000, "download", "test"),
     # Paper: torchvision Resize(48) of the 96x96 images; here bilinear with antialiasing.
-    "stl10": DatasetSpec("stl10", "unlabelled", 48, None, True, 100_000, "download"),
-    "tinyimagenet": DatasetSpec("tiny_imagenet", "train", 64, 200, True, 100_000, "manual"),
+    "stl10": DatasetSpec("stl10", "unlabelled", 48, None, True, 100_000, "download",
+                         "unlabelled"),
+    "tinyimagenet": DatasetSpec("tiny_imagenet", "train", 64, 200, True, 100_000, "manual",
+                                "validation"),
 })
 
 

@@ -1,6 +1,6 @@
 """`python -m adapt_tf.evaluate --workdir=W [--num_samples=50000] [--metric=fid|toy]
-[--inception_path=P] [--reference_stats=S]`: scores of a run's best and last checkpoints, into
-W/eval.json.
+[--inception_path=P] [--reference_stats=S] [--test [--test_reference_stats=T]]`: scores of a
+run's best and last checkpoints, into W/eval.json.
 
 The run is rebuilt from W/operative_config.gin (`configurables.read_run_config`, then
 `train_lib.build_run`, on the default strategy), and each checkpoint is restored in turn:
@@ -21,25 +21,34 @@ metrics (`evaluation.evaluation_metric`: --metric, else the run's `train.eval_me
   coverage and confident share (`adapt_tf.toy_metric`; the classifier is trained at first use
   and cached in $ADAPT_TF_CACHE_DIR/toy_classifier or ~/.cache/adapt_tf/toy_classifier).
 
+With --test, FID is also computed against the dataset's test split (`data.DatasetSpec.
+test_split`: CIFAR-10 test, Tiny-ImageNet validation; --test_reference_stats, else the run's
+`train.test_reference_stats`, else computed and cached like the reference) from the same
+Inception pass, and the record gets the "test" entry that `train.test_eval` writes at the end
+of a run (`evaluation.final_test_record`: the best checkpoint, else the last). Without --test,
+a "test" entry already in eval.json is kept.
+
 W/eval.json:
     {"workdir", "metric", "num_samples", "seed",
-     "inception", "reference",                      # fid
+     "inception", "reference", "test_split", "test_reference",   # fid ("test_*": --test)
      "classifier", "real_data": {"toy_fid_floor", "test_accuracy", "test_confident_share",
                                  "test_coverage", "train_seconds"},   # toy
      "checkpoints": {"best": {"checkpoint", "step", **scores}, "last": {...}},
-     "training_best": {"fid" or "toy_fid", "step", "num_samples"}  # the callback's, if any
+     "training_best": {"fid" or "toy_fid", "step", "num_samples"},  # the callback's, if any
+     "test": {"metric", "checkpoint_kind": "best" or "last", "checkpoint", "step",
+              "trained_steps", "num_samples", "seed", <the header above>, **scores}
     }
-with scores {"fid", "is_mean", "is_std"} (fid) or {"toy_fid", "toy_fid_floor",
-"confident_share", "class_coverage", "class_counts"} (toy).
+with scores {"fid", "is_mean", "is_std"} and, with --test, "fid_test" (fid), or {"toy_fid",
+"toy_fid_floor", "confident_share", "class_coverage", "class_counts"} (toy, whose reference is
+the test split already).
 """
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import Any
 
-from absl import app, flags, logging
+from absl import app, flags
 
 import adapt_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
@@ -59,18 +68,29 @@ def define_flags() -> None:
                         "(default: the run's train.inception_path, else TF-Hub).")
     flags.DEFINE_string("reference_stats", None, ".npz with mu and sigma (default: the run's "
                         "train.reference_stats, else computed and cached).")
+    flags.DEFINE_bool("test", False, "Also score against the dataset's test split (CIFAR-10 "
+                      "test, Tiny-ImageNet val): fid_test in every checkpoint's scores and the "
+                      "\"test\" entry of the best checkpoint, as train.test_eval writes it.")
+    flags.DEFINE_string("test_reference_stats", None, ".npz of the test split's statistics, "
+                        "with --test (default: the run's train.test_reference_stats, else "
+                        "computed and cached).")
     flags.DEFINE_integer("batch_size", 100, "Images per generator / Inception call.")
     flags.DEFINE_integer("seed", 0, "Seed of the generated images.")
 
 
 def evaluate_run(workdir: str, *, num_samples: int = 50000, metric: str | None = None,
                  inception_path: str | None = None, reference_stats: str | None = None,
+                 test: bool = False, test_reference_stats: str | None = None,
                  batch_size: int = 100, seed: int = 0) -> dict[str, Any]:
     """Scores the best and last checkpoints of the run in `workdir`; writes and returns the
     eval.json record (see the module docstring).
 
     `metric` is "fid" or "toy" (`evaluation.evaluation_metric`); default the run's
-    `train.eval_metric`, which defaults to "toy" for toy_shapes and "fid" otherwise.
+    `train.eval_metric`, which defaults to "toy" for toy_shapes and "fid" otherwise. With
+    `test`, the scores also hold "fid_test" against the dataset's test split (or
+    `test_reference_stats`, default the run's `train.test_reference_stats`) and the record a
+    "test" entry (`evaluation.final_test_record`); without it, a "test" entry already in
+    eval.json (the end-of-run evaluation, `train.test_eval`) is kept.
 
     Raises:
       ValueError: `workdir` holds no operative_config.gin or no checkpoint.
@@ -83,30 +103,43 @@ def evaluate_run(workdir: str, *, num_samples: int = 50000, metric: str | None =
     arguments = config.arguments
     paths = _checkpoints(workdir)
     metric = evaluation.evaluation_metric(metric or arguments["eval_metric"], arguments["dataset"])
-    scorer, header = (_toy_scorer if metric == "toy" else _fid_scorer)(
-        arguments, inception_path=inception_path, reference_stats=reference_stats)
+    files = {"inception_path": inception_path, "reference_stats": reference_stats,
+             "test_reference_stats": test_reference_stats}
+    if metric == "fid":  # the run's own files where the call gives none
+        for name in ["inception_path", "reference_stats"] + ["test_reference_stats"] * test:
+            files[name] = files[name] or arguments[name]
+    scoring = evaluation.scorer(metric, dataset=arguments["dataset"], test=test,
+                                data_dir=arguments["data_dir"], **files)
     run = train_lib.build_run(config.run_spec())
-    scored: dict[int, dict[str, Any]] = {}
-    checkpoints = {}
-    for label, path in paths.items():
-        if path is None:
-            continue
-        step = run.checkpointer.restore(path)
-        if step not in scored:
-            scored[step] = scorer(run.gan, num_samples=num_samples, batch_size=batch_size,
-                                  seed=seed)
-            logging.info("%s checkpoint %s (iteration %d): %s", label, path, step,
-                         scored[step])
-        checkpoints[label] = {"checkpoint": path, "step": step, **scored[step]}
+    checkpoints = evaluation.score_checkpoints(run.gan, run.checkpointer, paths, scoring.score,
+                                               num_samples=num_samples, batch_size=batch_size,
+                                               seed=seed)
     record = {"workdir": workdir, "metric": metric, "num_samples": num_samples, "seed": seed,
-              **header, "checkpoints": checkpoints}
-    if int(run.fid_state.best_step.numpy()) >= 0:
-        record["training_best"] = {evaluation.EVALUATIONS[metric].KEY:
-                                   float(run.fid_state.best_fid.numpy()),
-                                   "step": int(run.fid_state.best_step.numpy()),
-                                   "num_samples": arguments["eval_num_samples"]}
-    _write_json(workdir_lib.Workdir(workdir).eval, record)
-    return record
+              **scoring.header, "checkpoints": checkpoints, **_training_best(run, arguments)}
+    if test:
+        record["test"] = evaluation.final_test_record(
+            checkpoints, scoring, num_samples=num_samples, seed=seed,
+            trained_steps=max(entry["step"] for entry in checkpoints.values()))
+
+    def keep_test(previous: dict[str, Any]) -> dict[str, Any]:
+        kept = {"test": previous["test"]} if "test" in previous and not test else {}
+        return {**record, **kept}
+
+    return workdir_lib.update_json(workdir_lib.Workdir(workdir).eval, keep_test)
+
+
+def _training_best(run, arguments: dict[str, Any]) -> dict[str, Any]:
+    """{"training_best": the best score the training-time evaluation recorded, its iteration
+    and sample count} as the restored run's `FIDState` holds it; {} if it never ran."""
+    from adapt_tf import evaluation
+
+    state = run.fid_state
+    if int(state.best_step.numpy()) < 0:
+        return {}
+    metric = evaluation.evaluation_metric(arguments["eval_metric"], arguments["dataset"])
+    return {"training_best": {evaluation.EVALUATIONS[metric].KEY: float(state.best_fid.numpy()),
+                              "step": int(state.best_step.numpy()),
+                              "num_samples": arguments["eval_num_samples"]}}
 
 
 def _checkpoints(workdir: str) -> dict[str, str | None]:
@@ -125,53 +158,6 @@ def _checkpoints(workdir: str) -> dict[str, str | None]:
     return paths
 
 
-def _fid_scorer(arguments: dict[str, Any], *, inception_path: str | None,
-                reference_stats: str | None):
-    """(gan -> {"fid", "is_mean", "is_std"}, the record's "inception" and "reference")."""
-    from adapt_tf import evaluation, metrics
-
-    inception = metrics.load_inception(inception_path or arguments["inception_path"])
-    reference, reference_path = evaluation.fid_reference(
-        arguments["dataset"], inception=inception,
-        reference_stats=reference_stats or arguments["reference_stats"],
-        data_dir=arguments["data_dir"])
-
-    def score(gan, **kwargs) -> dict[str, Any]:
-        return evaluation.generator_scores(gan, inception=inception, reference=reference, **kwargs)
-
-    return score, {"inception": inception.source, "reference": reference_path}
-
-
-def _toy_scorer(arguments: dict[str, Any], *, inception_path: str | None,
-                reference_stats: str | None):
-    """(gan -> {"toy_fid", "toy_fid_floor", "confident_share", "class_coverage",
-    "class_counts"}, the record's "classifier" and "real_data")."""
-    from adapt_tf import evaluation, toy_metric
-
-    for name, value in {"inception_path": inception_path,
-                        "reference_stats": reference_stats}.items():
-        if value is not None:
-            raise ValueError(f"--{name}={value!r} is for the FID metric, but this run is scored "
-                             "with the toy metric; pass --metric=fid to use Inception.")
-    classifier, reference = toy_metric.load_classifier()
-
-    def score(gan, **kwargs) -> dict[str, Any]:
-        scores = evaluation.toy_generator_scores(
-            gan, classifier=classifier, reference=(reference.mu, reference.sigma), **kwargs)
-        return {"toy_fid": scores.pop("toy_fid"), "toy_fid_floor": reference.floor, **scores}
-
-    real = {key: value for key, value in reference.summary().items() if key != "classifier"}
-    return score, {"classifier": reference.path, "real_data": real}
-
-
-def _write_json(path: str, record: dict[str, Any]) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(record, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -183,7 +169,8 @@ def main(argv):
     try:
         record = evaluate_run(values.workdir, num_samples=values.num_samples,
                               metric=values.metric, inception_path=values.inception_path,
-                              reference_stats=values.reference_stats,
+                              reference_stats=values.reference_stats, test=values.test,
+                              test_reference_stats=values.test_reference_stats,
                               batch_size=values.batch_size, seed=values.seed)
     except (metrics.InceptionUnavailableError, data.DatasetNotPreparedError) as error:
         sys.exit(f"Cannot evaluate {values.workdir}: {error}")

@@ -2,17 +2,20 @@
 
 * `generator_scores` / `toy_generator_scores`: the scores of a model's EMA samples
   (docs/ALGORITHM.md §9); `fid_reference` the reference statistics they compare with.
+* `scorer` / `score_checkpoints`: a run's metric as one function, applied to checkpoints
+  restored in turn (`adapt_tf.evaluate`, and the test-set evaluation at the end of a run).
 * `EvaluateFID`: periodic FID / IS of the EMA generator during `fit`; keeps the best
   checkpoint. `EvaluateToyMetric`: the same with the offline toy_shapes metric
   (`adapt_tf.toy_metric`). Their scores go into the Keras `logs` of the evaluated iteration.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import math
 import os
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -23,7 +26,8 @@ from adapt_tf import data, distribution, metrics, toy_metric
 from adapt_tf.checks import positive_int
 
 __all__ = ["FIDState", "EvaluateFID", "EvaluateToyMetric", "EVALUATIONS", "evaluation_metric",
-           "generator_scores", "toy_generator_scores", "fid_reference", "reference_cache_path"]
+           "generator_scores", "toy_generator_scores", "fid_reference", "reference_cache_path",
+           "Scorer", "scorer", "score_checkpoints", "final_test_record"]
 
 
 class FIDState(tf.Module):
@@ -50,7 +54,8 @@ def _generated_images(gan, *, seed: int, batch_size: int):
 
 
 def generator_scores(gan, *, inception: metrics.InceptionModel, reference: metrics.Reference,
-                     num_samples: int, batch_size: int = 100, seed: int = 0) -> dict[str, float]:
+                     num_samples: int, batch_size: int = 100, seed: int = 0,
+                     test_reference: metrics.Reference | None = None) -> dict[str, float]:
     """FID and Inception Score of `num_samples` images of a `SparseGAN`, as the paper evaluates.
 
     Images come from the EMA generator (the generator if EMA is off) in train mode (BatchNorm
@@ -60,7 +65,7 @@ def generator_scores(gan, *, inception: metrics.InceptionModel, reference: metri
     Inception pass for both scores).
 
     Returns:
-      {"fid", "is_mean", "is_std"}.
+      {"fid", "is_mean", "is_std"}, and "fid_test", against `test_reference`, if given.
     """
     positive_int("num_samples", num_samples)
     if num_samples < 10:
@@ -68,7 +73,7 @@ def generator_scores(gan, *, inception: metrics.InceptionModel, reference: metri
                          "splits; use at least 10 (the paper uses 50000).")
     return metrics.compute_fid_and_is(_generated_images(gan, seed=seed, batch_size=batch_size),
                                       reference, model=inception, num_samples=num_samples,
-                                      batch_size=batch_size)
+                                      batch_size=batch_size, test_reference=test_reference)
 
 
 def toy_generator_scores(gan, *, classifier: metrics.FeatureModel,
@@ -94,10 +99,11 @@ def toy_generator_scores(gan, *, classifier: metrics.FeatureModel,
 
 
 def reference_cache_path(dataset: str, inception_source: str, *,
-                         cache_dir: str | None = None) -> str:
+                         cache_dir: str | None = None, split: str | None = None) -> str:
     """Where `fid_reference` caches a dataset's statistics: `<cache_dir>/<dataset>_<split>_
-    <image size>px_<sha1 of the Inception source, 10 hex digits>.npz`, cache_dir defaulting to
-    $ADAPT_TF_CACHE_DIR/fid_stats, else ~/.cache/adapt_tf/fid_stats."""
+    <image size>px_<sha1 of the Inception source, 10 hex digits>.npz`, split defaulting to the
+    training split and cache_dir to $ADAPT_TF_CACHE_DIR/fid_stats, else
+    ~/.cache/adapt_tf/fid_stats."""
     spec = data.dataset_info(dataset)
     if cache_dir is None:
         root = os.environ.get("ADAPT_TF_CACHE_DIR") or os.path.join(
@@ -106,18 +112,21 @@ def reference_cache_path(dataset: str, inception_source: str, *,
     source = inception_source if "://" in inception_source else os.path.abspath(
         inception_source)
     digest = hashlib.sha1(source.encode("utf8")).hexdigest()[:10]
-    return os.path.join(cache_dir, f"{dataset}_{spec.split}_{spec.image_size}px_{digest}.npz")
+    return os.path.join(cache_dir,
+                        f"{dataset}_{split or spec.split}_{spec.image_size}px_{digest}.npz")
 
 
 def fid_reference(dataset: str, *, inception: metrics.InceptionModel | None,
                   reference_stats: str | None = None, cache_dir: str | None = None,
-                  data_dir: str | None = None) -> tuple[tuple[np.ndarray, np.ndarray], str]:
+                  data_dir: str | None = None, split: str | None = None
+                  ) -> tuple[tuple[np.ndarray, np.ndarray], str]:
     """Reference statistics for FID against `dataset`, and the .npz they came from.
 
     `reference_stats` (e.g. the official fid_stats_cifar10_train.npz) wins. Otherwise the
-    statistics of the dataset's training split (the paper's reference) are computed once with
+    statistics of `split` (default the dataset's training split, the paper's reference; the
+    test-set FID uses `data.dataset_info(dataset).test_split`) are computed once with
     `metrics.reference_statistics` and cached at `reference_cache_path(dataset,
-    inception.source, cache_dir=cache_dir)`.
+    inception.source, cache_dir=cache_dir, split=split)`.
 
     Returns:
       ((mu [F], sigma [F, F]) float64, path of the .npz).
@@ -127,10 +136,10 @@ def fid_reference(dataset: str, *, inception: metrics.InceptionModel | None,
     if inception is None:
         raise ValueError("Without reference_stats the statistics are computed from the "
                          f"dataset {dataset!r}, which needs inception=load_inception(...).")
-    path = reference_cache_path(dataset, inception.source, cache_dir=cache_dir)
+    path = reference_cache_path(dataset, inception.source, cache_dir=cache_dir, split=split)
     if not os.path.isfile(path):
         logging.info("Computing FID reference statistics of %s into %s.", dataset, path)
-    stats = metrics.reference_statistics(dataset, model=inception, cache_path=path,
+    stats = metrics.reference_statistics(dataset, model=inception, split=split, cache_path=path,
                                          data_dir=data_dir)
     return stats, path
 
@@ -282,3 +291,121 @@ def evaluation_metric(metric: str | None, dataset: str) -> str:
         raise ValueError(f"The toy metric scores toy_shapes samples only, not {dataset!r}; use "
                          "metric 'fid' (or None).")
     return metric
+
+
+# ---------------------------------------------------------------- scoring finished checkpoints
+
+
+@dataclasses.dataclass(frozen=True)
+class Scorer:
+    """A run's metric as one function.
+
+    Attributes:
+      metric: "fid" or "toy".
+      score: `score(gan, num_samples=..., batch_size=..., seed=...)` -> the scores of the EMA
+        samples: {"fid", "is_mean", "is_std"} (and "fid_test" with a test reference), or
+        {"toy_fid", "toy_fid_floor", "confident_share", "class_coverage", "class_counts"}.
+      header: what eval.json records of the models and references: "inception", "reference"
+        (and "test_split", "test_reference" with a test reference), or "classifier",
+        "real_data" (and "test_split": the toy metric's reference is always the test split).
+    """
+
+    metric: str
+    score: Callable[..., dict[str, Any]]
+    header: dict[str, Any]
+
+
+def scorer(metric: str, *, dataset: str, inception_path: str | None = None,
+           reference_stats: str | None = None, test: bool = False,
+           test_reference_stats: str | None = None, data_dir: str | None = None) -> Scorer:
+    """The `Scorer` of `metric` (from `evaluation_metric`) for samples of `dataset`.
+
+    "fid": Inception from `inception_path` (`metrics.load_inception`), the reference from
+    `reference_stats` or the training split (`fid_reference`); with `test`, also "fid_test"
+    against `test_reference_stats` or the dataset's test split (CIFAR-10 test, Tiny-ImageNet
+    validation), from the same Inception pass. "toy": the toy_shapes classifier, whose
+    reference is the test split already; it takes no Inception or statistics files.
+
+    Raises:
+      ValueError: a file argument the metric does not use.
+      metrics.InceptionUnavailableError: "fid" and no Inception model can be loaded.
+    """
+    if metric == "toy":
+        unused = {"inception_path": inception_path, "reference_stats": reference_stats,
+                  "test_reference_stats": test_reference_stats}
+        for name, value in unused.items():
+            if value is not None:
+                raise ValueError(f"{name}={value!r} is for the FID metric, but this run is "
+                                 "scored with the toy metric; use metric 'fid' (--metric=fid) "
+                                 "for Inception.")
+        return _toy_scorer(test=test)
+    if test_reference_stats is not None and not test:
+        raise ValueError(f"test_reference_stats={test_reference_stats!r} is used by the "
+                         "test-set evaluation only; turn it on (test_eval) or drop the file.")
+    return _fid_scorer(dataset, inception_path=inception_path, reference_stats=reference_stats,
+                       test=test, test_reference_stats=test_reference_stats, data_dir=data_dir)
+
+
+def _fid_scorer(dataset: str, *, inception_path: str | None, reference_stats: str | None,
+                test: bool, test_reference_stats: str | None, data_dir: str | None) -> Scorer:
+    inception = metrics.load_inception(inception_path)
+    reference, reference_path = fid_reference(dataset, inception=inception,
+                                              reference_stats=reference_stats, data_dir=data_dir)
+    header = {"inception": inception.source, "reference": reference_path}
+    test_reference = None
+    if test:
+        split = data.dataset_info(dataset).test_split
+        test_reference, test_path = fid_reference(
+            dataset, inception=inception, reference_stats=test_reference_stats,
+            data_dir=data_dir, split=split)
+        header.update(test_split=split, test_reference=test_path)
+
+    def score(gan, **kwargs) -> dict[str, Any]:
+        return generator_scores(gan, inception=inception, reference=reference,
+                                test_reference=test_reference, **kwargs)
+
+    return Scorer("fid", score, header)
+
+
+def _toy_scorer(*, test: bool) -> Scorer:
+    classifier, reference = toy_metric.load_classifier()
+
+    def score(gan, **kwargs) -> dict[str, Any]:
+        scores = toy_generator_scores(gan, classifier=classifier,
+                                      reference=(reference.mu, reference.sigma), **kwargs)
+        return {"toy_fid": scores.pop("toy_fid"), "toy_fid_floor": reference.floor, **scores}
+
+    real = {key: value for key, value in reference.summary().items() if key != "classifier"}
+    header = {"classifier": reference.path, "real_data": real}
+    return Scorer("toy", score, {**header, "test_split": "test"} if test else header)
+
+
+def score_checkpoints(gan, checkpointer, paths: Mapping[str, str | None], score: Callable, *,
+                      num_samples: int, batch_size: int = 100, seed: int = 0
+                      ) -> dict[str, dict[str, Any]]:
+    """{label: {"checkpoint": path, "step": its iteration, **score(gan, ...)}} of each path
+    (None: skipped) restored in turn into `gan` by `checkpointer` (`run_io.Checkpointer`);
+    a checkpoint of an iteration scored already is not scored again. `gan` is left holding
+    the last restored checkpoint."""
+    scored: dict[int, dict[str, Any]] = {}
+    checkpoints = {}
+    for label, path in paths.items():
+        if path is None:
+            continue
+        step = checkpointer.restore(path)
+        if step not in scored:
+            scored[step] = score(gan, num_samples=num_samples, batch_size=batch_size, seed=seed)
+            logging.info("%s checkpoint %s (iteration %d): %s", label, path, step, scored[step])
+        checkpoints[label] = {"checkpoint": path, "step": step, **scored[step]}
+    return checkpoints
+
+
+def final_test_record(checkpoints: Mapping[str, Mapping[str, Any]], scoring: Scorer, *,
+                trained_steps: int, num_samples: int, seed: int) -> dict[str, Any]:
+    """eval.json's "test" entry, as the official code's final test: the scores (with a test
+    reference) of the best checkpoint, else of the last when no best was kept (no evaluation
+    during training), with the iteration the run was trained to and the metric's header."""
+    kind = "best" if "best" in checkpoints else "last"
+    return {"metric": scoring.metric, "checkpoint_kind": kind, **checkpoints[kind],
+            "trained_steps": trained_steps, "num_samples": num_samples, "seed": seed,
+            **scoring.header}

@@ -469,13 +469,19 @@ def compute_fid(source: Source, reference: Reference, *, model: FeatureModel,
 
 def compute_fid_and_is(source: Source, reference: Reference, *, model: InceptionModel,
                        num_samples: int | None = None, batch_size: int = 100,
-                       splits: int = 10) -> dict[str, float]:
+                       splits: int = 10,
+                       test_reference: Reference | None = None) -> dict[str, float]:
     """FID and Inception Score from one pass over the same images, as the official validate:
-    {"fid", "is_mean", "is_std"}."""
+    {"fid", "is_mean", "is_std"}, and "fid_test" against `test_reference` if given (the
+    official `also_test`: the same features against a second reference)."""
     pool, logits = model.activations(source, num_samples=num_samples, batch_size=batch_size)
     is_mean, is_std = inception_score(logits, from_logits=True, splits=splits)
-    fid = frechet_distance(*statistics(pool), *_reference(reference))
-    return {"fid": fid, "is_mean": is_mean, "is_std": is_std}
+    mu, sigma = statistics(pool)
+    scores = {"fid": frechet_distance(mu, sigma, *_reference(reference)),
+              "is_mean": is_mean, "is_std": is_std}
+    if test_reference is not None:
+        scores["fid_test"] = frechet_distance(mu, sigma, *_reference(test_reference))
+    return scores
 
 
 def reference_statistics(dataset: str | Source, *, model: FeatureModel | None,

@@ -38,7 +38,7 @@ __all__ = ["RunRecord", "load_run", "expand_workdirs", "csv_rows", "markdown", "
            "default_output_dir", "write_report", "define_flags", "main"]
 
 _CSV_FIELDS = ("setting", "cell", "method", "g_density", "fid", "fid_source", "fid_samples",
-               "fid_last", "inception_score", "paper_fid", "final_d_density", "train_flops",
+               "fid_last", "inception_score", "fid_test", "paper_fid", "final_d_density", "train_flops",
                "train_flops_ratio", "flops_convention", "steps",
                "total_steps", "workdir")
 
@@ -54,6 +54,8 @@ class RunRecord:
       total_steps, flops_convention: from its operative config.
       metrics: metrics.csv rows (floats, NaN where empty).
       evaluation: eval.json, or None.
+      window_samples: (step, value) of every window sample of `train.sample_logs` (br.csv's
+        kept ratios or ada.csv's shares); mask_changes: masks.csv's rows.
     """
 
     workdir: str
@@ -66,6 +68,8 @@ class RunRecord:
     flops_convention: str
     metrics: list[dict[str, float]]
     evaluation: dict[str, Any] | None
+    window_samples: Sequence[tuple[int, float]] = ()
+    mask_changes: Sequence[Mapping[str, Any]] = ()
 
     @property
     def label(self) -> str:
@@ -148,7 +152,9 @@ def load_run(workdir: str, *, name: str | None = None) -> RunRecord:
                      setting=config.setting, cell=config.cell, g_density=method.g_density,
                      band=band, total_steps=config.arguments["total_steps"],
                      flops_convention=config.arguments.get("flops_convention", "paper"),
-                     metrics=runs.read_metrics(workdir), evaluation=runs.read_eval(workdir))
+                     metrics=runs.read_metrics(workdir), evaluation=runs.read_eval(workdir),
+                     window_samples=runs.read_window_samples(workdir),
+                     mask_changes=runs.read_mask_changes(workdir))
 
 
 def _names(workdirs: Sequence[str]) -> list[str]:
@@ -170,12 +176,14 @@ def csv_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
     for record in records:
         fid, source, samples = record.fid()
         last = (record.evaluation or {}).get("checkpoints", {}).get("last", {})
+        test = (record.evaluation or {}).get("test", {})
         rows.append({
             "setting": record.setting, "cell": record.cell,
             "method": paper.CELLS.get(record.cell, record.cell), "g_density": record.g_density,
             "fid": fid, "fid_source": source, "fid_samples": samples,
             "fid_last": last.get("fid", math.nan),
             "inception_score": last.get("is_mean", record.last("inception_score")),
+            "fid_test": test.get("fid_test", math.nan),
             "paper_fid": _or_nan(paper.paper_fid(record.setting, record.cell,
                                                  record.g_density)),
             "final_d_density": record.last("d_density"),
@@ -230,7 +238,12 @@ def _score_text(record: RunRecord, row: dict[str, Any]) -> str:
         return (f"toy FID {toy['toy_fid']:.1f} (floor {toy['toy_fid_floor']:.2f}), coverage "
                 f"{toy['class_coverage']:.0f}/12, confident {toy['confident_share']:.2f} at "
                 f"iteration {toy['step']:.0f} (toy metric, not Inception FID)")
-    return f"{_fmt(row['fid'], 'fid')} ({row['fid_source'] or 'not evaluated'})"
+    text = f"{_fmt(row['fid'], 'fid')} ({row['fid_source'] or 'not evaluated'})"
+    test = (record.evaluation or {}).get("test", {})
+    if "fid_test" in test:
+        text += (f"; test-split FID {test['fid_test']:.2f} ({test['test_split']}, "
+                 f"{test['checkpoint_kind']} checkpoint, iteration {test['step']})")
+    return text
 
 
 def markdown(records: Sequence[RunRecord], *, plots: Sequence[str] = ()) -> str:
@@ -295,9 +308,11 @@ def _panels(axes, records: Sequence[RunRecord], colors) -> None:
                                    bands)
     clipped = f"; {outside} window means off the axis" if outside else ""
     window = "ADA r_t" if {r.window_key for r in records} == {"ada_rt"} else "Balance ratio"
-    br.set(title=f"{window} (band [B-, B+]{clipped})", xlabel="iteration", ylabel=window,
+    dots = "; dots: samples" if any(r.window_samples for r in records) else ""
+    br.set(title=f"{window} (band [B-, B+]{clipped}{dots})", xlabel="iteration", ylabel=window,
            ylim=(low, high))
-    density.set(title="Densities (solid d_D, dotted d_G; dashed: ever active)",
+    density.set(title="Densities (solid d_D, dotted d_G; dashed: ever active; | x: mask "
+                      "changes)",
                 xlabel="iteration", ylabel="density", ylim=(0, 1.05))
     name = "toy FID" if {r.score_key for r in records} == {"toy_fid"} else "FID"
     fid.set(title=f"{name} over training (* best)", xlabel="iteration", ylabel=name)
@@ -320,7 +335,16 @@ def _plot_record(axes, record: RunRecord, color, *, several: bool) -> None:
     """One run's lines on the four panels (labelled by run name when `several`)."""
     br, density, fid, fid_flops = axes.flat
     label = record.label if not several else f"{record.label} ({record.name})"
+    if record.window_samples:  # train.sample_logs: every sample behind the window means
+        br.plot(*zip(*record.window_samples), color=color, marker=".", ms=2, ls="none",
+                alpha=0.25)
     br.plot(*record.series(record.window_key), color=color, lw=1.2, label=label)
+    for network, marker, height in (("generator", "|", 0.02), ("discriminator", "x", 0.05)):
+        steps = [change["step"] for change in record.mask_changes
+                 if change["network"] == network]
+        if steps:  # train.sample_logs: each mask change of the network, along the bottom
+            density.plot(steps, [height] * len(steps), color=color, marker=marker, ms=5,
+                         ls="none", label=None if several else f"{network[0]} mask changes")
     density.plot(*record.series("d_density"), color=color, lw=1.5,
                  label=label if several else "d_D")
     density.plot(*record.series("g_density"), color=color, lw=1.0, ls=":",

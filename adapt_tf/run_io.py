@@ -3,8 +3,8 @@
 * `MetricsLogger`: `metrics.csv` rows, TensorBoard scalars and progress lines. A row holds the
   train step's logs and the entries other callbacks add to the same Keras `logs` dict
   (`train_flops`, `fid`, ...): the callbacks that add them come before the logger.
-* `SampleLogs`: `br.csv` (every BR sample) and `masks.csv` (every mask change), appended as
-  they happen.
+* `SampleLogs`: `br.csv` (every BR sample; `ada.csv` under the ADA criterion) and `masks.csv`
+  (every mask change), appended as they happen.
 * `SampleGrid`: `samples/step_N.png` from the EMA generator on a fixed z.
 * `Checkpointer`: checkpoints of everything a resumed run needs (models, both optimizers,
   masks, EMA, BR window, controller state), every K iterations and at the end.
@@ -119,12 +119,15 @@ def _truncate_csv(path: str, fields: Sequence[str], step: int, *,
 
 
 class SampleLogs(keras.callbacks.Callback):
-    """Appends every BR sample to `br.csv` and every mask change to `masks.csv`.
+    """Appends every BR sample to `br.csv` (every ADA-criterion sample to `ada.csv`) and every
+    mask change to `masks.csv`.
 
     `br.csv`: step (iterations completed, as in metrics.csv, by the iteration that took the
     sample), gf, df, dr (the sample's mean D scores: G after, G before its update, reals), ratio
     (gf - df) / (dr - df) in float32 as the window computes it, and kept (0 when the window
-    skipped it: near-zero denominator or not finite). `masks.csv`: step, network, dropped,
+    skipped it: near-zero denominator or not finite). `ada.csv`, with the ADA criterion
+    (`SparseGAN.criterion`): step, share (the iteration's window sample: the mean over its D
+    steps of the share of reals D scores above 0). `masks.csv`: step, network, dropped,
     grown, density after the change, for every `Sparsity.update` (DST, the controller, GMP).
     Place it after the callbacks that change masks. A resumed run drops the rows past the
     resumed iteration first, so both files read as one uninterrupted run.
@@ -132,18 +135,21 @@ class SampleLogs(keras.callbacks.Callback):
 
     logs_samples = True  # `SparseGAN.fit`: the sampling iterations log the sample's parts
     BR_FIELDS = ("step", "gf", "df", "dr", "ratio", "kept")
+    ADA_FIELDS = ("step", "share")
     MASK_FIELDS = ("step", "network", "dropped", "grown", "density")
 
     def __init__(self, workdir: str):
         super().__init__()
         self.workdir = workdir
         self.br_path = workdir_lib.Workdir(workdir).br_log
+        self.ada_path = workdir_lib.Workdir(workdir).ada_log
         self.mask_path = workdir_lib.Workdir(workdir).mask_log
 
     def on_train_begin(self, logs=None):
         os.makedirs(self.workdir, exist_ok=True)
         step = self.model.iteration
         _truncate_csv(self.br_path, self.BR_FIELDS, step)
+        _truncate_csv(self.ada_path, self.ADA_FIELDS, step)
         _truncate_csv(self.mask_path, self.MASK_FIELDS, step, text_fields=("network",))
         self.model.sparsity.changes = []
 
@@ -156,6 +162,9 @@ class SampleLogs(keras.callbacks.Callback):
             _append_csv(self.br_path, self.BR_FIELDS, [{
                 "step": step, "gf": float(gf), "df": float(df), "dr": float(dr),
                 "ratio": float(ratio), "kept": int(_scalar(logs["br_kept"]))}])
+        if "ada_sample" in logs:
+            _append_csv(self.ada_path, self.ADA_FIELDS, [{
+                "step": step, "share": float(np.float32(_scalar(logs["ada_sample"])))}])
         changes, self.model.sparsity.changes = self.model.sparsity.changes, []
         _append_csv(self.mask_path, self.MASK_FIELDS,
                     [{"step": step, **change} for change in changes or ()])

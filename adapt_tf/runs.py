@@ -13,14 +13,13 @@ This module is gin-free: the configuration is parsed at the composition root
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from typing import Any
 
 from adapt_tf import methods, paper, train_lib, workdir as workdir_lib
 
-__all__ = ["RunConfig", "read_metrics", "read_eval"]
+__all__ = ["RunConfig", "read_metrics", "read_eval", "read_window_samples", "read_mask_changes"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +76,29 @@ def read_metrics(workdir: str) -> list[dict[str, float]]:
     return [{key: _float(value) for key, value in row.items()} for row in rows]
 
 
+def read_window_samples(workdir: str) -> list[tuple[int, float]]:
+    """(step, value) of every window sample `train.sample_logs` wrote: the kept BR samples of
+    `br.csv`, or the shares of `ada.csv`; [] if there is neither."""
+    paths = workdir_lib.Workdir(workdir)
+    if os.path.isfile(paths.br_log):
+        _, rows = workdir_lib.read_csv_rows(paths.br_log)
+        return [(int(row["step"]), float(row["ratio"])) for row in rows if row["kept"] == "1"]
+    if os.path.isfile(paths.ada_log):
+        _, rows = workdir_lib.read_csv_rows(paths.ada_log)
+        return [(int(row["step"]), float(row["share"])) for row in rows]
+    return []
+
+
+def read_mask_changes(workdir: str) -> list[dict[str, Any]]:
+    """The rows of `masks.csv` (step, network, dropped, grown, density); [] without it."""
+    path = workdir_lib.Workdir(workdir).mask_log
+    if not os.path.isfile(path):
+        return []
+    _, rows = workdir_lib.read_csv_rows(path, text_fields=("network",))
+    return [{"step": int(row["step"]), "network": row["network"], "dropped": int(row["dropped"]),
+             "grown": int(row["grown"]), "density": float(row["density"])} for row in rows]
+
+
 def _float(value: str | None) -> float:
     try:
         return float(value) if value not in (None, "") else math.nan
@@ -85,9 +107,6 @@ def _float(value: str | None) -> float:
 
 
 def read_eval(workdir: str) -> dict[str, Any] | None:
-    """`workdir/eval.json` as written by `python -m adapt_tf.evaluate`, or None."""
-    path = workdir_lib.Workdir(workdir).eval
-    if not os.path.isfile(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
+    """`workdir/eval.json` as written by `python -m adapt_tf.evaluate` (and the test-set
+    evaluation at the end of a run), or None."""
+    return workdir_lib.read_json(workdir_lib.Workdir(workdir).eval) or None

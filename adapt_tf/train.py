@@ -2,7 +2,8 @@
 
 Trains (or resumes, if W holds checkpoints) the run the gin files describe, writing
 W/operative_config.gin, W/metrics.csv, W/tensorboard/, W/samples/, W/checkpoints/ and, at the
-end, W/training.png (BR with its band, densities and FID or the toy metric over iterations).
+end, W/training.png (BR with its band, densities and FID or the toy metric over iterations)
+and, with `train.test_eval = True`, the test-set scores of the best checkpoint in W/eval.json.
 A resumed run must have the recorded configuration (`configurables.RESUMABLE_CHANGES` may
 differ).
 Errors end as one line and exit 1 (`--debug` or ADAPT_TF_DEBUG=1: with the traceback);
@@ -34,6 +35,7 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if not FLAGS.value:
         raise app.UsageError("Give at least one --gin_file (e.g. gin_configs/quickstart.gin).")
+    from adapt_tf.metrics import InceptionUnavailableError
     from adapt_tf.preemption import TrainingInterrupted
     from adapt_tf.train_lib import TrainingDiverged
 
@@ -42,7 +44,7 @@ def main(argv):
     except TrainingInterrupted as stop:
         print(stop.message, file=sys.stderr, flush=True)
         sys.exit(stop.exit_code)
-    except (*USER_ERRORS, TrainingDiverged) as error:
+    except (*USER_ERRORS, TrainingDiverged, InceptionUnavailableError) as error:
         if DEBUG.value or os.environ.get("ADAPT_TF_DEBUG", "") not in ("", "0"):
             raise
         sys.exit(f"adapt_tf.train: error: {_one_line(error)} (--debug shows the traceback)")

@@ -20,8 +20,8 @@ from absl import logging
 from adapt_tf import (architectures, augment, data, distribution, methods, metrics,
                       preemption, schedules, topology, toy_metric, workdir as workdir_lib)
 from adapt_tf.checks import positive_int
-from adapt_tf.evaluation import (EVALUATIONS, EvaluateFID, FIDState, evaluation_metric,
-                                 fid_reference)
+from adapt_tf.evaluation import (EVALUATIONS, EvaluateFID, FIDState, Scorer, evaluation_metric,
+                                 fid_reference, final_test_record, score_checkpoints, scorer)
 from adapt_tf.flops_logger import FlopsLogger, FlopsState, training_schedule
 from adapt_tf.gan import WINDOW_KEYS, SparseGAN
 from adapt_tf.run_io import (Checkpointer, MetricsLogger, SampleGrid, SampleLogs,
@@ -73,7 +73,8 @@ class RunSpec:
         (`schedules.LinearDecay`, the official `--lr-decay`); off by default, as in the paper.
       ever_active: log the share of each network's kernel entries that have been active at
         least once (`g_ever_active`, `d_ever_active`; `SparseGAN(ever_active=True)`).
-      sample_logs: append every BR sample to `br.csv` and every mask change to `masks.csv`
+      sample_logs: append every BR sample to `br.csv` (every ADA-criterion sample to
+        `ada.csv`) and every mask change to `masks.csv`
         (`run_io.SampleLogs`).
       balance_criterion: what the window samples and ADAPT reads: "br" (the balance ratio) or
         "ada" (the official `--da-criterion ADA`, logged as `ada_rt`; `SparseGAN.criterion`).
@@ -87,6 +88,14 @@ class RunSpec:
         TF-Hub), reference statistics from `reference_stats` (.npz) or computed from `dataset`
         (`evaluation.fid_reference`); "toy" is the offline toy_shapes metric
         (`adapt_tf.toy_metric`), its classifier trained at first use and cached.
+      test_eval: after the last iteration, score the best checkpoint (the last without
+        `eval_every`) on `eval_num_samples` images against the training reference and the
+        dataset's test split (CIFAR-10 test, Tiny-ImageNet validation; the official final
+        test), into `eval.json`'s "test" entry (`evaluation.final_test_record`). A finished run
+        rerun with it on only adds that entry. Off by default.
+      test_reference_stats: with `test_eval` and the "fid" metric, the test split's statistics
+        (.npz, e.g. the official fid_stats_cifar10_test.npz); default computed from the
+        dataset's test split and cached beside the reference.
     """
 
     workdir: str
@@ -129,6 +138,8 @@ class RunSpec:
     eval_metric: str | None = None
     inception_path: str | None = None
     reference_stats: str | None = None
+    test_eval: bool = False
+    test_reference_stats: str | None = None
 
 
 def _spec(spec: RunSpec | None, arguments: dict) -> RunSpec:
@@ -163,16 +174,22 @@ def train(spec: RunSpec | None = None, /, **arguments) -> SparseGAN:
             start = run.checkpointer.restore()
         if start == 0 and chief:
             workdir_lib.set_aside_orphan_metrics(spec.workdir)
+        # Built first so that a missing Inception or test split fails before training.
+        testing = _test_scorer(spec, trained=max(start, spec.total_steps)) \
+            if spec.test_eval and chief else None
         if start >= spec.total_steps:
             logging.info("%s already holds a run of %d >= %d iterations; nothing to do.",
                          spec.workdir, start, spec.total_steps)
-            return run.gan
-        images = data.make_dataset(spec.dataset, batch_size=spec.n_dis * spec.d_batch_size,
-                                   image_size=run.architecture.image_size,
-                                   conditional=run.architecture.conditional, seed=spec.seed,
-                                   start_step=start, data_dir=spec.data_dir,
-                                   download=spec.download)
-        return _fit(run, images, spec, start=start, strategy=strategy)
+        else:
+            images = data.make_dataset(
+                spec.dataset, batch_size=spec.n_dis * spec.d_batch_size,
+                image_size=run.architecture.image_size, conditional=run.architecture.conditional,
+                seed=spec.seed, start_step=start, data_dir=spec.data_dir, download=spec.download)
+            _fit(run, images, spec, start=start, strategy=strategy)
+        if testing is not None:
+            with strategy.scope():
+                _test_evaluation(run, spec, testing)
+        return run.gan
 
 
 def check_arguments(spec: RunSpec) -> None:
@@ -180,7 +197,7 @@ def check_arguments(spec: RunSpec) -> None:
     writes operative_config.gin): ValueError naming the value and the fix."""
     for name in ("total_steps", "log_every", "checkpoint_every"):
         positive_int(name, getattr(spec, name))
-    for name in ("lr_decay", "ever_active", "sample_logs"):
+    for name in ("lr_decay", "ever_active", "sample_logs", "test_eval"):
         if not isinstance(getattr(spec, name), bool):
             raise ValueError(f"{name}={getattr(spec, name)!r} must be True or False.")
     augment.parse_policy(spec.diff_aug)
@@ -193,7 +210,11 @@ def check_arguments(spec: RunSpec) -> None:
         raise ValueError(f"eval_every={eval_every!r} must be None or a positive multiple of "
                          f"log_every={log_every}, so that FID lands on its own metrics row.")
     data.dataset_info(spec.dataset)
-    evaluation_metric(spec.eval_metric, spec.dataset)
+    metric = evaluation_metric(spec.eval_metric, spec.dataset)
+    if spec.test_reference_stats is not None and not (spec.test_eval and metric == "fid"):
+        raise ValueError(f"test_reference_stats={spec.test_reference_stats!r} is read only by "
+                         "the test-set evaluation with the 'fid' metric; set test_eval = True "
+                         f"(metric now {metric!r}), or drop it.")
     _num_classes(_architecture(spec.architecture), spec)
 
 
@@ -278,6 +299,37 @@ def _raise_if_stopped(run: Run, nan_guard: TerminateOnNaN,
         name = os.path.basename(latest) if latest else "no checkpoint"
         raise preemption.TrainingInterrupted(
             f"saved {name} at iteration {iteration}; rerun to resume", signum=stop.received)
+
+
+def _test_scorer(spec: RunSpec, *, trained: int) -> Scorer | None:
+    """The scorer of `test_eval` (`evaluation.scorer` with the test reference), or None when
+    eval.json holds the test entry of a run trained to iteration `trained` already."""
+    previous = workdir_lib.read_json(workdir_lib.Workdir(spec.workdir).eval).get("test", {})
+    if previous.get("trained_steps") == trained:
+        return None
+    return scorer(evaluation_metric(spec.eval_metric, spec.dataset), dataset=spec.dataset,
+                  inception_path=spec.inception_path, reference_stats=spec.reference_stats,
+                  test=True, test_reference_stats=spec.test_reference_stats,
+                  data_dir=spec.data_dir)
+
+
+def _test_evaluation(run: Run, spec: RunSpec, testing: Scorer) -> None:
+    """The official final test: restores the best checkpoint (the last if none was kept),
+    scores it with `testing`, writes eval.json's "test" entry, and restores the latest
+    checkpoint again, so the returned model is the trained one."""
+    directory = workdir_lib.Workdir(spec.workdir)
+    trained = run.gan.iteration
+    best = workdir_lib.usable_checkpoint(directory.best_checkpoints, reject=False)
+    paths = {"best": best} if best else {
+        "last": workdir_lib.usable_checkpoint(directory.checkpoints, reject=False)}
+    checkpoints = score_checkpoints(run.gan, run.checkpointer, paths, testing.score,
+                                    num_samples=spec.eval_num_samples)
+    run.checkpointer.restore()
+    entry = final_test_record(checkpoints, testing, trained_steps=trained,
+                              num_samples=spec.eval_num_samples, seed=0)
+    workdir_lib.update_json(directory.eval, lambda record: {**record, "test": entry})
+    logging.info("Test-set evaluation of the %s checkpoint (iteration %d of %d): %s",
+                 entry["checkpoint_kind"], entry["step"], trained, entry)
 
 
 @dataclasses.dataclass(frozen=True)

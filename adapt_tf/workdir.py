@@ -8,11 +8,12 @@ module asks it for a path instead of spelling the name:
 |---|---|---|
 | `config` | `W/operative_config.gin` | the run's configuration (written atomically) |
 | `metrics` | `W/metrics.csv` | one row per logged iteration |
+| `br_log`, `ada_log`, `mask_log` | `W/br.csv`, `W/ada.csv`, `W/masks.csv` | every window sample and mask change (`train.sample_logs`) |
 | `tensorboard` | `W/tensorboard/` | TensorBoard summaries |
 | `samples` | `W/samples/step_N.png` | sample grids |
 | `checkpoints` | `W/checkpoints/ckpt-N.*` | checkpoints (`rejected/`: unusable ones set aside) |
 | `best_checkpoints` | `W/checkpoints_best/` | the best-scoring one (evaluating in training) |
-| `eval` | `W/eval.json` | `python -m adapt_tf.evaluate`'s scores |
+| `eval` | `W/eval.json` | scores of `python -m adapt_tf.evaluate` and `train.test_eval` |
 | `training_plot` | `W/training.png` | BR, densities and FID over the run |
 | `export` | `W/export/` | `python -m adapt_tf.export`'s SavedModels and TFLite file |
 | `report` | `W/report/` | `python -m adapt_tf.report W`'s default output |
@@ -22,7 +23,7 @@ This module also holds the rules (see docs/RELIABILITY.md): `lock` lets one proc
 train in a workdir; `check_writable` fails before training if W or W/checkpoints cannot be
 written; `usable_checkpoint` picks the newest checkpoint that reads back completely with finite
 values, moving unreadable or non-finite newer ones aside; `read_csv_rows` drops torn metrics
-rows.
+rows; `update_json` changes a JSON record (eval.json) that two processes may write.
 """
 from __future__ import annotations
 
@@ -30,10 +31,11 @@ import contextlib
 import csv
 import dataclasses
 import glob
+import json
 import os
 import re
 import tempfile
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import filelock
 import numpy as np
@@ -41,7 +43,7 @@ import tensorflow as tf
 from absl import logging
 
 __all__ = ["Workdir", "WorkdirError", "WorkdirInUseError", "lock", "check_writable",
-           "write_atomic", "checkpoint_paths", "usable_checkpoint", "nonfinite_count",
+           "write_atomic", "read_json", "update_json", "checkpoint_paths", "usable_checkpoint", "nonfinite_count",
            "read_csv_rows", "set_aside_orphan_metrics", "find_checkpoint", "CHECKPOINT_KINDS",
            "CONFIG_NAME", "METRICS_NAME", "CHECKPOINT_DIR", "BEST_CHECKPOINT_DIR", "EVAL_NAME",
            "REJECTED_DIR"]
@@ -49,6 +51,7 @@ __all__ = ["Workdir", "WorkdirError", "WorkdirInUseError", "lock", "check_writab
 CONFIG_NAME = "operative_config.gin"
 METRICS_NAME = "metrics.csv"
 BR_LOG_NAME = "br.csv"
+ADA_LOG_NAME = "ada.csv"
 MASK_LOG_NAME = "masks.csv"
 TENSORBOARD_DIR = "tensorboard"
 SAMPLES_DIR = "samples"
@@ -88,6 +91,11 @@ class Workdir:
     def br_log(self) -> str:
         """Every BR sample (`train.sample_logs`)."""
         return self._join(BR_LOG_NAME)
+
+    @property
+    def ada_log(self) -> str:
+        """Every ADA-criterion sample (`train.sample_logs` with `balance_criterion` "ada")."""
+        return self._join(ADA_LOG_NAME)
 
     @property
     def mask_log(self) -> str:
@@ -212,6 +220,26 @@ def write_atomic(path: str, text: str) -> None:
         with contextlib.suppress(OSError):
             os.remove(temporary)
         raise
+
+
+def read_json(path: str) -> dict[str, Any]:
+    """The JSON object at `path`, {} if there is no file."""
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def update_json(path: str, change: Callable[[dict[str, Any]], dict[str, Any]]
+                ) -> dict[str, Any]:
+    """Replaces the JSON object at `path` ({} if there is none) by `change(object)`, written
+    atomically under a file lock (`path`.lock), so that two processes updating it at once (an
+    end-of-run test evaluation and `python -m adapt_tf.evaluate`) each see the other's keys.
+    Returns the new object."""
+    with filelock.FileLock(f"{path}.lock"):
+        record = change(read_json(path))
+        write_atomic(path, json.dumps(record, indent=2) + "\n")
+    return record
 
 
 # ----------------------------------------------------------------------------- checkpoints

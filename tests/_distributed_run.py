@@ -9,7 +9,9 @@ pytest (the name does not start with test_).
         (OUT_DIR/default.npz) and one with "mirrored" on /cpu:0 and /cpu:1 (mirrored.npz).
     python tests/_distributed_run.py switches OUT_DIR
         the same pair with the official code's trajectory-changing switches (`DECAY`):
-        default_decay.npz and mirrored_decay.npz.
+        default_decay.npz and mirrored_decay.npz; these runs are also scored (the stand-in
+        Inception of tests/inception_stub.py, saved to OUT_DIR/inception) during training and
+        by the test-set evaluation at the end (`TEST_EVAL`).
     python tests/_distributed_run.py worker OUT_DIR WORKDIR TOTAL_STEPS
         one MultiWorkerMirroredStrategy worker (TF_CONFIG from the environment) training
         WORKDIR (shared by the workers) to TOTAL_STEPS; writes OUT_DIR/worker_<task>.npz.
@@ -64,6 +66,9 @@ BINDINGS = ["train.total_steps = 5", "train.n_dis = 1", "train.g_width = 8",
 # SGD_LEARNING_RATE holds.
 DECAY = dict(lr_decay=True, total_steps=3, diff_aug="color,translation,cutout",
              balance_criterion="ada")
+# FID after every iteration and the final test of the best checkpoint (inception_path is set
+# by `reference`).
+TEST_EVAL = dict(test_eval=True, eval_metric="fid", eval_every=1, eval_num_samples=20)
 
 
 class LogRecorder(keras.callbacks.Callback):
@@ -157,10 +162,16 @@ def reference(out_dir: str, mode: str = "reference") -> None:
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
     mirrored = dict(strategy="mirrored", devices=["/cpu:0", "/cpu:1"])
+    switches = dict(**DECAY, **TEST_EVAL)
+    if mode == "switches":
+        from inception_stub import save_tiny_inception
+
+        switches["inception_path"] = save_tiny_inception(os.path.join(out_dir, "inception"))
     runs = {"reference": (("default", {}), ("mirrored", mirrored)),
             # One MirroredStrategy per process: a second one on the same devices restarts the
             # collective instance keys, which then meet the first one's cached shapes.
-            "switches": (("default_decay", DECAY), ("mirrored_decay", {**DECAY, **mirrored}))}
+            "switches": (("default_decay", switches),
+                         ("mirrored_decay", {**switches, **mirrored}))}
     for name, overrides in runs[mode]:
         gan, recorder = _train(os.path.join(out_dir, f"run_{name}"), **overrides)
         np.savez(os.path.join(out_dir, f"{name}.npz"), **_state(gan, recorder))

@@ -5,6 +5,8 @@ by pytest (the name does not start with test_).
 """
 from __future__ import annotations
 
+import csv
+import json
 import os
 from pathlib import Path
 
@@ -47,3 +49,12 @@ def score_iterations(run, callback) -> dict[int, dict]:
         callback.on_train_batch_end(step - 1, logged[step])
     run.checkpointer.save()
     return logged
+
+
+def final_test(workdir) -> tuple[dict[int, float], dict]:
+    """({iteration: FID} of the rows of `workdir`'s metrics.csv that hold one, the "test"
+    entry of its eval.json) of a run trained with `train.test_eval`."""
+    with open(Path(workdir) / "metrics.csv") as f:
+        fids = {int(row["step"]): float(row["fid"]) for row in csv.DictReader(f) if row["fid"]}
+    with open(Path(workdir) / "eval.json") as f:
+        return fids, json.load(f)["test"]

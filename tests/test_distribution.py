@@ -21,6 +21,7 @@ import tensorflow as tf
 from adapt_tf import distribution
 
 import _distributed_run  # its bindings fix the optimizer that the bounds below assume
+import evaluated_run
 
 HELPER = os.path.join(os.path.dirname(__file__), "_distributed_run.py")
 TIMEOUT = 1200  # seconds for all subprocesses together (a loaded 2-core machine needs ~600)
@@ -237,6 +238,21 @@ def test_decayed_rates_and_diff_aug_on_two_logical_cpus_match_one_device(runs):
         np.testing.assert_allclose(state["learning_rates"], [rate, rate], rtol=1e-6)
     np.testing.assert_allclose(runs.default["learning_rates"],
                                [_distributed_run.SGD_LEARNING_RATE] * 2, rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_the_final_test_runs_under_mirrored_and_hands_back_the_trained_model(runs):
+    # train.test_eval on both strategies: the best checkpoint's scores are those the
+    # training-time evaluation logged for it (same weights, same samples), and the model
+    # returned is the trained one (iteration 3), whichever checkpoint was tested.
+    for name in ("default_decay", "mirrored_decay"):
+        fids, entry = evaluated_run.final_test(runs.out / f"run_{name}")
+        best = min(fids, key=fids.get)
+        assert (entry["checkpoint_kind"], entry["step"], entry["trained_steps"]) == (
+            "best", best, 3), name
+        assert entry["fid"] == pytest.approx(fids[best], rel=1e-6), name
+        assert entry["fid_test"] > 0 and entry["test_split"] == "test", name
+        assert getattr(runs, name)["step"] == 3
 
 
 @pytest.mark.slow

@@ -10,11 +10,12 @@ import json
 import math
 import os
 
+import numpy as np
 import pytest
 import evaluated_run
 from inception_stub import save_tiny_inception
 
-from adapt_tf import evaluate, evaluation, methods, metrics, train_lib
+from adapt_tf import configurables, evaluate, evaluation, methods, metrics, train_lib
 
 import tensorflow as tf
 
@@ -107,3 +108,147 @@ def test_evaluation_arguments_are_checked(tmp_path):
         evaluation.EvaluateFID(None, (None, None), every=2, checkpoint=tf.train.Checkpoint())
     with pytest.raises(ValueError, match="at least 10"):
         evaluation.generator_scores(None, inception=None, reference=None, num_samples=5)
+
+
+# ------------------------------------------------------------------- the test-set evaluation
+
+
+def _test_split_statistics(model):
+    """(mu, sigma) of the stand-in Inception's features of the whole toy_shapes test split,
+    computed here without `metrics.reference_statistics` or its cache."""
+    from adapt_tf import data
+
+    images = next(iter(data.make_dataset("toy_shapes", split="test", batch_size=1200,
+                                         flip=False)))
+    return metrics.statistics(model.activations(images.numpy(), batch_size=100)[0])
+
+
+def _hand_fid_test(spec, checkpoint, model, test_stats, num_samples):
+    """FID against the test split of the EMA samples (seed 0) of `checkpoint` of the run of
+    `spec` (a `train_lib.RunSpec`), by hand."""
+    run = train_lib.build_run(spec)
+    run.checkpointer.restore(checkpoint)
+    images = run.gan.sample(num_samples, seed=0, training=True, batch_size=100)
+    mu, sigma = metrics.statistics(model.activations(images, batch_size=100)[0])
+    return metrics.frechet_distance(mu, sigma, *test_stats)
+
+
+def test_the_test_reference_is_the_test_split_cached_apart(evaluated):
+    _, inception, cache, _, _ = evaluated
+    model = metrics.load_inception(inception)
+    cache_dir = str(cache / "fid_stats")
+    (mu, sigma), path = evaluation.fid_reference("toy_shapes", inception=model,
+                                                 cache_dir=cache_dir, split="test")
+    assert os.path.basename(path).startswith("toy_shapes_test_32px_")
+    assert path == evaluation.reference_cache_path("toy_shapes", inception, cache_dir=cache_dir,
+                                                   split="test")
+    hand_mu, hand_sigma = _test_split_statistics(model)
+    np.testing.assert_allclose(mu, hand_mu, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(sigma, hand_sigma, rtol=1e-9, atol=1e-12)
+    (train_mu, _), _ = evaluation.fid_reference("toy_shapes", inception=model,
+                                                cache_dir=cache_dir)
+    assert np.abs(train_mu - mu).max() > 1e-4  # not the training split's
+
+
+def test_evaluate_with_test_adds_the_official_final_test(evaluated):
+    workdir, inception, cache, callback, _ = evaluated
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ADAPT_TF_CACHE_DIR", str(cache))
+        record = evaluate.evaluate_run(workdir, num_samples=20, test=True)
+        model = metrics.load_inception(inception)
+        test_stats = _test_split_statistics(model)
+        best = record["checkpoints"]["best"]
+        hand = _hand_fid_test(configurables.read_run_config(workdir).run_spec(), best["checkpoint"], model,
+                              test_stats, 20)
+        again = evaluate.evaluate_run(workdir, num_samples=20)  # without test: kept
+    entry = record["test"]
+    assert entry["checkpoint_kind"] == "best" and entry["step"] == callback.best_step
+    assert {key: entry[key] for key in best} == best
+    assert entry["fid"] == pytest.approx(callback.best_fid, rel=1e-6)
+    assert entry["fid_test"] == pytest.approx(hand, rel=1e-6)
+    assert abs(entry["fid_test"] - entry["fid"]) > 1e-3 * entry["fid"]
+    assert (entry["trained_steps"], entry["num_samples"], entry["metric"]) == (5, 20, "fid")
+    assert entry["test_split"] == record["test_split"] == "test"
+    assert os.path.basename(entry["test_reference"]).startswith("toy_shapes_test_32px_")
+    assert all("fid_test" in scores for scores in record["checkpoints"].values())
+    assert again["test"] == entry and "fid_test" not in again["checkpoints"]["last"]
+    with open(os.path.join(workdir, "eval.json")) as f:
+        assert json.load(f) == again
+
+
+def _train_tiny(workdir, inception, *bindings):
+    import gin
+
+    gin.clear_config()
+    configurables.parse_config([evaluated_run.TINY], [
+        "train.g_width = 8", "train.d_width = 8", "train.eval_num_samples = 20",
+        "train.eval_metric = 'fid'", f"train.inception_path = '{inception}'", *bindings])
+    return configurables.train(workdir=str(workdir))
+
+
+def test_test_eval_scores_the_best_checkpoint_at_the_end_of_training(evaluated, tmp_path,
+                                                                      monkeypatch):
+    _, inception, cache, _, _ = evaluated
+    monkeypatch.setenv("ADAPT_TF_CACHE_DIR", str(cache))
+    gan = _train_tiny(tmp_path, inception, "train.eval_every = 2", "train.test_eval = True")
+    fids, entry = evaluated_run.final_test(tmp_path)
+    best_step = min(fids, key=fids.get)
+    assert (entry["checkpoint_kind"], entry["step"], entry["trained_steps"]) == (
+        "best", best_step, 8)
+    assert entry["checkpoint"].endswith(os.path.join("checkpoints_best", f"ckpt-{best_step}"))
+    # The best checkpoint's samples are those the training-time evaluation scored.
+    assert entry["fid"] == pytest.approx(fids[best_step], rel=1e-6)
+    model = metrics.load_inception(inception)
+    hand = _hand_fid_test(configurables.current_run_config().run_spec(workdir=str(tmp_path)),
+                          entry["checkpoint"], model, _test_split_statistics(model), 20)
+    assert entry["fid_test"] == pytest.approx(hand, rel=1e-6)
+    # The model handed back is the trained one (the last checkpoint restored again).
+    assert gan.iteration == 8
+    last = evaluation.generator_scores(gan, inception=model, reference=entry["reference"],
+                                       num_samples=20)
+    assert last["fid"] == pytest.approx(fids[8], rel=1e-6)
+    # Rerun finished: the entry of this training is there, nothing is scored again.
+    monkeypatch.setattr(train_lib, "score_checkpoints", None)
+    _train_tiny(tmp_path, inception, "train.eval_every = 2", "train.test_eval = True")
+    with open(tmp_path / "eval.json") as f:
+        assert json.load(f)["test"] == entry
+
+
+def test_a_finished_run_rerun_with_test_eval_gets_its_entry_only(evaluated, tmp_path,
+                                                                 monkeypatch):
+    _, inception, cache, _, _ = evaluated
+    monkeypatch.setenv("ADAPT_TF_CACHE_DIR", str(cache))
+    _train_tiny(tmp_path, inception, "train.total_steps = 2")
+    metrics_csv = (tmp_path / "metrics.csv").read_bytes()
+    assert not (tmp_path / "eval.json").exists()
+    gan = _train_tiny(tmp_path, inception, "train.total_steps = 2", "train.test_eval = True")
+    assert (tmp_path / "metrics.csv").read_bytes() == metrics_csv  # nothing trained
+    with open(tmp_path / "eval.json") as f:
+        entry = json.load(f)["test"]
+    # No evaluation during training, so no best checkpoint: the last one is tested.
+    assert (entry["checkpoint_kind"], entry["step"], entry["trained_steps"]) == ("last", 2, 2)
+    model = metrics.load_inception(inception)
+    scores = evaluation.generator_scores(gan, inception=model, reference=entry["reference"],
+                                         num_samples=20)
+    assert entry["fid"] == pytest.approx(scores["fid"], rel=1e-6)
+
+
+def test_test_eval_arguments_are_checked_before_training(tmp_path):
+    dense = methods.method("dense")
+    with pytest.raises(ValueError, match="test_reference_stats='t.npz' is read only by"):
+        train_lib.train(workdir=str(tmp_path), total_steps=2, method=dense,
+                        test_reference_stats="t.npz")
+    with pytest.raises(ValueError, match="metric now 'toy'"):
+        train_lib.train(workdir=str(tmp_path), total_steps=2, method=dense, test_eval=True,
+                        test_reference_stats="t.npz")
+    with pytest.raises(ValueError, match="test_eval='yes' must be True or False"):
+        train_lib.train(workdir=str(tmp_path), total_steps=2, method=dense, test_eval="yes")
+    with pytest.raises(metrics.InceptionUnavailableError):
+        train_lib.train(workdir=str(tmp_path / "run"), total_steps=2, method=dense,
+                        test_eval=True, eval_metric="fid", inception_path=str(tmp_path))
+    assert not os.path.exists(tmp_path / "run" / "checkpoints") or not os.listdir(
+        tmp_path / "run" / "checkpoints")  # it failed before training
+    with pytest.raises(ValueError, match=r"--metric=fid"):
+        evaluation.scorer("toy", dataset="toy_shapes", test=True, test_reference_stats="t.npz")
+    with pytest.raises(ValueError, match="test-set evaluation only"):
+        evaluation.scorer("fid", dataset="toy_shapes", test_reference_stats="t.npz")

@@ -177,6 +177,27 @@ def test_fid_and_is_of_a_generator_under_a_strategy(model):
         model.activations(_images(5, 0), num_samples=6)
 
 
+def test_the_test_reference_scores_the_same_features(model):
+    # The official final test: one Inception pass, FID against the training reference and
+    # against the test split's, IS from the same logits.
+    images = _images(40, 3)
+    train_stats = metrics.statistics(model.activations(_images(60, 4))[0])
+    test_stats = metrics.statistics(model.activations(_images(50, 5) * 0.5)[0])
+    both = metrics.compute_fid_and_is(images, train_stats, model=model, num_samples=40,
+                                      batch_size=16, splits=4, test_reference=test_stats)
+    alone = metrics.compute_fid_and_is(images, train_stats, model=model, num_samples=40,
+                                       batch_size=16, splits=4)
+    assert set(both) == {"fid", "fid_test", "is_mean", "is_std"} and "fid_test" not in alone
+    assert {key: both[key] for key in alone} == alone
+    mu, sigma = metrics.statistics(model.activations(images, batch_size=16)[0])
+    assert both["fid_test"] == pytest.approx(metrics.frechet_distance(mu, sigma, *test_stats),
+                                             rel=1e-12)
+    assert abs(both["fid_test"] - both["fid"]) > 1e-3 * both["fid"]  # another reference
+    same = metrics.compute_fid_and_is(images, train_stats, model=model, num_samples=40,
+                                      batch_size=16, splits=4, test_reference=train_stats)
+    assert same["fid_test"] == same["fid"]
+
+
 def test_images_outside_the_range_are_rejected(model):
     with pytest.raises(ValueError, match=r"\[-1, 1\]"):
         model(_images(2, 0) * 127.5 + 127.5)

@@ -223,3 +223,38 @@ def test_a_run_of_the_ada_criterion_plots_its_window_and_its_ever_active_shares(
     assert br.get_title().startswith("ADA r_t") and list(br.lines[-1].get_ydata()) == [0.9, 0.6]
     assert [list(line.get_ydata()) for line in density.lines[-2:]] == [[0.2, 0.2], [0.2, 0.3]]
     plt.close(figure)
+
+
+def test_sample_logs_and_the_final_test_reach_the_report(tmp_path):
+    fields = ["step", "br", "g_density", "d_density", "fid"]
+    rows = [(100, 0.4, 0.2, 0.2, 40.0), (200, 0.5, 0.2, 0.25, 30.0)]
+    path = _write_run(tmp_path / "logged", fields, rows)
+    (path / "br.csv").write_text("step,gf,df,dr,ratio,kept\n10,1,0,2,0.5,1\n20,0,0,0,nan,0\n"
+                                 "30,1,0,4,0.25,1\n")
+    (path / "masks.csv").write_text("step,network,dropped,grown,density\n"
+                                    "50,generator,7,7,0.2\n100,discriminator,0,30,0.25\n"
+                                    "150,generator,5,5,0.2\n")
+    (path / "eval.json").write_text(json.dumps({"test": {
+        "metric": "fid", "checkpoint_kind": "best", "step": 200, "fid": 30.0, "fid_test": 33.5,
+        "test_split": "test", "is_mean": 5.0, "is_std": 0.1}}))
+    record = report.load_run(str(path))
+    assert record.window_samples == [(10, 0.5), (30, 0.25)]  # the skipped sample is left out
+    assert [(c["step"], c["network"], c["grown"]) for c in record.mask_changes] == [
+        (50, "generator", 7), (100, "discriminator", 30), (150, "generator", 5)]
+    assert report.csv_rows([record])[0]["fid_test"] == 33.5
+    assert "test-split FID 33.50 (test, best checkpoint, iteration 200)" in report.markdown(
+        [record])
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figure, axes = plt.subplots(2, 2)
+    report._panels(axes, [record], ["tab:blue"])
+    br, density = axes.flat[:2]
+    assert "dots: samples" in br.get_title()
+    assert [list(line.get_xdata()) for line in br.lines[-2:]] == [[10, 30], [100, 200]]
+    ticks = {line.get_label(): list(line.get_xdata()) for line in density.lines}
+    assert ticks["g mask changes"] == [50, 150] and ticks["d mask changes"] == [100]
+    plt.close(figure)
+    (path / "br.csv").unlink()  # a run of the ADA criterion logs its shares instead
+    (path / "ada.csv").write_text("step,share\n1,0.75\n2,0.5\n")
+    assert report.load_run(str(path)).window_samples == [(1, 0.75), (2, 0.5)]

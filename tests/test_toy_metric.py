@@ -251,7 +251,8 @@ def test_training_with_eval_every_writes_the_toy_columns(small_classifier):
     workdir = root / "trained"
     gin.clear_config()
     configurables.parse_config([TINY], ["train.g_width = 8", "train.d_width = 8",
-                                        "train.eval_every = 4", "train.eval_num_samples = 30"])
+                                        "train.eval_every = 4", "train.eval_num_samples = 30",
+                                        "train.test_eval = True"])
     with tfds.testing.mock_data(num_examples=16):
         configurables.train(workdir=str(workdir))
     with open(workdir / "metrics.csv") as f:
@@ -271,6 +272,15 @@ def test_training_with_eval_every_writes_the_toy_columns(small_classifier):
     assert tf.train.latest_checkpoint(workdir / "checkpoints_best").endswith(f"ckpt-{best_step}")
     assert {"toy_fid", "toy_fid_floor", "class_coverage", "confident_share",
             "best_toy_fid"} <= _tensorboard_tags(workdir)
+    # train.test_eval: the toy metric's reference is the test split already, so the final
+    # test rescores the best checkpoint on the same samples the training evaluation drew.
+    with open(workdir / "eval.json") as f:
+        entry = json.load(f)["test"]
+    assert (entry["metric"], entry["checkpoint_kind"], entry["step"], entry["trained_steps"],
+            entry["test_split"]) == ("toy", "best", best_step, 8, "test")
+    assert entry["toy_fid"] == pytest.approx(toy_fids[best_step], rel=1e-6)
+    assert entry["class_coverage"] == int(rows[best_step]["class_coverage"])
+    assert entry["classifier"] == reference.path and "fid_test" not in entry
 
 
 @pytest.fixture(scope="module")

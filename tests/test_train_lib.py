@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
 import shutil
@@ -15,6 +16,7 @@ import pytest
 import tensorflow as tf
 
 from adapt_tf import configurables, layers as L, train_lib, workdir
+from inception_stub import save_tiny_inception
 
 import tf_keras as keras
 
@@ -154,10 +156,10 @@ def test_the_official_switches_resume_exactly(tmp_path):
 def test_the_ada_criterion_logs_its_column_and_resumes_exactly(tmp_path):
     # The window holds ADA-style shares (logged as ada_rt, no br column values); the
     # controller's decision at iteration 4 reads them, and a resumed run decides alike.
-    binding = "train.balance_criterion = 'ada'"
-    full = _train(tmp_path / "full", binding)
-    _train(tmp_path / "resumed", binding, extra_callbacks=[_StopAt(4)])
-    resumed = _train(tmp_path / "resumed", binding)
+    binding = ("train.balance_criterion = 'ada'", "train.sample_logs = True")
+    full = _train(tmp_path / "full", *binding)
+    _train(tmp_path / "resumed", *binding, extra_callbacks=[_StopAt(4)])
+    resumed = _train(tmp_path / "resumed", *binding)
     for gan in (full, resumed):
         assert gan.criterion == "ada"
         assert all(0.0 <= v <= 1.0 for v in gan.balance.values())
@@ -170,6 +172,19 @@ def test_the_ada_criterion_logs_its_column_and_resumes_exactly(tmp_path):
     np.testing.assert_allclose([float(r["ada_rt"]) for r in rows[1]],
                                [float(r["ada_rt"]) for r in rows[0]], atol=1e-6)
     assert all(r["br"] == "" and 0.0 <= float(r["ada_rt"]) <= 1.0 for r in rows[0])
+    # train.sample_logs: every iteration's sample in ada.csv (none in br.csv); the last two
+    # are the window (br_window 2); the resumed run's file reads as the uninterrupted one's.
+    traces = []
+    for run in ("full", "resumed"):
+        assert not (tmp_path / run / "br.csv").exists()
+        with open(tmp_path / run / "ada.csv") as f:
+            traces.append(list(csv.DictReader(f)))
+    assert [int(r["step"]) for r in traces[0]] == [int(r["step"]) for r in traces[1]] == list(
+        range(1, 9))
+    np.testing.assert_allclose([float(r["share"]) for r in traces[1]],
+                               [float(r["share"]) for r in traces[0]], atol=1e-6)
+    np.testing.assert_array_equal(np.float32([float(r["share"]) for r in traces[0][-2:]]),
+                                  full.balance.values())
 
 
 def test_cli_writes_operative_config_and_rejects_bad_gin(tmp_path):
@@ -182,15 +197,25 @@ def test_cli_writes_operative_config_and_rejects_bad_gin(tmp_path):
     assert "not_a_parameter" in bad.stderr and "tiny.gin" in bad.stderr
 
     workdir = tmp_path / "cli"
+    inception = save_tiny_inception(tmp_path / "inception")
+    # With the test-set evaluation (FID on the stand-in Inception; no evaluation during
+    # training, so the last checkpoint is tested).
     run = subprocess.run(
         [sys.executable, "-m", "adapt_tf.train", f"--gin_file={TINY}",
-         "--gin_bindings=train.total_steps = 2", f"--workdir={workdir}"],
+         "--gin_bindings=train.total_steps = 2", "--gin_bindings=train.test_eval = True",
+         "--gin_bindings=train.eval_metric = 'fid'", "--gin_bindings=train.eval_num_samples = 20",
+         f"--gin_bindings=train.inception_path = '{inception}'", f"--workdir={workdir}"],
         capture_output=True, text=True, env=env, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     config = (workdir / "operative_config.gin").read_text()
     assert "train.total_steps = 2" in config and "method.name = 'adapt_relaxed'" in config
+    assert "train.test_eval = True" in config
     assert (workdir / "metrics.csv").exists()
     assert (workdir / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with open(workdir / "eval.json") as f:
+        entry = json.load(f)["test"]
+    assert (entry["checkpoint_kind"], entry["step"], entry["test_split"]) == ("last", 2, "test")
+    assert entry["fid_test"] > 0 and entry["fid"] > 0
 
 
 def test_missing_required_value_names_the_parameter(tmp_path):
@@ -318,6 +343,10 @@ _UNCLOSED = "include 'base.gin'\ntrain.total_steps = [1, 2\n"
     ("bad_diff_aug", ["train.diff_aug = 'colour'"], "diff_aug='colour': each of ("),
     ("bad_criterion", ["train.balance_criterion = 'fake'"],
      "balance_criterion='fake': choose 'br'"),
+    ("test_stats_unused", ["train.test_reference_stats = 'test.npz'"],
+     "test_reference_stats='test.npz' is read only by the test-set evaluation"),
+    ("test_eval_offline", ["train.test_eval = True", "train.eval_metric = 'fid'"],
+     "inception_path"),
 ])
 def test_cli_user_errors_are_one_line_naming_the_value(tmp_path, case, bindings, expected):
     gin_file, run = TINY, tmp_path / "run"
@@ -330,12 +359,16 @@ def test_cli_user_errors_are_one_line_naming_the_value(tmp_path, case, bindings,
     if case == "unwritable_workdir":
         (tmp_path / "file").write_text("")
         run = tmp_path / "file" / "run"
+    if case == "test_eval_offline":  # no Inception there: fails before training
+        bindings = [*bindings, f"train.inception_path = '{tmp_path / 'no_inception'}'"]
     line = _error_line(_cli(run, *bindings, gin_file=gin_file))
     assert expected in line
     assert "In call to configurable" not in line  # gin's suffix names an address, not a value
     if case == "unclosed_bracket":
         assert str(gin_file) in line
-    assert not (run / "operative_config.gin").exists() or case == "not_prepared"
+    assert not (run / "operative_config.gin").exists() or case in ("not_prepared",
+                                                                   "test_eval_offline")
+    assert not workdir.checkpoint_paths(str(run / "checkpoints"))
 
 
 def test_cli_debug_flag_shows_the_traceback(tmp_path):
