@@ -311,8 +311,7 @@ def _panels(axes, records: Sequence[RunRecord], colors) -> None:
     dots = "; dots: samples" if any(r.window_samples for r in records) else ""
     br.set(title=f"{window} (band [B-, B+]{clipped}{dots})", xlabel="iteration", ylabel=window,
            ylim=(low, high))
-    density.set(title="Densities (solid d_D, dotted d_G; dashed: ever active; | x: mask "
-                      "changes)",
+    density.set(title="Densities (solid d_D, dotted d_G; dashed: ever active)",
                 xlabel="iteration", ylabel="density", ylim=(0, 1.05))
     name = "toy FID" if {r.score_key for r in records} == {"toy_fid"} else "FID"
     fid.set(title=f"{name} over training (* best)", xlabel="iteration", ylabel=name)
@@ -339,11 +338,11 @@ def _plot_record(axes, record: RunRecord, color, *, several: bool) -> None:
         br.plot(*zip(*record.window_samples), color=color, marker=".", ms=2, ls="none",
                 alpha=0.25)
     br.plot(*record.series(record.window_key), color=color, lw=1.2, label=label)
-    for network, marker, height in (("generator", "|", 0.02), ("discriminator", "x", 0.05)):
+    for network, marker, height in (("generator", "|", 0.03), ("discriminator", "x", 0.07)):
         steps = [change["step"] for change in record.mask_changes
                  if change["network"] == network]
         if steps:  # train.sample_logs: each mask change of the network, along the bottom
-            density.plot(steps, [height] * len(steps), color=color, marker=marker, ms=5,
+            density.plot(steps, [height] * len(steps), color=color, marker=marker, ms=8,
                          ls="none", label=None if several else f"{network[0]} mask changes")
     density.plot(*record.series("d_density"), color=color, lw=1.5,
                  label=label if several else "d_D")

@@ -233,10 +233,11 @@ def read_json(path: str) -> dict[str, Any]:
 def update_json(path: str, change: Callable[[dict[str, Any]], dict[str, Any]]
                 ) -> dict[str, Any]:
     """Replaces the JSON object at `path` ({} if there is none) by `change(object)`, written
-    atomically under a file lock (`path`.lock), so that two processes updating it at once (an
+    atomically under a file lock (`.<name>.lock` beside it), so that two processes updating it at once (an
     end-of-run test evaluation and `python -m adapt_tf.evaluate`) each see the other's keys.
     Returns the new object."""
-    with filelock.FileLock(f"{path}.lock"):
+    directory, name = os.path.split(path)
+    with filelock.FileLock(os.path.join(directory, f".{name}.lock")):
         record = change(read_json(path))
         write_atomic(path, json.dumps(record, indent=2) + "\n")
     return record

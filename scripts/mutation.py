@@ -49,6 +49,7 @@ MODULE_TESTS = {
     "gan": ["tests/test_gan.py"],
     "sparsity": ["tests/test_sparsity.py"],
     "ema": ["tests/test_ema.py"],
+    "evaluation": ["tests/test_evaluate.py", "tests/test_toy_metric.py"],
 }
 
 
