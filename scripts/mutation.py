@@ -5,7 +5,7 @@
     python scripts/mutation.py dst --only '*prune_and_regrow*'   # one function's mutants
     python scripts/mutation.py dst --results              # survivors of the last dst run
 
-For each module the script copies `adapt_tf/`, `tests/` and `setup.cfg` into
+For each module the script copies `adapt_tf/`, `tests/`, `gin_configs/` and `setup.cfg` into
 `<workdir>/<module>/` (default workdir: `mutants_runs/`, git-ignored), narrows setup.cfg's
 `[mutmut]` section to that module and its tests, runs `mutmut run` there, and prints the
 score: killed / (killed + survived), with timeouts and "suspicious" (too slow) mutants counted
@@ -63,6 +63,7 @@ def _config(module: str, isolation: str | None = None) -> str:
     section["source_paths"] = "adapt_tf/"
     section["only_mutate"] = f"adapt_tf/{module}.py"
     section["pytest_add_cli_args_test_selection"] = "\n" + "\n".join(MODULE_TESTS[module])
+    section["also_copy"] = "\ngin_configs/"  # the tests that train read gin_configs/test/
     # mutmut's default limit, 15x the tests' own time + 1 s, flags ordinary mutants as
     # timeouts when a forked worker re-warms TensorFlow on a loaded 2-core machine.
     section.setdefault("timeout_constant", "120")
@@ -84,7 +85,7 @@ def _prepare(module: str, workdir: pathlib.Path, isolation: str | None) -> pathl
     # is unchanged, even when the tests that would now kill it changed.
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
-    for folder in ("adapt_tf", "tests"):
+    for folder in ("adapt_tf", "tests", "gin_configs"):
         shutil.copytree(ROOT / folder, target / folder, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("__pycache__"))
     (target / "setup.cfg").write_text(_config(module, isolation))
