@@ -72,6 +72,16 @@ def test_reference_statistics_are_computed_once_into_the_cache(evaluated):
     assert source2 == path and (mu2 == mu).all()
 
 
+def test_the_reference_cache_defaults_to_the_home_cache(tmp_path, monkeypatch):
+    monkeypatch.delenv("ADAPT_TF_CACHE_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    path = evaluation.reference_cache_path("cifar10", "https://tfhub.dev/inception/1")
+    assert os.path.dirname(path) == str(tmp_path / ".cache" / "adapt_tf" / "fid_stats")
+    assert os.path.basename(path).startswith("cifar10_train_32px_")
+    monkeypatch.setenv("ADAPT_TF_CACHE_DIR", "")  # empty: the default too
+    assert evaluation.reference_cache_path("cifar10", "https://tfhub.dev/inception/1") == path
+
+
 def test_evaluate_rescores_best_and_last_checkpoints(evaluated):
     workdir, _, cache, callback, _ = evaluated
     with pytest.MonkeyPatch.context() as patch:
@@ -167,13 +177,31 @@ def test_evaluate_with_test_adds_the_official_final_test(evaluated):
     assert entry["fid"] == pytest.approx(callback.best_fid, rel=1e-6)
     assert entry["fid_test"] == pytest.approx(hand, rel=1e-6)
     assert abs(entry["fid_test"] - entry["fid"]) > 1e-3 * entry["fid"]
-    assert (entry["trained_steps"], entry["num_samples"], entry["metric"]) == (5, 20, "fid")
+    assert (entry["trained_steps"], entry["num_samples"], entry["metric"], entry["seed"]) == (
+        5, 20, "fid", 0)
     assert entry["test_split"] == record["test_split"] == "test"
     assert os.path.basename(entry["test_reference"]).startswith("toy_shapes_test_32px_")
     assert all("fid_test" in scores for scores in record["checkpoints"].values())
     assert again["test"] == entry and "fid_test" not in again["checkpoints"]["last"]
     with open(os.path.join(workdir, "eval.json")) as f:
         assert json.load(f) == again
+
+
+def test_evaluate_reads_the_given_test_statistics(evaluated, tmp_path):
+    workdir, inception, cache, callback, _ = evaluated
+    model = metrics.load_inception(inception)
+    mu, sigma = _test_split_statistics(model)
+    stats = str(tmp_path / "test_stats.npz")
+    metrics.save_statistics(stats, mu + 0.5, sigma)  # not the cached test split's
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ADAPT_TF_CACHE_DIR", str(cache))
+        record = evaluate.evaluate_run(workdir, num_samples=20, test=True,
+                                       test_reference_stats=stats)
+        best = record["checkpoints"]["best"]
+        hand = _hand_fid_test(configurables.read_run_config(workdir).run_spec(),
+                              best["checkpoint"], model, (mu + 0.5, sigma), 20)
+    assert record["test"]["test_reference"] == record["test_reference"] == stats
+    assert record["test"]["fid_test"] == pytest.approx(hand, rel=1e-6)
 
 
 def _train_tiny(workdir, inception, *bindings):

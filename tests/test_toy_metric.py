@@ -309,7 +309,8 @@ def test_evaluate_reports_the_toy_metric_offline(evaluated, small_classifier):
     with open(os.path.join(workdir, "eval.json")) as f:
         assert json.load(f) == record
     assert record["metric"] == "toy" and "inception" not in record
-    assert record["classifier"] == reference.path
+    assert "test_split" not in record and "test" not in record  # no --test
+    assert record["classifier"] == reference.path and "classifier" not in record["real_data"]
     assert record["real_data"]["toy_fid_floor"] == reference.floor
     assert record["real_data"]["test_coverage"] == reference.test_coverage
     best, last = record["checkpoints"]["best"], record["checkpoints"]["last"]
