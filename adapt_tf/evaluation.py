@@ -308,11 +308,15 @@ class Scorer:
       header: what eval.json records of the models and references: "inception", "reference"
         (and "test_split", "test_reference" with a test reference), or "classifier",
         "real_data" (and "test_split": the toy metric's reference is always the test split).
+      model, reference: the Inception model and the training reference (mu, sigma), or the toy
+        classifier and its `toy_metric.ToyReference`: what `EVALUATIONS[metric]` takes.
     """
 
     metric: str
     score: Callable[..., dict[str, Any]]
     header: dict[str, Any]
+    model: metrics.FeatureModel
+    reference: Any
 
 
 def scorer(metric: str, *, dataset: str, inception_path: str | None = None,
@@ -364,7 +368,7 @@ def _fid_scorer(dataset: str, *, inception_path: str | None, reference_stats: st
         return generator_scores(gan, inception=inception, reference=reference,
                                 test_reference=test_reference, **kwargs)
 
-    return Scorer("fid", score, header)
+    return Scorer("fid", score, header, inception, reference)
 
 
 def _toy_scorer(*, test: bool) -> Scorer:
@@ -377,7 +381,8 @@ def _toy_scorer(*, test: bool) -> Scorer:
 
     real = {key: value for key, value in reference.summary().items() if key != "classifier"}
     header = {"classifier": reference.path, "real_data": real}
-    return Scorer("toy", score, {**header, "test_split": "test"} if test else header)
+    return Scorer("toy", score, {**header, "test_split": "test"} if test else header,
+                  classifier, reference)
 
 
 def score_checkpoints(gan, checkpointer, paths: Mapping[str, str | None], score: Callable, *,

@@ -17,11 +17,11 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from adapt_tf import (architectures, augment, data, distribution, methods, metrics,
-                      preemption, schedules, topology, toy_metric, workdir as workdir_lib)
+from adapt_tf import (architectures, augment, data, distribution, methods, preemption,
+                      schedules, topology, workdir as workdir_lib)
 from adapt_tf.checks import positive_int
 from adapt_tf.evaluation import (EVALUATIONS, EvaluateFID, FIDState, Scorer, evaluation_metric,
-                                 fid_reference, final_test_record, score_checkpoints, scorer)
+                                 final_test_record, score_checkpoints, scorer)
 from adapt_tf.flops_logger import FlopsLogger, FlopsState, training_schedule
 from adapt_tf.gan import WINDOW_KEYS, SparseGAN
 from adapt_tf.run_io import (Checkpointer, MetricsLogger, SampleGrid, SampleLogs,
@@ -177,6 +177,8 @@ def train(spec: RunSpec | None = None, /, **arguments) -> SparseGAN:
         # Built first so that a missing Inception or test split fails before training.
         testing = _test_scorer(spec, trained=max(start, spec.total_steps)) \
             if spec.test_eval and chief else None
+        # The training evaluation shares the test's Inception model and reference.
+        scoring = (testing or _scorer(spec, test=False)) if spec.eval_every is not None else None
         if start >= spec.total_steps:
             logging.info("%s already holds a run of %d >= %d iterations; nothing to do.",
                          spec.workdir, start, spec.total_steps)
@@ -185,7 +187,7 @@ def train(spec: RunSpec | None = None, /, **arguments) -> SparseGAN:
                 spec.dataset, batch_size=spec.n_dis * spec.d_batch_size,
                 image_size=run.architecture.image_size, conditional=run.architecture.conditional,
                 seed=spec.seed, start_step=start, data_dir=spec.data_dir, download=spec.download)
-            _fit(run, images, spec, start=start, strategy=strategy)
+            _fit(run, images, spec, start=start, strategy=strategy, scoring=scoring)
         if testing is not None:
             with strategy.scope():
                 _test_evaluation(run, spec, testing)
@@ -242,7 +244,7 @@ def _architecture(name: str) -> architectures.Architecture:
 
 
 def _fit(run: Run, images: tf.data.Dataset, spec: RunSpec, *, start: int,
-         strategy: tf.distribute.Strategy) -> SparseGAN:
+         strategy: tf.distribute.Strategy, scoring: Scorer | None) -> SparseGAN:
     """Runs `fit` from iteration `start` with the run's callbacks; raises on divergence or a
     stop signal (after the final save)."""
     # Non-chief workers of a multi-worker run write logs and samples to a private copy.
@@ -254,11 +256,9 @@ def _fit(run: Run, images: tf.data.Dataset, spec: RunSpec, *, start: int,
     schedule = training_schedule(  # the ADA criterion costs no extra forward passes
         run.method_callbacks, d_batch=spec.d_batch_size, g_batch=spec.g_batch_size,
         n_dis=spec.n_dis, br_interval=spec.br_interval if spec.balance_criterion == "br" else None)
-    scoring = [] if spec.eval_every is None else [_evaluation_callback(
-        run, metric=metric, workdir=spec.workdir, total_steps=spec.total_steps,
-        every=spec.eval_every, num_samples=spec.eval_num_samples,
-        inception_path=spec.inception_path, reference_stats=spec.reference_stats,
-        data_dir=spec.data_dir, dataset=spec.dataset)]
+    evaluations = [] if scoring is None else [_evaluation_callback(
+        run, scoring=scoring, workdir=spec.workdir, total_steps=spec.total_steps,
+        every=spec.eval_every, num_samples=spec.eval_num_samples)]
     nan_guard, stop = TerminateOnNaN(), preemption.StopOnSignal()
     # Callbacks talk through Keras `logs`: those that add entries (FLOPs, scores) precede the
     # logger that writes them; the method callbacks change masks before FLOPs are counted.
@@ -266,7 +266,7 @@ def _fit(run: Run, images: tf.data.Dataset, spec: RunSpec, *, start: int,
                      *([SampleLogs(log_dir)] if spec.sample_logs else []),
                      FlopsLogger(schedule, convention=spec.flops_convention,
                                  state=run.flops_state),
-                     *scoring, logger,
+                     *evaluations, logger,
                      SampleGrid(log_dir, every=spec.sample_every,
                                 num_images=spec.num_sample_images,
                                 total_steps=spec.total_steps),
@@ -305,11 +305,16 @@ def _test_scorer(spec: RunSpec, *, trained: int) -> Scorer | None:
     """The scorer of `test_eval` (`evaluation.scorer` with the test reference), or None when
     eval.json holds the test entry of a run trained to iteration `trained` already."""
     previous = workdir_lib.read_json(workdir_lib.Workdir(spec.workdir).eval).get("test", {})
-    if previous.get("trained_steps") == trained:
-        return None
+    return None if previous.get("trained_steps") == trained else _scorer(spec, test=True)
+
+
+def _scorer(spec: RunSpec, *, test: bool) -> Scorer:
+    """`evaluation.scorer` of the run's metric, files and data (with the test reference if
+    `test`): one Inception model (or toy classifier) for the training evaluation and the
+    final test."""
     return scorer(evaluation_metric(spec.eval_metric, spec.dataset), dataset=spec.dataset,
                   inception_path=spec.inception_path, reference_stats=spec.reference_stats,
-                  test=True, test_reference_stats=spec.test_reference_stats,
+                  test=test, test_reference_stats=spec.test_reference_stats if test else None,
                   data_dir=spec.data_dir)
 
 
@@ -375,20 +380,13 @@ def build_run(spec: RunSpec | None = None, /, **arguments) -> Run:
     return Run(gan, arch, method_callbacks, flops_state, fid_state, checkpointer)
 
 
-def _evaluation_callback(run: Run, *, metric: str, workdir: str, dataset: str, every: int,
-                         num_samples: int, total_steps: int, inception_path: str | None,
-                         reference_stats: str | None, data_dir: str | None) -> EvaluateFID:
-    """The `EVALUATIONS[metric]` callback of a run (`metric` from
-    `evaluation.evaluation_metric`)."""
-    if metric == "toy":
-        model, reference = toy_metric.load_classifier()
-    else:
-        model = metrics.load_inception(inception_path)
-        reference, _ = fid_reference(dataset, inception=model,
-                                     reference_stats=reference_stats, data_dir=data_dir)
-    return EVALUATIONS[metric](
-        model, reference, every=every, num_samples=num_samples, total_steps=total_steps,
-        checkpoint=run.checkpointer.checkpoint, state=run.fid_state,
+def _evaluation_callback(run: Run, *, scoring: Scorer, workdir: str, every: int,
+                         num_samples: int, total_steps: int) -> EvaluateFID:
+    """The `EVALUATIONS[metric]` callback of a run, with the feature model and reference of
+    `scoring` (`evaluation.scorer`)."""
+    return EVALUATIONS[scoring.metric](
+        scoring.model, scoring.reference, every=every, num_samples=num_samples,
+        total_steps=total_steps, checkpoint=run.checkpointer.checkpoint, state=run.fid_state,
         best_directory=workdir_lib.Workdir(workdir).best_checkpoints)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import gin
 
-from adapt_tf import configurables, train_lib
+from adapt_tf import configurables, evaluation, train_lib
 from adapt_tf.layers import masked_layers
 
 TINY = str(Path(__file__).resolve().parent.parent / "gin_configs" / "test" / "tiny.gin")
@@ -28,10 +28,9 @@ def build(workdir: str, bindings, *, metric: str, num_samples: int,
     with open(os.path.join(workdir, "operative_config.gin"), "w") as f:
         f.write(gin.config_str())
     run = train_lib.build_run(config.run_spec(workdir=workdir))
-    callback = train_lib._evaluation_callback(
-        run, metric=metric, workdir=workdir, dataset="toy_shapes", every=2,
-        num_samples=num_samples, total_steps=5, inception_path=inception_path,
-        reference_stats=None, data_dir=None)
+    scoring = evaluation.scorer(metric, dataset="toy_shapes", inception_path=inception_path)
+    callback = train_lib._evaluation_callback(run, scoring=scoring, workdir=workdir, every=2,
+                                              num_samples=num_samples, total_steps=5)
     return run, callback
 
 
