@@ -38,7 +38,7 @@ __all__ = ["RunRecord", "load_run", "expand_workdirs", "csv_rows", "markdown", "
            "default_output_dir", "write_report", "define_flags", "main"]
 
 _CSV_FIELDS = ("setting", "cell", "method", "g_density", "fid", "fid_source", "fid_samples",
-               "fid_last", "inception_score", "fid_test", "paper_fid", "final_d_density", "train_flops",
+               "fid_last", "inception_score", "is_logits", "fid_test", "paper_fid", "final_d_density", "train_flops",
                "train_flops_ratio", "flops_convention", "steps",
                "total_steps", "workdir")
 
@@ -183,6 +183,8 @@ def csv_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
             "fid": fid, "fid_source": source, "fid_samples": samples,
             "fid_last": last.get("fid", math.nan),
             "inception_score": last.get("is_mean", record.last("inception_score")),
+            # What the IS logits were (metrics.InceptionModel.is_logits), when eval.json says.
+            "is_logits": (record.evaluation or {}).get("is_logits", test.get("is_logits", "")),
             "fid_test": test.get("fid_test", math.nan),
             "paper_fid": _or_nan(paper.paper_fid(record.setting, record.cell,
                                                  record.g_density)),

@@ -236,12 +236,14 @@ def test_sample_logs_and_the_final_test_reach_the_report(tmp_path):
                                     "150,generator,5,5,0.2\n")
     (path / "eval.json").write_text(json.dumps({"test": {
         "metric": "fid", "checkpoint_kind": "best", "step": 200, "fid": 30.0, "fid_test": 33.5,
-        "test_split": "test", "is_mean": 5.0, "is_std": 0.1}}))
+        "test_split": "test", "is_mean": 5.0, "is_std": 0.1,
+        "is_logits": "the model's logits output (bias unknown)"}}))
     record = report.load_run(str(path))
     assert record.window_samples == [(10, 0.5), (30, 0.25)]  # the skipped sample is left out
     assert [(c["step"], c["network"], c["grown"]) for c in record.mask_changes] == [
         (50, "generator", 7), (100, "discriminator", 30), (150, "generator", 5)]
     assert report.csv_rows([record])[0]["fid_test"] == 33.5
+    assert report.csv_rows([record])[0]["is_logits"] == "the model's logits output (bias unknown)"
     assert "test-split FID 33.50 (test, best checkpoint, iteration 200)" in report.markdown(
         [record])
     import matplotlib
