@@ -248,6 +248,17 @@ def _score_text(record: RunRecord, row: dict[str, Any]) -> str:
     return text
 
 
+def _samples_line(rows: Sequence[dict[str, Any]], setting: str) -> str:
+    """How many samples the FIDs of a setting's table come from, ours and the paper's: FIDs
+    of different sample counts differ systematically (fewer samples, higher FID)."""
+    counts = sorted({int(r["fid_samples"]) for r in rows
+                     if r["setting"] == setting and math.isfinite(r["fid_samples"])})
+    ours = ", ".join(f"{n:,}" for n in counts) or "not recorded (FIDs logged during training)"
+    theirs = paper.PAPER_NUM_SAMPLES.get(setting)
+    return (f"Samples per FID: ours {ours}; the paper's "
+            + (f"{theirs:,}." if theirs else "– (not one of the paper's settings)."))
+
+
 def markdown(records: Sequence[RunRecord], *, plots: Sequence[str] = ()) -> str:
     """The report's Markdown: per setting, the FID and the FLOPs tables, then the plots."""
     rows = csv_rows(records)
@@ -261,7 +272,7 @@ def markdown(records: Sequence[RunRecord], *, plots: Sequence[str] = ()) -> str:
              "adapt_tf/paper.py.", ""]
     for setting in dict.fromkeys(row["setting"] for row in rows):
         title = paper.SETTINGS.get(setting, "not one of the paper's settings")
-        lines += [f"## {setting}: {title}", "", "### FID", ""]
+        lines += [f"## {setting}: {title}", "", "### FID", "", _samples_line(rows, setting), ""]
         lines += _grid_table(rows, setting, value="fid", theirs=paper.PAPER_FID, kind="fid")
         lines += ["", "### Normalised training FLOPs", ""]
         lines += _grid_table(rows, setting, value="train_flops_ratio",

@@ -89,6 +89,8 @@ def test_markdown_tables_follow_the_papers_layout(written):
     text = open(written["markdown"]).read()
     assert "## sngan_cifar10: SNGAN on CIFAR-10 (32x32)" in text
     fid_table = text.split("### FID")[1].split("###")[0]
+    # Ours from eval.json's 50,000 (the other runs' training FIDs record no count).
+    assert "Samples per FID: ours 50,000; the paper's 50,000." in fid_table
     lines = [line for line in fid_table.splitlines() if line.startswith("|")]
     assert lines[0] == "| method | 10% | 20% | 30% | 50% | 100% |"
     # Rows in the paper's order; ours (paper); * = best FID logged during training.
