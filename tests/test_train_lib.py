@@ -67,6 +67,9 @@ def test_tiny_run_writes_metrics_checkpoints_and_samples(uninterrupted):
     assert float(rows[0]["g_density"]) == pytest.approx(0.3, abs=1e-3)
     # The controller acted at iteration 4 (window of 2 BR samples full): d_D moved by 0.05.
     assert abs(d_density - 0.3) == pytest.approx(0.05, abs=2e-3)
+    # metrics.csv shows the density in force after each iteration: the decision's at row 4.
+    assert [float(r["d_density"]) for r in rows] == pytest.approx(
+        [0.3, d_density, d_density, d_density], abs=2e-3)
     assert len(window) == 2
     assert sorted(os.listdir(workdir / "samples")) == ["step_4.png", "step_8.png"]
     assert any(name.startswith("ckpt-8") for name in os.listdir(workdir / "checkpoints"))
