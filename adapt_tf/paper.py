@@ -6,8 +6,8 @@ rows) as the experiment files: the method name, with "_strict" for the Strong-D 
 Table 2 (D at 50 %). Densities are d_G; 1.0 is the dense baseline. FIDs are the paper's best
 FID over training (EMA samples against the training-set statistics; `PAPER_NUM_SAMPLES` per
 setting: 50,000, but 10,000 for BigGAN CIFAR-10, whose official script keeps the default);
-values not recorded here are absent, never guessed. The paper's normalised training FLOPs (Table 3) are
-not recorded here.
+values not recorded here are absent, never guessed. The paper's normalised training FLOPs
+(Table 3) are not recorded here.
 
 The cells come from the one table of methods, `methods.PRESETS`; importing it imports
 TensorFlow (the presets name their `dst` rules).

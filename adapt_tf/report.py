@@ -38,7 +38,8 @@ __all__ = ["RunRecord", "load_run", "expand_workdirs", "csv_rows", "markdown", "
            "default_output_dir", "write_report", "define_flags", "main"]
 
 _CSV_FIELDS = ("setting", "cell", "method", "g_density", "fid", "fid_source", "fid_samples",
-               "fid_last", "inception_score", "is_logits", "fid_test", "paper_fid", "final_d_density", "train_flops",
+               "fid_last", "inception_score", "is_logits", "fid_test", "paper_fid",
+               "final_d_density", "train_flops",
                "train_flops_ratio", "flops_convention", "steps",
                "total_steps", "workdir")
 

@@ -247,8 +247,9 @@ def test_train_step_called_directly_draws_its_own_latents():
 
 def test_train_step_samples_br_every_interval_and_copies_the_declared_gradients():
     # Outside fit, train_step reads the iteration from `step`: with br_interval 2 it samples
-    # BR at the second iteration only (the official (iteration + 1) % 2 == 0). Inside fit, the iterations a callback declares with
-    # `needs_gradients` (G at the first, D at the third) copy those dense gradients.
+    # BR at the second iteration only (the official (iteration + 1) % 2 == 0). Inside fit,
+    # the iterations a callback declares with `needs_gradients` (G at the first, D at the
+    # third) copy those dense gradients.
     seed = 3
     images = _images(12, seed=1)
     ref = _reference(images, iterations=3, n_dis=1, d_batch=4, seed=seed)
