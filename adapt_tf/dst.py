@@ -51,6 +51,9 @@ from adapt_tf import checks
 
 SCOPES = ("global", "layer")
 GROWTHS = ("gradient", "random")
+# SET's growths: global random scores (`global_random`), or after a global drop each layer
+# regrowing at random the count it lost (the official `--growth-G random`, that flag's default).
+SET_GROWTHS = ("random", "random_per_layer")
 SCHEDULES = ("cosine", "linear", "constant")
 
 _DIGITS = 1 << 16  # radix of the two-pass selection over 32-bit keys
@@ -317,8 +320,10 @@ def prune_and_regrow(kernels: Sequence[Any], masks: Sequence[Any], grads: Sequen
       fraction: in [0, 1] (float or scalar tensor); nnz is the global active count (scope
         "global", the official code) or each layer's (scope "layer").
       growth: "gradient" (RigL, largest |grad|) or "random" (SET, stateless uniform scores in
-        [0.1, 1.1) seeded by (seed, layer index, step)). Growth ranks the entries inactive
-        after the drop, so just-dropped weights may come back.
+        [0.1, 1.1) seeded by (seed, layer index, step)), both ranked over `scope`; or
+        "random_per_layer" (the official `--growth-G random`): the same random scores, but
+        each layer regrows exactly the count it dropped, so per-layer densities stay. Growth
+        ranks the entries inactive after the drop, so just-dropped weights may come back.
 
     Returns:
       New float32 0/1 masks. This is the strict-mode D-DST at d_max and the body of
@@ -327,8 +332,13 @@ def prune_and_regrow(kernels: Sequence[Any], masks: Sequence[Any], grads: Sequen
     kernels, masks = _paired(kernels, masks, ("kernels", "masks"))
     _check_fraction(fraction, "fraction")
     _check_choice(scope, SCOPES, "scope")
-    scores = _growth_scores(grads, masks, growth, seed=seed, step=step)
+    _check_choice(growth, GROWTHS + SET_GROWTHS[1:], "growth")
+    per_layer = growth == "random_per_layer"
+    scores = _growth_scores(grads, masks, "random" if per_layer else growth, seed=seed,
+                            step=step)
     fraction = _float64(fraction)
+    if per_layer and scope == "global":
+        return _regrow_per_layer(kernels, masks, scores, fraction)
     new = []
     for magnitude, mask, score in zip(_segments([tf.abs(k) for k in kernels], scope),
                                       _segments(masks, scope), _segments(scores, scope)):
@@ -339,6 +349,25 @@ def prune_and_regrow(kernels: Sequence[Any], masks: Sequence[Any], grads: Sequen
         inactive = mask.shape.num_elements() - nnz + n
         new.append(_move(score, kept, n, grow=True, available=inactive))
     return _unsegment(new, masks, scope)
+
+
+def _regrow_per_layer(kernels, masks, scores, fraction: tf.Tensor) -> list[tf.Tensor]:
+    """Global magnitude drop of floor(fraction * nnz), then each layer regrows exactly the
+    count it lost, by its own scores, among its entries inactive after the drop (the official
+    `random_growth` after `global_magnitude` death, with exact counts: docs/ALGORITHM.md §5)."""
+    (magnitude,), (active,) = (_segments(t, "global") for t in (
+        [tf.abs(k) for k in kernels], [tf.not_equal(m, 0) for m in masks]))
+    nnz = tf.reduce_sum(tf.cast(active, tf.int32))
+    n = tf.cast(tf.floor(fraction * tf.cast(nnz, tf.float64)), tf.int32)
+    kept = _unsegment([_move(magnitude, active, n, grow=False, available=nnz)], masks, "global")
+    new = []
+    for before, after, score in zip(_segments(masks, "layer"), _segments(kept, "layer"),
+                                    _segments(scores, "layer")):
+        after = tf.not_equal(after, 0)
+        lost = tf.reduce_sum(tf.cast(tf.not_equal(before, 0), tf.int32)) - tf.reduce_sum(
+            tf.cast(after, tf.int32))
+        new.append(_move(score, after, lost, grow=True))
+    return _unsegment(new, masks, "layer")
 
 
 def target_count(masks: Sequence[Any], density: float) -> int:
@@ -480,9 +509,19 @@ class DropGrowRule:
 
 @dataclasses.dataclass(frozen=True)
 class SET(DropGrowRule):
-    """SET (Mocanu et al. 2018): magnitude drop, uniform random growth (`global_random`)."""
+    """SET (Mocanu et al. 2018): magnitude drop, uniform random growth.
 
-    growth: ClassVar[str] = "random"
+    growth: "random" (the default): regrowth ranked globally, the official `global_random`;
+    "random_per_layer": after the global drop each layer regrows at random the count it lost,
+    the official `--growth-G random` (that flag's default; which one the paper's SDST-SET rows
+    used is not shown; docs/ALGORITHM.md §5).
+    """
+
+    growth: str = "random"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_choice(self.growth, SET_GROWTHS, "growth")
 
 
 @dataclasses.dataclass(frozen=True)

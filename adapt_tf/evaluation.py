@@ -101,9 +101,10 @@ def toy_generator_scores(gan, *, classifier: metrics.FeatureModel,
 def reference_cache_path(dataset: str, inception_source: str, *,
                          cache_dir: str | None = None, split: str | None = None) -> str:
     """Where `fid_reference` caches a dataset's statistics: `<cache_dir>/<dataset>_<split>_
-    <image size>px_<sha1 of the Inception source, 10 hex digits>.npz`, split defaulting to the
-    training split and cache_dir to $ADAPT_TF_CACHE_DIR/fid_stats, else
-    ~/.cache/adapt_tf/fid_stats."""
+    <image size>px_<sha1 of the Inception source, 10 hex digits>_p<metrics.PIPELINE_VERSION>.npz`,
+    split defaulting to the training split and cache_dir to $ADAPT_TF_CACHE_DIR/fid_stats, else
+    ~/.cache/adapt_tf/fid_stats. The pipeline version keeps statistics of an older Inception
+    input convention from ever being read."""
     spec = data.dataset_info(dataset)
     if cache_dir is None:
         root = os.environ.get("ADAPT_TF_CACHE_DIR") or os.path.join(
@@ -113,7 +114,8 @@ def reference_cache_path(dataset: str, inception_source: str, *,
         inception_source)
     digest = hashlib.sha1(source.encode("utf8")).hexdigest()[:10]
     return os.path.join(cache_dir,
-                        f"{dataset}_{split or spec.split}_{spec.image_size}px_{digest}.npz")
+                        f"{dataset}_{split or spec.split}_{spec.image_size}px_{digest}"
+                        f"_p{metrics.PIPELINE_VERSION}.npz")
 
 
 def fid_reference(dataset: str, *, inception: metrics.InceptionModel | None,
@@ -355,7 +357,8 @@ def _fid_scorer(dataset: str, *, inception_path: str | None, reference_stats: st
     inception = metrics.load_inception(inception_path)
     reference, reference_path = fid_reference(dataset, inception=inception,
                                               reference_stats=reference_stats, data_dir=data_dir)
-    header = {"inception": inception.source, "reference": reference_path}
+    header = {"inception": inception.source, "reference": reference_path,
+              "is_logits": inception.is_logits}
     test_reference = None
     if test:
         split = data.dataset_info(dataset).test_split

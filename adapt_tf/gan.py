@@ -7,7 +7,9 @@ An iteration (docs/ALGORITHM.md §1 and §2, as the official ADAPT code runs it)
    with G in training mode (no gradient) and applies one hinge (or non-saturating) update.
 2. One generator step on `g_batch_size` fresh z (and uniform random labels for conditional
    models). The G-loss forward also gives DF = mean D(G_pre(z)).
-3. Every `br_interval` iterations, the balance-ratio sample: GF = mean D(G_post(z)) with the
+3. Every `br_interval` iterations (the iterations numbered br_interval, 2 br_interval, ... from
+   1, as the official `(iter + 1) % br_freq`; none when `window_sampling` is off), the
+   balance-ratio sample: GF = mean D(G_post(z)) with the
    same z, DR = mean D(x) on the last D step's real minibatch, both with D after its update.
    The ratio (GF - DF) / (DR - DF) goes into a sliding window of `br_window // br_interval`
    samples; the logged `br` is the window's mean of per-sample ratios.
@@ -88,7 +90,9 @@ class SparseGAN(keras.Model):
       n_dis: discriminator steps per iteration (paper: 5 for SNGAN, 4 BigGAN-32, 1 BigGAN-64).
       g_batch_size: global batch of the generator step (default: the D batch).
       num_classes: None for unconditional models, else the number of classes.
-      br_interval: iterations between BR samples (paper: 10).
+      br_interval: iterations between BR samples (paper: 10). The iteration that completes
+        the k·br_interval-th iteration samples (docs/ALGORITHM.md §2), so a decision taken
+        after it includes its sample.
       br_window: iterations the BR window covers (paper: 1000), so it holds
         `br_window // br_interval` samples.
       ema_decay: decay of the EMA generator (paper: 0.999 SNGAN, 0.9999 BigGAN); None = off.
@@ -105,6 +109,10 @@ class SparseGAN(keras.Model):
         D's real and fake inputs in every D step, the fakes of the G step and of the BR sample
         are augmented, the reals and fakes of one D step alike, with parameters drawn per
         (seed, iteration, phase) like the latents (the official `--diff_aug`).
+      window_sampling: whether iterations take window samples at all. Methods whose D density
+        no controller moves (static, SDST, dense, GMP) take none in the official code, so
+        `train_lib` turns it off for them unless `train.balance_diagnostic` asks for BR as a
+        logged diagnostic; off, the window stays empty and `br` is NaN.
       ever_active: track the kernel entries of each network that have ever been active
         (`Sparsity.ever_active`) and log their share as `g_ever_active` / `d_ever_active`.
 
@@ -119,8 +127,8 @@ class SparseGAN(keras.Model):
                  n_dis: int = 1, g_batch_size: int | None = None,
                  num_classes: int | None = None, br_interval: int = 10, br_window: int = 1000,
                  ema_decay: float | None = None, seed: int = 0, ever_active: bool = False,
-                 criterion: str = "br", diff_aug: str | None = None, name: str = "sparse_gan",
-                 **kwargs):
+                 criterion: str = "br", diff_aug: str | None = None,
+                 window_sampling: bool = True, name: str = "sparse_gan", **kwargs):
         super().__init__(name=name, **kwargs)
         _check_arguments(generator, discriminator, latent_dim=latent_dim, n_dis=n_dis,
                          g_batch_size=g_batch_size, num_classes=num_classes,
@@ -149,6 +157,9 @@ class SparseGAN(keras.Model):
             raise ValueError(f"criterion={criterion!r}: choose 'br' (the balance ratio) or "
                              "'ada' (the share of reals D scores above 0).")
         self.criterion = criterion
+        if not isinstance(window_sampling, bool):
+            raise ValueError(f"window_sampling={window_sampling!r} must be True or False.")
+        self.window_sampling = window_sampling
         self.diff_aug = augment.parse_policy(diff_aug)
         self.sparsity = Sparsity({"generator": generator, "discriminator": discriminator},
                                  ema=self.ema, ever_active=ever_active)
@@ -234,6 +245,12 @@ class SparseGAN(keras.Model):
             self._host_step = None  # outside fit, `iteration` reads `step` again
             self._gradient_users = ()
 
+    def samples_window(self, step: int) -> bool:
+        """Whether the iteration run after `step` completed ones takes a window sample: the
+        official `(iteration + 1) % br_freq == 0`, i.e. iterations br_interval, 2 br_interval,
+        ... counted from 1 (docs/ALGORITHM.md §2)."""
+        return self.window_sampling and (step + 1) % self.br_interval == 0
+
     @property
     def iteration(self) -> int:
         """Completed iterations (host-side, no device sync during fit)."""
@@ -249,7 +266,7 @@ class SparseGAN(keras.Model):
             return self.train_function
 
         def train_function(iterator):
-            key = (self._host_step % self.br_interval == 0,
+            key = (self.samples_window(self._host_step),
                    *self._kept_gradients(self._host_step + 1))
             if key not in self._compiled.functions:
                 self._compiled.functions[key] = self._compile_variant(*key)
@@ -300,7 +317,7 @@ class SparseGAN(keras.Model):
         """
         step = self.iteration
         keep_g_grads, keep_d_grads = self._kept_gradients(step + 1)
-        return self._iteration(data, sample_br=step % self.br_interval == 0,
+        return self._iteration(data, sample_br=self.samples_window(step),
                                keep_g_grads=keep_g_grads, keep_d_grads=keep_d_grads)
 
     def _iteration(self, data, *, sample_br: bool, keep_g_grads: bool, keep_d_grads: bool,
@@ -501,7 +518,8 @@ class SparseGAN(keras.Model):
                 "br_interval": self.br_interval, "br_window": self.br_window,
                 "ema_decay": self.ema_decay, "seed": self.seed,
                 "ever_active": bool(self.sparsity.ever_active), "criterion": self.criterion,
-                "diff_aug": ",".join(self.diff_aug) if self.diff_aug else None}
+                "diff_aug": ",".join(self.diff_aug) if self.diff_aug else None,
+                "window_sampling": self.window_sampling}
 
 
 class _VariantCache:

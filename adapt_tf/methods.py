@@ -150,7 +150,8 @@ def method(name: str, *, g_density: float = 1.0, setting: str = "relaxed",
            g_interval: int = 500, drop_fraction: float = 0.5, d_interval: int | None = None,
            b_low: float | None = None, b_high: float | None = None, delta_d: float = 0.05,
            growth: str = "gradient", seed: int = 0, prune_begin: float = 0.0,
-           prune_end: float = 0.75, prune_frequency: int | None = None) -> Method:
+           prune_end: float = 0.75, prune_frequency: int | None = None,
+           g_growth: str | None = None) -> Method:
     """The preset `name` at generator density `g_density` in `setting`.
 
     Args:
@@ -166,6 +167,9 @@ def method(name: str, *, g_density: float = 1.0, setting: str = "relaxed",
       prune_begin, prune_end: gmp: first and last pruning iteration as fractions of the run
         (the target density is reached at prune_end; the rest of the run fine-tunes).
       prune_frequency: gmp: iterations between pruning steps (default g_interval).
+      g_growth: the SET methods' G growth (`dst.SET.growth`): "random" (the default, ranked
+        globally, official `global_random`) or "random_per_layer" (each layer regrows the
+        count it dropped, official `--growth-G random`); None = the rule's default.
     """
     preset = _preset(name)
     if setting not in STRONG_DENSITY:
@@ -180,7 +184,8 @@ def method(name: str, *, g_density: float = 1.0, setting: str = "relaxed",
             frequency=g_interval if prune_frequency is None else prune_frequency))
     d_density = STRONG_DENSITY[setting] if preset.densities == "strong" else g_density
     rule = None if preset.g_rule is None else preset.g_rule(
-        drop_fraction=drop_fraction, interval=g_interval, seed=seed)
+        drop_fraction=drop_fraction, interval=g_interval, seed=seed,
+        **_g_growth(name, preset, g_growth))
     controller = None
     if preset.controller is not None:
         controller = {"delta_d": delta_d, "growth": growth, "seed": seed, "b_low": BAND[0],
@@ -189,6 +194,15 @@ def method(name: str, *, g_density: float = 1.0, setting: str = "relaxed",
         controller.update({key: value for key, value in given.items() if value is not None})
         _check_strict_cap(name, controller["mode"], g_density)
     return Method(name, g_density, d_density, g_rule=rule, controller=controller)
+
+
+def _g_growth(name: str, preset: Preset, g_growth: str | None) -> dict[str, str]:
+    if g_growth is None:
+        return {}
+    if preset.g_rule is not dst.SET:
+        raise ValueError(f"g_growth={g_growth!r} chooses SET's G growth, but {name!r} has no "
+                         "SET rule; use it with sdst_balance_set or sdst_strong_set.")
+    return {"growth": g_growth}
 
 
 def _preset(name: str) -> Preset:

@@ -13,10 +13,16 @@ export of that Inception graph (`DEFAULT_INCEPTION_HANDLE`): called on float32
 `__call__` or a signature returning those two keys); feature and class counts and the input
 size are read from the model, not assumed.
 
-Image pipeline, as the official evaluation does it: images in [-1, 1] are quantised to the 256
-levels of a uint8 PNG (x * 127.5 + 127.5, truncated, as `.to(torch.uint8)` does; optional),
-mapped back to [-1, 1] and resized bilinearly to the model's input size with the TF1 resize op
-(no half-pixel centres) that the 2015 graph itself uses.
+Image pipeline, as the reference pipelines do it (docs/ALGORITHM.md §9): images in [-1, 1] are
+quantised to the 256 levels of a uint8 PNG (x * 127.5 + 127.5, truncated, as `.to(torch.uint8)`
+does; optional), and those levels go through TF-GAN's `preprocess_image`, the preprocessing of
+the 2015 graph: a bilinear resize of the float levels to the model's input size with the TF1
+resize op (no half-pixel centres, no corner alignment), then (level - 128) / 128.
+`PIPELINE_VERSION` names this convention; cached statistics carry it.
+
+Inception Score logits, as the official `inception_score.py`: softmax of pool_3 · W, without the
+logits layer's bias. W is found in the model (`softmax_weight`); a model without a findable W is
+scored from its own "logits" output, and `InceptionModel.is_logits` says which was used.
 
 Offline: a handle is loaded from the TF-Hub cache ($TFHUB_CACHE_DIR, default
 <tmp>/tfhub_modules) when present; otherwise one download is attempted with a short socket
@@ -31,11 +37,13 @@ from __future__ import annotations
 
 import abc
 import hashlib
+import math
 import os
 import socket
 import tempfile
 from typing import Any, Callable, Iterable, Iterator, Mapping, Union
 
+from absl import logging
 import numpy as np
 from scipy import linalg
 import tensorflow as tf
@@ -46,7 +54,11 @@ __all__ = [
     "DEFAULT_INCEPTION_HANDLE",
     "InceptionUnavailableError",
     "FeatureModel",
+    "PIPELINE_VERSION",
+    "uint8_levels",
     "quantize_images",
+    "inception_input",
+    "softmax_weight",
     "InceptionModel",
     "load_inception",
     "statistics",
@@ -61,6 +73,11 @@ __all__ = [
 
 DEFAULT_INCEPTION_HANDLE = "https://tfhub.dev/tensorflow/tfgan/eval/inception/1"
 DEFAULT_IMAGE_SIZE = 299  # TF-GAN's INCEPTION_DEFAULT_IMAGE_SIZE, used when the model is silent.
+# Version of the Inception input convention (1: x / 127.5 - 1 before the resize and the module's
+# logits; 2: TF-GAN's (level - 128) / 128 and pool_3 · W). Cached statistics are keyed by it.
+PIPELINE_VERSION = 2
+IS_FROM_WEIGHT = "pool_3 · W (no bias)"
+IS_FROM_MODULE = "the model's logits output (bias unknown)"
 POOL_KEY = "pool_3"
 LOGITS_KEY = "logits"
 
@@ -123,12 +140,34 @@ def _flatten(x: tf.Tensor) -> tf.Tensor:
     return tf.reshape(x, [tf.shape(x)[0], -1])
 
 
-def quantize_images(images: tf.Tensor) -> tf.Tensor:
-    """Images float32 in [-1, 1] rounded to the 256 levels of a uint8 PNG and mapped back:
+def uint8_levels(images: tf.Tensor) -> tf.Tensor:
+    """Images float32 in [-1, 1] -> the float32 levels {0, ..., 255} of a uint8 PNG:
     x * 127.5 + 127.5 truncated, as the official `.to(torch.uint8)` (the 1e-3 keeps exact
     levels exact under float rounding)."""
     levels = tf.floor(tf.clip_by_value(images * 127.5 + 127.5, 0.0, 255.0) + 1e-3)
-    return tf.minimum(levels, 255.0) / 127.5 - 1.0
+    return tf.minimum(levels, 255.0)
+
+
+def quantize_images(images: tf.Tensor) -> tf.Tensor:
+    """Images float32 in [-1, 1] rounded to their uint8 levels and mapped back to [-1, 1]."""
+    return uint8_levels(images) / 127.5 - 1.0
+
+
+def inception_input(images: tf.Tensor, *, size: tuple[int, int],
+                    quantize: bool = True) -> tf.Tensor:
+    """What the Inception graph is fed: images float32 [B, H, W, 3] in [-1, 1] -> float32
+    [B, *size, 3] in [-1, 1).
+
+    TF-GAN's `preprocess_image` (the 2015 graph's own preprocessing) on the uint8 levels (or, if
+    not `quantize`, the continuous levels x * 127.5 + 127.5): `tf.compat.v1.image.resize`
+    BILINEAR of the float levels, i.e. the TF1 op without half-pixel centres or corner
+    alignment, then (level - 128) / 128.
+    """
+    levels = uint8_levels(images) if quantize else images * 127.5 + 127.5
+    if tuple(levels.shape[1:3]) != tuple(size):  # TF1's resize returns equal sizes as they are.
+        levels = tf.raw_ops.ResizeBilinear(images=levels, size=size, align_corners=False,
+                                           half_pixel_centers=False)
+    return (levels - 128.0) / 128.0
 
 
 class FeatureModel(abc.ABC):
@@ -185,10 +224,13 @@ class FeatureModel(abc.ABC):
 
 
 class InceptionModel(FeatureModel):
-    """An Inception classifier: images -> (pool_3 features, logits).
+    """An Inception classifier: images -> (pool_3 features, IS logits).
 
     Build it with `load_inception`. Attributes: `image_size` (H, W) the model is fed,
-    `feature_dim`, `num_classes`, `source` (where it was loaded from).
+    `feature_dim`, `num_classes`, `source` (where it was loaded from), `is_logits` (what the
+    IS logits are: `IS_FROM_WEIGHT`, pool_3 · W as the official `inception_score.py`, or
+    `IS_FROM_MODULE` when the model holds no findable W) and `module_bias` (max |bias| of the
+    model's own logits output over pool_3 · W; NaN when W was not found).
     """
 
     def __init__(self, module: Any, *, image_size: int | tuple[int, int] | None = None,
@@ -198,24 +240,90 @@ class InceptionModel(FeatureModel):
         size = image_size if image_size is not None else (input_hw or DEFAULT_IMAGE_SIZE)
         self.image_size = (size, size) if isinstance(size, int) else tuple(size)
         self.source = source
-        pool, logits = self._forward(tf.zeros([1, *self.image_size, 3]), quantize=False)
+        pool, logits = self.module_outputs(tf.zeros([1, *self.image_size, 3]))
         self.feature_dim = int(pool.shape[-1])
         self.num_classes = int(logits.shape[-1])
+        weight, self.module_bias = softmax_weight(module, self.module_outputs,
+                                                  image_size=self.image_size)
+        self.is_logits = IS_FROM_MODULE if weight is None else IS_FROM_WEIGHT
+        if weight is None:
+            logging.warning("Inception model %r: no softmax weight [%d, %d] found, so the "
+                            "Inception Score uses its 'logits' output, which may include a "
+                            "bias (docs/ALGORITHM.md §9).", source, self.feature_dim,
+                            self.num_classes)
+        self._weight = None if weight is None else tf.constant(weight, tf.float32)
 
-    @tf.function(reduce_retracing=True)
-    def _forward(self, images: tf.Tensor, quantize: bool) -> tuple[tf.Tensor, tf.Tensor]:
-        images = tf.cast(images, tf.float32)
-        if quantize:
-            images = quantize_images(images)
-        if images.shape[1:3] != self.image_size:
-            images = tf.raw_ops.ResizeBilinear(images=images, size=self.image_size,
-                                               align_corners=False, half_pixel_centers=False)
-        outputs = self._fn(images)
+    def module_outputs(self, prepared: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """The model on already prepared input (`inception_input`), float32 [B, *image_size,
+        3] -> (pool_3 [B, F], the model's own "logits" output [B, K])."""
+        outputs = self._fn(prepared)
         missing = {POOL_KEY, LOGITS_KEY} - set(outputs)
         if missing:
             raise ValueError(f"Inception model {self.source!r} outputs {sorted(outputs)}, "
                              f"lacking {sorted(missing)}; it needs 'pool_3' and 'logits'")
         return _flatten(outputs[POOL_KEY]), _flatten(outputs[LOGITS_KEY])
+
+    @tf.function(reduce_retracing=True)
+    def _forward(self, images: tf.Tensor, quantize: bool) -> tuple[tf.Tensor, tf.Tensor]:
+        prepared = inception_input(tf.cast(images, tf.float32), size=self.image_size,
+                                   quantize=quantize)
+        pool, logits = self.module_outputs(prepared)
+        if self._weight is not None:
+            logits = tf.matmul(pool, self._weight)  # The official IS: no bias.
+        return pool, logits
+
+
+def softmax_weight(module: Any, outputs: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]], *,
+                   image_size: tuple[int, int]) -> tuple[np.ndarray | None, float]:
+    """The logits layer's weight W [F, K] of an Inception module, as the official
+    `inception_score.py` takes it (the second input of `softmax/logits/MatMul`), and the max
+    |bias| of the module's logits over pool_3 · W; (None, NaN) if no W is found.
+
+    Candidates are the [F, K] variables and constants of the module's functions (TF2 modules
+    hold variables, frozen TF1 graphs constants). A candidate is W if logits - pool_3 · W is
+    the same row (the bias) for two different inputs; exactly one candidate may pass.
+    `outputs` maps prepared images [B, *image_size, 3] to (pool_3 [B, F], logits [B, K]).
+    """
+    probe = tf.reshape(tf.linspace(-1.0, 1.0, 2 * image_size[0] * image_size[1] * 3),
+                       [2, *image_size, 3])
+    pool, logits = (t.numpy().astype(np.float64) for t in outputs(
+        tf.concat([tf.zeros([1, *image_size, 3]), probe], 0)))
+    shape = (pool.shape[1], logits.shape[1])
+    found = []
+    for weight in _weight_candidates(module, shape):
+        bias = logits - pool @ weight
+        tolerance = 1e-3 * (1.0 + np.abs(logits).max())  # float32 round-off of the matmuls
+        if np.abs(bias - bias[:1]).max() <= tolerance:
+            found.append((weight, float(np.abs(bias).max())))
+    if len(found) > 1:
+        raise ValueError(f"the Inception module has {len(found)} weights of shape {shape} that "
+                         "fit its logits; pass a model with one softmax layer")
+    return found[0] if found else (None, math.nan)
+
+
+def _weight_candidates(module: Any, shape: tuple[int, int]) -> list[np.ndarray]:
+    """The distinct [F, K] variables and Const tensors of the module's functions."""
+    candidates = []
+    for function in _concrete_functions(module):
+        candidates += [v.numpy() for v in function.variables if tuple(v.shape) == shape]
+        graph = function.graph.as_graph_def()
+        nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+        for node in nodes:
+            if node.op == "Const":
+                tensor = node.attr["value"].tensor
+                if tuple(d.size for d in tensor.tensor_shape.dim) == shape:
+                    candidates.append(tf.make_ndarray(tensor))
+    unique = []
+    for weight in candidates:
+        if not any(np.array_equal(weight, seen) for seen in unique):
+            unique.append(weight.astype(np.float64))
+    return unique
+
+
+def _concrete_functions(module: Any) -> list:
+    call = getattr(module, "__call__", None)
+    concrete = list(getattr(call, "concrete_functions", None) or [])
+    return concrete or list(dict(getattr(module, "signatures", {})).values())
 
 
 def _callable_of(module: Any) -> tuple[Callable[[tf.Tensor], Mapping], tuple[int, int] | None]:

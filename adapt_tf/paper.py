@@ -4,9 +4,10 @@ docs/ALGORITHM.md §7 and §12).
 Settings are named "<model>_<dataset>" as `gin_configs/experiments/<setting>/`; cells (table
 rows) as the experiment files: the method name, with "_strict" for the Strong-D baselines of
 Table 2 (D at 50 %). Densities are d_G; 1.0 is the dense baseline. FIDs are the paper's best
-FID over training (50k EMA samples against the training-set statistics); values not
-recorded here are absent, never guessed. The paper's normalised training FLOPs (Table 3) are
-not recorded here.
+FID over training (EMA samples against the training-set statistics; `PAPER_NUM_SAMPLES` per
+setting: 50,000, but 10,000 for BigGAN CIFAR-10, whose official script keeps the default);
+values not recorded here are absent, never guessed. The paper's normalised training FLOPs
+(Table 3) are not recorded here.
 
 The cells come from the one table of methods, `methods.PRESETS`; importing it imports
 TensorFlow (the presets name their `dst` rules).
@@ -16,6 +17,7 @@ from __future__ import annotations
 from adapt_tf.methods import PRESETS, STRONG_DENSITY
 
 __all__ = ["DENSITIES", "SETTINGS", "ARCHITECTURE_DATASET", "CELLS", "PAPER_FID",
+           "PAPER_NUM_SAMPLES",
            "setting_name", "cell_name", "paper_fid"]
 
 DENSITIES = (0.1, 0.2, 0.3, 0.5)
@@ -34,6 +36,11 @@ ARCHITECTURE_DATASET = {
     ("biggan32", "cifar10"): "biggan_cifar10",
     ("biggan64", "tinyimagenet"): "biggan_tinyimagenet",
 }
+
+# Samples behind each setting's paper FIDs: the official scripts' --num-eval-imgs 50000, except
+# biggan.sh, which passes none and so uses the default 10000.
+PAPER_NUM_SAMPLES = {"sngan_cifar10": 50000, "sngan_stl10": 50000, "biggan_cifar10": 10000,
+                     "biggan_tinyimagenet": 50000}
 
 PAPER_FID: dict[tuple[str, str], dict[float, float]] = {
     ("sngan_cifar10", "dense"): {1.0: 10.74},

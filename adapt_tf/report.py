@@ -38,7 +38,8 @@ __all__ = ["RunRecord", "load_run", "expand_workdirs", "csv_rows", "markdown", "
            "default_output_dir", "write_report", "define_flags", "main"]
 
 _CSV_FIELDS = ("setting", "cell", "method", "g_density", "fid", "fid_source", "fid_samples",
-               "fid_last", "inception_score", "fid_test", "paper_fid", "final_d_density", "train_flops",
+               "fid_last", "inception_score", "is_logits", "fid_test", "paper_fid",
+               "final_d_density", "train_flops",
                "train_flops_ratio", "flops_convention", "steps",
                "total_steps", "workdir")
 
@@ -183,6 +184,8 @@ def csv_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
             "fid": fid, "fid_source": source, "fid_samples": samples,
             "fid_last": last.get("fid", math.nan),
             "inception_score": last.get("is_mean", record.last("inception_score")),
+            # What the IS logits were (metrics.InceptionModel.is_logits), when eval.json says.
+            "is_logits": (record.evaluation or {}).get("is_logits", test.get("is_logits", "")),
             "fid_test": test.get("fid_test", math.nan),
             "paper_fid": _or_nan(paper.paper_fid(record.setting, record.cell,
                                                  record.g_density)),
@@ -246,6 +249,17 @@ def _score_text(record: RunRecord, row: dict[str, Any]) -> str:
     return text
 
 
+def _samples_line(rows: Sequence[dict[str, Any]], setting: str) -> str:
+    """How many samples the FIDs of a setting's table come from, ours and the paper's: FIDs
+    of different sample counts differ systematically (fewer samples, higher FID)."""
+    counts = sorted({int(r["fid_samples"]) for r in rows
+                     if r["setting"] == setting and math.isfinite(r["fid_samples"])})
+    ours = ", ".join(f"{n:,}" for n in counts) or "not recorded (FIDs logged during training)"
+    theirs = paper.PAPER_NUM_SAMPLES.get(setting)
+    return (f"Samples per FID: ours {ours}; the paper's "
+            + (f"{theirs:,}." if theirs else "– (not one of the paper's settings)."))
+
+
 def markdown(records: Sequence[RunRecord], *, plots: Sequence[str] = ()) -> str:
     """The report's Markdown: per setting, the FID and the FLOPs tables, then the plots."""
     rows = csv_rows(records)
@@ -259,7 +273,7 @@ def markdown(records: Sequence[RunRecord], *, plots: Sequence[str] = ()) -> str:
              "adapt_tf/paper.py.", ""]
     for setting in dict.fromkeys(row["setting"] for row in rows):
         title = paper.SETTINGS.get(setting, "not one of the paper's settings")
-        lines += [f"## {setting}: {title}", "", "### FID", ""]
+        lines += [f"## {setting}: {title}", "", "### FID", "", _samples_line(rows, setting), ""]
         lines += _grid_table(rows, setting, value="fid", theirs=paper.PAPER_FID, kind="fid")
         lines += ["", "### Normalised training FLOPs", ""]
         lines += _grid_table(rows, setting, value="train_flops_ratio",

@@ -37,7 +37,8 @@ class MetricsLogger(keras.callbacks.Callback):
     """Every `every` iterations: a `metrics.csv` row, TensorBoard scalars and a progress line.
 
     A row holds the iteration, the mean d_loss / g_loss over the iterations since the last row
-    (the trackers are reset after each row), the current BR window mean, both densities, and
+    (the trackers are reset after each row), the current BR window mean, both densities in
+    force after the iteration (after its mask callbacks: a decision row shows the new d_D), and
     the `extra_fields` found in that iteration's Keras `logs`: callbacks placed before the
     logger add them (`FlopsLogger`: `train_flops`, `train_flops_ratio`; `EvaluateFID`: `fid`,
     ...); a field absent from the logs stays empty. Resuming appends to the same file, dropping
@@ -70,7 +71,7 @@ class MetricsLogger(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         step = self.model.iteration
         if step % self.every == 0 or step == self.total_steps:
-            self.write_row(step, logs or {})
+            self.write_row(step, {**(logs or {}), **_densities_in_force(self.model)})
 
     def write_row(self, step: int, logs: Mapping[str, Any]) -> dict[str, Any]:
         """Writes the row of `step` from `logs` (tensors and arrays reduced to Python
@@ -96,6 +97,16 @@ class MetricsLogger(keras.callbacks.Callback):
                      row.get("g_density", float("nan")), row.get("d_density", float("nan")),
                      rate)
         return row
+
+
+def _densities_in_force(model) -> dict[str, float]:
+    """g_density / d_density after the iteration: the train step logs them as it ran, before
+    the mask callbacks of that iteration (DST, the controller) changed them."""
+    densities = getattr(getattr(model, "sparsity", None), "densities", None)
+    if densities is None:
+        return {}
+    return {"g_density": float(densities["generator"].numpy()),
+            "d_density": float(densities["discriminator"].numpy())}
 
 
 def _scalar(value) -> Any:

@@ -27,7 +27,8 @@ from adapt_tf.gan import WINDOW_KEYS, SparseGAN
 from adapt_tf.run_io import (Checkpointer, MetricsLogger, SampleGrid, SampleLogs,
                              TerminateOnNaN)
 
-__all__ = ["RunSpec", "train", "build_run", "check_arguments", "Run", "TrainingDiverged"]
+__all__ = ["RunSpec", "train", "build_run", "check_arguments", "samples_window", "Run",
+           "TrainingDiverged"]
 
 OptimizerFactory = Callable[[], keras.optimizers.Optimizer]
 # The train step's ever-active shares, logged with `ever_active` (after the densities).
@@ -80,6 +81,10 @@ class RunSpec:
         "ada" (the official `--da-criterion ADA`, logged as `ada_rt`; `SparseGAN.criterion`).
       diff_aug: a DiffAugment policy such as "color,translation,cutout" (`adapt_tf.augment`,
         the official `--diff_aug`), or None.
+      balance_diagnostic: take window samples (BR or the ADA share, logged) also when the
+        method has no D controller to read them. Off by default: as in the official static,
+        SDST and BigGAN runs, those methods take no BR passes (docs/ALGORITHM.md §2;
+        `SparseGAN(window_sampling=...)`).
       eval_every, eval_num_samples, eval_metric, inception_path, reference_stats: with
         `eval_every` (a multiple of `log_every`), `eval_num_samples` EMA samples are scored every
         `eval_every` iterations and at the end, the best checkpoint kept in
@@ -133,6 +138,7 @@ class RunSpec:
     sample_logs: bool = False
     balance_criterion: str = "br"
     diff_aug: str | None = None
+    balance_diagnostic: bool = False
     eval_every: int | None = None
     eval_num_samples: int = 10000
     eval_metric: str | None = None
@@ -199,7 +205,7 @@ def check_arguments(spec: RunSpec) -> None:
     writes operative_config.gin): ValueError naming the value and the fix."""
     for name in ("total_steps", "log_every", "checkpoint_every"):
         positive_int(name, getattr(spec, name))
-    for name in ("lr_decay", "ever_active", "sample_logs", "test_eval"):
+    for name in ("lr_decay", "ever_active", "sample_logs", "test_eval", "balance_diagnostic"):
         if not isinstance(getattr(spec, name), bool):
             raise ValueError(f"{name}={getattr(spec, name)!r} must be True or False.")
     augment.parse_policy(spec.diff_aug)
@@ -255,7 +261,8 @@ def _fit(run: Run, images: tf.data.Dataset, spec: RunSpec, *, start: int,
         extra_fields=_logged_fields(spec) + FlopsLogger.FIELDS + EVALUATIONS[metric].FIELDS)
     schedule = training_schedule(  # the ADA criterion costs no extra forward passes
         run.method_callbacks, d_batch=spec.d_batch_size, g_batch=spec.g_batch_size,
-        n_dis=spec.n_dis, br_interval=spec.br_interval if spec.balance_criterion == "br" else None)
+        n_dis=spec.n_dis, br_interval=spec.br_interval if (
+            spec.balance_criterion == "br" and samples_window(spec)) else None)
     evaluations = [] if scoring is None else [_evaluation_callback(
         run, scoring=scoring, workdir=spec.workdir, total_steps=spec.total_steps,
         every=spec.eval_every, num_samples=spec.eval_num_samples)]
@@ -405,4 +412,11 @@ def _build_gan(arch: architectures.Architecture, spec: RunSpec, *,
                      g_batch_size=spec.g_batch_size, num_classes=num_classes,
                      br_interval=spec.br_interval, br_window=spec.br_window,
                      ema_decay=spec.ema_decay, seed=spec.seed, ever_active=spec.ever_active,
-                     criterion=spec.balance_criterion, diff_aug=spec.diff_aug)
+                     criterion=spec.balance_criterion, diff_aug=spec.diff_aug,
+                     window_sampling=samples_window(spec))
+
+
+def samples_window(spec: RunSpec) -> bool:
+    """Whether the run's iterations take window samples: its method has a D controller that
+    reads them (ADAPT, DDA), or `balance_diagnostic` asks for them."""
+    return spec.method.controller is not None or spec.balance_diagnostic

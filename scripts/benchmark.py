@@ -34,8 +34,8 @@ every 500, controller every 1000):
 * ADAPT relaxed = plain (1 - 1/10) + br / 10 + G update / 500 + D resize / 1000 (the issue's
   formula); "ADAPT relaxed + grad copies" also charges the gradient-copy iterations.
 
-BR sampling is charged to ADAPT only: the other methods do not need it (a `SparseGAN` samples BR
-every `br_interval` iterations whatever the method; a large `br_interval` turns it off).
+BR sampling is charged to ADAPT only: the other methods do not take it (`train_lib` builds their
+`SparseGAN` with `window_sampling=False`).
 
 Ratios are to the dense model's plain iteration at the same XLA setting; "paired" is the median
 over rounds of the same-round ratio, which load drifting between rounds disturbs less. The goals
@@ -409,9 +409,10 @@ def _timed(fn: Callable[[], Any]) -> dict[str, float]:
 
 
 def _step_of(kind: str, round_index: int, br_interval: int) -> int:
-    """An iteration number whose variant is `kind`: BR steps are multiples of br_interval."""
+    """Completed iterations before an iteration whose variant is `kind`: the BR iteration
+    completes a multiple of br_interval (`SparseGAN.samples_window`)."""
     base = br_interval * (round_index + 1)
-    return base if kind == "br" else base + 1
+    return base - 1 if kind == "br" else base
 
 
 class _KeepBothGradients:

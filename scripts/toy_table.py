@@ -114,7 +114,10 @@ def table_runs(densities, seeds, methods=None):
         for density in (None,) if preset == "dense" else densities:
             for seed in seeds:
                 name = f"{preset}_d{density or 1.0:g}_s{seed}"
-                bindings = (f"method.name = '{preset}'", f"train.seed = {seed}")
+                # The BR column compares every method, so those without a D controller
+                # (which take no BR passes by default) sample it as a diagnostic.
+                bindings = (f"method.name = '{preset}'", f"train.seed = {seed}",
+                            "train.balance_diagnostic = True")
                 if density is not None:
                     bindings += (f"DENSITY = {density}",)
                 yield label, density, seed, name, bindings

@@ -476,6 +476,45 @@ def test_set_grows_the_largest_documented_random_scores():
         np.testing.assert_array_equal(a, b)
 
 
+def _reference_drop_then_regrow_per_layer(magnitudes, masks, scores, n):
+    """The official `--growth-G random` after a global magnitude death, with exact counts:
+    the global drop of `_reference_drop_grow`, then each layer grows, by its own scores
+    (largest first, ties to the lower index), exactly as many entries as it lost."""
+    mag = np.concatenate([np.ravel(m) for m in magnitudes])
+    active = np.concatenate([np.ravel(m) for m in masks]) != 0
+    order = np.lexsort((np.arange(mag.size), mag))
+    active[[i for i in order if active[i]][:n]] = False
+    out, start = [], 0
+    for mask, score in zip(masks, scores):
+        kept = active[start:start + np.size(mask)].copy()
+        lost = np.count_nonzero(mask) - np.count_nonzero(kept)
+        order = np.lexsort((np.arange(kept.size), -np.ravel(score)))
+        kept[[i for i in order if not kept[i]][:lost]] = True
+        out.append(kept.reshape(np.shape(mask)).astype(np.float32))
+        start += np.size(mask)
+    return out
+
+
+def test_set_random_per_layer_regrows_in_each_layer_the_count_it_dropped():
+    kernels, masks, _ = _random_layers(12, shapes=((6, 5), (4, 4), (9,)), density=0.5)
+    scores = _documented_random_scores([m.shape for m in masks], seed=3, step=40)
+    n = math.floor(0.4 * _count(masks))
+    expected = _reference_drop_then_regrow_per_layer([np.abs(k) for k in kernels], masks,
+                                                     scores, n)
+    rule = dst.SET(drop_fraction=0.4, schedule="constant", seed=3, growth="random_per_layer")
+    new = _np(rule.update(kernels, masks, None, step=40, total_steps=100))
+    for a, b, before in zip(new, expected, masks):
+        np.testing.assert_array_equal(a, b)
+        assert np.count_nonzero(a) == np.count_nonzero(before)  # per-layer counts kept
+    # The default (global) growth moves counts between layers on this example.
+    default = _np(dst.SET(drop_fraction=0.4, schedule="constant", seed=3).update(
+        kernels, masks, None, step=40, total_steps=100))
+    assert [np.count_nonzero(m) for m in default] != [np.count_nonzero(m) for m in masks]
+    assert dst.SET().growth == "random" and dst.RigL().growth == "gradient"
+    with pytest.raises(ValueError, match="growth='gradient' is unknown"):
+        dst.SET(growth="gradient")
+
+
 def test_is_update_step_with_interval_one_updates_from_the_first_iteration():
     rule = dst.RigL(interval=1)
     assert [rule.is_update_step(s, 3) for s in (0, 1, 2, 3)] == [False, True, True, False]

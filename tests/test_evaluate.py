@@ -78,6 +78,9 @@ def test_the_reference_cache_defaults_to_the_home_cache(tmp_path, monkeypatch):
     path = evaluation.reference_cache_path("cifar10", "https://tfhub.dev/inception/1")
     assert os.path.dirname(path) == str(tmp_path / ".cache" / "adapt_tf" / "fid_stats")
     assert os.path.basename(path).startswith("cifar10_train_32px_")
+    # Statistics of another Inception input convention are never read: version 2 is TF-GAN's
+    # (level - 128) / 128 with pool_3 · W logits (docs/ALGORITHM.md §9).
+    assert path.endswith("_p2.npz") and metrics.PIPELINE_VERSION == 2
     monkeypatch.setenv("ADAPT_TF_CACHE_DIR", "")  # empty: the default too
     assert evaluation.reference_cache_path("cifar10", "https://tfhub.dev/inception/1") == path
 
@@ -99,7 +102,7 @@ def test_evaluate_rescores_best_and_last_checkpoints(evaluated):
     assert record["training_best"] == {"fid": pytest.approx(callback.best_fid),
                                        "step": callback.best_step, "num_samples": 20}
     assert record["reference"].startswith(str(cache)) and record["num_samples"] == 20
-    assert record["metric"] == "fid"
+    assert record["metric"] == "fid" and record["is_logits"] == metrics.IS_FROM_WEIGHT
 
 
 def test_evaluate_errors_name_the_problem(evaluated, tmp_path):

@@ -247,8 +247,9 @@ def test_train_step_called_directly_draws_its_own_latents():
 
 def test_train_step_samples_br_every_interval_and_copies_the_declared_gradients():
     # Outside fit, train_step reads the iteration from `step`: with br_interval 2 it samples
-    # BR at iterations 0 and 2 only. Inside fit, the iterations a callback declares with
-    # `needs_gradients` (G at the first, D at the third) copy those dense gradients.
+    # BR at the second iteration only (the official (iteration + 1) % 2 == 0). Inside fit,
+    # the iterations a callback declares with `needs_gradients` (G at the first, D at the
+    # third) copy those dense gradients.
     seed = 3
     images = _images(12, seed=1)
     ref = _reference(images, iterations=3, n_dis=1, d_batch=4, seed=seed)
@@ -257,8 +258,8 @@ def test_train_step_samples_br_every_interval_and_copies_the_declared_gradients(
                               seed=seed))
     for start in (0, 4, 8):
         gan.train_step(tf.constant(images[start:start + 4]))
-        assert int(gan.balance.count.numpy()) == 1 + (start == 8)
-    np.testing.assert_allclose(gan.balance.values(), ratios[0::2], rtol=1e-4)
+        assert int(gan.balance.count.numpy()) == (start >= 4)
+    np.testing.assert_allclose(gan.balance.values(), ratios[1::2], rtol=1e-4)
     assert not any(np.any(b.numpy()) for net in ("generator", "discriminator")
                    for b in gan.grad_buffers(net))  # nobody declared gradients
     assert gan.iteration == 3
@@ -274,13 +275,13 @@ def test_train_step_samples_br_every_interval_and_copies_the_declared_gradients(
                                rtol=1e-4, atol=1e-7)
     np.testing.assert_array_equal(recorder.buffers[2]["generator"][0],
                                   recorder.buffers[0]["generator"][0])  # not rewritten
-    np.testing.assert_allclose(gan.balance.values(), ratios[0::2], rtol=1e-4)
+    np.testing.assert_allclose(gan.balance.values(), ratios[1::2], rtol=1e-4)
 
 
 # ------------------------------------------------------------------------ BR window cadence
 
 
-def test_br_window_samples_every_interval_from_iteration_zero_and_keeps_window_samples():
+def test_br_window_samples_when_an_interval_of_iterations_completes_and_keeps_window_samples():
     gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT, br_interval=2, br_window=6))
     assert gan.balance.capacity == 3
     assert math.isnan(float(gan.balance.mean()))  # NaN before the first sample
@@ -291,11 +292,13 @@ def test_br_window_samples_every_interval_from_iteration_zero_and_keeps_window_s
     ref = _reference(images, iterations=iterations, n_dis=1, d_batch=4, seed=0)
     ratios = [(r["gf"] - r["df"]) / (r["dr"] - r["df"]) for r in ref]
 
-    # Iteration i pushes iff i % 2 == 0: after iteration i, i // 2 + 1 pushes into the ring.
-    assert recorder.pushes == [(min(3, i // 2 + 1), (i // 2 + 1) % 3) for i in range(iterations)]
+    # Iteration i (from 0) pushes iff (i + 1) % 2 == 0, as the official (iter + 1) % br_freq:
+    # after iteration i, (i + 1) // 2 pushes into the ring.
+    assert recorder.pushes == [(min(3, (i + 1) // 2), (i + 1) // 2 % 3)
+                               for i in range(iterations)]
     assert all(logs["br_skipped"] == 0 for logs in recorder.logs)
     for i, values in enumerate(recorder.windows):
-        sampled = ratios[0:i + 1:2][-3:]  # the newest 3 samples, oldest first
+        sampled = ratios[1:i + 1:2][-3:]  # the newest 3 samples, oldest first
         # atol: float32 cancellation in GF - DF once the toy's G steps get small.
         np.testing.assert_allclose(values, sampled, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(recorder.logs[i]["br"], np.mean(sampled), rtol=1e-4,
@@ -363,10 +366,11 @@ def test_declared_gradients_fill_buffers_with_dense_gradients_on_that_iteration_
     assert np.all(g_buffers[2][MG == 0] != 0)
     assert d_buffers[4][0, 0] != 0
     # Each variant of the iteration is traced once, however often it runs, across fits.
+    # (BR samples at iterations 2 and 5, counted from 0: (i + 1) % 3 == 0.)
     variants = {(True, False, False): 1, (False, False, False): 1,
-                (False, True, False): 1, (False, False, True): 1}
+                (True, True, False): 1, (False, False, True): 1}
     assert gan.trace_counts == variants
-    recorder = _Recorder(gan, {1: ("generator",), 4: ("discriminator",)})
+    recorder = _Recorder(gan, {2: ("generator",), 4: ("discriminator",)})  # iterations 8, 10
     gan.fit(_dataset(images, n_dis * d_batch), epochs=1, verbose=0, callbacks=[recorder])
     assert int(gan.step.numpy()) == 12
     assert gan.trace_counts == variants
@@ -394,7 +398,7 @@ def test_a_new_gan_has_the_documented_defaults_and_trains_only_the_networks_weig
     assert gan.get_config() == {"latent_dim": LATENT, "n_dis": 1, "g_batch_size": None,
                                 "num_classes": None, "br_interval": 10, "br_window": 1000,
                                 "ema_decay": None, "seed": 0, "ever_active": False,
-                                "criterion": "br", "diff_aug": None}
+                                "criterion": "br", "diff_aug": None, "window_sampling": True}
     assert gan.balance.capacity == 100  # br_window // br_interval samples
     assert gan.iteration == 0 and gan.step.dtype == tf.int64 and int(gan.step.numpy()) == 0
     assert gan.ema_generator is None and gan.trace_counts == {}
@@ -413,12 +417,17 @@ def test_a_new_gan_has_the_documented_defaults_and_trains_only_the_networks_weig
     assert (named.name, named.dtype) == ("toy", "float64")
     custom = SparseGAN(generator, discriminator, latent_dim=LATENT, n_dis=3, g_batch_size=6,
                        num_classes=None, br_interval=5, br_window=20, ema_decay=0.5, seed=9,
-                       ever_active=True, criterion="ada", diff_aug="translation, color")
+                       ever_active=True, criterion="ada", diff_aug="translation, color",
+                       window_sampling=False)
     assert custom.get_config() == {"latent_dim": LATENT, "n_dis": 3, "g_batch_size": 6,
                                    "num_classes": None, "br_interval": 5, "br_window": 20,
                                    "ema_decay": 0.5, "seed": 9, "ever_active": True,
-                                   "criterion": "ada", "diff_aug": "translation,color"}
+                                   "criterion": "ada", "diff_aug": "translation,color",
+                                   "window_sampling": False}
     assert custom.balance.capacity == 4
+    assert [custom.samples_window(step) for step in (4, 9)] == [False, False]
+    assert [gan.samples_window(step) for step in (0, 8, 9, 10, 19)] == [
+        False, False, True, False, True]
 
 
 def test_network_names_are_checked_and_a_network_without_masks_is_dense():

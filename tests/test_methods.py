@@ -69,6 +69,10 @@ def test_rule_arguments_reach_the_rule():
     assert method.g_rule == dst.SET(drop_fraction=0.3, interval=7, seed=9)
     assert methods.method("adapt_strict", g_density=0.3, g_interval=7).g_rule == dst.RigL(
         interval=7)
+    # SET's G growth: global random by default; the official --growth-G random on request.
+    assert method.g_rule.growth == "random"
+    per_layer = methods.method("sdst_strong_set", g_density=0.3, g_growth="random_per_layer")
+    assert per_layer.g_rule == dst.SET(growth="random_per_layer")
 
 
 @pytest.mark.parametrize("setting", ["relaxed", "strict"])
@@ -141,6 +145,10 @@ def test_callbacks_implement_the_method(name, callback_types):
     (dict(name="static_balance", g_density=True), "g_density must be a real .* got True"),
     (dict(name="static_balance", g_density="0.5"), "g_density must be a real .* got '0.5'"),
     (dict(name="adapt_strict", g_density=0.6), "at most 50 %"),
+    (dict(name="adapt_relaxed", g_density=0.3, g_growth="random_per_layer"),
+     "'adapt_relaxed' has no SET rule"),
+    (dict(name="sdst_balance_set", g_density=0.3, g_growth="gradient"),
+     "growth='gradient' is unknown"),
 ])
 def test_bad_arguments_raise(kwargs, match):
     name = kwargs.pop("name")

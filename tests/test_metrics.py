@@ -16,7 +16,7 @@ from adapt_tf import metrics
 
 import tensorflow as tf
 import tf_keras as keras
-from inception_stub import CLASSES, FEATURES, SIZE, TinyInception as _TinyInception, \
+from inception_stub import CLASSES, FEATURES, SIZE, TinyInception as _TinyInception, bias, \
     save_tiny_inception
 
 
@@ -227,15 +227,25 @@ def test_handle_loads_from_the_hub_cache_offline(inception_dir, tmp_path, monkey
 class _Identity(tf.Module):
     """An 'Inception' whose pool_3 is its input image, flattened: exposes what it is fed."""
 
-    @tf.function(input_signature=[tf.TensorSpec([None, 3, 3, 3], tf.float32)])
-    def __call__(self, images):
-        return {"pool_3": tf.reshape(images, [-1, 1, 1, 27]), "logits": images[:, 0, 0, :]}
+    def __init__(self, size=3):
+        super().__init__()
+        self.size = size
+        self.__call__ = tf.function(self._call, input_signature=[
+            tf.TensorSpec([None, size, size, 3], tf.float32)])
+
+    def _call(self, images):
+        return {"pool_3": tf.reshape(images, [-1, 1, 1, self.size * self.size * 3]),
+                "logits": images[:, 0, 0, :]}
+
+
+def _identity_model(path, size=3):
+    module = _Identity(size)
+    tf.saved_model.save(module, str(path), signatures={"default": module.__call__})
+    return metrics.load_inception(path)
 
 
 def test_images_are_quantised_to_uint8_levels_by_truncation_before_inception(tmp_path):
-    module = _Identity()
-    tf.saved_model.save(module, str(tmp_path), signatures={"default": module.__call__})
-    identity = metrics.load_inception(tmp_path)
+    identity = _identity_model(tmp_path)
     # x -> floor(x * 127.5 + 127.5) (the PNG round trip truncates, as `.to(torch.uint8)`);
     # a value that is exactly a level k / 127.5 - 1 stays at level k despite float32 rounding.
     values_and_levels = [(-1.0, 0), (-0.99, 1), (0.0, 127), (0.5, 191), (0.999, 254),
@@ -248,12 +258,100 @@ def test_images_are_quantised_to_uint8_levels_by_truncation_before_inception(tmp
         assert math.floor(value * 127.5 + 127.5 + 1e-9) == level  # the hand levels
     levels[len(values_and_levels):] = 127  # zeros
     images = values.reshape(1, 3, 3, 3)
+    # The 2015 graph's (and TF-GAN's) normalisation of a level: (level - 128) / 128.
     fed, _ = identity(images)
-    np.testing.assert_allclose(fed.numpy().ravel(), levels / 127.5 - 1.0, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(fed.numpy().ravel(), (levels - 128) / 128, rtol=0, atol=1e-6)
     raw, _ = identity(images, quantize=False)
-    np.testing.assert_array_equal(raw.numpy().ravel(), values)
+    np.testing.assert_allclose(raw.numpy().ravel(), (values * 127.5 + 127.5 - 128) / 128,
+                               rtol=0, atol=1e-6)
     # Every uint8 image mapped with x / 127.5 - 1 comes back at its own levels.
     all_levels = np.resize(np.arange(256, dtype=np.float32), 10 * 27)
     uint8_images = (all_levels / np.float32(127.5) - np.float32(1.0)).reshape(10, 3, 3, 3)
     fed, _ = identity(uint8_images)
-    np.testing.assert_array_equal(np.round((fed.numpy().ravel() + 1.0) * 127.5), all_levels)
+    np.testing.assert_array_equal(fed.numpy().ravel() * 128 + 128, all_levels)
+
+
+def _tfgan_preprocess(levels, size):
+    """NumPy transcription of TF-GAN's `preprocess_image` on float levels [B, H, W, C] in
+    [0, 255]: `tf.compat.v1.image.resize` BILINEAR (source coordinate = output index * in / out,
+    no half-pixel centres, clamped at the last row/column), then (x - 128) / 128; float64."""
+    def axis(n_in, n_out):
+        source = np.arange(n_out) * (n_in / n_out)
+        low = np.floor(source).astype(int)
+        return low, np.minimum(low + 1, n_in - 1), source - low
+
+    (y0, y1, dy), (x0, x1, dx) = axis(levels.shape[1], size[0]), axis(levels.shape[2], size[1])
+    dy, dx = dy[None, :, None, None], dx[None, None, :, None]
+    top = levels[:, y0][:, :, x0] * (1 - dx) + levels[:, y0][:, :, x1] * dx
+    bottom = levels[:, y1][:, :, x0] * (1 - dx) + levels[:, y1][:, :, x1] * dx
+    return (top * (1 - dy) + bottom * dy - 128.0) / 128.0
+
+
+@pytest.mark.parametrize("shape", [(4, 5), (11, 9), (7, 7)])
+def test_inception_input_is_tfgan_preprocessing_of_the_uint8_levels(tmp_path, shape):
+    identity = _identity_model(tmp_path, size=7)
+    levels = np.random.default_rng(sum(shape)).integers(0, 256, (3, *shape, 3)).astype(np.float64)
+    images = (levels / 127.5 - 1.0).astype(np.float32)
+    fed, _ = identity(images)
+    expected = _tfgan_preprocess(levels, (7, 7)).reshape(3, -1)
+    # Each output is a convex combination of <= 4 levels <= 255, rounded to float32 <= 8
+    # times (relative 2^-24 each): <= 1.3e-4 of a level, 1e-6 after the / 128.
+    np.testing.assert_allclose(fed.numpy(), expected, rtol=0, atol=2e-6)
+    # The pre-version-2 input, x / 127.5 - 1, is off by up to 0.0078: far outside that bound.
+    assert np.abs(_tfgan_preprocess(levels * (128 / 127.5), (7, 7))
+                  .reshape(3, -1) - expected).max() > 1e-3
+
+
+def test_inception_score_uses_pool_3_times_w_without_the_bias(model):
+    stub = _TinyInception()  # the same seeded weights as the saved model
+    assert model.is_logits == metrics.IS_FROM_WEIGHT
+    assert model.module_bias == pytest.approx(np.abs(bias()).max(), rel=1e-5)
+    images = _images(40, 9, size=SIZE)
+    pool, logits = model.activations(images, batch_size=16)
+    # pool_3 values are tanh outputs (|.| <= 1) times N(0,1) weights over 8 features: the
+    # float32 matmul is within 1e-5 of the float64 one.
+    np.testing.assert_allclose(logits, pool @ stub.v.numpy().astype(np.float64), atol=1e-5)
+    module_pool, module_logits = model.module_outputs(metrics.inception_input(
+        images, size=(SIZE, SIZE)))
+    np.testing.assert_allclose(module_logits.numpy() - logits, np.tile(bias(), (40, 1)),
+                               atol=1e-5)
+    scores = metrics.compute_fid_and_is(images, metrics.statistics(pool), model=model,
+                                        splits=4)
+    expected = metrics.inception_score(pool @ stub.v.numpy(), from_logits=True, splits=4)
+    with_bias = metrics.inception_score(module_logits.numpy(), from_logits=True, splits=4)
+    assert scores["is_mean"] == pytest.approx(expected[0], rel=1e-5)
+    assert abs(with_bias[0] - expected[0]) > 1e-2 * expected[0]  # the bias matters here
+
+
+class _ConstantLogits(tf.Module):
+    """A frozen-graph-like module: its logits weight is a constant inside the function, next to
+    a decoy variable of the same shape that the logits do not use."""
+
+    def __init__(self, weight):
+        super().__init__()
+        self.decoy = tf.Variable(np.ones_like(weight))
+        self.__call__ = tf.function(lambda images: self._call(images, tf.constant(weight)),
+                                    input_signature=[tf.TensorSpec([None, 2, 2, 3], tf.float32)])
+
+    def _call(self, images, weight):
+        pool = tf.reshape(images, [-1, 12]) + 0.0 * self.decoy[0, 0]
+        return {"pool_3": pool, "logits": pool @ weight - 0.5}
+
+
+def test_the_softmax_weight_is_found_among_constants_and_checked_against_the_logits(tmp_path):
+    weight = np.random.default_rng(10).normal(size=(12, 4)).astype(np.float32)
+    module = _ConstantLogits(weight)
+    tf.saved_model.save(module, str(tmp_path / "c"), signatures={"default": module.__call__})
+    model = metrics.load_inception(tmp_path / "c")
+    assert model.is_logits == metrics.IS_FROM_WEIGHT
+    assert model.module_bias == pytest.approx(0.5, abs=1e-5)
+    found, _ = metrics.softmax_weight(model._module, model.module_outputs, image_size=(2, 2))
+    np.testing.assert_array_equal(found, weight)
+
+
+def test_a_model_without_a_softmax_weight_scores_is_from_its_logits_and_says_so(tmp_path):
+    identity = _identity_model(tmp_path)  # logits are a slice of the input: no [27, 3] weight
+    assert identity.is_logits == metrics.IS_FROM_MODULE and math.isnan(identity.module_bias)
+    images = _images(2, 11, size=3)
+    pool, logits = identity(images)
+    np.testing.assert_array_equal(logits.numpy(), pool.numpy()[:, :3])

@@ -89,6 +89,8 @@ def test_markdown_tables_follow_the_papers_layout(written):
     text = open(written["markdown"]).read()
     assert "## sngan_cifar10: SNGAN on CIFAR-10 (32x32)" in text
     fid_table = text.split("### FID")[1].split("###")[0]
+    # Ours from eval.json's 50,000 (the other runs' training FIDs record no count).
+    assert "Samples per FID: ours 50,000; the paper's 50,000." in fid_table
     lines = [line for line in fid_table.splitlines() if line.startswith("|")]
     assert lines[0] == "| method | 10% | 20% | 30% | 50% | 100% |"
     # Rows in the paper's order; ours (paper); * = best FID logged during training.
@@ -236,12 +238,14 @@ def test_sample_logs_and_the_final_test_reach_the_report(tmp_path):
                                     "150,generator,5,5,0.2\n")
     (path / "eval.json").write_text(json.dumps({"test": {
         "metric": "fid", "checkpoint_kind": "best", "step": 200, "fid": 30.0, "fid_test": 33.5,
-        "test_split": "test", "is_mean": 5.0, "is_std": 0.1}}))
+        "test_split": "test", "is_mean": 5.0, "is_std": 0.1,
+        "is_logits": "the model's logits output (bias unknown)"}}))
     record = report.load_run(str(path))
     assert record.window_samples == [(10, 0.5), (30, 0.25)]  # the skipped sample is left out
     assert [(c["step"], c["network"], c["grown"]) for c in record.mask_changes] == [
         (50, "generator", 7), (100, "discriminator", 30), (150, "generator", 5)]
     assert report.csv_rows([record])[0]["fid_test"] == 33.5
+    assert report.csv_rows([record])[0]["is_logits"] == "the model's logits output (bias unknown)"
     assert "test-split FID 33.50 (test, best checkpoint, iteration 200)" in report.markdown(
         [record])
     import matplotlib

@@ -39,6 +39,7 @@ def test_every_table_run_is_the_quickstart_with_its_method_density_and_seed(toy_
         config = configurables.parse_run_config([str(toy_table.QUICKSTART)], bindings)
         method = config.arguments["method"]
         assert config.arguments["seed"] == seed
+        assert config.arguments["balance_diagnostic"] is True  # the BR column of every method
         assert method.g_density == pytest.approx(1.0 if density is None else density)
         assert name == f"{method.name}_d{density or 1.0:g}_s{seed}"
     only = list(toy_table.table_runs([0.1], [0], methods=["adapt_relaxed"]))

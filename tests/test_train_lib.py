@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import os
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from adapt_tf import configurables, layers as L, train_lib, workdir
+from adapt_tf import configurables, layers as L, methods, train_lib, workdir
 from inception_stub import save_tiny_inception
 
 import tf_keras as keras
@@ -66,6 +67,9 @@ def test_tiny_run_writes_metrics_checkpoints_and_samples(uninterrupted):
     assert float(rows[0]["g_density"]) == pytest.approx(0.3, abs=1e-3)
     # The controller acted at iteration 4 (window of 2 BR samples full): d_D moved by 0.05.
     assert abs(d_density - 0.3) == pytest.approx(0.05, abs=2e-3)
+    # metrics.csv shows the density in force after each iteration: the decision's at row 4.
+    assert [float(r["d_density"]) for r in rows] == pytest.approx(
+        [0.3, d_density, d_density, d_density], abs=2e-3)
     assert len(window) == 2
     assert sorted(os.listdir(workdir / "samples")) == ["step_4.png", "step_8.png"]
     assert any(name.startswith("ckpt-8") for name in os.listdir(workdir / "checkpoints"))
@@ -374,3 +378,30 @@ def test_cli_user_errors_are_one_line_naming_the_value(tmp_path, case, bindings,
 def test_cli_debug_flag_shows_the_traceback(tmp_path):
     result = _cli(tmp_path, "train.dataset = 'mnist'", extra=["--debug"])
     assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_only_methods_with_a_d_controller_sample_the_window_unless_asked():
+    # The official static, SDST, dense and BigGAN runs take no BR passes; ADAPT and DDA read
+    # the window. `balance_diagnostic` samples it for any method.
+    for name in methods.METHODS:
+        spec = train_lib.RunSpec(workdir="unused", total_steps=10,
+                                 method=methods.method(name, g_density=0.5))
+        assert train_lib.samples_window(spec) == (name in ("adapt_relaxed", "adapt_strict",
+                                                           "dda")), name
+        assert train_lib.samples_window(dataclasses.replace(spec, balance_diagnostic=True))
+
+
+def test_a_static_run_takes_no_window_samples_and_its_flops_count_no_br_passes(tmp_path):
+    static = ("method.name = 'static_balance'", "train.flops_convention = 'exact'")
+    quiet = _train(tmp_path / "static", *static)
+    assert not quiet.window_sampling and int(quiet.balance.count.numpy()) == 0
+    assert not any(sample_br for sample_br, *_ in quiet.trace_counts)
+    logged = _train(tmp_path / "diagnostic", *static, "train.balance_diagnostic = True")
+    assert logged.window_sampling and int(logged.balance.count.numpy()) == 2
+    flops = []
+    for run in ("static", "diagnostic"):
+        with open(tmp_path / run / "metrics.csv") as f:
+            rows = list(csv.DictReader(f))
+        flops.append(float(rows[-1]["train_flops"]))
+        assert all(np.isnan(float(r["br"] or "nan")) == (run == "static") for r in rows), rows
+    assert flops[1] > flops[0]  # the diagnostic's BR passes are counted
