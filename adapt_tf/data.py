@@ -51,15 +51,17 @@ from a local copy of the official archive given as `manual_dir`. Preparation hol
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import numbers
 import os
 import types
+import weakref
 from collections.abc import Mapping
+from typing import Union
 
 import filelock
-import hashlib
-import json
-
+import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
@@ -71,6 +73,9 @@ from adapt_tf.datasets import tiny_imagenet
 
 DEFAULT_DATASET = "toy_shapes"
 FOLDER_PREFIX, TFDS_PREFIX = "folder:", "tfds:"
+# What `dataset` may be: a name or URI; in Python also arrays or a tf.data.Dataset (module
+# docstring, "Datasets given in Python").
+Source = Union[str, np.ndarray, tuple, tf.data.Dataset]
 
 # Salts keep the permutation and flip random streams apart for one user seed.
 _PERMUTATION_SALT = 0x5EED
@@ -134,7 +139,7 @@ DATASETS: Mapping[str, DatasetSpec] = types.MappingProxyType({
 })
 
 
-def dataset_info(dataset: str, *, data_dir: str | os.PathLike | None = None) -> DatasetSpec:
+def dataset_info(dataset: Source, *, data_dir: str | os.PathLike | None = None) -> DatasetSpec:
     """The `DatasetSpec` of a name of DATASETS, a `folder:PATH` or a `tfds:NAME[/CONFIG][:SPLIT]`
     (module docstring). A folder is scanned (`image_folder.scan`: every file listed and its
     first bytes checked, no image decoded but the first); a tfds URI must be prepared in
@@ -149,6 +154,10 @@ def dataset_info(dataset: str, *, data_dir: str | os.PathLike | None = None) -> 
         return _folder_spec(_scanned(dataset))
     if isinstance(dataset, str) and dataset.startswith(TFDS_PREFIX):
         return _tfds_spec(dataset, _uri_builder(dataset, data_dir))
+    if isinstance(dataset, tf.data.Dataset):
+        return _stream_spec(dataset)
+    if isinstance(dataset, (np.ndarray, tuple, list)):
+        return _array_spec(*_arrays(dataset))
     if not isinstance(dataset, str) or dataset not in DATASETS:
         raise ValueError(f"Unknown dataset {dataset!r}; choose one of {sorted(DATASETS)} "
                          f"(default {DEFAULT_DATASET!r}), 'folder:<directory of images>' or "
@@ -156,19 +165,36 @@ def dataset_info(dataset: str, *, data_dir: str | os.PathLike | None = None) -> 
     return DATASETS[dataset]
 
 
-def fingerprint(dataset: str, *, data_dir: str | os.PathLike | None = None) -> str:
+def fingerprint(dataset: Source, *, data_dir: str | os.PathLike | None = None) -> str:
     """A stable digest (64 hex) of the data `dataset` names: a folder's file list with sizes,
     mtimes and class names (`image_folder.fingerprint`); for tfds (names and URIs) the builder's
-    name, config, version and split. It changes when the data a run reads changes, so a run
-    records it and refuses to resume on other data (`train_lib.RunSpec.dataset_fingerprint`).
-    Raises as `dataset_info`."""
+    name, config, version and split; for arrays their shapes and bytes. It changes when the data
+    a run reads changes, so a run records it and refuses to resume on other data
+    (`train_lib.RunSpec.dataset_fingerprint`). Raises as `dataset_info`, and ValueError for a
+    tf.data.Dataset (it cannot be fingerprinted without reading all of it)."""
     spec = dataset_info(dataset, data_dir=data_dir)
     if spec.source == "folder":
         return image_folder.fingerprint(_scanned(dataset))
+    if spec.source == "tf.data":
+        raise ValueError("A tf.data.Dataset has no fingerprint; leave dataset_fingerprint None "
+                         "(a resumed run then trusts that the dataset is the same).")
+    if spec.source == "arrays":
+        digest = hashlib.sha256()
+        for array in _arrays(dataset):
+            if array is not None:
+                digest.update(f"{array.dtype}{array.shape}".encode())
+                digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()
     builder = _builder(spec, data_dir)
     record = {"dataset": dataset, "tfds": builder.info.full_name, "split": spec.split,
               "image": spec.image_key, "label": spec.label_key}
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+
+
+def dataset_name(dataset: Source) -> str:
+    """`dataset` if it is a name or URI; "<ndarray>", "<tuple>", "<...Dataset>" for data given
+    in Python (for logs and the evaluation, which read data by name)."""
+    return dataset if isinstance(dataset, str) else f"<{type(dataset).__name__}>"
 
 
 def _scanned(uri: str) -> image_folder.ImageFolder:
@@ -251,7 +277,7 @@ def _split_size(uri: str, builder: tfds.core.DatasetBuilder, split: str) -> int:
                          f"{sorted(builder.info.splits)}): {error}") from None
 
 
-def make_dataset(dataset: str, *, batch_size: int, split: str | None = None,
+def make_dataset(dataset: Source, *, batch_size: int, split: str | None = None,
                  image_size: int | None = None, conditional: bool = False,
                  flip: bool | None = None, seed: int = 0, start_step: int = 0,
                  data_dir: str | os.PathLike | None = None,
@@ -260,8 +286,8 @@ def make_dataset(dataset: str, *, batch_size: int, split: str | None = None,
     """Infinite dataset of per-step real batches (see the module docstring for the order).
 
     Args:
-      dataset: a key of DATASETS, 'folder:PATH' or 'tfds:NAME[/CONFIG][:SPLIT]' (module
-        docstring; a folder is streamed, the others held in host memory).
+      dataset: a key of DATASETS, 'folder:PATH', 'tfds:NAME[/CONFIG][:SPLIT]', arrays or a
+        tf.data.Dataset (module docstring; folders and Datasets are streamed).
       batch_size: GLOBAL images per step, n_dis * d_batch. Under tf.distribute pass the dataset
         to `strategy.experimental_distribute_dataset`, which splits every batch over the
         replicas (`SparseGAN` checks that each replica's share is a multiple of n_dis).
@@ -292,15 +318,24 @@ def make_dataset(dataset: str, *, batch_size: int, split: str | None = None,
                      start_step=start_step, manual_dir=manual_dir)
     order, size = dict(batch_size=batch_size, seed=seed, start_step=start_step,
                        flip=spec.flip if flip is None else flip), image_size or spec.image_size
-    if spec.source == "folder":
-        ds = _folder_batches(_scanned(dataset), size=size, **order)
-    else:
+    if spec.source == "tfds":
         builder = _prepared_builder(dataset, spec, data_dir=data_dir, manual_dir=manual_dir,
                                     download=download)
         ds = _step_batches(_decoded_examples(builder, spec, split or spec.split, size), **order)
+    else:
+        ds = _python_or_folder_batches(dataset, spec, size=size, order=order)
     if not conditional:
         ds = ds.map(lambda images, labels: images)
     return _deterministic(ds).prefetch(tf.data.AUTOTUNE)
+
+
+def _python_or_folder_batches(dataset: Source, spec: DatasetSpec, *, size: int,
+                              order: dict) -> tf.data.Dataset:
+    if spec.source == "folder":
+        return _folder_batches(_scanned(dataset), size=size, **order)
+    if spec.source == "tf.data":
+        return _stream_batches(dataset, size=size, **order)
+    return _step_batches(_array_examples(*_arrays(dataset), size=size), **order)
 
 
 def _deterministic(ds: tf.data.Dataset) -> tf.data.Dataset:
@@ -311,7 +346,7 @@ def _deterministic(ds: tf.data.Dataset) -> tf.data.Dataset:
     return ds.with_options(options)
 
 
-def check_dataset(dataset: str, *, batch_size: int, conditional: bool,
+def check_dataset(dataset: Source, *, batch_size: int, conditional: bool,
                   data_dir: str | os.PathLike | None = None) -> DatasetSpec:
     """`dataset_info(dataset)` after checking that it serves batches of `batch_size` (it holds
     at least one batch of examples) with labels if `conditional`; ValueError otherwise. A run
@@ -326,15 +361,10 @@ def check_dataset(dataset: str, *, batch_size: int, conditional: bool,
         raise ValueError(f"Dataset {dataset!r} holds {spec.num_examples} images, fewer than one "
                          f"batch of {batch_size} (n_dis * d_batch_size): add images or lower "
                          "the batch size.")
-    if spec.source == "folder" and spec.root is not None:
-        logging.info("Dataset %s: %d images, %s; images centre-cropped to their central "
-                     "square and resized (bilinear, antialiased) to the image size.", dataset,
-                     spec.num_examples, f"classes {list(spec.class_names)}"
-                     if spec.class_names else "unlabelled")
     return spec
 
 
-def _check_arguments(name: str, spec: DatasetSpec, *, image_size: int | None,
+def _check_arguments(name: Source, spec: DatasetSpec, *, image_size: int | None,
                      split: str | None, seed: int, start_step: int,
                      manual_dir: str | os.PathLike | None) -> None:
     if image_size is not None:
@@ -344,8 +374,9 @@ def _check_arguments(name: str, spec: DatasetSpec, *, image_size: int | None,
     for label, value in {"seed": seed, "start_step": start_step}.items():
         if not _is_int(value) or not 0 <= value < 2**62:
             raise ValueError(f"{label}={value!r} must be an int in [0, 2**62).")
-    if spec.source == "folder" and split not in (None, spec.split):
-        raise ValueError(f"split={split!r}: a folder dataset has the one split {spec.split!r}.")
+    if spec.source != "tfds" and split not in (None, spec.split):
+        raise ValueError(f"split={split!r}: a {spec.source} dataset has the one split "
+                         f"{spec.split!r}.")
     if manual_dir is not None and spec.preparation != "manual":
         raise ValueError(f"manual_dir={os.fspath(manual_dir)!r} is only used by datasets "
                          f"prepared from a local archive (tinyimagenet), not {name!r}.")
@@ -445,6 +476,11 @@ def _folder_batches(folder: image_folder.ImageFolder, *, batch_size: int, size: 
                     seed: int, start_step: int, flip: bool) -> tf.data.Dataset:
     """(images float32 [batch_size, S, S, 3] in [-1, 1], labels int32 (-1: unlabelled)) for
     steps start_step..., in the order of `_step_batches`, reading only each batch's files."""
+    logging.info("Folder %s: %d images, %s, %d other entries skipped; streamed, each image "
+                 "made RGB, centre-cropped to its central square and resized (bilinear, "
+                 "antialiased) to %dx%d.", folder.root, len(folder.files),
+                 f"classes {list(folder.class_names)}" if folder.class_names else "unlabelled",
+                 folder.skipped, size, size)
     paths = tf.constant([os.path.join(folder.root, name) for name in folder.files])
     labels = tf.constant(folder.labels or [-1] * len(folder.files), tf.int32)
 
@@ -516,3 +552,113 @@ def _random_flip(images: tf.Tensor, step: tf.Tensor, *, seed: int) -> tf.Tensor:
         tf.constant([seed, _FLIP_SALT], tf.int64), step)
     mirror = tf.random.stateless_uniform([tf.shape(images)[0]], seed=key) < 0.5
     return tf.where(mirror[:, None, None, None], tf.reverse(images, axis=[2]), images)
+
+
+# ---------------------------------------------------------------- datasets given in Python
+# Arrays: `images` uint8 [N, H, W, C] (C 1 to 4, values 0..255), or `(images, labels)` with
+# labels integer [N] in [0, K): K = max(labels) + 1 classes. Held in memory and ordered as the
+# tfds datasets are: batch `step` is a pure function of (arrays, seed, step), exact resume.
+# tf.data.Dataset: a finite dataset of EXAMPLES, each `image` uint8 [H, W, C] (C 1 to 4) or
+# `(image, label)` with an integer scalar label in [0, K). It is read once first to count the
+# examples and the classes (K = max label + 1), then streamed in its own order, epoch after
+# epoch (shuffle it yourself, with a seed, if wanted), batched by the run. Resuming at step s
+# skips the first s * batch_size examples of that stream (reading them): exact if the dataset
+# yields the same sequence every time it is iterated (deterministic ops, seeded shuffles).
+
+_STREAM_SPECS: "weakref.WeakKeyDictionary[tf.data.Dataset, DatasetSpec]" = \
+    weakref.WeakKeyDictionary()
+
+
+def _arrays(dataset) -> tuple[np.ndarray, np.ndarray | None]:
+    """(images uint8 [N, H, W, C], labels int32 [N] or None) of arrays given in Python."""
+    images, labels = (dataset, None) if isinstance(dataset, np.ndarray) else (
+        tuple(dataset) if len(dataset) == 2 else (None, None))
+    images = np.asarray(images) if images is not None else None
+    if images is None or images.dtype != np.uint8 or images.ndim != 4 \
+            or not 1 <= images.shape[-1] <= 4:
+        raise ValueError(
+            "Arrays given as a dataset must be images uint8 [N, H, W, C] with C in 1..4, or "
+            "(images, labels) with labels integer [N]; got "
+            f"{getattr(images, 'dtype', type(dataset).__name__)} "
+            f"{getattr(images, 'shape', '')}. Convert with np.asarray(x, np.uint8).")
+    if labels is None:
+        return images, None
+    labels = np.asarray(labels)
+    if not np.issubdtype(labels.dtype, np.integer) or labels.shape != images.shape[:1] \
+            or (labels.size and labels.min() < 0):
+        raise ValueError(f"labels must be non-negative integers [N={len(images)}], got "
+                         f"{labels.dtype} {labels.shape}.")
+    return images, labels.astype(np.int32)
+
+
+def _array_spec(images: np.ndarray, labels: np.ndarray | None) -> DatasetSpec:
+    num_classes = None if labels is None or not labels.size else int(labels.max()) + 1
+    return DatasetSpec(None, "train", int(min(images.shape[1:3])), num_classes, False,
+                       len(images), "local", None, source="arrays",
+                       label_key=None if labels is None else "label")
+
+
+def _array_examples(images: np.ndarray, labels: np.ndarray | None, *,
+                    size: int) -> tf.data.Dataset:
+    labels = np.full(len(images), -1, np.int32) if labels is None else labels
+    return tf.data.Dataset.from_tensor_slices((images, labels)).map(
+        lambda image, label: (image_folder.square_rgb(image, size), label))
+
+
+def _stream_spec(dataset: tf.data.Dataset) -> DatasetSpec:
+    """The spec of a tf.data.Dataset of examples, read once (and kept while it lives)."""
+    if dataset not in _STREAM_SPECS:
+        image, labelled = _example_spec(dataset)
+        count, low, high = _count_and_label_range(dataset, labelled)
+        if labelled and count and low < 0:
+            raise ValueError(f"The tf.data.Dataset's labels must be >= 0; one is {low}.")
+        height, width = image.shape[:2]
+        _STREAM_SPECS[dataset] = DatasetSpec(
+            None, "train", min(height, width) if height and width else None,
+            high + 1 if labelled and count else None, False, count, "local", None,
+            source="tf.data", label_key="label" if labelled else None)
+    return _STREAM_SPECS[dataset]
+
+
+def _count_and_label_range(dataset: tf.data.Dataset, labelled: bool) -> tuple[int, int, int]:
+    """(examples, smallest label, largest label) in one pass (labels 0, 0 if unlabelled)."""
+    def add(state, example):
+        label = tf.cast(example[1], tf.int64) if labelled else tf.constant(0, tf.int64)
+        return state[0] + 1, tf.minimum(state[1], label), tf.maximum(state[2], label)
+
+    start = (tf.constant(0, tf.int64), tf.constant(2**62, tf.int64),
+             tf.constant(-2**62, tf.int64))
+    count, low, high = dataset.reduce(start, add)
+    return int(count), int(low), int(high)
+
+
+def _example_spec(dataset: tf.data.Dataset) -> tuple[tf.TensorSpec, bool]:
+    """(the image's spec, whether examples carry labels); ValueError unless the elements are
+    `image` uint8 [H, W, C] or `(image, integer label)`."""
+    element = dataset.element_spec
+    parts = element if isinstance(element, tuple) else (element,)
+    image = parts[0]
+    good = (len(parts) in (1, 2) and isinstance(image, tf.TensorSpec)
+            and image.dtype == tf.uint8 and image.shape.rank == 3
+            and image.shape[-1] in (1, 2, 3, 4)
+            and (len(parts) == 1 or (isinstance(parts[1], tf.TensorSpec)
+                                     and parts[1].dtype.is_integer and parts[1].shape.rank == 0)))
+    if not good:
+        raise ValueError(f"A tf.data.Dataset given as a dataset must yield examples `image` "
+                         f"uint8 [H, W, C] (C 1..4) or `(image, label)` with an integer scalar "
+                         f"label (unbatched); it yields {element}.")
+    return image, len(parts) == 2
+
+
+def _stream_batches(source: tf.data.Dataset, *, batch_size: int, size: int, seed: int,
+                    start_step: int, flip: bool) -> tf.data.Dataset:
+    """The examples of `source` in order, repeated, from example start_step * batch_size on,
+    as (images float32 [batch_size, S, S, 3] in [-1, 1], labels int32 (-1: unlabelled))."""
+    def example(image, label=None):
+        return image_folder.square_rgb(image, size), (
+            tf.constant(-1) if label is None else tf.cast(label, tf.int32))
+
+    batches = (source.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+               .repeat().skip(start_step * batch_size).batch(batch_size, drop_remainder=True))
+    return tf.data.Dataset.zip(batches, tf.data.Dataset.counter(start_step)).map(
+        lambda batch, step: _scaled(batch, step, seed=seed, flip=flip))
