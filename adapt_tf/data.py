@@ -249,7 +249,8 @@ def _tfds_spec(uri: str, builder: tfds.core.DatasetBuilder) -> DatasetSpec:
         raise ValueError(f"Dataset {uri!r} has no image feature (features: "
                          f"{sorted(features.keys())}); choose a tfds image dataset.")
     label_key = _feature_key(features, tfds.features.ClassLabel, "label")
-    split = _parse_tfds_uri(uri)[1] or ("train" if "train" in splits else sorted(splits)[0])
+    split = _parse_tfds_uri(uri)[1] or (sorted(splits)[0] if splits and "train" not in splits
+                                        else "train")
     test = next((name for name in ("test", "validation") if name in splits and name != split),
                 None)
     height, width = features[image_key].shape[:2]
@@ -270,6 +271,8 @@ def _feature_key(features, kind: type, preferred: str) -> str | None:
 
 
 def _split_size(uri: str, builder: tfds.core.DatasetBuilder, split: str) -> int:
+    if _tfds_is_mocked() and not builder.info.splits:  # mock_data without split metadata
+        return _cardinality(builder.as_dataset(split=split))
     try:
         return int(builder.info.splits[split].num_examples)
     except (KeyError, ValueError) as error:
