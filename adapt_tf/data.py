@@ -564,9 +564,10 @@ def _random_flip(images: tf.Tensor, step: tf.Tensor, *, seed: int) -> tf.Tensor:
 # tf.data.Dataset: a finite dataset of EXAMPLES, each `image` uint8 [H, W, C] (C 1 to 4) or
 # `(image, label)` with an integer scalar label in [0, K). It is read once first to count the
 # examples and the classes (K = max label + 1), then streamed in its own order, epoch after
-# epoch (shuffle it yourself, with a seed, if wanted), batched by the run. Resuming at step s
-# skips the first s * batch_size examples of that stream (reading them): exact if the dataset
-# yields the same sequence every time it is iterated (deterministic ops, seeded shuffles).
+# epoch, batched by the run. Resuming at step s skips the first s * batch_size examples of
+# that stream (reading them): exact if the dataset yields the same sequence every time it is
+# iterated (deterministic ops; a shuffle needs a seed and reshuffle_each_iteration=False, since
+# tf.data reshuffles at every new iterator). Replicas get their parts of each global batch.
 
 _STREAM_SPECS: "weakref.WeakKeyDictionary[tf.data.Dataset, DatasetSpec]" = \
     weakref.WeakKeyDictionary()

@@ -19,6 +19,7 @@ import tensorflow_datasets as tfds
 
 from adapt_tf import data, image_folder
 from adapt_tf.datasets import toy_shapes
+from image_data import COLOURS, class_folder, png, store_tfds
 
 MOCK_EXAMPLES = 20
 
@@ -243,7 +244,7 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
 @pytest.mark.parametrize("source", ["cifar10", "folder"])
 def test_global_batch_splits_over_two_replicas(tmp_path, source):
     # A subprocess: the CPU must be split into two logical devices before TF initialises.
-    name = source if source == "cifar10" else f"folder:{_class_folder(tmp_path, size=32)}"
+    name = source if source == "cifar10" else f"folder:{class_folder(tmp_path, size=32)}"
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
     result = subprocess.run([sys.executable, "-c", _MIRRORED_SCRIPT, name],
                             capture_output=True, text=True, timeout=300, env=env)
@@ -288,39 +289,15 @@ def test_tests_use_temporary_data_and_cache_dirs_not_home():
 
 # ---------------------------------------------------------------- datasets by URI
 
-COLOURS = ((220, 20, 20), (20, 220, 20), (20, 20, 220))
-
-
-def _png(path, array: np.ndarray):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    PIL.Image.fromarray(array).save(path)
-    return path
-
-
-def _class_folder(root, *, per_class: int = 4, size: int = 8,
-                  names=("b_cls", "a_cls", "c_cls")):
-    """Class folders made out of sorted order. The image of example id = label * per_class + k
-    is COLOURS[label] with pixel [0, 0] = (id, id, id): batches can be read back exactly."""
-    folder = root / "images"
-    for name in names:
-        label = sorted(names).index(name)
-        for k in range(per_class):
-            image = np.empty((size, size, 3), np.uint8)
-            image[:] = COLOURS[label]
-            image[0, 0] = label * per_class + k
-            _png(folder / name / f"{k:03d}.png", image)
-    return folder
-
-
 def _decoded_ids(images: np.ndarray) -> tuple[list[int], list[int]]:
-    """(example ids, colour classes) of float batches of `_class_folder` images."""
+    """(example ids, colour classes) of float batches of `class_folder` images."""
     pixels = _as_uint8(images)
     return ([int(p[0, 0, 0]) for p in pixels],
             [COLOURS.index(tuple(int(v) for v in p[1, 1])) for p in pixels])
 
 
 def test_folder_classes_are_sorted_folders_and_batches_epoch_permutations(tmp_path):
-    uri = f"folder:{_class_folder(tmp_path)}"
+    uri = f"folder:{class_folder(tmp_path)}"
     spec = data.dataset_info(uri)
     assert (spec.source, spec.num_classes, spec.num_examples, spec.image_size) == (
         "folder", 3, 12, 8)
@@ -341,7 +318,7 @@ def test_folder_classes_are_sorted_folders_and_batches_epoch_permutations(tmp_pa
 def test_folder_stream_equals_the_in_memory_order_and_resumes_exactly(tmp_path):
     """The streamed folder visits examples exactly as the in-memory pipelines do (same
     permutation of the same sorted list), flips included; start_step resumes the stream."""
-    folder = _class_folder(tmp_path, per_class=5)
+    folder = class_folder(tmp_path, per_class=5)
     uri = f"folder:{folder}"
     files = sorted(folder.glob("*/*.png"))
     arrays = (np.stack([np.asarray(PIL.Image.open(f)) for f in files]),
@@ -382,10 +359,10 @@ def test_square_rgb_converts_channels_and_centre_crops():
 def test_flat_folder_of_mixed_formats_and_channels_is_unlabelled_rgb(tmp_path):
     folder = tmp_path / "flat"
     rng = np.random.default_rng(1)
-    _png(folder / "grey.png", np.full((6, 6), 50, np.uint8))
-    _png(folder / "rgba.png", np.dstack([np.full((6, 6, 3), 90, np.uint8),
+    png(folder / "grey.png", np.full((6, 6), 50, np.uint8))
+    png(folder / "rgba.png", np.dstack([np.full((6, 6, 3), 90, np.uint8),
                                          rng.integers(0, 256, (6, 6), dtype=np.uint8)]))
-    _png(folder / "wide.bmp", np.full((6, 12, 3), 130, np.uint8))
+    png(folder / "wide.bmp", np.full((6, 12, 3), 130, np.uint8))
     PIL.Image.fromarray(np.full((6, 6, 3), 170, np.uint8)).save(folder / "photo.JPG",
                                                                 quality=100)
     PIL.Image.fromarray(np.full((6, 6, 3), 210, np.uint8)).save(folder / "lossless.webp",
@@ -406,7 +383,7 @@ def test_flat_folder_of_mixed_formats_and_channels_is_unlabelled_rgb(tmp_path):
 
 
 def test_fingerprint_follows_the_files_and_the_tfds_version(tmp_path):
-    folder = _class_folder(tmp_path)
+    folder = class_folder(tmp_path)
     uri = f"folder:{folder}"
     first = data.fingerprint(uri)
     assert first == data.fingerprint(uri) and len(first) == 64
@@ -434,21 +411,21 @@ def _bad_folder(tmp_path, case: str):
     root.mkdir()
     picture = np.zeros((4, 4, 3), np.uint8)
     if case == "corrupt":
-        _png(root / "fine.png", picture)
+        png(root / "fine.png", picture)
         (root / "broken.png").write_text("this is not a PNG")
     elif case == "zero_bytes":
-        _png(root / "fine.png", picture)
+        png(root / "fine.png", picture)
         (root / "empty.jpg").write_bytes(b"")
     elif case == "empty_class":
-        _png(root / "cats" / "cat.png", picture)
+        png(root / "cats" / "cat.png", picture)
         (root / "dogs" / "deeper").mkdir(parents=True)
         (root / "dogs" / "readme.txt").write_text("")
     elif case == "images_beside_classes":
-        _png(root / "cats" / "cat.png", picture)
-        _png(root / "stray.png", picture)
+        png(root / "cats" / "cat.png", picture)
+        png(root / "stray.png", picture)
     elif case == "few":
         for k in range(3):
-            _png(root / f"{k}.png", picture)
+            png(root / f"{k}.png", picture)
     elif case == "only_other_files":
         (root / "a.txt").write_text("")
     return f"folder:{root}"
@@ -479,23 +456,8 @@ def test_bad_folders_are_refused_naming_the_folder_or_file(tmp_path, case, expec
     assert expected in str(error.value)
 
 
-def _store_tfds(data_dir, name: str, *, image: bool = True):
-    """A tfds dataset made here: 9 train and 3 test examples; example i is a grey 12x10 image
-    of value 20 * i ("picture") with the class label i % 3 ("digit")."""
-    def examples(start, stop):
-        return [(i, {**({"picture": np.full((12, 10, 1), 20 * i, np.uint8)} if image else {}),
-                     "digit": i % 3, "id": i}) for i in range(start, stop)]
-
-    features = tfds.features.FeaturesDict({
-        **({"picture": tfds.features.Image(shape=(12, 10, 1))} if image else {}),
-        "digit": tfds.features.ClassLabel(names=["zero", "one", "two"]), "id": np.int32})
-    tfds.dataset_builders.store_as_tfds_dataset(
-        name=name, version="1.0.0", features=features, config="grey", data_dir=str(data_dir),
-        split_datasets={"train": examples(0, 9), "test": examples(9, 12)})
-
-
 def test_tfds_uri_finds_image_and_label_features(tmp_path):
-    _store_tfds(tmp_path, "tiny_pictures")
+    store_tfds(tmp_path, "tiny_pictures")
     uri = "tfds:tiny_pictures/grey"
     spec = data.dataset_info(uri, data_dir=tmp_path)
     assert (spec.image_key, spec.label_key, spec.num_classes, spec.class_names) == (
@@ -519,7 +481,7 @@ def test_tfds_uri_finds_image_and_label_features(tmp_path):
 
 
 def test_tfds_uri_bad_input(tmp_path):
-    _store_tfds(tmp_path, "tiny_table", image=False)
+    store_tfds(tmp_path, "tiny_table", image=False)
     with pytest.raises(ValueError, match=r"'tfds:tiny_table/grey' has no image feature \(feat"):
         data.dataset_info("tfds:tiny_table/grey", data_dir=tmp_path)
     with pytest.raises(data.DatasetNotPreparedError, match="tfds build mnist --data_dir"):
@@ -529,7 +491,7 @@ def test_tfds_uri_bad_input(tmp_path):
     for uri in ("tfds:", "tfds:a/b/c", "tfds:mnist:"):
         with pytest.raises(ValueError, match="is not 'tfds:<name>"):
             data.dataset_info(uri)
-    _store_tfds(tmp_path, "tiny_pictures")
+    store_tfds(tmp_path, "tiny_pictures")
     with pytest.raises(ValueError, match="no split 'valid'"):
         data.dataset_info("tfds:tiny_pictures/grey:valid", data_dir=tmp_path)
 
@@ -560,7 +522,7 @@ def test_folder_streams_reading_only_the_requested_batches(tmp_path):
         tf.constant(step, tf.int64), batch_size=batch_size, n=n, seed=4).numpy()
         for step in (0, 1)])
     for i in needed:
-        _png(tmp_path / names[i], np.full((4, 4, 3), i % 251, np.uint8))
+        png(tmp_path / names[i], np.full((4, 4, 3), i % 251, np.uint8))
     folder = image_folder.ImageFolder(str(tmp_path), names, None, None, ((0, 0),) * n, 0)
     ds = data._folder_batches(folder, batch_size=batch_size, size=4, seed=4, start_step=0,
                               flip=False)
@@ -573,3 +535,48 @@ def test_folder_streams_reading_only_the_requested_batches(tmp_path):
     assert not caches(ds)
     # The in-memory pipelines cache their whole split: the check above would see it.
     assert caches(data.make_dataset(np.zeros((8, 4, 4, 3), np.uint8), batch_size=4))
+
+
+def test_python_arrays_and_datasets_as_sources():
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (10, 6, 6, 3), dtype=np.uint8)
+    labels = np.arange(10) % 3
+    spec = data.dataset_info((images, labels))
+    assert (spec.source, spec.num_classes, spec.num_examples, spec.image_size) == (
+        "arrays", 3, 10, 6)
+    assert data.dataset_info(images).num_classes is None
+    # Resuming is exact for datasets that yield the same sequence at every iteration.
+    source = tf.data.Dataset.from_tensor_slices((images, labels)).shuffle(
+        10, seed=1, reshuffle_each_iteration=False)
+    spec = data.dataset_info(source)
+    assert (spec.source, spec.num_classes, spec.num_examples) == ("tf.data", 3, 10)
+
+    def stream(start_step, count, flip=True):
+        return _batches(data.make_dataset(source, batch_size=4, conditional=True, flip=flip,
+                                          seed=2, start_step=start_step), count)
+
+    full, resumed = stream(0, 7), stream(4, 3)
+    for (a, la), (b, lb) in zip(full[4:], resumed):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(la, lb)
+    # The stream is the dataset's own order, epoch after epoch.
+    served = np.concatenate([_as_uint8(b) for b, _ in stream(0, 5, flip=False)])
+    epoch = [image for image, _ in source.as_numpy_iterator()]
+    np.testing.assert_array_equal(served, np.stack(epoch * 2))
+
+
+@pytest.mark.parametrize("dataset, expected", [
+    (np.zeros((4, 6, 6, 3), np.float32), "must be images uint8 [N, H, W, C]"),
+    (np.zeros((4, 6, 6, 5), np.uint8), "must be images uint8 [N, H, W, C]"),
+    ((np.zeros((4, 6, 6, 3), np.uint8), np.zeros(3, int)), "labels must be non-negative"),
+    ((np.zeros((4, 6, 6, 3), np.uint8), -np.ones(4, int)), "labels must be non-negative"),
+    ((np.zeros((4, 6, 6, 3), np.uint8), np.zeros(4), 1), "must be images uint8"),
+    (tf.data.Dataset.from_tensor_slices(np.zeros((4, 6, 6, 3), np.uint8)).batch(2),
+     "must yield examples `image` uint8 [H, W, C]"),
+    (tf.data.Dataset.from_tensor_slices((np.zeros((4, 6, 6, 3), np.uint8), -np.ones(4, int))),
+     "labels must be >= 0"),
+])
+def test_bad_python_sources_are_refused(dataset, expected):
+    with pytest.raises(ValueError) as error:
+        data.make_dataset(dataset, batch_size=2)
+    assert expected in str(error.value)
