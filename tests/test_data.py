@@ -396,6 +396,10 @@ def test_fingerprint_follows_the_files_and_the_tfds_version(tmp_path):
     (folder / "c_cls").rename(folder / "d_cls")
     renamed = data.fingerprint(uri)
     assert len({first, touched, added, renamed}) == 4
+    from adapt_tf import evaluation  # FID statistics of a URI are cached by its fingerprint
+    cache = evaluation.reference_cache_path(uri, "/x/inception", cache_dir=str(tmp_path / "c"))
+    assert os.path.dirname(cache) == str(tmp_path / "c")
+    assert os.path.basename(cache).startswith(f"data_{renamed[:16]}_train_8px_")
     assert data.fingerprint("toy_shapes") == data.fingerprint("toy_shapes")
     assert data.fingerprint("toy_shapes") != data.fingerprint("cifar10")
     arrays = np.zeros((4, 2, 2, 3), np.uint8)
