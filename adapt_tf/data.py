@@ -19,6 +19,8 @@ Datasets (docs/ALGORITHM.md §8): the names below, or a URI:
   `ClassLabel` (none: unlabelled); both are logged. SPLIT defaults to "train" (else the first
   split), the test split is "test", else "validation", else None. Decoded as folders are, and
   held in host memory like the names below; no flips by default.
+* in Python, uint8 arrays or a tf.data.Dataset of examples: see "Datasets given in Python" at
+  the end of this module for what they must hold and what resuming guarantees.
 
 | name | tfds name, split | test split | images | labels | flip | source |
 |---|---|---|---|---|---|---|
@@ -103,8 +105,8 @@ class DatasetSpec:
         "local" (ours: drawn on this machine when first used).
       test_split: the split of the test-set FID's reference (see the module docstring), or
         None when the dataset has no held-out part (folders; tfds datasets without one).
-      source: "tfds" or "folder".
-      root: a folder's absolute path; None for tfds.
+      source: "tfds", "folder", "arrays" or "tf.data" (the last two given in Python).
+      root: a folder's absolute path; None otherwise.
       class_names: a labelled folder's class folders in label order (a tfds `ClassLabel`'s
         names); None otherwise.
       image_key, label_key: the tfds features read (label_key None: unlabelled).
