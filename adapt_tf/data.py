@@ -75,6 +75,7 @@ from adapt_tf.datasets import tiny_imagenet
 
 DEFAULT_DATASET = "toy_shapes"
 FOLDER_PREFIX, TFDS_PREFIX = "folder:", "tfds:"
+STREAM_PREFETCH = 2  # batches a streamed source decodes ahead of the training step
 # What `dataset` may be: a name or URI; in Python also arrays or a tf.data.Dataset (module
 # docstring, "Datasets given in Python").
 Source = Union[str, np.ndarray, tuple, tf.data.Dataset]
@@ -331,7 +332,10 @@ def make_dataset(dataset: Source, *, batch_size: int, split: str | None = None,
         ds = _python_or_folder_batches(dataset, spec, size=size, order=order)
     if not conditional:
         ds = ds.map(lambda images, labels: images)
-    return _deterministic(ds).prefetch(tf.data.AUTOTUNE)
+    # Streamed sources keep a fixed 2 batches ready: tf.data's autotuned buffer would grow
+    # with the host's RAM, not with what the training step needs.
+    streamed = spec.source in ("folder", "tf.data")
+    return _deterministic(ds).prefetch(STREAM_PREFETCH if streamed else tf.data.AUTOTUNE)
 
 
 def _python_or_folder_batches(dataset: Source, spec: DatasetSpec, *, size: int,
