@@ -56,6 +56,9 @@ class RunSpec:
       method: from `adapt_tf.methods.method(...)`.
       architecture, dataset, g_width, d_width: `architectures.ARCHITECTURES` and `data` names;
         the widths override the architecture's.
+      image_size: side of the images the run trains on, pixels: the architecture's family at
+        that size (`architectures.architecture`: 32, 48, 64, 128 or 256), the dataset resized
+        to it. None (default): the architecture's own size.
       d_batch_size, g_batch_size, n_dis: global batch sizes and D steps per iteration.
       generator_optimizer, discriminator_optimizer: factories, called inside the strategy scope
         (e.g. `functools.partial(Adam, 2e-4)`).
@@ -103,6 +106,7 @@ class RunSpec:
     method: methods.Method
     architecture: str = "sngan32"
     dataset: str = data.DEFAULT_DATASET
+    image_size: int | None = None
     g_width: int | None = None
     d_width: int | None = None
     d_batch_size: int = 64
@@ -217,7 +221,7 @@ def check_arguments(spec: RunSpec) -> None:
         raise ValueError(f"test_reference_stats={spec.test_reference_stats!r} is read only by "
                          "the test-set evaluation with the 'fid' metric; set test_eval = True "
                          f"(metric now {metric!r}), or drop it.")
-    _num_classes(_architecture(spec.architecture), spec)
+    _num_classes(_architecture(spec), spec)
 
 
 def _num_classes(arch: architectures.Architecture, spec: RunSpec) -> int | None:
@@ -235,12 +239,11 @@ def _logged_fields(spec: RunSpec) -> tuple[str, ...]:
         EVER_ACTIVE_FIELDS if spec.ever_active else ())
 
 
-def _architecture(name: str) -> architectures.Architecture:
-    arch = architectures.ARCHITECTURES.get(name)
-    if arch is None:
-        raise ValueError(f"Unknown architecture {name!r}; choose one of "
-                         f"{sorted(architectures.ARCHITECTURES)}.")
-    return arch
+def _architecture(spec: RunSpec) -> architectures.Architecture:
+    """The run's architecture at `spec.image_size` (ValueError naming the supported sizes)."""
+    if spec.image_size is not None:
+        positive_int("image_size", spec.image_size)
+    return architectures.architecture(spec.architecture, image_size=spec.image_size)
 
 
 def _fit(run: Run, images: tf.data.Dataset, spec: RunSpec, *, start: int,
@@ -358,7 +361,7 @@ def build_run(spec: RunSpec | None = None, /, **arguments) -> Run:
     spec = _spec(spec, arguments)
     if spec.mixed_precision:
         keras.mixed_precision.set_global_policy(spec.mixed_precision)
-    arch = _architecture(spec.architecture)
+    arch = _architecture(spec)
     gan = _build_gan(arch, spec, num_classes=_num_classes(arch, spec))
     g_optimizer, d_optimizer = spec.generator_optimizer(), spec.discriminator_optimizer()
     if spec.lr_decay:
