@@ -32,12 +32,12 @@ import gin
 import tf_keras as keras
 from absl import logging as absl_logging
 
-from adapt_tf import methods, runs, train_lib, workdir as workdir_lib
+from adapt_tf import data, methods, runs, train_lib, workdir as workdir_lib
 from adapt_tf.gan import SparseGAN
 
 __all__ = ["CONFIG_DIR", "RUN_SPEC", "run_spec", "train", "parse_config", "config_bindings",
            "binding_differences", "parse_run_config", "current_run_config", "read_run_config",
-           "recorded_bindings", "check_resume", "RESUMABLE_CHANGES"]
+           "recorded_bindings", "check_resume", "RESUMABLE_CHANGES", "bind_dataset_fingerprint"]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "gin_configs"
 
@@ -236,6 +236,23 @@ def recorded_bindings(workdir: str) -> dict[str, Any] | None:
     bindings = config_bindings()
     gin.clear_config()
     return bindings
+
+
+FINGERPRINT = "train.dataset_fingerprint"
+
+
+def bind_dataset_fingerprint(recorded: dict[str, Any] | None) -> None:
+    """Binds `train.dataset_fingerprint` to `data.fingerprint` of the configured dataset, so
+    that the recorded config holds it and `check_resume` refuses a resume on changed data like
+    any other changed binding. Nothing is bound when the config binds it already, or when
+    resuming a run `recorded` before fingerprints were recorded (it has none to compare)."""
+    if recorded is not None and FINGERPRINT not in recorded:
+        return
+    arguments = current_run_config(with_method=False).arguments
+    if arguments["dataset_fingerprint"] is None:
+        digest = data.fingerprint(arguments["dataset"], data_dir=arguments["data_dir"])
+        with gin.unlock_config():  # parse_config finalized it
+            gin.bind_parameter(FINGERPRINT, digest)
 
 
 def check_resume(workdir: str, recorded: dict[str, Any] | None,

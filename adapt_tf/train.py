@@ -39,15 +39,34 @@ def main(argv):
     from adapt_tf.preemption import TrainingInterrupted
     from adapt_tf.train_lib import TrainingDiverged
 
+    fresh = not os.path.lexists(WORKDIR.value)
     try:
         _train(FLAGS.value, BINDINGS.value, WORKDIR.value)
     except TrainingInterrupted as stop:
         print(stop.message, file=sys.stderr, flush=True)
         sys.exit(stop.exit_code)
     except (*USER_ERRORS, TrainingDiverged, InceptionUnavailableError) as error:
+        if fresh:
+            _remove_unstarted(WORKDIR.value)
         if DEBUG.value or os.environ.get("ADAPT_TF_DEBUG", "") not in ("", "0"):
             raise
         sys.exit(f"adapt_tf.train: error: {_one_line(error)} (--debug shows the traceback)")
+
+
+def _remove_unstarted(workdir: str) -> None:
+    """Removes a workdir this invocation created if it holds only what is made before the
+    configuration is accepted (the lock and an empty checkpoints/): a refused run leaves
+    nothing behind."""
+    from adapt_tf import workdir as workdir_lib
+
+    made = {workdir_lib.LOCK_NAME, workdir_lib.LOCK_NAME + ".pid", workdir_lib.CHECKPOINT_DIR}
+    checkpoints = os.path.join(workdir, workdir_lib.CHECKPOINT_DIR)
+    with contextlib.suppress(OSError):
+        if set(os.listdir(workdir)) <= made and not os.listdir(checkpoints):
+            for name in os.listdir(workdir):
+                path = os.path.join(workdir, name)
+                (os.rmdir if os.path.isdir(path) else os.remove)(path)
+            os.rmdir(workdir)
 
 
 def _one_line(error: BaseException) -> str:
@@ -105,6 +124,7 @@ def _parse_and_check(gin_files, gin_bindings, workdir: str) -> bool:
     except USER_ERRORS as error:
         raise ValueError(f"Bad gin configuration ({', '.join(gin_files)}; bindings "
                          f"{list(gin_bindings)}): {error}") from error
+    configurables.bind_dataset_fingerprint(recorded)
     configurables.check_resume(workdir, recorded, configurables.config_bindings())
     train_lib.check_arguments(configurables.current_run_config().run_spec(workdir=workdir))
     return recorded is not None

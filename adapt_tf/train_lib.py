@@ -54,11 +54,17 @@ class RunSpec:
         `tensorboard/`, `samples/step_N.png`, `checkpoints/`, `checkpoints_best/`.
       total_steps: GAN iterations to train to.
       method: from `adapt_tf.methods.method(...)`.
-      architecture, dataset, g_width, d_width: `architectures.ARCHITECTURES` and `data` names;
-        the widths override the architecture's.
+      architecture, g_width, d_width: an `architectures.ARCHITECTURES` name; the widths
+        override the architecture's.
       image_size: side of the images the run trains on, pixels: the architecture's family at
         that size (`architectures.architecture`: 32, 48, 64, 128 or 256), the dataset resized
         to it. None (default): the architecture's own size.
+      dataset: a `data.DATASETS` name, 'folder:PATH' or 'tfds:NAME[/CONFIG][:SPLIT]'; in Python
+        also uint8 arrays or a tf.data.Dataset of examples (`data.make_dataset` says what they
+        must hold and what resuming guarantees). A conditional architecture takes the
+        dataset's class count.
+      dataset_fingerprint: `data.fingerprint(dataset)` when the run was configured (the CLI
+        records it); a run whose data's fingerprint now differs is refused. None: unchecked.
       d_batch_size, g_batch_size, n_dis: global batch sizes and D steps per iteration.
       generator_optimizer, discriminator_optimizer: factories, called inside the strategy scope
         (e.g. `functools.partial(Adam, 2e-4)`).
@@ -105,7 +111,8 @@ class RunSpec:
     total_steps: int
     method: methods.Method
     architecture: str = "sngan32"
-    dataset: str = data.DEFAULT_DATASET
+    dataset: data.Source = data.DEFAULT_DATASET
+    dataset_fingerprint: str | None = None
     image_size: int | None = None
     g_width: int | None = None
     d_width: int | None = None
@@ -215,8 +222,8 @@ def check_arguments(spec: RunSpec) -> None:
                                    or eval_every % log_every):
         raise ValueError(f"eval_every={eval_every!r} must be None or a positive multiple of "
                          f"log_every={log_every}, so that FID lands on its own metrics row.")
-    data.dataset_info(spec.dataset)
-    metric = evaluation_metric(spec.eval_metric, spec.dataset)
+    _check_data(spec)
+    metric = evaluation_metric(spec.eval_metric, data.dataset_name(spec.dataset))
     if spec.test_reference_stats is not None and not (spec.test_eval and metric == "fid"):
         raise ValueError(f"test_reference_stats={spec.test_reference_stats!r} is read only by "
                          "the test-set evaluation with the 'fid' metric; set test_eval = True "
@@ -224,12 +231,34 @@ def check_arguments(spec: RunSpec) -> None:
     _num_classes(_architecture(spec), spec)
 
 
+def _check_data(spec: RunSpec) -> None:
+    """The dataset serves the run's batches (`data.check_dataset`) and is the data the run was
+    configured with (`dataset_fingerprint`), else ValueError naming the change."""
+    arch = _architecture(spec)
+    data.check_dataset(spec.dataset, batch_size=spec.n_dis * spec.d_batch_size,
+                       conditional=arch.conditional, data_dir=spec.data_dir)
+    if spec.dataset_fingerprint is not None:
+        now = data.fingerprint(spec.dataset, data_dir=spec.data_dir)
+        if now != spec.dataset_fingerprint:
+            raise ValueError(
+                f"The data of dataset {data.dataset_name(spec.dataset)!r} changed since the run "
+                f"was configured (fingerprint {spec.dataset_fingerprint[:12]}... recorded, "
+                f"{now[:12]}... now: files added, removed or modified). Restore the data, or "
+                "train on the new data in a new workdir.")
+    if (not isinstance(spec.dataset, str) and spec.eval_every is not None
+            and spec.reference_stats is None):
+        raise ValueError("A dataset given as arrays or a tf.data.Dataset has no cached FID "
+                         "reference: pass reference_stats (.npz of its Inception statistics), "
+                         "or eval_every=None.")
+
+
 def _num_classes(arch: architectures.Architecture, spec: RunSpec) -> int | None:
     """The class count the run's networks take: the dataset's if `arch` is conditional."""
-    num_classes = data.dataset_info(spec.dataset).num_classes
+    num_classes = data.dataset_info(spec.dataset, data_dir=spec.data_dir).num_classes
     if arch.conditional and num_classes is None:
         raise ValueError(f"Architecture {spec.architecture!r} is class-conditional but dataset "
-                         f"{spec.dataset!r} has no labels; use an unconditional architecture.")
+                         f"{data.dataset_name(spec.dataset)!r} has no labels; use an "
+                         "unconditional architecture.")
     return num_classes if arch.conditional else None
 
 
@@ -252,7 +281,7 @@ def _fit(run: Run, images: tf.data.Dataset, spec: RunSpec, *, start: int,
     stop signal (after the final save)."""
     # Non-chief workers of a multi-worker run write logs and samples to a private copy.
     log_dir = distribution.writer_directory(spec.workdir, strategy)
-    metric = evaluation_metric(spec.eval_metric, spec.dataset)
+    metric = evaluation_metric(spec.eval_metric, data.dataset_name(spec.dataset))
     logger = MetricsLogger(
         log_dir, every=spec.log_every, total_steps=spec.total_steps,
         extra_fields=_logged_fields(spec) + FlopsLogger.FIELDS + EVALUATIONS[metric].FIELDS)
@@ -315,7 +344,8 @@ def _scorer(spec: RunSpec, *, test: bool) -> Scorer:
     """`evaluation.scorer` of the run's metric, files and data (with the test reference if
     `test`): one Inception model (or toy classifier) for the training evaluation and the
     final test."""
-    return scorer(evaluation_metric(spec.eval_metric, spec.dataset), dataset=spec.dataset,
+    name = data.dataset_name(spec.dataset)
+    return scorer(evaluation_metric(spec.eval_metric, name), dataset=name,
                   inception_path=spec.inception_path, reference_stats=spec.reference_stats,
                   test=test, test_reference_stats=spec.test_reference_stats if test else None,
                   data_dir=spec.data_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -16,8 +17,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from adapt_tf import data
+from adapt_tf import data, image_folder
 from adapt_tf.datasets import toy_shapes
+from image_data import COLOURS, class_folder, png, store_tfds
 
 MOCK_EXAMPLES = 20
 
@@ -215,15 +217,18 @@ def test_toy_shapes_default_dataset_prepares_locally(tmp_path, monkeypatch):
 
 
 _MIRRORED_SCRIPT = textwrap.dedent("""
+    import contextlib
+    import sys
     import numpy as np
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import tensorflow_datasets as tfds
-    from adapt_tf import data
+    from adapt_tf import data, image_folder
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    with tfds.testing.mock_data(num_examples=20):
-        ds = data.make_dataset("cifar10", batch_size=8, conditional=True, seed=3)
+    name = sys.argv[1]
+    with tfds.testing.mock_data(num_examples=20) if name == "cifar10" else contextlib.nullcontext():
+        ds = data.make_dataset(name, batch_size=8, conditional=True, seed=3, image_size=32)
         expected = list(ds.take(2).as_numpy_iterator())
         for (images, labels), (want_images, want_labels) in zip(
                 strategy.experimental_distribute_dataset(ds), expected):
@@ -236,17 +241,19 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_global_batch_splits_over_two_replicas():
+@pytest.mark.parametrize("source", ["cifar10", "folder"])
+def test_global_batch_splits_over_two_replicas(tmp_path, source):
     # A subprocess: the CPU must be split into two logical devices before TF initialises.
+    name = source if source == "cifar10" else f"folder:{class_folder(tmp_path, size=32)}"
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run([sys.executable, "-c", _MIRRORED_SCRIPT], capture_output=True,
-                            text=True, timeout=300, env=env)
+    result = subprocess.run([sys.executable, "-c", _MIRRORED_SCRIPT, name],
+                            capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0 and result.stdout.strip().endswith("OK"), result.stderr[-3000:]
 
 
 _PREPARE_SCRIPT = textwrap.dedent("""
     import sys
-    from adapt_tf import data
+    from adapt_tf import data, image_folder
     ds = data.make_dataset("toy_shapes", batch_size=4, data_dir=sys.argv[1])
     print(ds.take(1).get_single_element().shape)
 """)
@@ -278,3 +285,298 @@ def test_tests_use_temporary_data_and_cache_dirs_not_home():
     from adapt_tf import evaluation
     cache = evaluation.reference_cache_path("toy_shapes", "/x/inception")
     assert cache.startswith(os.path.join(os.environ["ADAPT_TF_CACHE_DIR"], "fid_stats"))
+
+
+# ---------------------------------------------------------------- datasets by URI
+
+def _decoded_ids(images: np.ndarray) -> tuple[list[int], list[int]]:
+    """(example ids, colour classes) of float batches of `class_folder` images."""
+    pixels = _as_uint8(images)
+    return ([int(p[0, 0, 0]) for p in pixels],
+            [COLOURS.index(tuple(int(v) for v in p[1, 1])) for p in pixels])
+
+
+def test_folder_classes_are_sorted_folders_and_batches_epoch_permutations(tmp_path):
+    uri = f"folder:{class_folder(tmp_path)}"
+    spec = data.dataset_info(uri)
+    assert (spec.source, spec.num_classes, spec.num_examples, spec.image_size) == (
+        "folder", 3, 12, 8)
+    assert spec.class_names == ("a_cls", "b_cls", "c_cls") and spec.test_split is None
+    batches = _batches(data.make_dataset(uri, batch_size=4, conditional=True, seed=3), 6)
+    ids, colours, labels = [], [], []
+    for images, batch_labels in batches:
+        assert images.shape == (4, 8, 8, 3) and batch_labels.dtype == np.int32
+        batch_ids, batch_colours = _decoded_ids(images)
+        ids += batch_ids
+        colours += batch_colours
+        labels += batch_labels.tolist()
+    assert labels == colours == [i // 4 for i in ids]  # every image carries its folder's label
+    assert sorted(ids[:12]) == sorted(ids[12:]) == list(range(12))  # steps 0-2, 3-5: epochs
+    assert ids[:12] != ids[12:] and ids[:12] != list(range(12))
+
+
+def test_folder_stream_equals_the_in_memory_order_and_resumes_exactly(tmp_path):
+    """The streamed folder visits examples exactly as the in-memory pipelines do (same
+    permutation of the same sorted list), flips included; start_step resumes the stream."""
+    folder = class_folder(tmp_path, per_class=5)
+    uri = f"folder:{folder}"
+    files = sorted(folder.glob("*/*.png"))
+    arrays = (np.stack([np.asarray(PIL.Image.open(f)) for f in files]),
+              np.repeat(np.arange(3), 5))
+
+    def stream(dataset, start_step, count):
+        return _batches(data.make_dataset(dataset, batch_size=4, conditional=True, flip=True,
+                                          seed=5, start_step=start_step), count)
+
+    full, resumed, in_memory = stream(uri, 0, 9), stream(uri, 6, 3), stream(arrays, 0, 9)
+    for (images, labels), (other_images, other_labels) in zip(full, in_memory):
+        np.testing.assert_array_equal(images, other_images)
+        np.testing.assert_array_equal(labels, other_labels)
+    for (images, labels), (images_r, labels_r) in zip(full[6:], resumed):
+        np.testing.assert_array_equal(images, images_r)
+        np.testing.assert_array_equal(labels, labels_r)
+
+
+def test_square_rgb_converts_channels_and_centre_crops():
+    grey = np.arange(16, dtype=np.uint8).reshape(4, 4, 1)
+    np.testing.assert_array_equal(image_folder.square_rgb(grey, 4), np.repeat(grey, 3, -1))
+    grey_alpha = np.concatenate([grey, np.full_like(grey, 7)], -1)
+    np.testing.assert_array_equal(image_folder.square_rgb(grey_alpha, 4),
+                                  np.repeat(grey, 3, -1))
+    rgba = np.random.default_rng(0).integers(0, 256, (4, 4, 4), dtype=np.uint8)
+    np.testing.assert_array_equal(image_folder.square_rgb(rgba, 4), rgba[..., :3])
+    wide = np.zeros((4, 8, 3), np.uint8)
+    wide[:, 2:6] = 100  # the central 4x4 square
+    wide[:, :2], wide[:, 6:] = 7, 9
+    np.testing.assert_array_equal(image_folder.square_rgb(wide, 4), wide[:, 2:6])
+    tall = np.transpose(wide, (1, 0, 2))
+    np.testing.assert_array_equal(image_folder.square_rgb(tall, 4), tall[2:6])
+    # Resized only when the side differs: a constant image stays constant at any size.
+    np.testing.assert_array_equal(image_folder.square_rgb(wide[:, 2:6], 2),
+                                  np.full((2, 2, 3), 100, np.uint8))
+
+
+def test_flat_folder_of_mixed_formats_and_channels_is_unlabelled_rgb(tmp_path):
+    folder = tmp_path / "flat"
+    rng = np.random.default_rng(1)
+    png(folder / "grey.png", np.full((6, 6), 50, np.uint8))
+    png(folder / "rgba.png", np.dstack([np.full((6, 6, 3), 90, np.uint8),
+                                         rng.integers(0, 256, (6, 6), dtype=np.uint8)]))
+    png(folder / "wide.bmp", np.full((6, 12, 3), 130, np.uint8))
+    PIL.Image.fromarray(np.full((6, 6, 3), 170, np.uint8)).save(folder / "photo.JPG",
+                                                                quality=100)
+    PIL.Image.fromarray(np.full((6, 6, 3), 210, np.uint8)).save(folder / "lossless.webp",
+                                                                lossless=True)
+    (folder / "notes.txt").write_text("not an image")
+    uri = f"folder:{folder}"
+    spec = data.dataset_info(uri)
+    assert (spec.num_classes, spec.class_names, spec.num_examples) == (None, None, 5)
+    assert image_folder.scan(folder).skipped == 1
+    with pytest.raises(ValueError, match="has no labels"):
+        data.make_dataset(uri, batch_size=5, conditional=True)
+    (images,) = _batches(data.make_dataset(uri, batch_size=5, image_size=6), 1)
+    pixels = _as_uint8(images).astype(int)
+    assert images.shape == (5, 6, 6, 3)
+    assert np.all(pixels == pixels[:, :1, :1, :1])  # every image grey-level, all channels
+    # JPEG rounds a flat colour by at most a step or two.
+    assert np.allclose(sorted(pixels[:, 0, 0, 0]), [50, 90, 130, 170, 210], atol=2)
+
+
+def test_fingerprint_follows_the_files_and_the_tfds_version(tmp_path):
+    folder = class_folder(tmp_path)
+    uri = f"folder:{folder}"
+    first = data.fingerprint(uri)
+    assert first == data.fingerprint(uri) and len(first) == 64
+    image = folder / "a_cls" / "000.png"
+    stat = image.stat()
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    touched = data.fingerprint(uri)
+    shutil.copy(image, folder / "a_cls" / "new.png")
+    added = data.fingerprint(uri)
+    (folder / "c_cls").rename(folder / "d_cls")
+    renamed = data.fingerprint(uri)
+    assert len({first, touched, added, renamed}) == 4
+    assert data.fingerprint("toy_shapes") == data.fingerprint("toy_shapes")
+    assert data.fingerprint("toy_shapes") != data.fingerprint("cifar10")
+    arrays = np.zeros((4, 2, 2, 3), np.uint8)
+    changed = arrays.copy()
+    changed[0, 0, 0, 0] = 1
+    assert data.fingerprint(arrays) != data.fingerprint(changed)
+    with pytest.raises(ValueError, match="has no fingerprint"):
+        data.fingerprint(tf.data.Dataset.from_tensor_slices(arrays))
+
+
+def _bad_folder(tmp_path, case: str):
+    root = tmp_path / case
+    root.mkdir()
+    picture = np.zeros((4, 4, 3), np.uint8)
+    if case == "corrupt":
+        png(root / "fine.png", picture)
+        (root / "broken.png").write_text("this is not a PNG")
+    elif case == "zero_bytes":
+        png(root / "fine.png", picture)
+        (root / "empty.jpg").write_bytes(b"")
+    elif case == "empty_class":
+        png(root / "cats" / "cat.png", picture)
+        (root / "dogs" / "deeper").mkdir(parents=True)
+        (root / "dogs" / "readme.txt").write_text("")
+    elif case == "images_beside_classes":
+        png(root / "cats" / "cat.png", picture)
+        png(root / "stray.png", picture)
+    elif case == "few":
+        for k in range(3):
+            png(root / f"{k}.png", picture)
+    elif case == "only_other_files":
+        (root / "a.txt").write_text("")
+    return f"folder:{root}"
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("missing", "does not exist or is not a directory"),
+    ("empty", "holds no image files"),
+    ("only_other_files", "holds no image files"),
+    ("corrupt", "broken.png' is not a PNG, JPEG, BMP or WebP image"),
+    ("zero_bytes", "empty.jpg' is not a PNG, JPEG, BMP or WebP image"),
+    ("empty_class", "dogs' holds no image files"),
+    ("images_beside_classes", "holds 1 image(s) (e.g. 'stray.png') beside class sub-folders"),
+    ("few", "holds 3 images, fewer than one batch of 4"),
+    ("no_path", "names no folder"),
+])
+def test_bad_folders_are_refused_naming_the_folder_or_file(tmp_path, case, expected):
+    if case == "missing":
+        uri = f"folder:{tmp_path / 'nowhere'}"
+    elif case == "empty":
+        uri = f"folder:{tmp_path}"
+    elif case == "no_path":
+        uri = "folder:"
+    else:
+        uri = _bad_folder(tmp_path, case)
+    with pytest.raises(ValueError) as error:
+        data.make_dataset(uri, batch_size=4)
+    assert expected in str(error.value)
+
+
+def test_tfds_uri_finds_image_and_label_features(tmp_path):
+    store_tfds(tmp_path, "tiny_pictures")
+    uri = "tfds:tiny_pictures/grey"
+    spec = data.dataset_info(uri, data_dir=tmp_path)
+    assert (spec.image_key, spec.label_key, spec.num_classes, spec.class_names) == (
+        "picture", "digit", 3, ("zero", "one", "two"))
+    assert (spec.split, spec.test_split, spec.num_examples, spec.image_size) == (
+        "train", "test", 9, 10)
+    batches = _batches(data.make_dataset(uri, batch_size=3, conditional=True, seed=2,
+                                         data_dir=tmp_path), 3)
+    ids = []
+    for images, labels in batches:
+        pixels = _as_uint8(images)
+        assert images.shape == (3, 10, 10, 3) and np.all(pixels == pixels[:, :1, :1, :1])
+        ids += [int(p) // 20 for p in pixels[:, 0, 0, 0]]
+        assert labels.tolist() == [i % 3 for i in ids[-3:]]
+    assert sorted(ids) == list(range(9))
+    (test_images, _), = _batches(data.make_dataset(f"{uri}:test", batch_size=3, conditional=True,
+                                                   data_dir=tmp_path), 1)
+    assert sorted(_as_uint8(test_images)[:, 0, 0, 0] // 20) == [9, 10, 11]
+    other = data.fingerprint(f"{uri}:test", data_dir=tmp_path)
+    assert data.fingerprint(uri, data_dir=tmp_path) != other
+
+
+def test_tfds_uri_bad_input(tmp_path):
+    store_tfds(tmp_path, "tiny_table", image=False)
+    with pytest.raises(ValueError, match=r"'tfds:tiny_table/grey' has no image feature \(feat"):
+        data.dataset_info("tfds:tiny_table/grey", data_dir=tmp_path)
+    with pytest.raises(data.DatasetNotPreparedError, match="tfds build mnist --data_dir"):
+        data.dataset_info("tfds:mnist", data_dir=tmp_path)
+    with pytest.raises(ValueError, match="tfds knows no dataset 'no_such_set_23'"):
+        data.dataset_info("tfds:no_such_set_23", data_dir=tmp_path)
+    for uri in ("tfds:", "tfds:a/b/c", "tfds:mnist:"):
+        with pytest.raises(ValueError, match="is not 'tfds:<name>"):
+            data.dataset_info(uri)
+    store_tfds(tmp_path, "tiny_pictures")
+    with pytest.raises(ValueError, match="no split 'valid'"):
+        data.dataset_info("tfds:tiny_pictures/grey:valid", data_dir=tmp_path)
+
+
+def test_tfds_uri_under_mock_data():
+    with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
+        spec = data.dataset_info("tfds:mnist")
+        (images, labels), = _batches(data.make_dataset("tfds:mnist", batch_size=4,
+                                                       conditional=True), 1)
+    assert (spec.image_key, spec.label_key, spec.num_classes, spec.image_size) == (
+        "image", "label", 10, 28)
+    assert images.shape == (4, 28, 28, 3) and labels.max() < 10
+
+
+def _dataset_ops(ds: tf.data.Dataset) -> list:
+    graph = tf.compat.v1.GraphDef()
+    graph.ParseFromString(ds._as_serialized_graph().numpy())
+    return list(graph.node) + [node for f in graph.library.function for node in f.node_def]
+
+
+def test_folder_streams_reading_only_the_requested_batches(tmp_path):
+    """A 100,000-file list of which only the files of steps 0 and 1 exist: those batches come
+    out (so no other file is read for them, and no image but theirs is decoded), and the
+    pipeline holds no cache and batches of no more than one step."""
+    n, batch_size = 100_000, 8
+    names = tuple(f"{i:06d}.png" for i in range(n))
+    needed = np.concatenate([data._permuted_indices(
+        tf.constant(step, tf.int64), batch_size=batch_size, n=n, seed=4).numpy()
+        for step in (0, 1)])
+    for i in needed:
+        png(tmp_path / names[i], np.full((4, 4, 3), i % 251, np.uint8))
+    folder = image_folder.ImageFolder(str(tmp_path), names, None, None, ((0, 0),) * n, 0)
+    ds = data._folder_batches(folder, batch_size=batch_size, size=4, seed=4, start_step=0,
+                              flip=False)
+    batches = _batches(ds.map(lambda images, labels: images), 2)
+    got = [int(p) for images in batches for p in _as_uint8(images)[:, 0, 0, 0]]
+    assert got == [i % 251 for i in needed]
+    def caches(dataset):
+        return [node.op for node in _dataset_ops(dataset) if node.op.startswith("CacheDataset")]
+
+    assert not caches(ds)
+    # The in-memory pipelines cache their whole split: the check above would see it.
+    assert caches(data.make_dataset(np.zeros((8, 4, 4, 3), np.uint8), batch_size=4))
+
+
+def test_python_arrays_and_datasets_as_sources():
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (10, 6, 6, 3), dtype=np.uint8)
+    labels = np.arange(10) % 3
+    spec = data.dataset_info((images, labels))
+    assert (spec.source, spec.num_classes, spec.num_examples, spec.image_size) == (
+        "arrays", 3, 10, 6)
+    assert data.dataset_info(images).num_classes is None
+    # Resuming is exact for datasets that yield the same sequence at every iteration.
+    source = tf.data.Dataset.from_tensor_slices((images, labels)).shuffle(
+        10, seed=1, reshuffle_each_iteration=False)
+    spec = data.dataset_info(source)
+    assert (spec.source, spec.num_classes, spec.num_examples) == ("tf.data", 3, 10)
+
+    def stream(start_step, count, flip=True):
+        return _batches(data.make_dataset(source, batch_size=4, conditional=True, flip=flip,
+                                          seed=2, start_step=start_step), count)
+
+    full, resumed = stream(0, 7), stream(4, 3)
+    for (a, la), (b, lb) in zip(full[4:], resumed):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(la, lb)
+    # The stream is the dataset's own order, epoch after epoch.
+    served = np.concatenate([_as_uint8(b) for b, _ in stream(0, 5, flip=False)])
+    epoch = [image for image, _ in source.as_numpy_iterator()]
+    np.testing.assert_array_equal(served, np.stack(epoch * 2))
+
+
+@pytest.mark.parametrize("dataset, expected", [
+    (np.zeros((4, 6, 6, 3), np.float32), "must be images uint8 [N, H, W, C]"),
+    (np.zeros((4, 6, 6, 5), np.uint8), "must be images uint8 [N, H, W, C]"),
+    ((np.zeros((4, 6, 6, 3), np.uint8), np.zeros(3, int)), "labels must be non-negative"),
+    ((np.zeros((4, 6, 6, 3), np.uint8), -np.ones(4, int)), "labels must be non-negative"),
+    ((np.zeros((4, 6, 6, 3), np.uint8), np.zeros(4), 1), "must be images uint8"),
+    (tf.data.Dataset.from_tensor_slices(np.zeros((4, 6, 6, 3), np.uint8)).batch(2),
+     "must yield examples `image` uint8 [H, W, C]"),
+    (tf.data.Dataset.from_tensor_slices((np.zeros((4, 6, 6, 3), np.uint8), -np.ones(4, int))),
+     "labels must be >= 0"),
+])
+def test_bad_python_sources_are_refused(dataset, expected):
+    with pytest.raises(ValueError) as error:
+        data.make_dataset(dataset, batch_size=2)
+    assert expected in str(error.value)
