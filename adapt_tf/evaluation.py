@@ -408,7 +408,12 @@ def _labelled_images(gan, *, seed: int, batch_size: int):
 
 def _fid_scorer(dataset: str, *, inception_path: str | None, reference_stats: str | None,
                 test: bool, test_reference_stats: str | None, data_dir: str | None) -> Scorer:
-    inception = metrics.load_inception(inception_path)
+    try:
+        inception = metrics.load_inception(inception_path)
+    except metrics.InceptionUnavailableError as error:
+        raise metrics.InceptionUnavailableError(
+            f"{error} Without Inception, labelled data is scored offline by eval_metric "
+            "'classifier'; unlabelled data then has no metric (set eval_every = None).") from error
     reference, reference_path = fid_reference(dataset, inception=inception,
                                               reference_stats=reference_stats, data_dir=data_dir)
     header = {"inception": inception.source, "reference": reference_path}

@@ -249,7 +249,7 @@ def _check_data(spec: RunSpec) -> None:
                 f"{now[:12]}... now: files added, removed or modified). Restore the data, or "
                 "train on the new data in a new workdir.")
     if (not isinstance(spec.dataset, str) and spec.eval_every is not None
-            and spec.reference_stats is None):
+            and spec.reference_stats is None and _metric(spec) == "fid"):
         raise ValueError("A dataset given as arrays or a tf.data.Dataset has no cached FID "
                          "reference: pass reference_stats (.npz of its Inception statistics), "
                          "or eval_every=None.")

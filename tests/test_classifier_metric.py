@@ -4,6 +4,7 @@ keyed by the dataset's fingerprint, and `python -m adapt_tf.evaluate --metric=cl
 run trained on a folder of generated PNGs."""
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import PIL.Image
 import pytest
 import tensorflow as tf
 import tf_keras as keras
@@ -42,18 +44,19 @@ def test_class_scores_on_crafted_logits():
 
 def test_conditional_scores_compare_the_class_asked_for_with_the_class_seen():
     eye = np.eye(3) * 5.0
-    seen = [0, 0, 0, 1, 1, 2]
-    asked = [0, 0, 1, 1, 2, 0]
+    seen = [0, 0, 0, 0, 1, 2]
+    asked = [0, 0, 0, 1, 1, 1]
     scores = C.conditional_scores(eye[seen], np.array(asked))
-    # Seen 0: asked 0, 0, 1 -> 2/3; seen 1: asked 1, 2 -> 1/2; seen 2: asked 0 -> 0.
-    assert scores["class_precision_per_class"] == pytest.approx([2 / 3, 1 / 2, 0.0])
-    assert scores["class_precision"] == pytest.approx((2 / 3 + 1 / 2 + 0) / 3)
-    assert scores["class_agreement"] == pytest.approx(3 / 6)
+    # Precision, per class seen: seen 0 were asked 0, 0, 0, 1 -> 3/4; seen 1 asked 1 -> 1;
+    # seen 2 asked 1 -> 0. (Per class asked it would be 1, 1/3 and undefined.)
+    assert scores["class_precision_per_class"] == pytest.approx([3 / 4, 1.0, 0.0])
+    assert scores["class_precision"] == pytest.approx(7 / 12)
+    assert scores["class_agreement"] == pytest.approx(4 / 6)
     unseen = C.conditional_scores(eye[[0, 0]], np.array([0, 1]))
     assert unseen["class_precision_per_class"] == [0.5, None, None]
     assert unseen["class_precision"] == 0.5
     with pytest.raises(ValueError, match=r"asked must be \[N\] labels in \[0, 3\)"):
-        C.conditional_scores(eye[seen], np.array([0, 0, 1, 1, 2, 3]))
+        C.conditional_scores(eye[seen], np.array([0, 0, 0, 1, 1, 3]))
 
 
 def test_min_accuracy_is_halfway_between_chance_and_perfect():
@@ -185,7 +188,8 @@ def test_cli_evaluate_scores_a_folder_run_with_the_classifier_metric(tmp_path):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "ADAPT_TF_DEBUG": ""}
     bindings = [f"train.dataset = 'folder:{folder}'", "train.architecture = 'biggan32'",
                 "train.g_width = 2", "train.d_width = 2", "train.total_steps = 2",
-                "train.checkpoint_every = 2"]
+                "train.checkpoint_every = 2", "train.eval_every = 2",
+                "train.eval_num_samples = 30"]
     trained = subprocess.run(
         [sys.executable, "-m", "adapt_tf.train", f"--gin_file={TINY}",
          *[f"--gin_bindings={b}" for b in bindings], f"--workdir={workdir}"],
@@ -193,7 +197,7 @@ def test_cli_evaluate_scores_a_folder_run_with_the_classifier_metric(tmp_path):
     assert trained.returncode == 0, trained.stderr[-3000:]
     result = subprocess.run(
         [sys.executable, "-m", "adapt_tf.evaluate", f"--workdir={workdir}",
-         "--num_samples=30", "--batch_size=15"],
+         "--num_samples=30"],
         capture_output=True, text=True, env=env, timeout=900, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((workdir / "eval.json").read_text())
@@ -205,3 +209,34 @@ def test_cli_evaluate_scores_a_folder_run_with_the_classifier_metric(tmp_path):
     assert sum(value is not None for value in last["class_precision_per_class"]) >= 1
     assert 0.0 <= last["class_agreement"] <= 1.0 and last["classifier_fid"] > 0
     assert last["classifier_fid_floor"] == record["real_data"]["classifier_fid_floor"]
+    # The training evaluation scored the same samples (seed 0, 30 images) with the same
+    # cached classifier: its metrics.csv row and best equal the re-scored checkpoint.
+    with open(workdir / "metrics.csv") as f:
+        row = list(csv.DictReader(f))[-1]
+    assert row["step"] == "2" and float(row["classifier_accuracy"]) == 1.0
+    assert float(row["classifier_fid"]) == pytest.approx(last["classifier_fid"], rel=1e-6)
+    assert float(row["class_agreement"]) == pytest.approx(last["class_agreement"])
+    assert record["training_best"]["classifier_fid"] == pytest.approx(last["classifier_fid"],
+                                                                      rel=1e-6)
+
+
+def test_cli_train_refuses_to_score_with_a_classifier_that_cannot_tell_the_classes(tmp_path):
+    # Two classes of pure noise: the held-out accuracy is near chance (1/2), below 0.75.
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        (tmp_path / "noise" / name).mkdir(parents=True)
+        for k in range(60):
+            PIL.Image.fromarray(rng.integers(0, 256, (16, 16, 3), np.uint8)).save(
+                tmp_path / "noise" / name / f"{k}.png")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "ADAPT_TF_DEBUG": ""}
+    bindings = [f"train.dataset = 'folder:{tmp_path / 'noise'}'", "train.eval_every = 2",
+                "train.eval_num_samples = 10", "train.total_steps = 2"]
+    result = subprocess.run(
+        [sys.executable, "-m", "adapt_tf.train", f"--gin_file={TINY}",
+         *[f"--gin_bindings={b}" for b in bindings], f"--workdir={tmp_path / 'run'}"],
+        capture_output=True, text=True, env=env, timeout=900, cwd=ROOT)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert "The classifier metric refuses to score: its held-out accuracy 0." in line
+    assert "is below 0.750, halfway between chance and perfect for 2 classes" in line
+    assert not (tmp_path / "run" / "metrics.csv").exists()

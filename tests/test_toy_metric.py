@@ -26,7 +26,7 @@ import tensorflow_datasets as tfds
 import tf_keras as keras
 
 import evaluated_run
-from adapt_tf import configurables, evaluate, evaluation, metrics, toy_metric
+from adapt_tf import classifier_metric, configurables, evaluate, evaluation, metrics, toy_metric
 from adapt_tf.datasets import toy_shapes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,9 +132,9 @@ def test_classifier_rejects_other_image_sizes_and_models_without_features():
 
 
 def test_noise_outliers_are_seeded_images_in_range():
-    first = toy_metric._noise_images(6, tf.constant([0, 3], tf.int64)).numpy()
-    again = toy_metric._noise_images(6, tf.constant([0, 3], tf.int64)).numpy()
-    other = toy_metric._noise_images(6, tf.constant([0, 4], tf.int64)).numpy()
+    first = classifier_metric._noise_images(6, tf.constant([0, 3], tf.int64)).numpy()
+    again = classifier_metric._noise_images(6, tf.constant([0, 3], tf.int64)).numpy()
+    other = classifier_metric._noise_images(6, tf.constant([0, 4], tf.int64)).numpy()
     assert first.shape == (6, 32, 32, 3) and -1 <= first.min() and first.max() <= 1
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, other)
