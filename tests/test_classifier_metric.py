@@ -240,3 +240,15 @@ def test_cli_train_refuses_to_score_with_a_classifier_that_cannot_tell_the_class
     assert "The classifier metric refuses to score: its held-out accuracy 0." in line
     assert "is below 0.750, halfway between chance and perfect for 2 classes" in line
     assert not (tmp_path / "run" / "metrics.csv").exists()
+
+
+def test_a_tfds_dataset_with_a_test_split_holds_that_split_out(tmp_path):
+    from image_data import store_tfds
+
+    store_tfds(tmp_path, "tiny_pictures")  # 9 train and 3 test grey images, 3 classes
+    _, reference = C.load_classifier("tfds:tiny_pictures/grey", image_size=12, recipe=FAST,
+                                     data_dir=str(tmp_path), cache_dir=str(tmp_path / "c"),
+                                     fingerprint=lambda d, **_: "fixed")
+    assert reference.held_out == "test split 'test', 3 images"
+    assert (reference.num_classes, reference.image_size) == (3, 12)
+    assert reference.accuracy in (0.0, 1 / 3, 2 / 3, 1.0)
