@@ -32,8 +32,10 @@ __all__ = ["FIDState", "PeriodicEvaluation", "MetricColumns", "COLUMNS", "METRIC
 
 
 class FIDState(tf.Module):
-    """Checkpointable best score so far and its iteration (inf and -1 before any evaluation):
-    the FID, or the toy FID when the run is scored with the toy metric."""
+    """Checkpointable best score so far and its iteration (inf and -1 before any evaluation),
+    of the run's metric (`COLUMNS[metric].key`: FID, toy FID or classifier FID). Its class and
+    variable names are those of the checkpoints written when FID was the only metric, so that
+    those checkpoints still restore their best."""
 
     def __init__(self):
         super().__init__(name="fid_state")
