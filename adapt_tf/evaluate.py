@@ -1,4 +1,4 @@
-"""`python -m adapt_tf.evaluate --workdir=W [--num_samples=50000] [--metric=fid|toy]
+"""`python -m adapt_tf.evaluate --workdir=W [--num_samples=50000] [--metric=fid|toy|classifier]
 [--inception_path=P] [--reference_stats=S] [--test [--test_reference_stats=T]]`: scores of a
 run's best and last checkpoints, into W/eval.json.
 
@@ -6,9 +6,10 @@ The run is rebuilt from W/operative_config.gin (`configurables.read_run_config`,
 `train_lib.build_run`, on the default strategy), and each checkpoint is restored in turn:
 the best one (W/checkpoints_best/, kept by the training-time evaluation callback, if it ran)
 and the last one (W/checkpoints/). Each is scored on `num_samples` images of the EMA generator
-in train mode, uniformly random labels if conditional (docs/ALGORITHM.md §9), with one of two
+in train mode, uniformly random labels if conditional (docs/ALGORITHM.md §9), with one of three
 metrics (`evaluation.evaluation_metric`: --metric, else the run's `train.eval_metric`, else
-"toy" for toy_shapes and "fid" for the other datasets):
+"toy" for toy_shapes, "classifier" for other labelled data without an Inception path, "fid"
+otherwise), all through one `evaluation.Scorer`:
 
 * "fid", as the paper: FID against the reference statistics and the Inception Score (10
   splits) from one Inception pass (`evaluation.generator_scores`). Inception: --inception_path,
@@ -20,6 +21,12 @@ metrics (`evaluation.evaluation_metric`: --metric, else the run's `train.eval_me
 * "toy", offline: the toy_shapes classifier's toy FID (with its real-vs-real floor), class
   coverage and confident share (`adapt_tf.toy_metric`; the classifier is trained at first use
   and cached in $ADAPT_TF_CACHE_DIR/toy_classifier or ~/.cache/adapt_tf/toy_classifier).
+* "classifier", offline, any labelled dataset: a classifier of the dataset's classes trained
+  at first use (cached by the data's fingerprint in $ADAPT_TF_CACHE_DIR/classifier or
+  ~/.cache/adapt_tf/classifier): classifier FID with its real-vs-real floor, confident share,
+  class coverage, class precision and agreement of conditional samples, and the classifier's
+  held-out accuracy (`adapt_tf.classifier_metric`). Refused, with the reason, when that
+  accuracy is too low to mean anything.
 
 With --test, FID is also computed against the dataset's test split (`data.DatasetSpec.
 test_split`: CIFAR-10 test, Tiny-ImageNet validation; --test_reference_stats, else the run's
@@ -33,14 +40,16 @@ W/eval.json:
      "inception", "reference", "test_split", "test_reference",   # fid ("test_*": --test)
      "classifier", "real_data": {"toy_fid_floor", "test_accuracy", "test_confident_share",
                                  "test_coverage", "train_seconds"},   # toy
+     "classifier", "real_data": {"classifier_fid_floor", "classifier_accuracy", "held_out",
+                                 "num_classes", "train_seconds"},     # classifier
      "checkpoints": {"best": {"checkpoint", "step", **scores}, "last": {...}},
-     "training_best": {"fid" or "toy_fid", "step", "num_samples"},  # the callback's, if any
+     "training_best": {"fid", "toy_fid" or "classifier_fid", "step", "num_samples"},  # the callback's, if any
      "test": {"metric", "checkpoint_kind": "best" or "last", "checkpoint", "step",
               "trained_steps", "num_samples", "seed", <the header above>, **scores}
     }
 with scores {"fid", "is_mean", "is_std"} and, with --test, "fid_test" (fid), or {"toy_fid",
 "toy_fid_floor", "confident_share", "class_coverage", "class_counts"} (toy, whose reference is
-the test split already).
+the test split already), or `classifier_metric.scores`' (classifier).
 """
 from __future__ import annotations
 
@@ -61,9 +70,11 @@ def define_flags() -> None:
     flags.DEFINE_string("workdir", None, "Run directory written by adapt_tf.train.")
     flags.DEFINE_integer("num_samples", 50000,
                          "Generated images per checkpoint (the paper: 50000).")
-    flags.DEFINE_enum("metric", None, ["fid", "toy"], "fid: Inception FID and IS; toy: the "
-                      "offline toy_shapes classifier (default: the run's train.eval_metric, "
-                      "else toy for toy_shapes and fid otherwise).")
+    flags.DEFINE_enum("metric", None, ["fid", "toy", "classifier"], "fid: Inception FID and "
+                      "IS; toy: the offline toy_shapes classifier; classifier: a classifier of "
+                      "the run's labelled dataset (default: the run's train.eval_metric, else "
+                      "toy for toy_shapes, classifier for labelled data without an Inception "
+                      "path, fid otherwise).")
     flags.DEFINE_string("inception_path", None, "Local Inception SavedModel directory "
                         "(default: the run's train.inception_path, else TF-Hub).")
     flags.DEFINE_string("reference_stats", None, ".npz with mu and sigma (default: the run's "
@@ -85,8 +96,9 @@ def evaluate_run(workdir: str, *, num_samples: int = 50000, metric: str | None =
     """Scores the best and last checkpoints of the run in `workdir`; writes and returns the
     eval.json record (see the module docstring).
 
-    `metric` is "fid" or "toy" (`evaluation.evaluation_metric`); default the run's
-    `train.eval_metric`, which defaults to "toy" for toy_shapes and "fid" otherwise. With
+    `metric` is "fid", "toy" or "classifier" (`evaluation.evaluation_metric`); default the
+    run's `train.eval_metric`, which defaults to "toy" for toy_shapes, "classifier" for other
+    labelled data without an Inception path, and "fid" otherwise. With
     `test`, the scores also hold "fid_test" against the dataset's test split (or
     `test_reference_stats`, default the run's `train.test_reference_stats`) and the record a
     "test" entry (`evaluation.final_test_record`); without it, a "test" entry already in
@@ -102,15 +114,16 @@ def evaluate_run(workdir: str, *, num_samples: int = 50000, metric: str | None =
     config = configurables.read_run_config(workdir)
     arguments = config.arguments
     paths = _checkpoints(workdir)
-    metric = evaluation.evaluation_metric(metric or arguments["eval_metric"], arguments["dataset"])
+    metric = _metric(arguments, metric)
     files = {"inception_path": inception_path, "reference_stats": reference_stats,
              "test_reference_stats": test_reference_stats}
     if metric == "fid":  # the run's own files where the call gives none
         for name in ["inception_path", "reference_stats"] + ["test_reference_stats"] * test:
             files[name] = files[name] or arguments[name]
-    scoring = evaluation.scorer(metric, dataset=arguments["dataset"], test=test,
-                                data_dir=arguments["data_dir"], **files)
     run = train_lib.build_run(config.run_spec())
+    scoring = evaluation.scorer(metric, dataset=arguments["dataset"], test=test,
+                                data_dir=arguments["data_dir"],
+                                image_size=run.architecture.image_size, **files)
     checkpoints = evaluation.score_checkpoints(run.gan, run.checkpointer, paths, scoring.score,
                                                num_samples=num_samples, batch_size=batch_size,
                                                seed=seed)
@@ -136,10 +149,22 @@ def _training_best(run, arguments: dict[str, Any]) -> dict[str, Any]:
     state = run.fid_state
     if int(state.best_step.numpy()) < 0:
         return {}
-    metric = evaluation.evaluation_metric(arguments["eval_metric"], arguments["dataset"])
-    return {"training_best": {evaluation.EVALUATIONS[metric].KEY: float(state.best_fid.numpy()),
+    metric = _metric(arguments, None)
+    return {"training_best": {evaluation.COLUMNS[metric].key: float(state.best_fid.numpy()),
                               "step": int(state.best_step.numpy()),
                               "num_samples": arguments["eval_num_samples"]}}
+
+
+def _metric(arguments: dict[str, Any], metric: str | None) -> str:
+    """`metric`, else the run's `train.eval_metric`, else its dataset's default
+    (`evaluation.evaluation_metric`)."""
+    from adapt_tf import data, evaluation
+
+    labelled = data.dataset_info(arguments["dataset"],
+                                 data_dir=arguments["data_dir"]).num_classes is not None
+    return evaluation.evaluation_metric(metric or arguments["eval_metric"], arguments["dataset"],
+                                        labelled=labelled,
+                                        inception_path=arguments["inception_path"])
 
 
 def _checkpoints(workdir: str) -> dict[str, str | None]:
@@ -164,7 +189,7 @@ def main(argv):
     values = flags.FLAGS
     if not values.workdir:
         raise app.UsageError("Give --workdir (a run directory written by adapt_tf.train).")
-    from adapt_tf import data, metrics
+    from adapt_tf import classifier_metric, data, metrics
 
     try:
         record = evaluate_run(values.workdir, num_samples=values.num_samples,
@@ -172,7 +197,8 @@ def main(argv):
                               reference_stats=values.reference_stats, test=values.test,
                               test_reference_stats=values.test_reference_stats,
                               batch_size=values.batch_size, seed=values.seed)
-    except (metrics.InceptionUnavailableError, data.DatasetNotPreparedError) as error:
+    except (metrics.InceptionUnavailableError, data.DatasetNotPreparedError,
+            classifier_metric.ClassifierTooWeakError) as error:
         sys.exit(f"Cannot evaluate {values.workdir}: {error}")
     print(json.dumps(record, indent=2))
 

@@ -1,12 +1,12 @@
-"""FID / IS (or the toy metric) of a `SparseGAN` during and after training.
+"""FID / IS, the toy metric or the classifier metric of a `SparseGAN` during and after training.
 
 * `generator_scores` / `toy_generator_scores`: the scores of a model's EMA samples
   (docs/ALGORITHM.md §9); `fid_reference` the reference statistics they compare with.
-* `scorer` / `score_checkpoints`: a run's metric as one function, applied to checkpoints
-  restored in turn (`adapt_tf.evaluate`, and the test-set evaluation at the end of a run).
-* `EvaluateFID`: periodic FID / IS of the EMA generator during `fit`; keeps the best
-  checkpoint. `EvaluateToyMetric`: the same with the offline toy_shapes metric
-  (`adapt_tf.toy_metric`). Their scores go into the Keras `logs` of the evaluated iteration.
+* `Scorer` (from `scorer(metric, ...)`): one metric with its model and reference, the one
+  abstraction every caller scores through: `PeriodicEvaluation` during `fit` (keeps the best
+  checkpoint; its scores go into the Keras `logs` of the evaluated iteration, as
+  `COLUMNS[metric]` names them), `score_checkpoints` for checkpoints restored in turn
+  (`adapt_tf.evaluate`) and the test-set evaluation at the end of a run.
 """
 from __future__ import annotations
 
@@ -22,17 +22,20 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from adapt_tf import data, distribution, metrics, toy_metric
+from adapt_tf import classifier_metric, data, distribution, metrics, toy_metric
 from adapt_tf.checks import positive_int
 
-__all__ = ["FIDState", "EvaluateFID", "EvaluateToyMetric", "EVALUATIONS", "evaluation_metric",
+__all__ = ["FIDState", "PeriodicEvaluation", "MetricColumns", "COLUMNS", "METRICS",
+           "evaluation_metric",
            "generator_scores", "toy_generator_scores", "fid_reference", "reference_cache_path",
            "Scorer", "scorer", "score_checkpoints", "final_test_record"]
 
 
 class FIDState(tf.Module):
-    """Checkpointable best score so far and its iteration (inf and -1 before any evaluation):
-    the FID, or the toy FID when the run is scored with the toy metric."""
+    """Checkpointable best score so far and its iteration (inf and -1 before any evaluation),
+    of the run's metric (`COLUMNS[metric].key`: FID, toy FID or classifier FID). Its class and
+    variable names are those of the checkpoints written when FID was the only metric, so that
+    those checkpoints still restore their best."""
 
     def __init__(self):
         super().__init__(name="fid_state")
@@ -89,13 +92,17 @@ def toy_generator_scores(gan, *, classifier: metrics.FeatureModel,
     Returns:
       {"toy_fid", "confident_share", "class_coverage", "class_counts"}.
     """
-    positive_int("num_samples", num_samples)
-    if num_samples < 2:
-        raise ValueError(f"num_samples={num_samples} is too few for a covariance; use at least "
-                         "2 (1000 or more for a stable toy FID).")
+    _check_covariance_samples(num_samples)
     return toy_metric.toy_scores(_generated_images(gan, seed=seed, batch_size=batch_size),
                                  classifier=classifier, reference=reference,
                                  num_samples=num_samples, batch_size=batch_size)
+
+
+def _check_covariance_samples(num_samples: int) -> None:
+    positive_int("num_samples", num_samples)
+    if num_samples < 2:
+        raise ValueError(f"num_samples={num_samples} is too few for a covariance; use at least "
+                         "2 (1000 or more for a stable classifier FID).")
 
 
 def reference_cache_path(dataset: str, inception_source: str, *,
@@ -149,37 +156,72 @@ def fid_reference(dataset: str, *, inception: metrics.InceptionModel | None,
     return stats, path
 
 
-class EvaluateFID(keras.callbacks.Callback):
-    """Every `every` iterations and at the last one: FID and IS of the EMA generator; keeps the
-    best checkpoint.
+@dataclasses.dataclass(frozen=True)
+class MetricColumns:
+    """What one metric writes to metrics.csv and which score picks the best checkpoint.
+
+    Attributes:
+      key: the score minimised (the best checkpoint's).
+      fields: the metrics.csv / TensorBoard columns, the best-so-far last.
+      values: (scores, best so far) -> {field: value}.
+    """
+
+    key: str
+    fields: tuple[str, ...]
+    values: Callable[[Mapping[str, Any], float], dict[str, Any]]
+
+
+def _picked(*names: str, best: str):
+    return lambda scores, best_value: {**{name: scores[name] for name in names},
+                                       best: best_value}
+
+
+COLUMNS: dict[str, MetricColumns] = {
+    "fid": MetricColumns("fid", ("fid", "inception_score", "best_fid"), lambda scores, best: {
+        "fid": scores["fid"], "inception_score": scores["is_mean"], "best_fid": best}),
+    "toy": MetricColumns(
+        "toy_fid", ("toy_fid", "toy_fid_floor", "class_coverage", "confident_share",
+                    "best_toy_fid"),
+        _picked("toy_fid", "toy_fid_floor", "class_coverage", "confident_share",
+                best="best_toy_fid")),
+    "classifier": MetricColumns(
+        "classifier_fid", ("classifier_fid", "classifier_fid_floor", "classifier_accuracy",
+                           "class_coverage", "confident_share", "class_agreement",
+                           "best_classifier_fid"),
+        lambda scores, best: {**_picked(
+            "classifier_fid", "classifier_fid_floor", "classifier_accuracy", "class_coverage",
+            "confident_share", best="best_classifier_fid")(scores, best),
+            # An unconditional generator asks for no class: no agreement to report.
+            "class_agreement": scores.get("class_agreement", "")}),
+}
+METRICS = tuple(COLUMNS)
+
+
+class PeriodicEvaluation(keras.callbacks.Callback):
+    """Every `every` iterations and at the last one: the `scoring` metric of the EMA generator
+    (FID and IS, the toy metric or the classifier metric); keeps the best checkpoint.
 
     Args:
-      inception: from `metrics.load_inception`.
-      reference: reference statistics, (mu, sigma) or an .npz path (see `fid_reference`).
+      scoring: a `Scorer` (`scorer(...)`): its model, reference and score function.
       every: iterations between evaluations (official `--val-freq` 5000).
       num_samples: images per evaluation (official default 10000; the paper's tables 50000).
       total_steps: the run's last iteration, always evaluated; None for none.
-      checkpoint: the run's `tf.train.Checkpoint` (`Checkpointer.checkpoint`); a new best FID
-        saves it to `best_directory`, which keeps that one checkpoint only.
+      checkpoint: the run's `tf.train.Checkpoint` (`Checkpointer.checkpoint`); a new best
+        score saves it to `best_directory`, which keeps that one checkpoint only.
       best_directory: e.g. workdir/checkpoints_best; required with `checkpoint`.
-      state: the `FIDState` holding best_fid / best_step; put it in the Checkpointer's extra so
-        that a resumed run keeps its best. Default a new one.
-      batch_size, seed: of sampling and Inception calls (see `generator_scores`).
+      state: the `FIDState` holding the best score and its step (of whichever metric; the
+        names are those of the checkpoints written before other metrics existed); put it in
+        the Checkpointer's extra so that a resumed run keeps its best. Default a new one.
+      batch_size, seed: of sampling and model calls (see `generator_scores`).
 
-    The evaluated iteration's Keras `logs` get `row(scores)`: `fid`, `inception_score` and
-    `best_fid`, which a `run_io.MetricsLogger` placed after this callback writes (evaluate at
-    multiples of its `every` to land on a row). `history` lists {"step", "fid", "is_mean",
-    "is_std"} of the evaluations of this `fit`.
-    Subclasses score with another metric by overriding `KEY` (the score minimised), `FIELDS`,
-    `score` and `row` (`EvaluateToyMetric`).
+    The evaluated iteration's Keras `logs` get `scoring.columns.values(...)` (for FID: `fid`,
+    `inception_score`, `best_fid`), which a `run_io.MetricsLogger` placed after this callback
+    writes (evaluate at multiples of its `every` to land on a row). `history` lists the scores
+    of the evaluations of this `fit`, with their "step".
     """
 
-    KEY = "fid"
-    FIELDS = ("fid", "inception_score", "best_fid")
-
-    def __init__(self, inception: metrics.FeatureModel, reference: metrics.Reference, *,
-                 every: int, num_samples: int = 10000, total_steps: int | None = None,
-                 checkpoint: tf.train.Checkpoint | None = None,
+    def __init__(self, scoring: Scorer, *, every: int, num_samples: int = 10000,
+                 total_steps: int | None = None, checkpoint: tf.train.Checkpoint | None = None,
                  best_directory: str | None = None, state: FIDState | None = None,
                  batch_size: int = 100, seed: int = 0):
         super().__init__()
@@ -188,21 +230,20 @@ class EvaluateFID(keras.callbacks.Callback):
         if (checkpoint is None) != (best_directory is None):
             raise ValueError("Pass both checkpoint and best_directory to keep the best "
                              f"checkpoint, or neither; got best_directory={best_directory!r}.")
-        self.feature_model = inception  # the Inception model, or the toy classifier
-        self.reference = reference
+        self.scoring = scoring
         self.num_samples = num_samples
         self.total_steps = total_steps
         self.best_directory = best_directory
         self.state = state if state is not None else FIDState()
         self.batch_size = batch_size
         self.seed = seed
-        self.history: list[dict[str, float]] = []
+        self.history: list[dict[str, Any]] = []
         self._manager = None if checkpoint is None else tf.train.CheckpointManager(
             checkpoint, distribution.writer_directory(best_directory), max_to_keep=1)
 
     @property
-    def best_fid(self) -> float:
-        """The best (lowest) `KEY` score so far: FID here, toy FID in `EvaluateToyMetric`."""
+    def best_score(self) -> float:
+        """The best (lowest) `scoring.columns.key` score so far."""
         return float(self.state.best_fid.numpy())
 
     @property
@@ -214,24 +255,15 @@ class EvaluateFID(keras.callbacks.Callback):
         if step % self.every == 0 or step == self.total_steps:
             record = self.evaluate(step)
             if logs is not None:
-                logs.update(self.row(record))
-
-    def score(self) -> dict[str, Any]:
-        """The current EMA generator's scores: {"fid", "is_mean", "is_std"}."""
-        return generator_scores(self.model, inception=self.feature_model,
-                                reference=self.reference, num_samples=self.num_samples,
-                                batch_size=self.batch_size, seed=self.seed)
-
-    def row(self, scores: Mapping[str, Any]) -> dict[str, Any]:
-        """The metrics.csv / TensorBoard values of `scores` (after the best is updated)."""
-        return {"fid": scores["fid"], "inception_score": scores["is_mean"],
-                "best_fid": self.best_fid}
+                logs.update(self.scoring.columns.values(record, self.best_score))
 
     def evaluate(self, step: int) -> dict[str, Any]:
         """Scores the current EMA generator; records a new best (and saves it)."""
-        scores = self.score()
-        if scores[self.KEY] < self.best_fid:
-            self.state.best_fid.assign(scores[self.KEY])
+        scores = self.scoring.score(self.model, num_samples=self.num_samples,
+                                    batch_size=self.batch_size, seed=self.seed)
+        key = self.scoring.columns.key
+        if scores[key] < self.best_score:
+            self.state.best_fid.assign(scores[key])
             self.state.best_step.assign(step)
             if self._manager is not None:
                 self._manager.save(checkpoint_number=step)
@@ -239,62 +271,38 @@ class EvaluateFID(keras.callbacks.Callback):
                                                      self.best_directory)
         record = {"step": step, **scores}
         self.history.append(record)
-        row = self.row(scores)
+        row = self.scoring.columns.values(scores, self.best_score)
         logging.info("Evaluation at iteration %d: %s (best %s %.4f at %d)", step,
-                     ", ".join(f"{k} {v:.4g}" for k, v in row.items()), self.KEY,
-                     self.best_fid, self.best_step)
+                     ", ".join(f"{k} {v:.4g}" for k, v in row.items() if v != ""), key,
+                     self.best_score, self.best_step)
         return record
 
 
-class EvaluateToyMetric(EvaluateFID):
-    """`EvaluateFID` with the offline toy_shapes metric instead of Inception: every `every`
-    iterations and at the last one, toy FID, class coverage and confident share of the EMA
-    generator (`toy_generator_scores`); the best checkpoint is the lowest toy FID.
-
-    Args:
-      classifier, reference: from `toy_metric.load_classifier()`.
-      Others: as `EvaluateFID`.
-
-    The evaluated iteration's logs get `toy_fid`, `toy_fid_floor` (the real test vs train
-    value, constant: the best a generator can be expected to reach), `class_coverage` (of 12),
-    `confident_share` and `best_toy_fid`.
-    """
-
-    KEY = "toy_fid"
-    FIELDS = ("toy_fid", "toy_fid_floor", "class_coverage", "confident_share", "best_toy_fid")
-
-    def __init__(self, classifier: metrics.FeatureModel, reference: toy_metric.ToyReference,
-                 **kwargs):
-        super().__init__(classifier, reference, **kwargs)
-
-    def score(self) -> dict[str, Any]:
-        """{"toy_fid", "confident_share", "class_coverage", "class_counts"}."""
-        return toy_generator_scores(self.model, classifier=self.feature_model,
-                                    reference=(self.reference.mu, self.reference.sigma),
-                                    num_samples=self.num_samples, batch_size=self.batch_size,
-                                    seed=self.seed)
-
-    def row(self, scores: Mapping[str, Any]) -> dict[str, Any]:
-        return {"toy_fid": scores["toy_fid"], "toy_fid_floor": self.reference.floor,
-                "class_coverage": scores["class_coverage"],
-                "confident_share": scores["confident_share"], "best_toy_fid": self.best_fid}
-
-
-EVALUATIONS = {"fid": EvaluateFID, "toy": EvaluateToyMetric}
-
-
-def evaluation_metric(metric: str | None, dataset: str) -> str:
+def evaluation_metric(metric: str | None, dataset: str, *, labelled: bool = True,
+                      inception_path: str | None = None) -> str:
     """The metric a run is scored with: `metric` ("fid": Inception FID and IS; "toy": the
-    toy_shapes classifier), or by default "toy" for toy_shapes (offline, no Inception) and
-    "fid" for every other dataset."""
+    toy_shapes classifier; "classifier": a classifier of the dataset's own classes,
+    `adapt_tf.classifier_metric`), or by default "toy" for toy_shapes, "fid" when
+    `inception_path` is given or the dataset has no labels, else "classifier" (offline).
+
+    Raises:
+      ValueError: an unknown metric, "toy" on another dataset, "classifier" without labels.
+    """
     if metric is None:
-        return "toy" if dataset == "toy_shapes" else "fid"
-    if metric not in EVALUATIONS:
+        if dataset == "toy_shapes":
+            return "toy"
+        return "classifier" if labelled and inception_path is None else "fid"
+    if metric not in COLUMNS:
         raise ValueError(f"Unknown evaluation metric {metric!r}; choose one of "
-                         f"{sorted(EVALUATIONS)} or None (toy for toy_shapes, else fid).")
+                         f"{sorted(COLUMNS)} or None (toy for toy_shapes, classifier for other "
+                         "labelled data without inception_path, else fid).")
     if metric == "toy" and dataset != "toy_shapes":
         raise ValueError(f"The toy metric scores toy_shapes samples only, not {dataset!r}; use "
-                         "metric 'fid' (or None).")
+                         "metric 'classifier' (labelled data) or 'fid'.")
+    if metric == "classifier" and not labelled:
+        raise ValueError(f"Dataset {dataset!r} has no labels, so there is no classifier metric "
+                         "for it; unlabelled data is scored by Inception FID (metric 'fid', "
+                         "needs the Inception model) or not at all (eval_every = None).")
     return metric
 
 
@@ -303,18 +311,21 @@ def evaluation_metric(metric: str | None, dataset: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Scorer:
-    """A run's metric as one function.
+    """A run's metric as one object: the training evaluation (`PeriodicEvaluation`),
+    `adapt_tf.evaluate` and the final test all score through it.
 
     Attributes:
-      metric: "fid" or "toy".
+      metric: "fid", "toy" or "classifier".
       score: `score(gan, num_samples=..., batch_size=..., seed=...)` -> the scores of the EMA
-        samples: {"fid", "is_mean", "is_std"} (and "fid_test" with a test reference), or
-        {"toy_fid", "toy_fid_floor", "confident_share", "class_coverage", "class_counts"}.
+        samples: {"fid", "is_mean", "is_std"} (and "fid_test" with a test reference);
+        {"toy_fid", "toy_fid_floor", "confident_share", "class_coverage", "class_counts"};
+        or `classifier_metric.scores`' dict.
       header: what eval.json records of the models and references: "inception", "reference"
         (and "test_split", "test_reference" with a test reference), or "classifier",
-        "real_data" (and "test_split": the toy metric's reference is always the test split).
-      model, reference: the Inception model and the training reference (mu, sigma), or the toy
-        classifier and its `toy_metric.ToyReference`: what `EVALUATIONS[metric]` takes.
+        "real_data" (and "test_split" for the toy metric, whose reference is the test split).
+      model, reference: the Inception model and the training reference (mu, sigma), or the
+        classifier and its reference (`toy_metric.ToyReference`,
+        `classifier_metric.ClassifierReference`).
     """
 
     metric: str
@@ -323,31 +334,42 @@ class Scorer:
     model: metrics.FeatureModel
     reference: Any
 
+    @property
+    def columns(self) -> MetricColumns:
+        return COLUMNS[self.metric]
+
 
 def scorer(metric: str, *, dataset: str, inception_path: str | None = None,
            reference_stats: str | None = None, test: bool = False,
-           test_reference_stats: str | None = None, data_dir: str | None = None) -> Scorer:
+           test_reference_stats: str | None = None, data_dir: str | None = None,
+           image_size: int | None = None) -> Scorer:
     """The `Scorer` of `metric` (from `evaluation_metric`) for samples of `dataset`.
 
     "fid": Inception from `inception_path` (`metrics.load_inception`), the reference from
     `reference_stats` or the training split (`fid_reference`); with `test`, also "fid_test"
     against `test_reference_stats` or the dataset's test split (CIFAR-10 test, Tiny-ImageNet
     validation), from the same Inception pass. "toy": the toy_shapes classifier, whose
-    reference is the test split already; it takes no Inception or statistics files.
+    reference is the test split already. "classifier": the dataset's classifier for samples of
+    `image_size` px (`classifier_metric.load_classifier`; trained at first use), its
+    reference the held-out images already. The classifiers take no Inception or statistics
+    files.
 
     Raises:
       ValueError: a file argument the metric does not use.
+      classifier_metric.ClassifierTooWeakError: the classifier's held-out accuracy is too low.
       metrics.InceptionUnavailableError: "fid" and no Inception model can be loaded.
     """
-    if metric == "toy":
+    if metric in ("toy", "classifier"):
         unused = {"inception_path": inception_path, "reference_stats": reference_stats,
                   "test_reference_stats": test_reference_stats}
         for name, value in unused.items():
             if value is not None:
                 raise ValueError(f"{name}={value!r} is for the FID metric, but this run is "
-                                 "scored with the toy metric; use metric 'fid' (--metric=fid) "
-                                 "for Inception.")
-        return _toy_scorer(test=test)
+                                 f"scored with the {metric} metric; use metric 'fid' "
+                                 "(--metric=fid) for Inception.")
+        if metric == "toy":
+            return _toy_scorer(test=test)
+        return _classifier_scorer(dataset, data_dir=data_dir, image_size=image_size)
     if test_reference_stats is not None and not test:
         raise ValueError(f"test_reference_stats={test_reference_stats!r} is used by the "
                          "test-set evaluation only; turn it on (test_eval) or drop the file.")
@@ -355,9 +377,50 @@ def scorer(metric: str, *, dataset: str, inception_path: str | None = None,
                        test=test, test_reference_stats=test_reference_stats, data_dir=data_dir)
 
 
+def _classifier_scorer(dataset: str, *, data_dir: str | None,
+                       image_size: int | None) -> Scorer:
+    if image_size is None:
+        raise ValueError("the classifier metric needs the image_size of the samples it scores")
+    classifier, reference = classifier_metric.load_classifier(dataset, image_size=image_size,
+                                                              data_dir=data_dir)
+    reference.check()
+
+    def score(gan, *, num_samples: int, batch_size: int = 100, seed: int = 0):
+        _check_covariance_samples(num_samples)
+        return classifier_metric.scores(_labelled_images(gan, seed=seed, batch_size=batch_size),
+                                        classifier=classifier, reference=reference,
+                                        num_samples=num_samples, batch_size=batch_size)
+
+    real = {key: value for key, value in reference.summary().items() if key != "classifier"}
+    return Scorer("classifier", score, {"classifier": reference.path, "real_data": real},
+                  classifier, reference)
+
+
+def _labelled_images(gan, *, seed: int, batch_size: int):
+    """As `_generated_images`, but n -> (images, the labels asked for) for a conditional
+    model: the labels `gan.sample` would draw itself, so the images are the same."""
+    if gan.num_classes is None:
+        return _generated_images(gan, seed=seed, batch_size=batch_size)
+    batch_index = itertools.count(seed)
+
+    def sample(n: int):
+        index = next(batch_index)
+        labels = tf.random.stateless_uniform([n], seed=[index, 104729], minval=0,
+                                             maxval=gan.num_classes, dtype=tf.int32)
+        return (gan.sample(n, seed=index, labels=labels, training=True, batch_size=batch_size),
+                labels.numpy())
+
+    return sample
+
+
 def _fid_scorer(dataset: str, *, inception_path: str | None, reference_stats: str | None,
                 test: bool, test_reference_stats: str | None, data_dir: str | None) -> Scorer:
-    inception = metrics.load_inception(inception_path)
+    try:
+        inception = metrics.load_inception(inception_path)
+    except metrics.InceptionUnavailableError as error:
+        raise metrics.InceptionUnavailableError(
+            f"{error} Without Inception, labelled data is scored offline by eval_metric "
+            "'classifier'; unlabelled data then has no metric (set eval_every = None).") from error
     reference, reference_path = fid_reference(dataset, inception=inception,
                                               reference_stats=reference_stats, data_dir=data_dir)
     header = {"inception": inception.source, "reference": reference_path,

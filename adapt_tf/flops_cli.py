@@ -45,15 +45,16 @@ def static_flops(arguments: dict[str, Any], *, strict: bool = False,
 
     Args:
       arguments: `train_lib.RunSpec` fields (`runs.RunConfig.arguments`): reads
-        architecture, dataset, g_width, d_width, d_batch_size, g_batch_size, n_dis,
-        total_steps, br_interval and sparse_init.
+        architecture, image_size (if present), dataset, g_width, d_width, d_batch_size,
+        g_batch_size, n_dis, total_steps, br_interval and sparse_init.
       strict: the strict setting (Strong D at 50 %) instead of the relaxed one (dense D).
       convention: "paper", "exact" or "exact_sparse".
       densities: d_G values in (0, 1].
     """
-    from adapt_tf import methods, topology
+    from adapt_tf import architectures, methods, topology
 
-    name = arguments["architecture"]
+    name = architectures.architecture(arguments["architecture"],
+                                      image_size=arguments.get("image_size")).name
     (g_costs, d_costs), shapes = _costs_and_shapes(arguments)
     distributions = {"erk": topology.erk_densities, "uniform": topology.uniform_densities}
     if arguments["sparse_init"] not in distributions:
@@ -89,15 +90,13 @@ def _costs_and_shapes(arguments: dict[str, Any]) -> tuple[tuple[list, list], lis
     from adapt_tf import architectures, data, flops_logger
     from adapt_tf.layers import masked_layers
 
-    name = arguments["architecture"]
-    if name not in architectures.ARCHITECTURES:
-        raise ValueError(f"Unknown architecture {name!r}; choose one of "
-                         f"{sorted(architectures.ARCHITECTURES)}.")
-    arch = architectures.ARCHITECTURES[name]
+    # The run's family member at its train.image_size (absent from runs made before it).
+    arch = architectures.architecture(arguments["architecture"],
+                                      image_size=arguments.get("image_size"))
     num_classes = data.dataset_info(arguments["dataset"]).num_classes if arch.conditional \
         else None
     generator, discriminator = architectures.build_models(
-        name, num_classes=num_classes, g_width=arguments["g_width"],
+        arch.name, num_classes=num_classes, g_width=arguments["g_width"],
         d_width=arguments["d_width"])
     costs = flops_logger.network_costs(generator, discriminator, latent_dim=arch.latent_dim,
                                        num_classes=num_classes)

@@ -93,9 +93,11 @@ class RunRecord:
 
     @property
     def score_key(self) -> str:
-        """The logged quality column: "fid", or "toy_fid" for a run scored by the toy_shapes
-        classifier (`adapt_tf.toy_metric`; not comparable with Inception FID)."""
-        return "toy_fid" if not self.series("fid")[1] and self.series("toy_fid")[1] else "fid"
+        """The logged quality column: "fid", or "toy_fid" / "classifier_fid" for a run scored
+        by the toy_shapes or a dataset's own classifier (`adapt_tf.toy_metric`,
+        `adapt_tf.classifier_metric`; not comparable with Inception FID)."""
+        logged = [key for key in ("fid", "toy_fid", "classifier_fid") if self.series(key)[1]]
+        return logged[0] if logged else "fid"
 
     def best_toy_row(self) -> dict[str, float] | None:
         """The metrics.csv row of the lowest logged toy FID, or None."""
@@ -327,7 +329,9 @@ def _panels(axes, records: Sequence[RunRecord], colors) -> None:
            ylim=(low, high))
     density.set(title="Densities (solid d_D, dotted d_G; dashed: ever active)",
                 xlabel="iteration", ylabel="density", ylim=(0, 1.05))
-    name = "toy FID" if {r.score_key for r in records} == {"toy_fid"} else "FID"
+    names = {"toy_fid": "toy FID", "classifier_fid": "classifier FID"}
+    keys = {r.score_key for r in records}
+    name = names.get(next(iter(keys)), "FID") if len(keys) == 1 else "FID"
     fid.set(title=f"{name} over training (* best)", xlabel="iteration", ylabel=name)
     fid_flops.set(title=f"{name} vs cumulative training FLOPs", xlabel="training FLOPs (MACs)",
                   ylabel=name)

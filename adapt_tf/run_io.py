@@ -40,7 +40,7 @@ class MetricsLogger(keras.callbacks.Callback):
     (the trackers are reset after each row), the current BR window mean, both densities in
     force after the iteration (after its mask callbacks: a decision row shows the new d_D), and
     the `extra_fields` found in that iteration's Keras `logs`: callbacks placed before the
-    logger add them (`FlopsLogger`: `train_flops`, `train_flops_ratio`; `EvaluateFID`: `fid`,
+    logger add them (`FlopsLogger`: `train_flops`, `train_flops_ratio`; `PeriodicEvaluation`: `fid`,
     ...); a field absent from the logs stays empty. Resuming appends to the same file, dropping
     rows past the resumed iteration.
     """

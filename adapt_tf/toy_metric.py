@@ -1,5 +1,10 @@
 """An offline quality metric for `toy_shapes`: a small classifier of its 12 classes.
 
+This is `classifier_metric` on toy_shapes (its network, training and scores), kept as a named
+case: the train images come from `toy_shapes.draw_examples` in drawing order and the
+reference is the 1,200-image test split, as when the quickstart's numbers were measured, and
+the cache key is the dataset version (not a data fingerprint).
+
 Inception weights cannot be fetched on an offline machine, so FID/IS are out of reach there.
 `toy_shapes` (3 shapes x 4 colours, drawn locally) gets a metric of its own instead: a small
 CNN trained once on the 12,000 train images, whose logits and penultimate features give three
@@ -37,7 +42,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 import time
 from typing import Any, Iterator
 
@@ -47,7 +51,7 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from adapt_tf import metrics
+from adapt_tf import classifier_metric, metrics
 from adapt_tf.checks import positive_int
 from adapt_tf.datasets import toy_shapes
 
@@ -55,8 +59,9 @@ __all__ = ["CONFIDENCE", "MIN_SHARE", "FEATURE_DIM", "Recipe", "ToyReference", "
            "build_network", "train_network", "class_scores", "toy_scores", "classifier_path",
            "load_classifier"]
 
-CONFIDENCE = 0.9   # top-class probability of a confident image
-MIN_SHARE = 0.01   # share of the N images a class needs (confidently) to count as covered
+# The classifier metric's thresholds: toy_shapes is that metric's named special case.
+CONFIDENCE = classifier_metric.CONFIDENCE
+MIN_SHARE = classifier_metric.MIN_SHARE
 FEATURE_DIM = 64   # penultimate features: global average pool of the last convolution
 NUM_CLASSES = len(toy_shapes.CLASS_NAMES)
 RECIPE_VERSION = 2  # bump when build_network or train_network change what they produce
@@ -84,17 +89,17 @@ class Recipe:
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "num_train_examples"):
-            value = getattr(self, name)
-            positive_int(f"Recipe.{name}", value)
+        positive_int("Recipe.num_train_examples", self.num_train_examples)
         if not 0 < self.num_train_examples <= toy_shapes.SPLIT_SIZES["train"]:
             raise ValueError(f"Recipe.num_train_examples={self.num_train_examples} must be at "
                              f"most the train split's {toy_shapes.SPLIT_SIZES['train']}.")
-        if not self.learning_rate > 0:
-            raise ValueError(f"Recipe.learning_rate must be > 0, got {self.learning_rate!r}.")
-        if not self.outlier_weight >= 0:
-            raise ValueError(f"Recipe.outlier_weight must be >= 0, got "
-                             f"{self.outlier_weight!r}.")
+        self.training()  # checks the other fields
+
+    def training(self) -> classifier_metric.Recipe:
+        """The `classifier_metric.Recipe` that trains with these settings."""
+        return classifier_metric.Recipe(
+            epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
+            outlier_weight=self.outlier_weight, seed=self.seed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,61 +133,31 @@ class ToyReference:
                 "test_coverage": self.test_coverage, "train_seconds": self.train_seconds}
 
 
-class ToyClassifier(metrics.FeatureModel):
-    """A `metrics.FeatureModel` from a Keras classifier: images [B, 32, 32, 3] in [-1, 1] ->
-    (features of its layer named "features" [B, F], logits [B, 12]).
+class ToyClassifier(classifier_metric.Classifier):
+    """A `classifier_metric.Classifier` that takes toy_shapes-sized images only: images
+    [B, 32, 32, 3] in [-1, 1] -> (features of its layer named "features" [B, F], logits
+    [B, 12]); other sizes are refused rather than resized (a run at another size is not
+    scored against toy_shapes' 32 px classes).
 
     `network` is `build_network()`'s model (trained), or any Keras model with a layer named
     "features" and logits as its output (tests use a hand-made one).
     """
-
-    def __init__(self, network: keras.Model, *, source: str = ""):
-        try:
-            features = network.get_layer("features").output
-        except ValueError as error:
-            raise ValueError(f"{network.name!r} has no layer named 'features' (the "
-                             "penultimate features the toy FID uses).") from error
-        self._model = keras.Model(network.inputs, [features, network.output])
-        self.image_size = tuple(int(d) for d in network.input_shape[1:3])
-        self.feature_dim = int(features.shape[-1])
-        self.num_classes = int(network.output_shape[-1])
-        self.source = source
 
     @tf.function(reduce_retracing=True)
     def _forward(self, images: tf.Tensor, quantize: bool) -> tuple[tf.Tensor, tf.Tensor]:
         if tuple(images.shape[1:3]) != self.image_size:
             raise ValueError(f"the toy classifier takes {self.image_size} images, got "
                              f"{tuple(images.shape[1:3])}: score toy_shapes-sized samples")
-        if quantize:
-            images = metrics.quantize_images(images)
-        features, logits = self._model(images, training=False)
-        return tf.cast(features, tf.float32), tf.cast(logits, tf.float32)
+        return super()._forward(images, quantize)
 
 
 def build_network(*, seed: int = 0) -> keras.Model:
-    """The classifier: 3x3 convolutions of 32 and 64 channels (ReLU, 2x2 max pool after each)
-    and of FEATURE_DIM channels, global average pooling (the layer "features", [B,
-    FEATURE_DIM]), ReLU and a linear layer to 12 logits. Input [B, 32, 32, 3] in [-1, 1];
-    initialisers seeded.
-
-    The features are taken before the last ReLU: after it, channels that are 0 on every image
-    would make the covariances singular."""
-    size = toy_shapes.IMAGE_SIZE
-
-    def init(offset: int) -> dict[str, Any]:
-        return dict(kernel_initializer=keras.initializers.GlorotUniform(seed=seed * 16 + offset))
-
-    return keras.Sequential([
-        keras.Input([size, size, 3]),
-        keras.layers.Conv2D(32, 3, padding="same", activation="relu", **init(0)),
-        keras.layers.MaxPooling2D(2),
-        keras.layers.Conv2D(64, 3, padding="same", activation="relu", **init(1)),
-        keras.layers.MaxPooling2D(2),
-        keras.layers.Conv2D(FEATURE_DIM, 3, padding="same", **init(2)),
-        keras.layers.GlobalAveragePooling2D(name="features"),
-        keras.layers.ReLU(),
-        keras.layers.Dense(NUM_CLASSES, **init(3)),
-    ], name="toy_classifier")
+    """The classifier: `classifier_metric.build_network` at 32 px and 12 classes: 3x3
+    convolutions of 32 and 64 channels (ReLU, 2x2 max pool after each) and of FEATURE_DIM
+    channels, global average pooling (the layer "features", [B, FEATURE_DIM]), ReLU and a
+    linear layer to 12 logits. Input [B, 32, 32, 3] in [-1, 1]; initialisers seeded."""
+    return classifier_metric.build_network(image_size=toy_shapes.IMAGE_SIZE,
+                                           num_classes=NUM_CLASSES, seed=seed)
 
 
 def _split(split_index: int, num_examples: int, *,
@@ -193,76 +168,16 @@ def _split(split_index: int, num_examples: int, *,
 
 
 def train_network(recipe: Recipe = Recipe()) -> keras.Model:
-    """A `build_network` classifier trained with Adam on the first `recipe.num_train_examples`
-    train images, minibatches in a seeded order.
-
-    Loss: softmax cross-entropy on the real images, plus `recipe.outlier_weight` times the
-    cross-entropy to the uniform distribution on half as many noise images
-    (`_noise_images`), so that blobs and textures get no confident class (outlier exposure,
-    Hendrycks et al., ICLR 2019). Without it, the samples of an untrained generator were all
-    "confident" (share 0.998, all one class); with it, none. Blends of two train images as
-    further outliers were tried and dropped: they cost the real test images their confidence
-    (confident share 0.84).
-    """
+    """A `build_network` classifier trained on the first `recipe.num_train_examples` train
+    images by `classifier_metric.train_network` (Adam, seeded minibatch order, outlier
+    exposure on noise images; its docstring says why)."""
     images, labels = map(np.concatenate, zip(*_split(_TRAIN_SPLIT, recipe.num_train_examples)))
-    network = build_network(seed=recipe.seed)
-    optimizer = keras.optimizers.Adam(recipe.learning_rate)
-
-    @tf.function
-    def step(x, y, seed):
-        outliers = _noise_images(tf.shape(x)[0] // 2, seed)
-        with tf.GradientTape() as tape:
-            logits = network(tf.concat([x, outliers], axis=0), training=True)
-            real, other = logits[:tf.shape(x)[0]], logits[tf.shape(x)[0]:]
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, real))
-            uniform = -tf.reduce_mean(tf.nn.log_softmax(other), axis=1)
-            loss += recipe.outlier_weight * tf.reduce_mean(uniform)
-        grads = tape.gradient(loss, network.trainable_variables)
-        optimizer.apply_gradients(zip(grads, network.trainable_variables))
-        return loss
-
-    order = np.random.default_rng([recipe.seed, 0x70E]).permuted(
-        np.tile(np.arange(len(images)), (recipe.epochs, 1)), axis=1).reshape(-1)
-    for number, start in enumerate(range(0, len(order), recipe.batch_size)):
-        index = order[start:start + recipe.batch_size]
-        loss = step(tf.constant(images[index]), tf.constant(labels[index]),
-                    tf.constant([recipe.seed, number], tf.int64))
-    logging.info("Toy classifier trained: %d steps, last loss %.4f.", number + 1, float(loss))
-    return network
+    return classifier_metric.train_network(images, labels, num_classes=NUM_CLASSES,
+                                           recipe=recipe.training())
 
 
-def _noise_images(count: int, seed: tf.Tensor) -> tf.Tensor:
-    """Outliers [count, 32, 32, 3] in [-1, 1], drawn statelessly from seed [2]: uniform noise
-    at 4x4, 8x8 or 16x16, resized bilinearly to 32x32 (coloured blobs and textures, as an
-    untrained or failing generator draws)."""
-    size = toy_shapes.IMAGE_SIZE
-    seeds = tf.random.experimental.stateless_split(seed, 2)
-    low = tf.gather(tf.constant([4, 8, 16]),
-                    tf.random.stateless_uniform([], seeds[0], maxval=3, dtype=tf.int32))
-    noise = tf.random.stateless_uniform(tf.stack([count, low, low, 3]), seeds[1], minval=-1.0,
-                                        maxval=1.0)
-    return tf.image.resize(noise, [size, size], method="bilinear")
-
-
-def class_scores(logits: np.ndarray) -> dict[str, Any]:
-    """Confident share and class coverage of N images from their logits [N, 12].
-
-    Returns:
-      {"confident_share": float in [0, 1], "class_coverage": int in [0, 12],
-       "class_counts": [12] ints, the confident images of each class}. A class is covered
-      when count_k * 100 >= N (integer arithmetic: exactly 1 % counts).
-    """
-    logits = np.asarray(logits, dtype=np.float64)
-    if logits.ndim != 2 or logits.shape[0] < 1:
-        raise ValueError(f"logits must be [N >= 1, K], got shape {logits.shape}")
-    p = np.exp(logits - logits.max(axis=1, keepdims=True))
-    p /= p.sum(axis=1, keepdims=True)
-    confident = p.max(axis=1) >= CONFIDENCE
-    counts = np.bincount(p.argmax(axis=1)[confident], minlength=logits.shape[1])
-    n = logits.shape[0]
-    covered = counts * round(1 / MIN_SHARE) >= n
-    return {"confident_share": float(confident.mean()), "class_coverage": int(covered.sum()),
-            "class_counts": counts.tolist()}
+# The confident share and class coverage of logits [N, 12] (classifier_metric's).
+class_scores = classifier_metric.class_scores
 
 
 def toy_scores(source: metrics.Source, *, classifier: metrics.FeatureModel,
@@ -353,15 +268,8 @@ def _make(recipe: Recipe) -> tuple[keras.Model, dict[str, Any]]:
 
 
 def _save(path: str, network: keras.Model, record: dict[str, Any]) -> None:
-    weights = {f"weight_{i}": w for i, w in enumerate(network.get_weights())}
-    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, dataset_version=_dataset_version(), **record, **weights)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    classifier_metric.save_classifier(path, network,
+                                      {"dataset_version": _dataset_version(), **record})
 
 
 def _load(path: str, recipe: Recipe) -> tuple[ToyClassifier, ToyReference]:

@@ -20,8 +20,8 @@ from absl import logging
 from adapt_tf import (architectures, augment, data, distribution, methods, preemption,
                       schedules, topology, workdir as workdir_lib)
 from adapt_tf.checks import positive_int
-from adapt_tf.evaluation import (EVALUATIONS, EvaluateFID, FIDState, Scorer, evaluation_metric,
-                                 final_test_record, score_checkpoints, scorer)
+from adapt_tf.evaluation import (COLUMNS, FIDState, PeriodicEvaluation, Scorer,
+                                 evaluation_metric, final_test_record, score_checkpoints, scorer)
 from adapt_tf.flops_logger import FlopsLogger, FlopsState, training_schedule
 from adapt_tf.gan import WINDOW_KEYS, SparseGAN
 from adapt_tf.run_io import (Checkpointer, MetricsLogger, SampleGrid, SampleLogs,
@@ -57,6 +57,9 @@ class RunSpec:
       method: from `adapt_tf.methods.method(...)`.
       architecture, g_width, d_width: an `architectures.ARCHITECTURES` name; the widths
         override the architecture's.
+      image_size: side of the images the run trains on, pixels: the architecture's family at
+        that size (`architectures.architecture`: 32, 48, 64, 128 or 256), the dataset resized
+        to it. None (default): the architecture's own size.
       dataset: a `data.DATASETS` name, 'folder:PATH' or 'tfds:NAME[/CONFIG][:SPLIT]'; in Python
         also uint8 arrays or a tf.data.Dataset of examples (`data.make_dataset` says what they
         must hold and what resuming guarantees). A conditional architecture takes the
@@ -95,10 +98,13 @@ class RunSpec:
         `eval_every` (a multiple of `log_every`), `eval_num_samples` EMA samples are scored every
         `eval_every` iterations and at the end, the best checkpoint kept in
         `checkpoints_best/`. `eval_metric` (`evaluation.evaluation_metric`; default "toy" for
-        toy_shapes, else "fid"): "fid" is FID and IS, Inception from `inception_path` (default
-        TF-Hub), reference statistics from `reference_stats` (.npz) or computed from `dataset`
+        toy_shapes, "classifier" for other labelled data without `inception_path`, else
+        "fid"): "fid" is FID and IS, Inception from `inception_path` (default TF-Hub),
+        reference statistics from `reference_stats` (.npz) or computed from `dataset`
         (`evaluation.fid_reference`); "toy" is the offline toy_shapes metric
-        (`adapt_tf.toy_metric`), its classifier trained at first use and cached.
+        (`adapt_tf.toy_metric`); "classifier" the offline metric of any labelled dataset
+        (`adapt_tf.classifier_metric`), refused before training when its classifier's held-out
+        accuracy is too low. Their classifiers are trained at first use and cached.
       test_eval: after the last iteration, score the best checkpoint (the last without
         `eval_every`) on `eval_num_samples` images against the training reference and the
         dataset's test split (CIFAR-10 test, Tiny-ImageNet validation; the official final
@@ -115,6 +121,7 @@ class RunSpec:
     architecture: str = "sngan32"
     dataset: data.Source = data.DEFAULT_DATASET
     dataset_fingerprint: str | None = None
+    image_size: int | None = None
     g_width: int | None = None
     d_width: int | None = None
     d_batch_size: int = 64
@@ -225,18 +232,18 @@ def check_arguments(spec: RunSpec) -> None:
         raise ValueError(f"eval_every={eval_every!r} must be None or a positive multiple of "
                          f"log_every={log_every}, so that FID lands on its own metrics row.")
     _check_data(spec)
-    metric = evaluation_metric(spec.eval_metric, data.dataset_name(spec.dataset))
+    metric = _metric(spec)
     if spec.test_reference_stats is not None and not (spec.test_eval and metric == "fid"):
         raise ValueError(f"test_reference_stats={spec.test_reference_stats!r} is read only by "
                          "the test-set evaluation with the 'fid' metric; set test_eval = True "
                          f"(metric now {metric!r}), or drop it.")
-    _num_classes(_architecture(spec.architecture), spec)
+    _num_classes(_architecture(spec), spec)
 
 
 def _check_data(spec: RunSpec) -> None:
     """The dataset serves the run's batches (`data.check_dataset`) and is the data the run was
     configured with (`dataset_fingerprint`), else ValueError naming the change."""
-    arch = _architecture(spec.architecture)
+    arch = _architecture(spec)
     data.check_dataset(spec.dataset, batch_size=spec.n_dis * spec.d_batch_size,
                        conditional=arch.conditional, data_dir=spec.data_dir)
     if spec.dataset_fingerprint is not None:
@@ -248,7 +255,7 @@ def _check_data(spec: RunSpec) -> None:
                 f"{now[:12]}... now: files added, removed or modified). Restore the data, or "
                 "train on the new data in a new workdir.")
     if (not isinstance(spec.dataset, str) and spec.eval_every is not None
-            and spec.reference_stats is None):
+            and spec.reference_stats is None and _metric(spec) == "fid"):
         raise ValueError("A dataset given as arrays or a tf.data.Dataset has no cached FID "
                          "reference: pass reference_stats (.npz of its Inception statistics), "
                          "or eval_every=None.")
@@ -270,12 +277,11 @@ def _logged_fields(spec: RunSpec) -> tuple[str, ...]:
         EVER_ACTIVE_FIELDS if spec.ever_active else ())
 
 
-def _architecture(name: str) -> architectures.Architecture:
-    arch = architectures.ARCHITECTURES.get(name)
-    if arch is None:
-        raise ValueError(f"Unknown architecture {name!r}; choose one of "
-                         f"{sorted(architectures.ARCHITECTURES)}.")
-    return arch
+def _architecture(spec: RunSpec) -> architectures.Architecture:
+    """The run's architecture at `spec.image_size` (ValueError naming the supported sizes)."""
+    if spec.image_size is not None:
+        positive_int("image_size", spec.image_size)
+    return architectures.architecture(spec.architecture, image_size=spec.image_size)
 
 
 def _fit(run: Run, images: tf.data.Dataset, spec: RunSpec, *, start: int,
@@ -284,10 +290,9 @@ def _fit(run: Run, images: tf.data.Dataset, spec: RunSpec, *, start: int,
     stop signal (after the final save)."""
     # Non-chief workers of a multi-worker run write logs and samples to a private copy.
     log_dir = distribution.writer_directory(spec.workdir, strategy)
-    metric = evaluation_metric(spec.eval_metric, data.dataset_name(spec.dataset))
     logger = MetricsLogger(
         log_dir, every=spec.log_every, total_steps=spec.total_steps,
-        extra_fields=_logged_fields(spec) + FlopsLogger.FIELDS + EVALUATIONS[metric].FIELDS)
+        extra_fields=_logged_fields(spec) + FlopsLogger.FIELDS + COLUMNS[_metric(spec)].fields)
     schedule = training_schedule(  # the ADA criterion costs no extra forward passes
         run.method_callbacks, d_batch=spec.d_batch_size, g_batch=spec.g_batch_size,
         n_dis=spec.n_dis, br_interval=spec.br_interval if (
@@ -344,15 +349,25 @@ def _test_scorer(spec: RunSpec, *, trained: int) -> Scorer | None:
     return None if previous.get("trained_steps") == trained else _scorer(spec, test=True)
 
 
+def _metric(spec: RunSpec) -> str:
+    """`evaluation.evaluation_metric` of the run: its `eval_metric`, else the default for its
+    dataset (labelled or not) and `inception_path`."""
+    labelled = data.dataset_info(spec.dataset, data_dir=spec.data_dir).num_classes is not None
+    return evaluation_metric(spec.eval_metric, data.dataset_name(spec.dataset),
+                             labelled=labelled, inception_path=spec.inception_path)
+
+
 def _scorer(spec: RunSpec, *, test: bool) -> Scorer:
     """`evaluation.scorer` of the run's metric, files and data (with the test reference if
-    `test`): one Inception model (or toy classifier) for the training evaluation and the
-    final test."""
-    name = data.dataset_name(spec.dataset)
-    return scorer(evaluation_metric(spec.eval_metric, name), dataset=name,
-                  inception_path=spec.inception_path, reference_stats=spec.reference_stats,
-                  test=test, test_reference_stats=spec.test_reference_stats if test else None,
-                  data_dir=spec.data_dir)
+    `test`): one Inception model (or classifier) for the training evaluation and the final
+    test."""
+    metric = _metric(spec)
+    # The classifier reads the data itself (arrays too); FID references go by name.
+    dataset = spec.dataset if metric == "classifier" else data.dataset_name(spec.dataset)
+    return scorer(metric, dataset=dataset, inception_path=spec.inception_path,
+                  reference_stats=spec.reference_stats, test=test,
+                  test_reference_stats=spec.test_reference_stats if test else None,
+                  data_dir=spec.data_dir, image_size=_architecture(spec).image_size)
 
 
 def _test_evaluation(run: Run, spec: RunSpec, testing: Scorer) -> None:
@@ -395,7 +410,7 @@ def build_run(spec: RunSpec | None = None, /, **arguments) -> Run:
     spec = _spec(spec, arguments)
     if spec.mixed_precision:
         keras.mixed_precision.set_global_policy(spec.mixed_precision)
-    arch = _architecture(spec.architecture)
+    arch = _architecture(spec)
     gan = _build_gan(arch, spec, num_classes=_num_classes(arch, spec))
     g_optimizer, d_optimizer = spec.generator_optimizer(), spec.discriminator_optimizer()
     if spec.lr_decay:
@@ -418,12 +433,12 @@ def build_run(spec: RunSpec | None = None, /, **arguments) -> Run:
 
 
 def _evaluation_callback(run: Run, *, scoring: Scorer, workdir: str, every: int,
-                         num_samples: int, total_steps: int) -> EvaluateFID:
-    """The `EVALUATIONS[metric]` callback of a run, with the feature model and reference of
-    `scoring` (`evaluation.scorer`)."""
-    return EVALUATIONS[scoring.metric](
-        scoring.model, scoring.reference, every=every, num_samples=num_samples,
-        total_steps=total_steps, checkpoint=run.checkpointer.checkpoint, state=run.fid_state,
+                         num_samples: int, total_steps: int) -> PeriodicEvaluation:
+    """The run's `PeriodicEvaluation` with `scoring` (`evaluation.scorer`), its best score in
+    the run's checkpointed state."""
+    return PeriodicEvaluation(
+        scoring, every=every, num_samples=num_samples, total_steps=total_steps,
+        checkpoint=run.checkpointer.checkpoint, state=run.fid_state,
         best_directory=workdir_lib.Workdir(workdir).best_checkpoints)
 
 

@@ -49,7 +49,9 @@ MODULE_TESTS = {
     "gan": ["tests/test_gan.py"],
     "sparsity": ["tests/test_sparsity.py"],
     "ema": ["tests/test_ema.py"],
-    "evaluation": ["tests/test_evaluate.py", "tests/test_toy_metric.py"],
+    "evaluation": ["tests/test_evaluate.py", "tests/test_toy_metric.py",
+                   "tests/test_classifier_metric.py"],
+    "classifier_metric": ["tests/test_classifier_metric.py", "tests/test_toy_metric.py"],
 }
 
 

@@ -367,3 +367,81 @@ def test_builder_keywords_and_float32_outputs_under_mixed_precision():
     mixed = attention([theta, theta[:, :1, :1], tf.ones([1, 1, 1, 4], tf.float16)])
     assert mixed.dtype == tf.float16
     np.testing.assert_array_equal(mixed.numpy(), np.ones([1, 2, 2, 4], np.float16))
+
+
+# --------------------------------------------------------------------------- other sizes
+
+# (total, masked) of G and D at the default widths (ch 64 for SNGAN; BigGAN-48 ch 80 with 10
+# classes, BigGAN-128/256 ch 96 with 1000). Hand check of BigGAN-256's G against BigGAN-128's:
+# the extra 8ch stage and the 20 extra z dims of the seventh chunk.
+FAMILY_COUNTS = {
+    "sngan64": ((12_220_675, 12_195_520), (19_542_721, 19_536_768)),
+    "sngan128": ((32_150_787, 32_118_464), (38_419_137, 38_411_136)),
+    "sngan256": ((37_135_107, 37_099_200), (43_401_409, 43_391_872)),
+    "biggan48": ((17_122_724, 16_040_560), (30_553_522, 30_533_280)),
+    "biggan128": ((70_433_988, 68_084_256), (87_982_370, 86_434_368)),
+    "biggan256": ((82_235_844, 79_429_152), (99_225_890, 97_675_584)),
+}
+
+
+def test_family_members_by_size_and_a_clear_error_for_other_sizes():
+    assert A.architecture("sngan32", image_size=48) is A.ARCHITECTURES["sngan48"]
+    assert A.architecture("biggan64", image_size=32) is A.ARCHITECTURES["biggan32"]
+    assert A.architecture("sngan48") is A.ARCHITECTURES["sngan48"]
+    for family in ("sngan", "biggan"):
+        for size in A.RESOLUTIONS:
+            arch = A.architecture(f"{family}32", image_size=size)
+            assert (arch.name, arch.image_size, arch.family) == (f"{family}{size}", size, family)
+    assert [A.architecture("biggan32", image_size=s).latent_dim for s in A.RESOLUTIONS] == [
+        128, 100, 100, 120, 140]
+    with pytest.raises(ValueError, match=r"image_size=96.*\[32, 48, 64, 128, 256\]"):
+        A.architecture("sngan32", image_size=96)
+    with pytest.raises(ValueError, match="unknown architecture 'sngan96'"):
+        A.build_models("sngan96")
+
+
+@pytest.mark.parametrize("name", list(FAMILY_COUNTS))
+def test_full_size_counts_of_the_other_sizes(name, monkeypatch):
+    monkeypatch.setattr(biggan, "ORTHOGONAL", blocks.NORMAL_002)  # shapes only, as above
+    generator, discriminator = A.build_models(name)
+    assert (_counts(generator), _counts(discriminator)) == FAMILY_COUNTS[name]
+    size = A.architecture(name).image_size
+    assert generator.output_shape == (None, size, size, 3)
+
+
+def _g_block(i: int, o: int, cond: int = 148) -> int:
+    """A BigGAN up-block's weights: two CBNs (bias-free gain/bias linears from the 148-d
+    [shared; chunk] input), two 3×3 convs and the 1×1 shortcut with biases."""
+    return 2 * cond * (i + o) + (9 * i * o + o) + (9 * o * o + o) + (i * o + o)
+
+
+def _attention(c: int) -> int:
+    return 2 * c * (c // 8) + 2 * c * (c // 2) + 1  # theta, phi, g, out convs and the gain
+
+
+def test_biggan256_generator_count_follows_from_biggan128s_by_hand():
+    # 256² adds an 8ch -> 8ch stage (ch 96) and attends at 64² on 4ch instead of 2ch.
+    (g128, _), _ = FAMILY_COUNTS["biggan128"]
+    (g256, _), _ = FAMILY_COUNTS["biggan256"]
+    assert g256 - g128 == _g_block(768, 768) + _attention(384) - _attention(192)
+
+
+@pytest.mark.parametrize("name, d_out_side", [("sngan64", 2), ("sngan128", 4), ("sngan256", 4),
+                                              ("biggan48", 3), ("biggan128", 4),
+                                              ("biggan256", 4)])
+def test_tiny_other_sizes_run_forward_and_attend_at_the_reference_side(name, d_out_side):
+    arch = A.architecture(name)
+    generator, discriminator = A.build_models(name, g_width=4, d_width=8, num_classes=3
+                                              if arch.conditional else None)
+    z = tf.random.stateless_normal([2, arch.latent_dim], seed=[0, 1])
+    y = tf.constant([0, 2]) if arch.conditional else None
+    images = _call(generator, z, y)
+    assert images.shape == (2, arch.image_size, arch.image_size, 3)
+    logits = _call(discriminator, images, y)
+    assert logits.shape == (2,) and np.all(np.isfinite(logits.numpy()))
+    last = [l for l in discriminator.layers if l.name.startswith("d_block")][-1]
+    assert last.output_shape[1] == d_out_side
+    if arch.family == "biggan":
+        for prefix, model in (("g", generator), ("d", discriminator)):
+            attention = model.get_layer(f"{prefix}_attention_map")
+            assert attention.output_shape[1] == min(64, arch.image_size // 2)

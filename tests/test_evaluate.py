@@ -1,4 +1,4 @@
-"""Tests of FID evaluation during and after training: the EvaluateFID callback as train_lib
+"""Tests of FID evaluation during and after training: the PeriodicEvaluation callback as train_lib
 wires it (cadence, metrics row values, best checkpoint, cached reference statistics) and
 `adapt_tf.evaluate` on the resulting workdir, with the tiny stand-in Inception of
 tests/inception_stub.py and the tiny gin config's models at 8 channels. To stay fast nothing
@@ -44,7 +44,7 @@ def test_fid_is_evaluated_logged_and_the_best_checkpoint_kept(evaluated):
     fids = {record["step"]: record["fid"] for record in callback.history}
     assert len(set(fids.values())) == 3 and all(f > 0 for f in fids.values())
     best_step = min(fids, key=fids.get)
-    assert (callback.best_fid, callback.best_step) == (fids[best_step], best_step)
+    assert (callback.best_score, callback.best_step) == (fids[best_step], best_step)
     assert {step for step, extra in logged.items() if extra} == {2, 4, 5}
     running_best = math.inf
     for step in (2, 4, 5):
@@ -99,7 +99,7 @@ def test_evaluate_rescores_best_and_last_checkpoints(evaluated):
     # callback: the same FIDs.
     assert best["fid"] == pytest.approx(fids[callback.best_step], rel=1e-6)
     assert last["fid"] == pytest.approx(fids[5], rel=1e-6)
-    assert record["training_best"] == {"fid": pytest.approx(callback.best_fid),
+    assert record["training_best"] == {"fid": pytest.approx(callback.best_score),
                                        "step": callback.best_step, "num_samples": 20}
     assert record["reference"].startswith(str(cache)) and record["num_samples"] == 20
     assert record["metric"] == "fid" and record["is_logits"] == metrics.IS_FROM_WEIGHT
@@ -118,7 +118,7 @@ def test_evaluation_arguments_are_checked(tmp_path):
         train_lib.train(workdir=str(tmp_path), total_steps=4, method=methods.method("dense"),
                         log_every=2, eval_every=3)
     with pytest.raises(ValueError, match="both checkpoint and best_directory"):
-        evaluation.EvaluateFID(None, (None, None), every=2, checkpoint=tf.train.Checkpoint())
+        evaluation.PeriodicEvaluation(None, every=2, checkpoint=tf.train.Checkpoint())
     with pytest.raises(ValueError, match="at least 10"):
         evaluation.generator_scores(None, inception=None, reference=None, num_samples=5)
 
@@ -177,7 +177,7 @@ def test_evaluate_with_test_adds_the_official_final_test(evaluated):
     entry = record["test"]
     assert entry["checkpoint_kind"] == "best" and entry["step"] == callback.best_step
     assert {key: entry[key] for key in best} == best
-    assert entry["fid"] == pytest.approx(callback.best_fid, rel=1e-6)
+    assert entry["fid"] == pytest.approx(callback.best_score, rel=1e-6)
     assert entry["fid_test"] == pytest.approx(hand, rel=1e-6)
     assert abs(entry["fid_test"] - entry["fid"]) > 1e-3 * entry["fid"]
     assert (entry["trained_steps"], entry["num_samples"], entry["metric"], entry["seed"]) == (

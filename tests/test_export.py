@@ -232,3 +232,21 @@ def test_cli_reports_a_workdir_without_checkpoints(tmp_path):
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert result.returncode != 0
     assert "holds no checkpoint" in result.stderr
+
+
+def test_128px_conditional_generator_exports_with_its_masks_baked_in(tmp_path):
+    generator, _ = architectures.build_models("biggan128", g_width=4, d_width=8, num_classes=3)
+    topology.sparsify(generator, 0.2, seed=4)
+    _randomize([generator], seed=4)
+    path = export.export_generator(generator, str(tmp_path / "g128"), num_classes=3)
+    obj = tf.saved_model.load(path)
+    z = tf.random.stateless_normal([2, 120], seed=[7, 8])
+    y = tf.constant([0, 2])
+    images = obj([z, y]).numpy()
+    assert images.shape == (2, 128, 128, 3)
+    # BigGAN's G is spectrally normalised: the export bakes one power iteration in.
+    plain = export.strip_masks(generator, power_iteration=True)
+    np.testing.assert_allclose(images, plain([z, y], training=False).numpy(), atol=ATOL)
+    for layer in L.masked_layers(generator):
+        np.testing.assert_array_equal(plain.get_layer(layer.name).kernel.numpy() != 0,
+                                      (layer.kernel.numpy() * layer.mask.numpy()) != 0)

@@ -196,6 +196,15 @@ def test_a_toy_metric_run_reports_its_best_toy_evaluation(tmp_path):
     assert all(os.path.getsize(p) > 0 for p in written["plots"])
 
 
+def test_a_classifier_metric_run_plots_its_classifier_fid(tmp_path):
+    fields = ["step", "br", "g_density", "d_density", "classifier_fid", "classifier_accuracy"]
+    rows = [(200, 0.3, 0.2, 0.2, 30.0, 0.9), (400, 0.4, 0.2, 0.15, 12.5, 0.9)]
+    path = _write_run(tmp_path / "cls", fields, rows, dataset="toy_shapes")
+    record = report.load_run(str(path))
+    assert record.score_key == "classifier_fid"
+    assert record.series("classifier_fid")[1] == [30.0, 12.5]
+
+
 def test_br_axis_shows_the_band_and_the_central_ninety_percent_and_counts_the_rest():
     band = [(0.45, 0.55)]
     # 21 values: 5th percentile is ordered[1], 95th ordered[19].

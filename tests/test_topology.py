@@ -497,3 +497,26 @@ def test_model_without_masked_layers_raises():
     unbuilt = keras.Sequential([MaskedDense(2)])
     with pytest.raises(ValueError, match="build the model first"):
         topology.model_density(unbuilt)
+
+
+@pytest.mark.parametrize("name, width", [("biggan128", 4), ("sngan128", 1), ("sngan256", 1)])
+def test_erk_sparsify_of_the_larger_architectures_at_tiny_width(name, width):
+    # Mask bookkeeping beyond the paper's sizes: ERK's budget is met exactly over every masked
+    # kernel, each layer gets its ERK count, and masked-out kernel entries are zero.
+    from adapt_tf import architectures
+    from adapt_tf.layers import masked_layers
+
+    arch = architectures.architecture(name)
+    models = architectures.build_models(name, g_width=width, d_width=8,
+                                        num_classes=3 if arch.conditional else None)
+    for seed, model in enumerate(models):
+        layers = masked_layers(model)
+        shapes = {layer.name: tuple(layer.kernel.shape) for layer in layers}
+        counts = topology.layer_counts(shapes, topology.erk_densities(shapes, 0.2), density=0.2)
+        topology.sparsify(model, 0.2, seed=seed)
+        assert topology.count_active(model) == (sum(counts.values()), _total(shapes))
+        assert sum(counts.values()) == round(0.2 * _total(shapes))
+        for layer in layers:
+            mask = layer.mask.numpy()
+            assert int(mask.sum()) == counts[layer.name]
+            assert not np.any(layer.kernel.numpy()[mask == 0])

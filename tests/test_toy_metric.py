@@ -26,7 +26,7 @@ import tensorflow_datasets as tfds
 import tf_keras as keras
 
 import evaluated_run
-from adapt_tf import configurables, evaluate, evaluation, metrics, toy_metric
+from adapt_tf import classifier_metric, configurables, evaluate, evaluation, metrics, toy_metric
 from adapt_tf.datasets import toy_shapes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,9 +132,9 @@ def test_classifier_rejects_other_image_sizes_and_models_without_features():
 
 
 def test_noise_outliers_are_seeded_images_in_range():
-    first = toy_metric._noise_images(6, tf.constant([0, 3], tf.int64)).numpy()
-    again = toy_metric._noise_images(6, tf.constant([0, 3], tf.int64)).numpy()
-    other = toy_metric._noise_images(6, tf.constant([0, 4], tf.int64)).numpy()
+    first = classifier_metric._noise_images(6, tf.constant([0, 3], tf.int64)).numpy()
+    again = classifier_metric._noise_images(6, tf.constant([0, 3], tf.int64)).numpy()
+    other = classifier_metric._noise_images(6, tf.constant([0, 4], tf.int64)).numpy()
     assert first.shape == (6, 32, 32, 3) and -1 <= first.min() and first.max() <= 1
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, other)
@@ -258,7 +258,7 @@ def test_training_with_eval_every_writes_the_toy_columns(small_classifier):
     with open(workdir / "metrics.csv") as f:
         rows = {int(row["step"]): row for row in csv.DictReader(f)}
     assert sorted(rows) == [2, 4, 6, 8]
-    assert set(evaluation.EvaluateToyMetric.FIELDS) <= set(rows[2]) and "fid" not in rows[2]
+    assert set(evaluation.COLUMNS["toy"].fields) <= set(rows[2]) and "fid" not in rows[2]
     assert all(rows[step]["toy_fid"] == "" for step in (2, 6))
     toy_fids = {step: float(rows[step]["toy_fid"]) for step in (4, 8)}
     assert all(math.isfinite(value) and value > 0 for value in toy_fids.values())
@@ -301,7 +301,7 @@ def evaluated(small_classifier):
 def test_evaluate_reports_the_toy_metric_offline(evaluated, small_classifier):
     workdir, callback = evaluated
     _, (_, reference) = small_classifier
-    assert isinstance(callback, evaluation.EvaluateToyMetric)
+    assert callback.scoring.metric == "toy"
     assert [record["step"] for record in callback.history] == [2, 4, 5]
     toy_fids = {record["step"]: record["toy_fid"] for record in callback.history}
     assert len(set(toy_fids.values())) == 3
@@ -321,14 +321,20 @@ def test_evaluate_reports_the_toy_metric_offline(evaluated, small_classifier):
     assert last["toy_fid"] == pytest.approx(toy_fids[5], rel=1e-6)
     assert last["class_counts"] == callback.history[-1]["class_counts"]
     assert last["toy_fid_floor"] == reference.floor
-    assert record["training_best"] == {"toy_fid": pytest.approx(callback.best_fid),
+    assert record["training_best"] == {"toy_fid": pytest.approx(callback.best_score),
                                        "step": callback.best_step, "num_samples": 40}
 
 
 def test_metric_choice_and_its_errors(evaluated):
     assert evaluation.evaluation_metric(None, "toy_shapes") == "toy"
-    assert evaluation.evaluation_metric(None, "cifar10") == "fid"
+    # Other labelled data: the offline classifier metric unless Inception is configured.
+    assert evaluation.evaluation_metric(None, "cifar10") == "classifier"
+    assert evaluation.evaluation_metric(None, "cifar10", inception_path="/i") == "fid"
+    assert evaluation.evaluation_metric(None, "stl10", labelled=False) == "fid"
     assert evaluation.evaluation_metric("fid", "toy_shapes") == "fid"
+    with pytest.raises(ValueError, match="'stl10' has no labels, so there is no classifier "
+                                         "metric for it; unlabelled data is scored by Incept"):
+        evaluation.evaluation_metric("classifier", "stl10", labelled=False)
     with pytest.raises(ValueError, match="toy_shapes samples only, not 'cifar10'"):
         evaluation.evaluation_metric("toy", "cifar10")
     with pytest.raises(ValueError, match="Unknown evaluation metric 'inception'"):

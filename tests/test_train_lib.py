@@ -306,6 +306,15 @@ def _error_line(result):
     return last
 
 
+def test_image_size_trains_the_architecture_family_at_that_size(tmp_path):
+    gan = _train(tmp_path, "train.image_size = 64", "train.total_steps = 2")
+    assert gan.generator.name == "sngan64_generator"
+    assert gan.generator.output_shape == (None, 64, 64, 3)
+    assert gan.discriminator.input_shape == (None, 64, 64, 3)
+    with open(tmp_path / "metrics.csv") as f:
+        assert [r["step"] for r in csv.DictReader(f)] == ["2"]
+
+
 def test_cli_resume_refuses_changed_config_and_keeps_the_record_true(tmp_path):
     first = _cli(tmp_path, "train.total_steps = 2")
     assert first.returncode == 0, first.stderr[-3000:]
@@ -348,6 +357,9 @@ _UNCLOSED = "include 'base.gin'\ntrain.total_steps = [1, 2\n"
     ("not_prepared", ["train.dataset = 'cifar10'"], "train.download = True"),
     ("unwritable_workdir", [], "is not a writable directory"),
     ("bad_diff_aug", ["train.diff_aug = 'colour'"], "diff_aug='colour': each of ("),
+    ("unsupported_image_size", ["train.image_size = 100"],
+     "image_size=100: the sngan family of architecture 'sngan32' is defined at "
+     "[32, 48, 64, 128, 256] px"),
     ("bad_criterion", ["train.balance_criterion = 'fake'"],
      "balance_criterion='fake': choose 'br'"),
     ("test_stats_unused", ["train.test_reference_stats = 'test.npz'"],

@@ -1,4 +1,4 @@
-"""SNGAN generators and discriminators: CIFAR-10 32×32 and STL-10 48×48, unconditional.
+"""SNGAN generators and discriminators at 32, 48, 64, 128 and 256 px, unconditional.
 
 Paper: T. Miyato, T. Kataoka, M. Koyama, Y. Yoshida, "Spectral Normalization for Generative
 Adversarial Networks", ICLR 2018 (ResNet architectures of its appendix), as used by ADAPT
@@ -25,6 +25,19 @@ masks, here the kernels of `adapt_tf.layers.masked_layers(model)`:
   * SNGAN-32 G 4,276,739 (masked 4,266,752); D 1,053,824 (masked 1,052,544).
   * SNGAN-48 G 4,878,083 (masked 4,855,488); D 19,542,721 (masked 19,536,768).
 All four equal the official models'.
+
+Larger sizes (`build_sngan_generator` / `build_sngan_discriminator` with resolution 64, 128,
+256; not in the paper): the block tables of the SNGAN paper's ImageNet ResNets as Mimicry
+(`torch_mimicry/nets/sngan/sngan_64.py`, `sngan_128.py`) writes them, with `width` = ch and
+Mimicry's ngf = ndf = 16·ch (1024 at ch = 64). G from 4×4: 64² 16ch -> 8 -> 4 -> 2 -> 1ch;
+128² 16ch -> 16 -> 8 -> 4 -> 2 -> 1ch. D: optimized block 3 -> ch, then 2, 4, 8, 16ch
+downsampling (64²), and a last 16ch block without downsampling at 128². Mimicry has no 256²
+SNGAN; here 256² inserts one more 8ch stage in G and D, as BigGAN-PyTorch's 256² table does
+over its 128² one. Everything else follows SNGAN-48 (the official repo's ResNet module):
+kaiming-normal init, zero biases, global mean pool, final bias, SN in D only. At the default
+width (ch = 64) the trainable weights are: SNGAN-64 G 12,220,675 / D 19,542,721; SNGAN-128
+G 32,150,787 / D 38,419,137; SNGAN-256 G 37,135,107 / D 43,401,409
+(`tests/test_architectures.py` pins them with the masked counts).
 
 Widths: `width` is the reference's channel argument. SNGAN-32: G `gf_dim` (256), D `df_dim`
 (128), constant through the network. SNGAN-48: the base `ch` (64) of both networks; G runs
@@ -61,9 +74,21 @@ __all__ = [
     "build_sngan32_discriminator",
     "build_sngan48_generator",
     "build_sngan48_discriminator",
+    "build_sngan_generator",
+    "build_sngan_discriminator",
+    "SNGAN_RESOLUTIONS",
 ]
 
 _G_STREAM, _D_STREAM = 0, 1
+
+# The deeper SNGANs, per resolution: (G channel multiples of `width`, from the 4×4 linear
+# on; D channel multiples after the optimized block; which of those D blocks downsample).
+_DEEP_LAYOUTS = {
+    64: ([16, 8, 4, 2, 1], [2, 4, 8, 16], [True, True, True, True]),
+    128: ([16, 16, 8, 4, 2, 1], [2, 4, 8, 16, 16], [True, True, True, True, False]),
+    256: ([16, 16, 8, 8, 4, 2, 1], [2, 4, 8, 8, 16, 16], [True] * 5 + [False]),
+}
+SNGAN_RESOLUTIONS = (32, 48, *_DEEP_LAYOUTS)
 
 
 def _resnet_generator(*, channels: list[int], bottom: int, latent_dim: int, scheme: InitScheme,
@@ -139,3 +164,39 @@ def build_sngan48_discriminator(*, width: int = 64, seed: int = 0) -> keras.Mode
                                  downsample=[True] * 4, image_size=48, pool="mean",
                                  use_bias=True, scheme=KAIMING_NORMAL, seed=seed,
                                  name="sngan48_discriminator")
+
+
+def _deep_layout(resolution: int):
+    if resolution not in _DEEP_LAYOUTS:
+        raise ValueError(f"the deep SNGAN builders take resolution 64, 128 or 256, got "
+                         f"{resolution!r}; 32 and 48 have their own builders")
+    return _DEEP_LAYOUTS[resolution]
+
+
+def build_sngan_generator(*, resolution: int, width: int = 64, latent_dim: int = 128,
+                          seed: int = 0) -> keras.Model:
+    """SNGAN generator at `resolution` (64, 128, 256): z [B, latent_dim] -> [B, R, R, 3] in [-1, 1].
+
+    4×4 linear, then one up-block per doubling; channels from `_DEEP_LAYOUTS` × `width`.
+    """
+    width = positive_int("width", width)
+    multiples = _deep_layout(resolution)[0]
+    return _resnet_generator(channels=[m * width for m in multiples], bottom=4,
+                             latent_dim=positive_int("latent_dim", latent_dim),
+                             scheme=KAIMING_NORMAL, seed=seed,
+                             name=f"sngan{resolution}_generator")
+
+
+def build_sngan_discriminator(*, resolution: int, width: int = 64,
+                              seed: int = 0) -> keras.Model:
+    """SNGAN discriminator at `resolution` (64, 128, 256): images [B, R, R, 3] -> logits [B].
+
+    Optimized block to `width`, then the `_DEEP_LAYOUTS` blocks down to 4×4 (or 2×2 at 64²);
+    SN; global mean pool; final bias.
+    """
+    width = positive_int("width", width)
+    _, multiples, downsample = _deep_layout(resolution)
+    return _resnet_discriminator(channels=[width] + [m * width for m in multiples],
+                                 downsample=downsample, image_size=resolution, pool="mean",
+                                 use_bias=True, scheme=KAIMING_NORMAL, seed=seed,
+                                 name=f"sngan{resolution}_discriminator")
