@@ -172,8 +172,9 @@ def main(argv):
                               reference_stats=values.reference_stats, test=values.test,
                               test_reference_stats=values.test_reference_stats,
                               batch_size=values.batch_size, seed=values.seed)
-    except (metrics.InceptionUnavailableError, data.DatasetNotPreparedError) as error:
-        sys.exit(f"Cannot evaluate {values.workdir}: {error}")
+    except (metrics.InceptionUnavailableError, data.DatasetNotPreparedError, ValueError,
+            OSError) as error:  # a missing workdir, config or checkpoint, a torn eval.json
+        sys.exit(f"Cannot evaluate {values.workdir}: {' '.join(str(error).split())}")
     print(json.dumps(record, indent=2))
 
 

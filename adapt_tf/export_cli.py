@@ -14,6 +14,7 @@ library that writes the files.
 """
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from absl import app, flags, logging
@@ -81,8 +82,8 @@ def main(argv) -> None:
         info = export_run(values.workdir, checkpoint=values.checkpoint or None,
                           output_dir=values.output_dir, discriminator=values.discriminator,
                           tflite=values.tflite)
-    except ValueError as error:
-        raise app.UsageError(str(error)) from None
+    except (ValueError, OSError) as error:  # one line, not the module docstring as usage
+        sys.exit(f"adapt_tf.export: error: {' '.join(str(error).split())}")
     logging.info("Exported %s (iteration %d, d_G=%.4f) to %s", info["checkpoint"],
                  info["step"], info["g_density"], info["generator"])
     if "tflite" in info:

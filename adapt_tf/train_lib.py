@@ -96,6 +96,9 @@ class RunSpec:
       test_reference_stats: with `test_eval` and the "fid" metric, the test split's statistics
         (.npz, e.g. the official fid_stats_cifar10_test.npz); default computed from the
         dataset's test split and cached beside the reference.
+      record: text saved inside every checkpoint (`run_io.Checkpointer`): the CLI records the
+        run's gin configuration there and checks a resumed run against it
+        (`configurables.recorded_bindings`).
     """
 
     workdir: str
@@ -140,6 +143,7 @@ class RunSpec:
     reference_stats: str | None = None
     test_eval: bool = False
     test_reference_stats: str | None = None
+    record: str | None = None
 
 
 def _spec(spec: RunSpec | None, arguments: dict) -> RunSpec:
@@ -160,7 +164,8 @@ def train(spec: RunSpec | None = None, /, **arguments) -> SparseGAN:
     Raises:
       TrainingDiverged: losses or model values became non-finite (nothing non-finite saved).
       preemption.TrainingInterrupted: SIGTERM/SIGINT; the state was saved first.
-      workdir.WorkdirError: the workdir is in use, not writable, or has no usable checkpoint.
+      workdir.WorkdirError: the workdir is in use, not writable, has no usable checkpoint,
+        holds more than `total_steps` iterations, or a checkpoint cannot be saved (disk full).
     """
     spec = _spec(spec, arguments)
     check_arguments(spec)
@@ -172,8 +177,13 @@ def train(spec: RunSpec | None = None, /, **arguments) -> SparseGAN:
         with strategy.scope():
             run = build_run(spec)
             start = run.checkpointer.restore()
+        if start > spec.total_steps:
+            raise workdir_lib.WorkdirError(
+                f"{spec.workdir} holds a run trained to iteration {start}, beyond "
+                f"total_steps={spec.total_steps}; a checkpoint cannot be untrained. Rerun with "
+                f"total_steps >= {start}, or train the shorter run in a new --workdir.")
         if start == 0 and chief:
-            workdir_lib.set_aside_orphan_metrics(spec.workdir)
+            workdir_lib.set_aside_previous_run(spec.workdir)
         # Built first so that a missing Inception or test split fails before training.
         testing = _test_scorer(spec, trained=max(start, spec.total_steps)) \
             if spec.test_eval and chief else None
@@ -197,7 +207,9 @@ def train(spec: RunSpec | None = None, /, **arguments) -> SparseGAN:
 def check_arguments(spec: RunSpec) -> None:
     """The checks of a run spec that need no model or data (the CLI runs them before it
     writes operative_config.gin): ValueError naming the value and the fix."""
-    for name in ("total_steps", "log_every", "checkpoint_every"):
+    for name in ("total_steps", "log_every", "checkpoint_every", "sample_every",
+                 "num_sample_images", "eval_num_samples", "d_batch_size", "g_batch_size",
+                 "n_dis", "br_interval", "br_window"):
         positive_int(name, getattr(spec, name))
     for name in ("lr_decay", "ever_active", "sample_logs", "test_eval"):
         if not isinstance(getattr(spec, name), bool):
@@ -376,7 +388,8 @@ def build_run(spec: RunSpec | None = None, /, **arguments) -> Run:
     flops_state, fid_state = FlopsState(), FIDState()
     checkpointer = Checkpointer(workdir_lib.Workdir(spec.workdir).checkpoints, gan,
                                 every=spec.checkpoint_every,
-                                extra={**states, "flops": flops_state, "fid": fid_state})
+                                extra={**states, "flops": flops_state, "fid": fid_state},
+                                record=spec.record)
     return Run(gan, arch, method_callbacks, flops_state, fid_state, checkpointer)
 
 
