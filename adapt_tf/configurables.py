@@ -254,7 +254,7 @@ def recorded_config(workdir: str) -> RecordedConfig | None:
         return None
     checkpoint = workdir_lib.usable_checkpoint(directory, reject=False)
     text = workdir_lib.checkpoint_record(checkpoint)
-    if text is None:
+    if not text:  # saved before records existed, or by a library run that gave none
         return _legacy_recorded_config(workdir, checkpoint)
     recorded = _bindings_of(text, f"the configuration recorded in {checkpoint}")
     if not os.path.isfile(path):
@@ -272,8 +272,9 @@ def _legacy_recorded_config(workdir: str, checkpoint: str) -> RecordedConfig | N
     path = workdir_lib.Workdir(workdir).config
     if not os.path.isfile(path):
         absl_logging.warning("%s has checkpoints but no %s, and %s records no configuration "
-                             "(saved before records existed): the configuration cannot be "
-                             "checked against them.", workdir, workdir_lib.CONFIG_NAME, checkpoint)
+                             "(saved before records existed, or by train_lib without one): the "
+                             "configuration cannot be checked against them.", workdir,
+                             workdir_lib.CONFIG_NAME, checkpoint)
         return None
     return RecordedConfig(path, _bindings_of(Path(path).read_text(), path))
 

@@ -39,7 +39,9 @@ from __future__ import annotations
 import dataclasses
 import numbers
 import os
+import socket
 import types
+import urllib.parse
 from collections.abc import Mapping
 
 import filelock
@@ -207,7 +209,32 @@ def _prepared_builder(name: str, spec: DatasetSpec, *, data_dir, manual_dir,
         return builder
     if not (spec.preparation == "local" or manual_dir is not None or download):
         raise DatasetNotPreparedError(_not_prepared_message(name, spec, builder))
+    if download and manual_dir is None and spec.preparation != "local":
+        _check_online(name, spec, builder)
     return _prepare_once(spec, data_dir, manual_dir=manual_dir, download=download)
+
+
+# tfds downloads a catalog dataset from its GCS mirror or from the dataset's own site.
+TFDS_MIRROR_HOST = "storage.googleapis.com"
+ONLINE_PROBE_SECONDS = 10.0
+
+
+def _check_online(name: str, spec: DatasetSpec, builder: tfds.core.DatasetBuilder) -> None:
+    """Fails fast (one HTTPS connection attempt per host, `ONLINE_PROBE_SECONDS` each) when
+    neither host tfds would download from can be reached, instead of tfds retrying for
+    minutes offline: `DatasetNotPreparedError` naming the hosts and how to prepare the data."""
+    hosts = [TFDS_MIRROR_HOST, urllib.parse.urlparse(builder.info.homepage or "").hostname]
+    problem = None
+    for host in filter(None, hosts):
+        try:
+            socket.create_connection((host, 443), timeout=ONLINE_PROBE_SECONDS).close()
+            return
+        except OSError as error:
+            problem = f"{host}: {error}"
+    raise DatasetNotPreparedError(
+        f"download=True, but no host to download {name!r} from could be reached within "
+        f"{ONLINE_PROBE_SECONDS:g} s ({problem}); this machine looks offline. "
+        + _not_prepared_message(name, spec, builder))
 
 
 def _builder(spec: DatasetSpec, data_dir) -> tfds.core.DatasetBuilder:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import os
 from typing import Callable, Sequence
 
@@ -287,11 +288,32 @@ def _fit(run: Run, images: tf.data.Dataset, spec: RunSpec, *, start: int,
     logging.info("Training %s (%s, d_G=%.3f, d_D=%.3f) for iterations %d..%d in %s.",
                  method.name, run.architecture.name, method.g_density, method.d_density,
                  start + 1, spec.total_steps, spec.workdir)
-    run.gan.fit(images, epochs=1, steps_per_epoch=spec.total_steps - start,
-                callbacks=run_callbacks, verbose=0)
+    with _disk_full_is_one_error(spec.workdir, run.checkpointer):
+        run.gan.fit(images, epochs=1, steps_per_epoch=spec.total_steps - start,
+                    callbacks=run_callbacks, verbose=0)
     distribution.remove_writer_directory(log_dir, spec.workdir)
     _raise_if_stopped(run, nan_guard, stop)
     return run.gan
+
+
+@contextlib.contextmanager
+def _disk_full_is_one_error(workdir: str, checkpointer: Checkpointer):
+    """Turns a full disk met by any writer of the run (metrics, samples, TensorBoard, a
+    checkpoint) into one `WorkdirError` naming the newest checkpoint, which a failed save never
+    replaces (TF writes a checkpoint beside it, then renames it into place)."""
+    try:
+        yield
+    except (OSError, tf.errors.OpError) as error:
+        text = " ".join(str(error).split())
+        if not (getattr(error, "errno", None) == errno.ENOSPC
+                or isinstance(error, tf.errors.ResourceExhaustedError)
+                or "No space left on device" in text):
+            raise
+        latest = tf.train.latest_checkpoint(checkpointer.directory)
+        raise workdir_lib.WorkdirError(
+            f"No space left on the device of {workdir} ({text[:200]}); the newest checkpoint, "
+            f"{latest or 'none yet'}, is intact. Free space, then rerun to resume from it.") \
+            from None
 
 
 def _raise_if_stopped(run: Run, nan_guard: TerminateOnNaN,

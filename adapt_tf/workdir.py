@@ -408,16 +408,14 @@ def remove_partial_saves(directory: str) -> list[str]:
 
 
 def checkpoint_record(path: str) -> str | None:
-    """The configuration text saved inside checkpoint `path` (`RECORD_ROOT`), or None for a
-    checkpoint saved without one (before records existed, or by a library run that gave
-    none)."""
+    """The configuration text saved inside checkpoint `path` (`RECORD_ROOT`; "" from a library
+    run that gave none), or None for a checkpoint saved before records existed."""
     key = f"{RECORD_ROOT}/.ATTRIBUTES/VARIABLE_VALUE"
     reader = tf.train.load_checkpoint(path)
     if not reader.has_tensor(key):
         return None
     text = reader.get_tensor(key)
-    text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
-    return text or None
+    return text.decode("utf-8") if isinstance(text, bytes) else str(text)
 
 
 def nonfinite_count(variables: Sequence[tf.Variable]) -> int:

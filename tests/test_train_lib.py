@@ -1,6 +1,7 @@
 """End-to-end runs of train_lib on the tiny config: artefacts, exact resume, the CLI."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -371,6 +372,52 @@ def test_shortening_total_steps_below_the_trained_iteration_is_refused(tmp_path,
                        match=r"trained to iteration 8, beyond total_steps=4;.*total_steps >= 8"):
         _train(run, "train.total_steps = 4")
     assert (run / "metrics.csv").read_text() == metrics
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 MiB tmpfs to fill (mounting needs root or CAP_SYS_ADMIN), unmounted after."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)],
+                             capture_output=True, text=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs to fill: {mounted.stderr.strip()}")
+    yield mount
+    # Lazily: a TensorBoard writer of the run may still hold a file open until collected.
+    subprocess.run(["umount", "--lazy", str(mount)], check=True)
+
+
+class _FillDisk(keras.callbacks.Callback):
+    """After iteration `step`, fills the workdir's file system with `filler`."""
+
+    def __init__(self, step, filler):
+        super().__init__()
+        self.step, self.filler = step, filler
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.model.iteration == self.step:
+            with open(self.filler, "wb") as f:
+                with contextlib.suppress(OSError):
+                    for size in (1 << 20, 1 << 12, 1):
+                        while True:
+                            f.write(b"\0" * size)
+                            f.flush()
+
+
+def test_a_full_disk_is_one_error_and_the_previous_checkpoint_resumes(small_disk):
+    run, filler = small_disk / "run", small_disk / "filler"
+    with pytest.raises(workdir.WorkdirError) as error:  # one line through the CLI
+        _train(run, extra_callbacks=[_FillDisk(5, filler)])
+    message = str(error.value)
+    assert "\n" not in message and ("No space left" in message or "Cannot save" in message)
+    assert "ckpt-4" in message and "rerun to resume" in message
+    assert workdir.checkpoint_problem(str(run / "checkpoints" / "ckpt-4")) is None
+    filler.unlink()  # space returns
+    assert _train(run).iteration == 8
+    assert not list((run / "checkpoints").glob("*_temp"))
+    with open(run / "metrics.csv") as f:
+        assert [r["step"] for r in csv.DictReader(f)] == ["2", "4", "6", "8"]
 
 
 def test_cli_refuses_a_workdir_another_process_trains_in(tmp_path):
