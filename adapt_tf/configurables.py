@@ -208,15 +208,28 @@ def current_run_config(*, with_method: bool = True) -> runs.RunConfig:
 
 
 def read_run_config(workdir: str, *, with_method: bool = True) -> runs.RunConfig:
-    """The `RunConfig` of a run, from `workdir/operative_config.gin`; arguments["workdir"] is
-    `workdir` (the run may have been moved)."""
+    """The `RunConfig` of a run: the configuration recorded inside its newest checkpoint
+    (`workdir.newest_record`), else `workdir/operative_config.gin` (runs saved before records
+    existed, or copied without checkpoints), so that a deleted or edited file never
+    mislabels a run; arguments["workdir"] is `workdir` (the run may have been moved)."""
     path = workdir_lib.Workdir(workdir).config
-    if not os.path.isfile(path):
+    record = workdir_lib.newest_record(workdir_lib.Workdir(workdir).checkpoints)
+    if record is None and not os.path.isfile(path):
         raise ValueError(f"{workdir!r} has no {workdir_lib.CONFIG_NAME}; pass the workdir of a "
                          "run started with `python -m adapt_tf.train --workdir=...`.")
-    config = parse_run_config([path], with_method=with_method)
+    with contextlib.nullcontext(path) if record is None else _as_file(record) as source:
+        config = parse_run_config([source], with_method=with_method)
     config.arguments["workdir"] = workdir
     return config
+
+
+@contextlib.contextmanager
+def _as_file(text: str):
+    """A temporary copy of config `text` as an operative_config.gin file, for gin to parse."""
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, workdir_lib.CONFIG_NAME)
+        Path(path).write_text(text)
+        yield path
 
 
 def record_text() -> str:
@@ -284,10 +297,8 @@ def _bindings_of(text: str, source: str) -> dict[str, Any]:
     parse. Clears gin."""
     gin.clear_config()
     try:
-        with tempfile.TemporaryDirectory() as directory:  # includes resolve as for the file
-            copy_path = os.path.join(directory, workdir_lib.CONFIG_NAME)
-            Path(copy_path).write_text(text)
-            parse_config([copy_path])
+        with _as_file(text) as path:
+            parse_config([path])
     except (ValueError, TypeError, KeyError, OSError, SyntaxError) as error:
         raise workdir_lib.WorkdirError(
             f"Cannot read {source} ({error}); restore it from a backup, or use a new "

@@ -49,9 +49,9 @@ from absl import logging
 __all__ = ["Workdir", "WorkdirError", "WorkdirInUseError", "lock", "check_writable",
            "write_atomic", "read_json", "update_json", "checkpoint_paths", "usable_checkpoint",
            "nonfinite_count", "read_csv_rows", "remove_partial_saves", "set_aside_previous_run",
-           "checkpoint_record", "find_checkpoint", "CHECKPOINT_KINDS", "CONFIG_NAME",
-           "METRICS_NAME", "CHECKPOINT_DIR", "BEST_CHECKPOINT_DIR", "EVAL_NAME", "REJECTED_DIR",
-           "RECORD_ROOT", "RUN_FILES"]
+           "checkpoint_record", "newest_record", "find_checkpoint", "CHECKPOINT_KINDS",
+           "CONFIG_NAME", "METRICS_NAME", "CHECKPOINT_DIR", "BEST_CHECKPOINT_DIR", "EVAL_NAME",
+           "REJECTED_DIR", "RECORD_ROOT", "RUN_FILES"]
 
 CONFIG_NAME = "operative_config.gin"
 METRICS_NAME = "metrics.csv"
@@ -405,6 +405,18 @@ def remove_partial_saves(directory: str) -> list[str]:
         shutil.rmtree(path, ignore_errors=True)
         logging.warning("Deleted %s, left by a checkpoint save that did not finish.", path)
     return partial
+
+
+def newest_record(directory: str) -> str | None:
+    """The configuration recorded in the newest checkpoint of `directory` whose record reads
+    (one tensor, not a full check), or None if that checkpoint has no record or there is
+    none. For reading a run back; resuming uses `usable_checkpoint`."""
+    for path in checkpoint_paths(directory):
+        try:
+            return checkpoint_record(path) or None
+        except (tf.errors.OpError, ValueError):  # files missing or garbled: the previous one
+            continue
+    return None
 
 
 def checkpoint_record(path: str) -> str | None:

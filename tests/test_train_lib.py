@@ -326,6 +326,8 @@ def test_cli_resume_checks_the_config_recorded_in_the_checkpoint_not_the_file(tm
     assert first.returncode == 0, first.stderr[-3000:]
     config = tmp_path / "operative_config.gin"
     config.unlink()  # Deleted: the checkpoint still records DENSITY = 0.3.
+    # Reading the run back (report, evaluate, export) uses the record too.
+    assert configurables.read_run_config(str(tmp_path)).method.g_density == 0.3
     line = _error_line(_cli(tmp_path, "DENSITY = 0.5", "train.total_steps = 4"))
     assert "method.g_density = 0.3 recorded, 0.5 now; recorded in " in line and "ckpt-2" in line
     assert "DENSITY = 0.3" in config.read_text()  # restored from the checkpoint's record
@@ -334,6 +336,7 @@ def test_cli_resume_checks_the_config_recorded_in_the_checkpoint_not_the_file(tm
     assert "method.g_density = 0.3 recorded, 0.5 now" in line
     assert "DENSITY = 0.3" in config.read_text()
     config.write_text(config.read_text().replace("DENSITY = 0.3", "DENSITY = 0.5"))
+    assert configurables.read_run_config(str(tmp_path)).method.g_density == 0.3
     resumed = _cli(tmp_path, "train.total_steps = 4")  # the true config: accepted
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"{config} differs in method.g_density; restored it from" in resumed.stderr
