@@ -341,6 +341,9 @@ def test_cli_resume_checks_the_config_recorded_in_the_checkpoint_not_the_file(tm
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"{config} differs in method.g_density; restored it from" in resumed.stderr
     assert "DENSITY = 0.3" in config.read_text() and "train.total_steps = 4" in config.read_text()
+    # The resumed run's checkpoints record its own (resumable) changes, not the restored ones.
+    assert "train.total_steps = 4" in workdir.checkpoint_record(
+        str(tmp_path / "checkpoints" / "ckpt-4"))
     with open(tmp_path / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["step"] for r in rows] == ["2", "4"]
