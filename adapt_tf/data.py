@@ -28,7 +28,10 @@ TinyImageNet 1.2 GB, toy_shapes 37 MB), read and decoded once per `make_dataset`
 
 Offline first: catalog datasets are never downloaded unless `download=True`. If a dataset is
 not prepared, `make_dataset` raises `DatasetNotPreparedError` at once (tfds itself would retry
-the download for minutes offline) naming the directory tfds looked in and how to prepare it.
+the download for minutes offline) naming the directory tfds looked in and how to prepare it;
+with `download=True`, one connection to the hosts tfds downloads from is tried first
+(`ONLINE_PROBE_SECONDS` each), and the same error, saying the machine looks offline, comes if
+none answers.
 `toy_shapes` is prepared on demand (a few seconds, no network); `tinyimagenet` is prepared
 from a local copy of the official archive given as `manual_dir`. Preparation holds a file lock
 (`<data_dir>/<tfds name>.lock`): processes preparing the same dataset at once do it once.

@@ -3,7 +3,8 @@
 Trains (or resumes, if W holds checkpoints) the run the gin files describe, writing its
 configuration inside every checkpoint and in W/operative_config.gin, W/metrics.csv,
 W/tensorboard/, W/samples/, W/checkpoints/ and, at the end, W/training.png (BR with its
-band, densities and FID or the toy metric over iterations) and, with `train.test_eval = True`, the test-set scores of the best checkpoint in W/eval.json.
+band, densities and FID or the toy metric over iterations) and, with `train.test_eval = True`,
+the test-set scores of the best checkpoint in W/eval.json.
 A resumed run must have the configuration its checkpoint records
 (`configurables.RESUMABLE_CHANGES` may differ); a run starting from iteration 1 moves a previous
 run's files to W/orphaned/n/.
