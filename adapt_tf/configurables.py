@@ -11,7 +11,8 @@ optimizers by reference with scopes, as gin's docs do for GANs:
 (no parentheses: the optimizer is created inside the distribution strategy's scope).
 
 A run's configuration is read back here too (`parse_run_config`, `read_run_config` into a gin-free
-`runs.RunConfig`), and checked on resume (`recorded_bindings`, `check_resume`,
+`runs.RunConfig`), and checked on resume against the configuration recorded inside the
+checkpoints (`record_text`, `recorded_config`, `restore_config_file`, `check_resume`,
 `RESUMABLE_CHANGES`); the CLIs (`train`, `evaluate`, `export`, `report`, `flops_cli`) call
 these, so that library modules never import gin. Parsing clears gin's global config and leaves
 the parsed one in place.
@@ -24,6 +25,7 @@ import dataclasses
 import inspect
 import logging
 import os
+import tempfile
 import tokenize
 from pathlib import Path
 from typing import Any, Sequence
@@ -37,7 +39,8 @@ from adapt_tf.gan import SparseGAN
 
 __all__ = ["CONFIG_DIR", "RUN_SPEC", "run_spec", "train", "parse_config", "config_bindings",
            "binding_differences", "parse_run_config", "current_run_config", "read_run_config",
-           "recorded_bindings", "check_resume", "RESUMABLE_CHANGES", "bind_dataset_fingerprint"]
+           "record_text", "RecordedConfig", "recorded_config", "recorded_bindings",
+           "restore_config_file", "check_resume", "RESUMABLE_CHANGES", "bind_dataset_fingerprint"]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "gin_configs"
 
@@ -205,34 +208,101 @@ def current_run_config(*, with_method: bool = True) -> runs.RunConfig:
 
 
 def read_run_config(workdir: str, *, with_method: bool = True) -> runs.RunConfig:
-    """The `RunConfig` of a run, from `workdir/operative_config.gin`; arguments["workdir"] is
-    `workdir` (the run may have been moved)."""
+    """The `RunConfig` of a run: the configuration recorded inside its newest checkpoint
+    (`workdir.newest_record`), else `workdir/operative_config.gin` (runs saved before records
+    existed, or copied without checkpoints), so that a deleted or edited file never
+    mislabels a run; arguments["workdir"] is `workdir` (the run may have been moved)."""
     path = workdir_lib.Workdir(workdir).config
-    if not os.path.isfile(path):
+    record = workdir_lib.newest_record(workdir_lib.Workdir(workdir).checkpoints)
+    if record is None and not os.path.isfile(path):
         raise ValueError(f"{workdir!r} has no {workdir_lib.CONFIG_NAME}; pass the workdir of a "
                          "run started with `python -m adapt_tf.train --workdir=...`.")
-    config = parse_run_config([path], with_method=with_method)
+    with contextlib.nullcontext(path) if record is None else _as_file(record) as source:
+        config = parse_run_config([source], with_method=with_method)
     config.arguments["workdir"] = workdir
     return config
 
 
-def recorded_bindings(workdir: str) -> dict[str, Any] | None:
-    """`config_bindings()` of the run recorded in `workdir` if it has
-    checkpoints (None otherwise, or with a warning if its config is missing). Clears gin."""
-    if not workdir_lib.checkpoint_paths(workdir_lib.Workdir(workdir).checkpoints):
+@contextlib.contextmanager
+def _as_file(text: str):
+    """A temporary copy of config `text` as an operative_config.gin file, for gin to parse."""
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, workdir_lib.CONFIG_NAME)
+        Path(path).write_text(text)
+        yield path
+
+
+def record_text() -> str:
+    """The configuration a run records inside every checkpoint (`train_lib.RunSpec.record`):
+    gin's current config as text, every binding it holds. `recorded_config` reads it back."""
+    return gin.config_str()
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordedConfig:
+    """The configuration a workdir's checkpoints were trained with.
+
+    Attributes:
+      source: where it was read: the newest usable checkpoint, or `W/operative_config.gin`
+        for checkpoints saved before records existed.
+      bindings: its `config_bindings()`.
+      text: the checkpoint's record (None when read from the file).
+      file_problem: why `W/operative_config.gin` does not hold it ("is missing", "is
+        unreadable", "differs in <keys>"), or None; `restore_config_file` rewrites it then.
+    """
+
+    source: str
+    bindings: dict[str, Any]
+    text: str | None = None
+    file_problem: str | None = None
+
+
+def recorded_config(workdir: str) -> RecordedConfig | None:
+    """The configuration recorded in `workdir`'s newest usable checkpoint (None if it has no
+    checkpoint); for checkpoints saved before records existed, the one of
+    `W/operative_config.gin` (None, with a warning, if that is missing). The file is compared
+    with the record, never trusted over it. Clears gin."""
+    directory, path = workdir_lib.Workdir(workdir).checkpoints, workdir_lib.Workdir(workdir).config
+    if not workdir_lib.checkpoint_paths(directory):
         return None
+    checkpoint = workdir_lib.usable_checkpoint(directory, reject=False)
+    text = workdir_lib.checkpoint_record(checkpoint)
+    if not text:  # saved before records existed, or by a library run that gave none
+        return _legacy_recorded_config(workdir, checkpoint)
+    recorded = _bindings_of(text, f"the configuration recorded in {checkpoint}")
+    if not os.path.isfile(path):
+        return RecordedConfig(checkpoint, recorded, text, "is missing")
+    try:
+        in_file = _bindings_of(Path(path).read_text(), path)
+    except workdir_lib.WorkdirError:
+        return RecordedConfig(checkpoint, recorded, text, "is unreadable")
+    edited = [key for key, _, _ in binding_differences(recorded, in_file)]
+    return RecordedConfig(checkpoint, recorded, text,
+                          f"differs in {', '.join(edited)}" if edited else None)
+
+
+def _legacy_recorded_config(workdir: str, checkpoint: str) -> RecordedConfig | None:
     path = workdir_lib.Workdir(workdir).config
     if not os.path.isfile(path):
-        absl_logging.warning("%s has checkpoints but no %s: the configuration cannot be checked "
-                        "against them.", workdir, workdir_lib.CONFIG_NAME)
+        absl_logging.warning("%s has checkpoints but no %s, and %s records no configuration "
+                             "(saved before records existed, or by train_lib without one): the "
+                             "configuration cannot be checked against them.", workdir,
+                             workdir_lib.CONFIG_NAME, checkpoint)
         return None
+    return RecordedConfig(path, _bindings_of(Path(path).read_text(), path))
+
+
+def _bindings_of(text: str, source: str) -> dict[str, Any]:
+    """`config_bindings()` of config `text`; `WorkdirError` naming `source` if it does not
+    parse. Clears gin."""
     gin.clear_config()
     try:
-        parse_config([path])
+        with _as_file(text) as path:
+            parse_config([path])
     except (ValueError, TypeError, KeyError, OSError, SyntaxError) as error:
         raise workdir_lib.WorkdirError(
-            f"Cannot read the recorded configuration {path} ({error}); restore it from a "
-            "backup, or use a new --workdir.") from None
+            f"Cannot read {source} ({error}); restore it from a backup, or use a new "
+            "--workdir.") from None
     bindings = config_bindings()
     gin.clear_config()
     return bindings
@@ -255,10 +325,28 @@ def bind_dataset_fingerprint(recorded: dict[str, Any] | None) -> None:
             gin.bind_parameter(FINGERPRINT, digest)
 
 
+def recorded_bindings(workdir: str) -> dict[str, Any] | None:
+    """`recorded_config(workdir).bindings`, or None."""
+    recorded = recorded_config(workdir)
+    return None if recorded is None else recorded.bindings
+
+
+def restore_config_file(workdir: str, recorded: RecordedConfig | None) -> None:
+    """Rewrites `W/operative_config.gin` from the checkpoint's record when it is missing,
+    unreadable or edited (`recorded.file_problem`), with one warning line saying so."""
+    if recorded is None or recorded.text is None or recorded.file_problem is None:
+        return
+    path = workdir_lib.Workdir(workdir).config
+    workdir_lib.write_atomic(path, recorded.text)
+    absl_logging.warning("%s %s; restored it from the configuration recorded in %s.",
+                         path, recorded.file_problem, recorded.source)
+
+
 def check_resume(workdir: str, recorded: dict[str, Any] | None,
-                 bindings: dict[str, Any]) -> None:
-    """Refuses to resume a run with bindings that differ from its `recorded` ones, except
-    `RESUMABLE_CHANGES`: `WorkdirError` listing each differing binding, recorded and new."""
+                 bindings: dict[str, Any], *, source: str | None = None) -> None:
+    """Refuses to resume a run with bindings that differ from its `recorded` ones (read from
+    `source`, e.g. a checkpoint), except `RESUMABLE_CHANGES`: `WorkdirError` listing each
+    differing binding, recorded and new."""
     if recorded is None:
         return
     differences = [(key, old, new) for key, old, new in
@@ -268,7 +356,8 @@ def check_resume(workdir: str, recorded: dict[str, Any] | None,
         listed = "; ".join(f"{key} = {old!r} recorded, {new!r} now"
                            for key, old, new in differences)
         raise workdir_lib.WorkdirError(
-            f"{workdir} holds checkpoints of a run with another configuration ({listed}). "
+            f"{workdir} holds checkpoints of a run with another configuration ({listed}"
+            f"{f'; recorded in {source}' if source else ''}). "
             f"Resume it with its recorded configuration ({workdir_lib.Workdir(workdir).config})"
             f", or train the new one in a new --workdir. Only {', '.join(RESUMABLE_CHANGES)} "
             "may change on resume.")

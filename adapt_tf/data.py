@@ -44,7 +44,10 @@ TinyImageNet 1.2 GB, toy_shapes 37 MB), read and decoded once per `make_dataset`
 
 Offline first: catalog datasets are never downloaded unless `download=True`. If a dataset is
 not prepared, `make_dataset` raises `DatasetNotPreparedError` at once (tfds itself would retry
-the download for minutes offline) naming the directory tfds looked in and how to prepare it.
+the download for minutes offline) naming the directory tfds looked in and how to prepare it;
+with `download=True`, one connection to the hosts tfds downloads from is tried first
+(`ONLINE_PROBE_SECONDS` each), and the same error, saying the machine looks offline, comes if
+none answers.
 `toy_shapes` is prepared on demand (a few seconds, no network); `tinyimagenet` is prepared
 from a local copy of the official archive given as `manual_dir`. Preparation holds a file lock
 (`<data_dir>/<tfds name>.lock`): processes preparing the same dataset at once do it once.
@@ -57,7 +60,9 @@ import hashlib
 import json
 import numbers
 import os
+import socket
 import types
+import urllib.parse
 import weakref
 from collections.abc import Mapping
 from typing import Union
@@ -414,7 +419,32 @@ def _prepared_builder(name: str, spec: DatasetSpec, *, data_dir, manual_dir,
         return builder
     if not (spec.preparation == "local" or manual_dir is not None or download):
         raise DatasetNotPreparedError(_not_prepared_message(name, spec, builder))
+    if download and manual_dir is None and spec.preparation != "local":
+        _check_online(name, spec, builder)
     return _prepare_once(spec, data_dir, manual_dir=manual_dir, download=download)
+
+
+# tfds downloads a catalog dataset from its GCS mirror or from the dataset's own site.
+TFDS_MIRROR_HOST = "storage.googleapis.com"
+ONLINE_PROBE_SECONDS = 10.0
+
+
+def _check_online(name: str, spec: DatasetSpec, builder: tfds.core.DatasetBuilder) -> None:
+    """Fails fast (one HTTPS connection attempt per host, `ONLINE_PROBE_SECONDS` each) when
+    neither host tfds would download from can be reached, instead of tfds retrying for
+    minutes offline: `DatasetNotPreparedError` naming the hosts and how to prepare the data."""
+    hosts = [TFDS_MIRROR_HOST, urllib.parse.urlparse(builder.info.homepage or "").hostname]
+    problem = None
+    for host in filter(None, hosts):
+        try:
+            socket.create_connection((host, 443), timeout=ONLINE_PROBE_SECONDS).close()
+            return
+        except OSError as error:
+            problem = f"{host}: {error}"
+    raise DatasetNotPreparedError(
+        f"download=True, but no host to download {name!r} from could be reached within "
+        f"{ONLINE_PROBE_SECONDS:g} s ({problem}); this machine looks offline. "
+        + _not_prepared_message(name, spec, builder))
 
 
 def _builder(spec: DatasetSpec, data_dir) -> tfds.core.DatasetBuilder:

@@ -2,8 +2,9 @@
 [--inception_path=P] [--reference_stats=S] [--test [--test_reference_stats=T]]`: scores of a
 run's best and last checkpoints, into W/eval.json.
 
-The run is rebuilt from W/operative_config.gin (`configurables.read_run_config`, then
-`train_lib.build_run`, on the default strategy), and each checkpoint is restored in turn:
+The run is rebuilt from its recorded configuration (`configurables.read_run_config`: the
+record inside its newest checkpoint, else W/operative_config.gin; then `train_lib.build_run`,
+on the default strategy), and each checkpoint is restored in turn:
 the best one (W/checkpoints_best/, kept by the training-time evaluation callback, if it ran)
 and the last one (W/checkpoints/). Each is scored on `num_samples` images of the EMA generator
 in train mode, uniformly random labels if conditional (docs/ALGORITHM.md §9), with one of three
@@ -198,8 +199,9 @@ def main(argv):
                               test_reference_stats=values.test_reference_stats,
                               batch_size=values.batch_size, seed=values.seed)
     except (metrics.InceptionUnavailableError, data.DatasetNotPreparedError,
-            classifier_metric.ClassifierTooWeakError) as error:
-        sys.exit(f"Cannot evaluate {values.workdir}: {error}")
+            classifier_metric.ClassifierTooWeakError, ValueError,
+            OSError) as error:  # a missing workdir, config or checkpoint, a torn eval.json
+        sys.exit(f"Cannot evaluate {values.workdir}: {' '.join(str(error).split())}")
     print(json.dumps(record, indent=2))
 
 

@@ -5,8 +5,9 @@ Writes `W/export/generator/` (SavedModel), `W/export/generator.tflite` and
 `W/export/export_info.json` (checkpoint, densities, TFLite sizes), and with `--discriminator`
 `W/export/discriminator/` (`adapt_tf.export` says what each holds).
 
-This is the composition-root half of the export: it rebuilds the run from
-`W/operative_config.gin` (`configurables.read_run_config`, then `train_lib.build_run`) and
+This is the composition-root half of the export: it rebuilds the run from its recorded
+configuration (`configurables.read_run_config`: the record inside its newest checkpoint, else
+`W/operative_config.gin`; then `train_lib.build_run`) and
 restores a checkpoint (`workdir.find_checkpoint`: `best` is the latest in
 `W/checkpoints_best/`, kept by the evaluation callback, `last` the latest in `W/checkpoints/`;
 the default is `best` if the run kept one, else `last`). `adapt_tf.export` is the gin-free
@@ -14,6 +15,7 @@ library that writes the files.
 """
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from absl import app, flags, logging
@@ -24,7 +26,7 @@ __all__ = ["load_run", "export_run", "define_flags", "main", "run"]
 
 
 def load_run(workdir: str, *, checkpoint: str | None = None):
-    """The `SparseGAN` of a run, rebuilt from `W/operative_config.gin` and restored.
+    """The `SparseGAN` of a run, rebuilt from its recorded configuration and restored.
 
     `checkpoint` as `workdir.find_checkpoint`. Rebuilding parses the run's config with gin
     (clearing the process's gin config); the global mixed-precision policy is left as it was.
@@ -81,8 +83,8 @@ def main(argv) -> None:
         info = export_run(values.workdir, checkpoint=values.checkpoint or None,
                           output_dir=values.output_dir, discriminator=values.discriminator,
                           tflite=values.tflite)
-    except ValueError as error:
-        raise app.UsageError(str(error)) from None
+    except (ValueError, OSError) as error:  # one line, not the module docstring as usage
+        sys.exit(f"adapt_tf.export: error: {' '.join(str(error).split())}")
     logging.info("Exported %s (iteration %d, d_G=%.4f) to %s", info["checkpoint"],
                  info["step"], info["g_density"], info["generator"])
     if "tflite" in info:

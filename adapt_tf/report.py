@@ -456,6 +456,9 @@ def main(argv):
         paths = write_report(workdirs, flags.FLAGS.output_dir)
     except ValueError as error:
         sys.exit(f"adapt_tf.report: {error}")
+    except OSError as error:  # e.g. a read-only workdir: the report goes elsewhere
+        sys.exit(f"adapt_tf.report: cannot write the report ({error}); pass "
+                 "--output_dir=<a writable directory>.")
     logging.info("Wrote %s", paths)
     print(f"{paths['markdown']}\n{paths['csv']}\n" + "\n".join(paths["plots"]))
 

@@ -253,20 +253,28 @@ class Checkpointer(keras.callbacks.Callback):
 
     The checkpoint holds the `SparseGAN` (G, D, EMA generator, masks, SN vectors, BR window,
     iteration counter, both optimizers with their slots) and any extra trackables
-    (e.g. `{"controller": controller.state}`). Saved every `every` iterations and at the end
-    of `fit`; `restore()` loads the latest one (returns the iteration, 0 if none).
+    (e.g. `{"controller": controller.state}`), and the text `record` (the run's configuration,
+    under `workdir.RECORD_ROOT`; the CLI checks a resumed run against it). Saved every `every`
+    iterations and at the end of `fit`; `restore()` loads the latest one (returns the
+    iteration, 0 if none) and keeps this run's `record` for later saves. Checkpoints saved
+    before records existed restore too.
     Under multi-worker training only the chief writes to `directory`; the other workers write
     to a temporary directory they delete, as tf.distribute requires.
     """
 
     def __init__(self, directory: str, gan, *, every: int = 1000, max_to_keep: int = 3,
-                 extra: Mapping[str, Any] | None = None):
+                 extra: Mapping[str, Any] | None = None, record: str | None = None):
         super().__init__()
         self.directory = directory
         self.every = every
         self.max_to_keep = max_to_keep
-        self.checkpoint = tf.train.Checkpoint(gan=gan, g_optimizer=gan.g_optimizer,
-                                              d_optimizer=gan.d_optimizer, **(extra or {}))
+        self.record = record or ""
+        self._trackables = dict(gan=gan, g_optimizer=gan.g_optimizer,
+                                d_optimizer=gan.d_optimizer, **(extra or {}))
+        self._record = tf.Variable(self.record, dtype=tf.string, trainable=False,
+                                   aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        self.checkpoint = tf.train.Checkpoint(
+            **self._trackables, **{workdir_lib.RECORD_ROOT: self._record})
         self.manager = self._new_manager()
         self._last_saved = None
         self.refused_step: int | None = None
@@ -282,12 +290,17 @@ class Checkpointer(keras.callbacks.Callback):
         returns the restored iteration, 0 if there is no checkpoint."""
         if path is None:
             # Only the chief moves unusable checkpoints aside; other workers just skip them.
-            path = workdir_lib.usable_checkpoint(self.directory,
-                                                 reject=distribution.is_chief())
+            chief = distribution.is_chief()
+            if chief:
+                workdir_lib.remove_partial_saves(self.directory)
+            path = workdir_lib.usable_checkpoint(self.directory, reject=chief)
             self.manager = self._new_manager()  # The index may have been rewritten.
         if path is None:
             return 0
-        self.checkpoint.restore(path).assert_existing_objects_matched()
+        legacy = workdir_lib.checkpoint_record(path) is None  # saved before records existed
+        checkpoint = tf.train.Checkpoint(**self._trackables) if legacy else self.checkpoint
+        checkpoint.restore(path).assert_existing_objects_matched()
+        self._record.assign(self.record)  # later saves record this run's configuration
         step = int(self.checkpoint.gan.step.numpy())
         logging.info("Restored %s (iteration %d).", path, step)
         self._last_saved = step
@@ -306,7 +319,14 @@ class Checkpointer(keras.callbacks.Callback):
             self.refused_step = step
             self.checkpoint.gan.stop_training = True
             return None
-        path = self.manager.save(checkpoint_number=step)
+        try:
+            path = self.manager.save(checkpoint_number=step)
+        except tf.errors.OpError as error:  # e.g. no space left on the device
+            raise workdir_lib.WorkdirError(
+                f"Cannot save the checkpoint of iteration {step} in {self.directory} "
+                f"({type(error).__name__}: {' '.join(error.message.split())[:300]}); the "
+                f"previous one ({self.manager.latest_checkpoint or 'none'}) is intact. Free "
+                "space or fix the disk, then rerun to resume from it.") from None
         self._last_saved = step
         distribution.remove_writer_directory(self.manager.directory, self.directory)
         return path

@@ -17,6 +17,8 @@ import math
 import os
 from typing import Any
 
+from absl import logging
+
 from adapt_tf import methods, paper, train_lib, workdir as workdir_lib
 
 __all__ = ["RunConfig", "read_metrics", "read_eval", "read_window_samples", "read_mask_changes"]
@@ -67,12 +69,16 @@ class RunConfig:
 
 
 def read_metrics(workdir: str) -> list[dict[str, float]]:
-    """The rows of `workdir/metrics.csv` as floats (empty cells NaN); [] if there is none.
-    Torn rows are dropped with a warning (`workdir.read_csv_rows`)."""
+    """The rows of `workdir/metrics.csv` as floats (empty cells NaN); [] if there is none,
+    with a warning if checkpoints hold iterations all the same. Torn rows are dropped with a
+    warning (`workdir.read_csv_rows`)."""
     path = workdir_lib.Workdir(workdir).metrics
-    if not os.path.isfile(path):
-        return []
-    _, rows = workdir_lib.read_csv_rows(path)
+    rows = workdir_lib.read_csv_rows(path)[1] if os.path.isfile(path) else []
+    checkpoints = workdir_lib.checkpoint_paths(workdir_lib.Workdir(workdir).checkpoints)
+    if not rows and checkpoints:
+        logging.warning("%s has no rows, but %s holds trained iterations (newest %s): the "
+                        "run's logged values are lost, not zero or NaN.", path,
+                        os.path.dirname(checkpoints[0]), os.path.basename(checkpoints[0]))
     return [{key: _float(value) for key, value in row.items()} for row in rows]
 
 

@@ -1,11 +1,13 @@
 """`python -m adapt_tf.train --gin_file=F [--gin_file=F2] [--gin_bindings=B] --workdir=W`.
 
-Trains (or resumes, if W holds checkpoints) the run the gin files describe, writing
-W/operative_config.gin, W/metrics.csv, W/tensorboard/, W/samples/, W/checkpoints/ and, at the
-end, W/training.png (BR with its band, densities and FID or the toy metric over iterations)
-and, with `train.test_eval = True`, the test-set scores of the best checkpoint in W/eval.json.
-A resumed run must have the recorded configuration (`configurables.RESUMABLE_CHANGES` may
-differ).
+Trains (or resumes, if W holds checkpoints) the run the gin files describe, writing its
+configuration inside every checkpoint and in W/operative_config.gin, W/metrics.csv,
+W/tensorboard/, W/samples/, W/checkpoints/ and, at the end, W/training.png (BR with its
+band, densities and FID or the toy metric over iterations) and, with `train.test_eval = True`,
+the test-set scores of the best checkpoint in W/eval.json.
+A resumed run must have the configuration its checkpoint records
+(`configurables.RESUMABLE_CHANGES` may differ); a run starting from iteration 1 moves a previous
+run's files to W/orphaned/n/.
 Errors end as one line and exit 1 (`--debug` or ADAPT_TF_DEBUG=1: with the traceback);
 SIGTERM / SIGINT save and exit 143 / 130. See docs/RELIABILITY.md.
 """
@@ -78,7 +80,8 @@ def _one_line(error: BaseException) -> str:
 
 
 def _train(gin_files, gin_bindings, workdir: str) -> None:
-    """Checks the workdir and the config, records the config, trains, records what ran."""
+    """Checks the workdir and the config, trains with the config recorded in every checkpoint
+    and (once training starts) in W/operative_config.gin, records what ran."""
     import gin
 
     from adapt_tf import configurables, distribution, workdir as workdir_lib
@@ -88,17 +91,28 @@ def _train(gin_files, gin_bindings, workdir: str) -> None:
     chief = distribution.is_chief_process()
     config_path = workdir_lib.Workdir(workdir).config
     with workdir_lib.lock(workdir) if chief else contextlib.nullcontext():
-        resuming = _parse_and_check(gin_files, gin_bindings, workdir)
-        if chief and not resuming:
-            workdir_lib.write_atomic(config_path, gin.config_str())
+        resuming = _parse_and_check(gin_files, gin_bindings, workdir, chief=chief)
+        record = configurables.record_text()
         logging.get_absl_handler().use_absl_log_file("train", workdir)
         logging.set_verbosity(logging.INFO)
         logging.set_stderrthreshold(logging.INFO)
-        configurables.train(workdir=workdir)
+        configurables.train(workdir=workdir, record=record, extra_callbacks=[
+            _record_config(config_path, record)] if chief and not resuming else [])
         if chief:
             workdir_lib.write_atomic(config_path, gin.operative_config_str())
             _plot_training(workdir)
     logging.info("Done: %s", workdir)
+
+
+def _record_config(path: str, text: str):
+    """A callback writing `text` to `path` when training begins: after the run is built, its
+    data and scorer loaded and a previous run's files set aside, so that a run that fails
+    before that leaves no config behind."""
+    from adapt_tf import workdir as workdir_lib
+    import tf_keras as keras
+
+    return keras.callbacks.LambdaCallback(
+        on_train_begin=lambda logs: workdir_lib.write_atomic(path, text))
 
 
 def _plot_training(workdir: str) -> None:
@@ -112,20 +126,25 @@ def _plot_training(workdir: str) -> None:
     logging.info("Wrote %s", path)
 
 
-def _parse_and_check(gin_files, gin_bindings, workdir: str) -> bool:
-    """Parses the config into gin, refuses it if it differs from the one `workdir`'s
-    checkpoints were trained with (`configurables.check_resume`) or fails `train`'s argument
-    checks; returns whether there is a recorded config to keep (a resume)."""
+def _parse_and_check(gin_files, gin_bindings, workdir: str, *, chief: bool) -> bool:
+    """Parses the config into gin, refuses it if it differs from the one recorded in
+    `workdir`'s newest usable checkpoint (`configurables.check_resume`) or fails `train`'s
+    argument checks; the chief first restores a missing or edited W/operative_config.gin from
+    that record. Returns whether there is a recorded config to keep (a resume)."""
     from adapt_tf import configurables, train_lib
 
-    recorded = configurables.recorded_bindings(workdir)
+    recorded = configurables.recorded_config(workdir)
     try:
         configurables.parse_config(gin_files, gin_bindings)
     except USER_ERRORS as error:
         raise ValueError(f"Bad gin configuration ({', '.join(gin_files)}; bindings "
                          f"{list(gin_bindings)}): {error}") from error
-    configurables.bind_dataset_fingerprint(recorded)
-    configurables.check_resume(workdir, recorded, configurables.config_bindings())
+    configurables.bind_dataset_fingerprint(recorded and recorded.bindings)
+    if chief:
+        configurables.restore_config_file(workdir, recorded)
+    configurables.check_resume(workdir, recorded and recorded.bindings,
+                               configurables.config_bindings(),
+                               source=recorded and recorded.source)
     train_lib.check_arguments(configurables.current_run_config().run_spec(workdir=workdir))
     return recorded is not None
 

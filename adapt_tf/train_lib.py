@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import os
 from typing import Callable, Sequence
 
@@ -113,6 +114,9 @@ class RunSpec:
       test_reference_stats: with `test_eval` and the "fid" metric, the test split's statistics
         (.npz, e.g. the official fid_stats_cifar10_test.npz); default computed from the
         dataset's test split and cached beside the reference.
+      record: text saved inside every checkpoint (`run_io.Checkpointer`): the CLI records the
+        run's gin configuration there and checks a resumed run against it
+        (`configurables.recorded_bindings`).
     """
 
     workdir: str
@@ -160,6 +164,7 @@ class RunSpec:
     reference_stats: str | None = None
     test_eval: bool = False
     test_reference_stats: str | None = None
+    record: str | None = None
 
 
 def _spec(spec: RunSpec | None, arguments: dict) -> RunSpec:
@@ -180,7 +185,8 @@ def train(spec: RunSpec | None = None, /, **arguments) -> SparseGAN:
     Raises:
       TrainingDiverged: losses or model values became non-finite (nothing non-finite saved).
       preemption.TrainingInterrupted: SIGTERM/SIGINT; the state was saved first.
-      workdir.WorkdirError: the workdir is in use, not writable, or has no usable checkpoint.
+      workdir.WorkdirError: the workdir is in use, not writable, has no usable checkpoint,
+        holds more than `total_steps` iterations, or a checkpoint cannot be saved (disk full).
     """
     spec = _spec(spec, arguments)
     check_arguments(spec)
@@ -192,8 +198,13 @@ def train(spec: RunSpec | None = None, /, **arguments) -> SparseGAN:
         with strategy.scope():
             run = build_run(spec)
             start = run.checkpointer.restore()
+        if start > spec.total_steps:
+            raise workdir_lib.WorkdirError(
+                f"{spec.workdir} holds a run trained to iteration {start}, beyond "
+                f"total_steps={spec.total_steps}; a checkpoint cannot be untrained. Rerun with "
+                f"total_steps >= {start}, or train the shorter run in a new --workdir.")
         if start == 0 and chief:
-            workdir_lib.set_aside_orphan_metrics(spec.workdir)
+            workdir_lib.set_aside_previous_run(spec.workdir)
         # Built first so that a missing Inception or test split fails before training.
         testing = _test_scorer(spec, trained=max(start, spec.total_steps)) \
             if spec.test_eval and chief else None
@@ -217,7 +228,9 @@ def train(spec: RunSpec | None = None, /, **arguments) -> SparseGAN:
 def check_arguments(spec: RunSpec) -> None:
     """The checks of a run spec that need no model or data (the CLI runs them before it
     writes operative_config.gin): ValueError naming the value and the fix."""
-    for name in ("total_steps", "log_every", "checkpoint_every"):
+    for name in ("total_steps", "log_every", "checkpoint_every", "sample_every",
+                 "num_sample_images", "eval_num_samples", "d_batch_size", "g_batch_size",
+                 "n_dis", "br_interval", "br_window"):
         positive_int(name, getattr(spec, name))
     for name in ("lr_decay", "ever_active", "sample_logs", "test_eval", "balance_diagnostic"):
         if not isinstance(getattr(spec, name), bool):
@@ -316,11 +329,32 @@ def _fit(run: Run, images: tf.data.Dataset, spec: RunSpec, *, start: int,
     logging.info("Training %s (%s, d_G=%.3f, d_D=%.3f) for iterations %d..%d in %s.",
                  method.name, run.architecture.name, method.g_density, method.d_density,
                  start + 1, spec.total_steps, spec.workdir)
-    run.gan.fit(images, epochs=1, steps_per_epoch=spec.total_steps - start,
-                callbacks=run_callbacks, verbose=0)
+    with _disk_full_is_one_error(spec.workdir, run.checkpointer):
+        run.gan.fit(images, epochs=1, steps_per_epoch=spec.total_steps - start,
+                    callbacks=run_callbacks, verbose=0)
     distribution.remove_writer_directory(log_dir, spec.workdir)
     _raise_if_stopped(run, nan_guard, stop)
     return run.gan
+
+
+@contextlib.contextmanager
+def _disk_full_is_one_error(workdir: str, checkpointer: Checkpointer):
+    """Turns a full disk met by any writer of the run (metrics, samples, TensorBoard, a
+    checkpoint) into one `WorkdirError` naming the newest checkpoint, which a failed save never
+    replaces (TF writes a checkpoint beside it, then renames it into place)."""
+    try:
+        yield
+    except (OSError, tf.errors.OpError) as error:
+        text = " ".join(str(error).split())
+        if not (getattr(error, "errno", None) == errno.ENOSPC
+                or isinstance(error, tf.errors.ResourceExhaustedError)
+                or "No space left on device" in text):
+            raise
+        latest = tf.train.latest_checkpoint(checkpointer.directory)
+        raise workdir_lib.WorkdirError(
+            f"No space left on the device of {workdir} ({text[:200]}); the newest checkpoint, "
+            f"{latest or 'none yet'}, is intact. Free space, then rerun to resume from it.") \
+            from None
 
 
 def _raise_if_stopped(run: Run, nan_guard: TerminateOnNaN,
@@ -428,7 +462,8 @@ def build_run(spec: RunSpec | None = None, /, **arguments) -> Run:
     flops_state, fid_state = FlopsState(), FIDState()
     checkpointer = Checkpointer(workdir_lib.Workdir(spec.workdir).checkpoints, gan,
                                 every=spec.checkpoint_every,
-                                extra={**states, "flops": flops_state, "fid": fid_state})
+                                extra={**states, "flops": flops_state, "fid": fid_state},
+                                record=spec.record)
     return Run(gan, arch, method_callbacks, flops_state, fid_state, checkpointer)
 
 

@@ -18,12 +18,15 @@ module asks it for a path instead of spelling the name:
 | `export` | `W/export/` | `python -m adapt_tf.export`'s SavedModels and TFLite file |
 | `report` | `W/report/` | `python -m adapt_tf.report W`'s default output |
 | `lock_file` | `W/.lock`, `W/.lock.pid` | held while a process trains in W, and that process's id |
+| `orphaned(n)` | `W/orphaned/n/` | the files of a previous run that had no checkpoint to resume |
 
 This module also holds the rules (see docs/RELIABILITY.md): `lock` lets one process at a time
 train in a workdir; `check_writable` fails before training if W or W/checkpoints cannot be
 written; `usable_checkpoint` picks the newest checkpoint that reads back completely with finite
 values, moving unreadable or non-finite newer ones aside; `read_csv_rows` drops torn metrics
-rows; `update_json` changes a JSON record (eval.json) that two processes may write.
+rows; `update_json` changes a JSON record (eval.json) that two processes may write;
+`checkpoint_record` reads the configuration text saved inside a checkpoint (`RECORD_ROOT`);
+`set_aside_previous_run` moves an unresumable run's files out of the way of a new one.
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import tempfile
 from typing import Any, Callable, Iterator, Sequence
 
@@ -43,10 +47,11 @@ import tensorflow as tf
 from absl import logging
 
 __all__ = ["Workdir", "WorkdirError", "WorkdirInUseError", "lock", "check_writable",
-           "write_atomic", "read_json", "update_json", "checkpoint_paths", "usable_checkpoint", "nonfinite_count",
-           "read_csv_rows", "set_aside_orphan_metrics", "find_checkpoint", "CHECKPOINT_KINDS",
+           "write_atomic", "read_json", "update_json", "checkpoint_paths", "usable_checkpoint",
+           "nonfinite_count", "read_csv_rows", "remove_partial_saves", "set_aside_previous_run",
+           "checkpoint_record", "newest_record", "find_checkpoint", "CHECKPOINT_KINDS",
            "CONFIG_NAME", "METRICS_NAME", "CHECKPOINT_DIR", "BEST_CHECKPOINT_DIR", "EVAL_NAME",
-           "REJECTED_DIR"]
+           "REJECTED_DIR", "RECORD_ROOT", "RUN_FILES"]
 
 CONFIG_NAME = "operative_config.gin"
 METRICS_NAME = "metrics.csv"
@@ -63,6 +68,10 @@ PLOT_NAME = "training.png"
 EXPORT_DIR = "export"
 REPORT_DIR = "report"
 LOCK_NAME = ".lock"
+ORPHANED_DIR = "orphaned"
+# The root name, in every checkpoint `run_io.Checkpointer` saves, of the text recording the
+# run's configuration (the CLI's gin config; `configurables.recorded_bindings` reads it).
+RECORD_ROOT = "run_record"
 # The checkpoint directories a finished run is read back from, by the name the CLIs take.
 CHECKPOINT_KINDS = {"best": BEST_CHECKPOINT_DIR, "last": CHECKPOINT_DIR}
 # Root names of the checkpoint (`run_io.Checkpointer`) whose float values must be finite;
@@ -102,9 +111,10 @@ class Workdir:
         """Every mask change (`train.sample_logs`)."""
         return self._join(MASK_LOG_NAME)
 
-    def orphaned_metrics(self, number: int) -> str:
-        """Where `set_aside_orphan_metrics` keeps the K-th set of rows without a checkpoint."""
-        return self._join(f"metrics.orphaned-{number}.csv")
+    def orphaned(self, number: int) -> str:
+        """Where `set_aside_previous_run` keeps the files of the n-th run that had no
+        checkpoint to resume."""
+        return os.path.join(self.path, ORPHANED_DIR, str(number))
 
     @property
     def tensorboard(self) -> str:
@@ -227,7 +237,14 @@ def read_json(path: str) -> dict[str, Any]:
     if not os.path.isfile(path):
         return {}
     with open(path) as f:
-        return json.load(f)
+        text = f.read()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise WorkdirError(
+            f"{path} is not valid JSON ({error}; a process killed mid-write, or edited by "
+            "hand?). Move it away and rerun `python -m adapt_tf.evaluate` to rewrite it.") \
+            from None
 
 
 def update_json(path: str, change: Callable[[dict[str, Any]], dict[str, Any]]
@@ -368,10 +385,49 @@ def _reject(path: str) -> None:
 
 
 def _reindex(directory: str, paths: Sequence[str]) -> None:
-    """Rewrites the `checkpoint` index to `paths` (newest first) so the manager keeps them."""
-    kept = [os.path.basename(p) for p in reversed(paths) if os.path.exists(p + ".index")]
-    tf.compat.v1.train.update_checkpoint_state(directory, kept[-1],
-                                               all_model_checkpoint_paths=kept)
+    """Rewrites the `checkpoint` index to `paths` (newest first), with their files' times, so
+    that the manager keeps them and rotates them as usual (an index without times makes
+    `tf.train.CheckpointManager` treat them as preserved forever)."""
+    kept = [p for p in reversed(paths) if os.path.exists(p + ".index")]
+    times = [os.path.getmtime(p + ".index") for p in kept]
+    tf.compat.v1.train.update_checkpoint_state(
+        directory, os.path.basename(kept[-1]),
+        all_model_checkpoint_paths=[os.path.basename(p) for p in kept],
+        all_model_checkpoint_timestamps=times, last_preserved_timestamp=min(times) - 1.0)
+
+
+def remove_partial_saves(directory: str) -> list[str]:
+    """Deletes the `ckpt-N_temp/` folders a save killed mid-write leaves in `directory` (TF
+    writes a checkpoint there, then renames it into place), with a log line naming each;
+    returns them. Only the process that holds the workdir's lock may call it."""
+    partial = sorted(glob.glob(os.path.join(glob.escape(directory), "ckpt-*_temp")))
+    for path in partial:
+        shutil.rmtree(path, ignore_errors=True)
+        logging.warning("Deleted %s, left by a checkpoint save that did not finish.", path)
+    return partial
+
+
+def newest_record(directory: str) -> str | None:
+    """The configuration recorded in the newest checkpoint of `directory` whose record reads
+    (one tensor, not a full check), or None if that checkpoint has no record or there is
+    none. For reading a run back; resuming uses `usable_checkpoint`."""
+    for path in checkpoint_paths(directory):
+        try:
+            return checkpoint_record(path) or None
+        except (tf.errors.OpError, ValueError):  # files missing or garbled: the previous one
+            continue
+    return None
+
+
+def checkpoint_record(path: str) -> str | None:
+    """The configuration text saved inside checkpoint `path` (`RECORD_ROOT`; "" from a library
+    run that gave none), or None for a checkpoint saved before records existed."""
+    key = f"{RECORD_ROOT}/.ATTRIBUTES/VARIABLE_VALUE"
+    reader = tf.train.load_checkpoint(path)
+    if not reader.has_tensor(key):
+        return None
+    text = reader.get_tensor(key)
+    return text.decode("utf-8") if isinstance(text, bytes) else str(text)
 
 
 def nonfinite_count(variables: Sequence[tf.Variable]) -> int:
@@ -386,23 +442,34 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-# ----------------------------------------------------------------------------- metrics.csv
+# -------------------------------------------------------- a previous run's files, metrics.csv
 
 
-def set_aside_orphan_metrics(workdir: str) -> str | None:
-    """Before a run starts from iteration 1: a `metrics.csv` with rows has no checkpoint to
-    resume them (e.g. killed before its first save), so it is renamed to
-    `metrics.orphaned-K.csv` (first free K) with a warning instead of being emptied. Returns
-    the new path, or None if there was nothing to keep."""
-    path = Workdir(workdir).metrics
-    if not os.path.isfile(path) or not read_csv_rows(path)[1]:
+# The files a run writes beside its checkpoints, which describe that run only.
+RUN_FILES = (CONFIG_NAME, METRICS_NAME, BR_LOG_NAME, ADA_LOG_NAME, MASK_LOG_NAME, EVAL_NAME,
+             PLOT_NAME, TENSORBOARD_DIR, SAMPLES_DIR, BEST_CHECKPOINT_DIR, EXPORT_DIR,
+             REPORT_DIR, os.path.join(CHECKPOINT_DIR, REJECTED_DIR))
+
+
+def set_aside_previous_run(workdir: str) -> str | None:
+    """Before a run starts from iteration 1: the files of a previous run in `workdir` (its
+    config, metrics, eval.json, TensorBoard events, samples, best checkpoints, sample logs,
+    plot, export, report: `RUN_FILES`), which no checkpoint lets the new run resume, are moved
+    together into `W/orphaned/n/` (first free n) with a warning naming it, so that nothing of
+    the old run is read as the new one's, and nothing is emptied. Returns that folder, or None
+    if there was nothing to move."""
+    found = [name for name in RUN_FILES if os.path.lexists(os.path.join(workdir, name))]
+    if not found:
         return None
     number = 1
-    while os.path.exists(kept := Workdir(workdir).orphaned_metrics(number)):
+    while os.path.lexists(kept := Workdir(workdir).orphaned(number)):
         number += 1
-    os.replace(path, kept)
-    logging.warning("%s has rows but %s has no checkpoint to resume them: starting from "
-                    "iteration 1 and keeping the old rows in %s.", path, CHECKPOINT_DIR, kept)
+    for name in found:
+        os.makedirs(os.path.dirname(os.path.join(kept, name)), exist_ok=True)
+        os.replace(os.path.join(workdir, name), os.path.join(kept, name))
+    logging.warning("%s holds files of a previous run but no checkpoint to resume it: starting "
+                    "from iteration 1 and moving that run's %s to %s.", workdir,
+                    ", ".join(found), kept)
     return kept
 
 

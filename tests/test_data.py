@@ -126,6 +126,26 @@ def test_offline_unprepared_dataset_fails_fast_with_instructions(tmp_path):
         data.make_dataset("tinyimagenet", batch_size=8, data_dir=tmp_path)
 
 
+def test_download_offline_fails_fast_without_tfds_retrying(tmp_path, monkeypatch):
+    attempts = []
+
+    def unreachable(address, timeout=None):
+        attempts.append((address, timeout))
+        raise OSError("Network is unreachable")
+
+    def never(*args, **kwargs):
+        raise AssertionError("tfds must not start downloading offline")
+
+    monkeypatch.setattr(data.socket, "create_connection", unreachable)
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", never)
+    with pytest.raises(data.DatasetNotPreparedError,
+                       match=r"download=True, but no host .*'cifar10'.*within 10 s .*"
+                             r"Network is unreachable.*looks offline"):
+        data.make_dataset("cifar10", batch_size=8, data_dir=tmp_path, download=True)
+    assert [host for (host, _), _ in attempts] == ["storage.googleapis.com", "www.cs.toronto.edu"]
+    assert {timeout for _, timeout in attempts} == {data.ONLINE_PROBE_SECONDS}
+
+
 def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
         data.make_dataset("cifar10", batch_size=0)

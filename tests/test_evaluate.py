@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -283,3 +285,14 @@ def test_test_eval_arguments_are_checked_before_training(tmp_path):
         evaluation.scorer("toy", dataset="toy_shapes", test=True, test_reference_stats="t.npz")
     with pytest.raises(ValueError, match="test-set evaluation only"):
         evaluation.scorer("fid", dataset="toy_shapes", test_reference_stats="t.npz")
+
+
+def test_cli_on_a_missing_workdir_is_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "adapt_tf.evaluate", f"--workdir={tmp_path / 'missing'}"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"Cannot evaluate {tmp_path / 'missing'}: ")
+    assert "operative_config.gin" in last

@@ -230,8 +230,10 @@ def test_cli_reports_a_workdir_without_checkpoints(tmp_path):
         [sys.executable, "-m", "adapt_tf.export", f"--workdir={tmp_path}"],
         capture_output=True, text=True, timeout=300, cwd=ROOT,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    assert result.returncode != 0
-    assert "holds no checkpoint" in result.stderr
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("adapt_tf.export: error: ") and "holds no checkpoint" in last
+    assert "Writes `W/export/generator/`" not in result.stderr  # no docstring as usage
 
 
 def test_128px_conditional_generator_exports_with_its_masks_baked_in(tmp_path):

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import os
+import subprocess
+import sys
 
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from adapt_tf import report
+from adapt_tf import report, runs as runs_lib
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -271,3 +274,30 @@ def test_sample_logs_and_the_final_test_reach_the_report(tmp_path):
     (path / "br.csv").unlink()  # a run of the ADA criterion logs its shares instead
     (path / "ada.csv").write_text("step,share\n1,0.75\n2,0.5\n")
     assert report.load_run(str(path)).window_samples == [(1, 0.75), (2, 0.5)]
+
+
+def test_empty_metrics_with_checkpoints_is_reported_with_a_warning(tmp_path, caplog):
+    workdir = _workdir(tmp_path, "run", method="adapt_relaxed", density=0.1, rows=[])
+    with caplog.at_level(logging.WARNING):
+        assert runs_lib.read_metrics(workdir) == []
+    assert "has no rows" not in caplog.text  # no checkpoint: a run that logged nothing yet
+    os.makedirs(os.path.join(workdir, "checkpoints"))
+    for number in (4, 8):
+        Path(workdir, "checkpoints", f"ckpt-{number}.index").write_bytes(b"")
+    with caplog.at_level(logging.WARNING):
+        assert runs_lib.read_metrics(workdir) == []
+    assert "metrics.csv has no rows" in caplog.text and "(newest ckpt-8)" in caplog.text
+
+
+def test_cli_cannot_write_the_report_is_one_line(tmp_path):
+    workdir = _workdir(tmp_path, "run", method="adapt_relaxed", density=0.1,
+                       rows=[(100, 0.5, 0.1, 0.1, 1e15, 0.3, "")])
+    (tmp_path / "file").write_text("")  # the output "directory" cannot be created
+    result = subprocess.run(
+        [sys.executable, "-m", "adapt_tf.report", workdir,
+         f"--output_dir={tmp_path / 'file' / 'report'}"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("adapt_tf.report: cannot write the report (") and "--output_dir" in last

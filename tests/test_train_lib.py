@@ -1,6 +1,7 @@
 """End-to-end runs of train_lib on the tiny config: artefacts, exact resume, the CLI."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -336,6 +337,111 @@ def test_cli_resume_refuses_changed_config_and_keeps_the_record_true(tmp_path):
         assert [r["step"] for r in csv.DictReader(f)] == ["2", "4"]
 
 
+def test_cli_resume_checks_the_config_recorded_in_the_checkpoint_not_the_file(tmp_path):
+    first = _cli(tmp_path, "train.total_steps = 2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    config = tmp_path / "operative_config.gin"
+    config.unlink()  # Deleted: the checkpoint still records DENSITY = 0.3.
+    # Reading the run back (report, evaluate, export) uses the record too.
+    assert configurables.read_run_config(str(tmp_path)).method.g_density == 0.3
+    line = _error_line(_cli(tmp_path, "DENSITY = 0.5", "train.total_steps = 4"))
+    assert "method.g_density = 0.3 recorded, 0.5 now; recorded in " in line and "ckpt-2" in line
+    assert "DENSITY = 0.3" in config.read_text()  # restored from the checkpoint's record
+    config.write_text(config.read_text().replace("DENSITY = 0.3", "DENSITY = 0.5"))  # edited
+    line = _error_line(_cli(tmp_path, "train.total_steps = 4", gin_file=config))
+    assert "method.g_density = 0.3 recorded, 0.5 now" in line
+    assert "DENSITY = 0.3" in config.read_text()
+    config.write_text(config.read_text().replace("DENSITY = 0.3", "DENSITY = 0.5"))
+    assert configurables.read_run_config(str(tmp_path)).method.g_density == 0.3
+    resumed = _cli(tmp_path, "train.total_steps = 4")  # the true config: accepted
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"{config} differs in method.g_density; restored it from" in resumed.stderr
+    assert "DENSITY = 0.3" in config.read_text() and "train.total_steps = 4" in config.read_text()
+    # The resumed run's checkpoints record its own (resumable) changes, not the restored ones.
+    assert "train.total_steps = 4" in workdir.checkpoint_record(
+        str(tmp_path / "checkpoints" / "ckpt-4"))
+    with open(tmp_path / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["step"] for r in rows] == ["2", "4"]
+    assert float(rows[-1]["g_density"]) == pytest.approx(0.3, abs=1e-3)
+
+
+def test_a_restart_sets_the_previous_runs_files_aside_together(tmp_path):
+    _train(tmp_path, "train.total_steps = 4", "train.sample_logs = True")
+    (tmp_path / "eval.json").write_text('{"test": {"fid": 1.0}}')
+    shutil.rmtree(tmp_path / "checkpoints")  # nothing to resume: the next run starts over
+    old_events = sorted(os.listdir(tmp_path / "tensorboard"))
+    _train(tmp_path, "train.total_steps = 2", "train.sample_logs = True")
+    kept = tmp_path / "orphaned" / "1"
+    assert (kept / "eval.json").exists() and not (tmp_path / "eval.json").exists()
+    assert sorted(os.listdir(kept / "tensorboard")) == old_events
+    assert not set(os.listdir(tmp_path / "tensorboard")) & set(old_events)
+    assert os.listdir(kept / "samples") == ["step_4.png"]
+    assert os.listdir(tmp_path / "samples") == ["step_2.png"]
+    for name, steps in (("metrics.csv", {2, 4}), ("br.csv", {1, 2, 3, 4})):
+        with open(kept / name) as f:
+            assert {int(r["step"]) for r in csv.DictReader(f)} == steps
+        with open(tmp_path / name) as f:
+            assert max(int(r["step"]) for r in csv.DictReader(f)) == 2
+
+
+def test_shortening_total_steps_below_the_trained_iteration_is_refused(tmp_path,
+                                                                       uninterrupted):
+    run = tmp_path / "run"
+    shutil.copytree(uninterrupted[0], run)
+    metrics = (run / "metrics.csv").read_text()
+    with pytest.raises(workdir.WorkdirError,
+                       match=r"trained to iteration 8, beyond total_steps=4;.*total_steps >= 8"):
+        _train(run, "train.total_steps = 4")
+    assert (run / "metrics.csv").read_text() == metrics
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 MiB tmpfs to fill (mounting needs root or CAP_SYS_ADMIN), unmounted after."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)],
+                             capture_output=True, text=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs to fill: {mounted.stderr.strip()}")
+    yield mount
+    # Lazily: a TensorBoard writer of the run may still hold a file open until collected.
+    subprocess.run(["umount", "--lazy", str(mount)], check=True)
+
+
+class _FillDisk(keras.callbacks.Callback):
+    """After iteration `step`, fills the workdir's file system with `filler`."""
+
+    def __init__(self, step, filler):
+        super().__init__()
+        self.step, self.filler = step, filler
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.model.iteration == self.step:
+            with open(self.filler, "wb") as f:
+                with contextlib.suppress(OSError):
+                    for size in (1 << 20, 1 << 12, 1):
+                        while True:
+                            f.write(b"\0" * size)
+                            f.flush()
+
+
+def test_a_full_disk_is_one_error_and_the_previous_checkpoint_resumes(small_disk):
+    run, filler = small_disk / "run", small_disk / "filler"
+    with pytest.raises(workdir.WorkdirError) as error:  # one line through the CLI
+        _train(run, extra_callbacks=[_FillDisk(5, filler)])
+    message = str(error.value)
+    assert "\n" not in message and ("No space left" in message or "Cannot save" in message)
+    assert "ckpt-4" in message and "rerun to resume" in message
+    assert workdir.checkpoint_problem(str(run / "checkpoints" / "ckpt-4")) is None
+    filler.unlink()  # space returns
+    assert _train(run).iteration == 8
+    assert not list((run / "checkpoints").glob("*_temp"))
+    with open(run / "metrics.csv") as f:
+        assert [r["step"] for r in csv.DictReader(f)] == ["2", "4", "6", "8"]
+
+
 def test_cli_refuses_a_workdir_another_process_trains_in(tmp_path):
     with workdir.lock(str(tmp_path)):
         result = _cli(tmp_path)
@@ -366,6 +472,11 @@ _UNCLOSED = "include 'base.gin'\ntrain.total_steps = [1, 2\n"
      "test_reference_stats='test.npz' is read only by the test-set evaluation"),
     ("test_eval_offline", ["train.test_eval = True", "train.eval_metric = 'fid'"],
      "inception_path"),
+    ("zero_sample_every", ["train.sample_every = 0"], "sample_every must be a positive integer"),
+    ("zero_d_batch_size", ["train.d_batch_size = 0"], "d_batch_size must be a positive integer"),
+    ("bad_loss", ["train.loss = 'bogus'"], "'bogus'"),
+    ("bad_mixed_precision", ["train.mixed_precision = 'float8'"], "float8"),
+    ("bad_ema_decay", ["train.ema_decay = 1.5"], "1.5"),
 ])
 def test_cli_user_errors_are_one_line_naming_the_value(tmp_path, case, bindings, expected):
     gin_file, run = TINY, tmp_path / "run"
@@ -385,8 +496,7 @@ def test_cli_user_errors_are_one_line_naming_the_value(tmp_path, case, bindings,
     assert "In call to configurable" not in line  # gin's suffix names an address, not a value
     if case == "unclosed_bracket":
         assert str(gin_file) in line
-    assert not (run / "operative_config.gin").exists() or case in ("not_prepared",
-                                                                   "test_eval_offline")
+    assert not (run / "operative_config.gin").exists()  # validated before it is written
     assert not workdir.checkpoint_paths(str(run / "checkpoints"))
 
 

@@ -24,7 +24,7 @@ def test_workdir_names_every_file_of_a_run():
     assert (files.export, files.report, files.lock_file) == ("W/export", "W/report", "W/.lock")
     assert [files.checkpoint_directory(kind) for kind in workdir.CHECKPOINT_KINDS] == [
         files.best_checkpoints, files.checkpoints]
-    assert files.orphaned_metrics(2) == "W/metrics.orphaned-2.csv"
+    assert files.orphaned(2) == "W/orphaned/2"
 
 
 def _save_checkpoints(directory, values_per_step):
@@ -176,16 +176,67 @@ def test_non_utf8_metrics_file_is_an_error_naming_it(tmp_path):
         workdir.read_csv_rows(str(path))
 
 
-def test_rows_without_a_checkpoint_are_kept_aside_not_emptied(tmp_path, caplog):
-    path = tmp_path / "metrics.csv"
-    path.write_text(HEADER + "10,1.0,2.0,0.5,0,0.3,0.3\r\n")
+def test_a_previous_runs_files_are_set_aside_together_not_emptied(tmp_path, caplog):
+    old_files = {"metrics.csv": HEADER + "10,1.0,2.0,0.5,0,0.3,0.3\r\n", "eval.json": "{}",
+                 "operative_config.gin": "DENSITY = 0.3\n", "br.csv": "step\n",
+                 "tensorboard/events.out": "e", "samples/step_10.png": "p",
+                 "checkpoints_best/ckpt-10.index": "i", "checkpoints/rejected/ckpt-12.index": "r"}
+    for name, text in old_files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(text.encode())
+    (tmp_path / "notes.txt").write_text("mine")  # not a run file: stays
     with caplog.at_level(logging.WARNING):
-        kept = workdir.set_aside_orphan_metrics(str(tmp_path))
-    assert kept == str(tmp_path / "metrics.orphaned-1.csv") and not path.exists()
-    assert open(kept).read() == HEADER.replace("\r\n", "\n") + "10,1.0,2.0,0.5,0,0.3,0.3\n"
-    assert "no checkpoint" in caplog.text
-    path.write_text(HEADER)  # Only a header: nothing to keep.
-    assert workdir.set_aside_orphan_metrics(str(tmp_path)) is None and path.exists()
+        kept = workdir.set_aside_previous_run(str(tmp_path))
+    assert kept == str(tmp_path / "orphaned" / "1") and str(kept) in caplog.text
+    for name, text in old_files.items():
+        assert not (tmp_path / name).exists()
+        assert (tmp_path / "orphaned" / "1" / name).read_bytes() == text.encode()
+    assert (tmp_path / "notes.txt").exists() and (tmp_path / "checkpoints").is_dir()
+    assert workdir.set_aside_previous_run(str(tmp_path)) is None  # nothing left to move
+    (tmp_path / "eval.json").write_text("{}")  # A second orphaned run gets its own folder.
+    assert workdir.set_aside_previous_run(str(tmp_path)) == str(tmp_path / "orphaned" / "2")
+    assert sorted(os.listdir(tmp_path / "orphaned" / "2")) == ["eval.json"]
+
+
+def test_a_torn_json_record_is_an_error_naming_the_file(tmp_path):
+    path = tmp_path / "eval.json"
+    path.write_text('{"workdir": "W", "fid": ')
+    with pytest.raises(workdir.WorkdirError, match=rf"{path} is not valid JSON"):
+        workdir.read_json(str(path))
+
+
+def test_fallback_index_keeps_older_checkpoints_in_rotation(tmp_path):
+    _save_checkpoints(tmp_path, {1: 1.0, 2: 2.0, 3: 3.0})
+    for name in tmp_path.glob("ckpt-3.*"):
+        name.unlink()
+    assert workdir.usable_checkpoint(str(tmp_path)) == str(tmp_path / "ckpt-2")
+    variable = tf.Module()
+    variable.weight = tf.Variable(np.zeros(4, np.float32))
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(gan=variable), str(tmp_path),
+                                         max_to_keep=3)
+    manager.save(checkpoint_number=4)
+    assert (tmp_path / "ckpt-1.index").exists()  # three kept: 1, 2, 4
+    manager.save(checkpoint_number=5)  # rotates the oldest, which the fallback kept listed
+    assert sorted(p.name for p in tmp_path.glob("*.index")) == [
+        "ckpt-2.index", "ckpt-4.index", "ckpt-5.index"]
+
+
+def test_a_killed_saves_temporary_folder_is_removed(tmp_path, caplog):
+    _save_checkpoints(tmp_path, {2: 1.0})
+    (tmp_path / "ckpt-4_temp").mkdir()
+    (tmp_path / "ckpt-4_temp" / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"x")
+    with caplog.at_level(logging.WARNING):
+        assert workdir.remove_partial_saves(str(tmp_path)) == [str(tmp_path / "ckpt-4_temp")]
+    assert not (tmp_path / "ckpt-4_temp").exists() and "ckpt-4_temp" in caplog.text
+    assert workdir.usable_checkpoint(str(tmp_path)) == str(tmp_path / "ckpt-2")
+
+
+def test_checkpoint_record_reads_the_text_saved_inside_a_checkpoint(tmp_path):
+    record = tf.Variable("DENSITY = 0.3\n", dtype=tf.string)
+    path = tf.train.Checkpoint(**{workdir.RECORD_ROOT: record}).write(str(tmp_path / "a"))
+    assert workdir.checkpoint_record(path) == "DENSITY = 0.3\n"
+    _save_checkpoints(tmp_path / "legacy", {2: 1.0})
+    assert workdir.checkpoint_record(str(tmp_path / "legacy" / "ckpt-2")) is None
 
 
 def test_export_and_evaluate_skip_a_bad_newest_checkpoint_and_leave_it_in_place(tmp_path,
