@@ -14,6 +14,7 @@ library that writes the files.
 """
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from absl import app, flags, logging
@@ -94,8 +95,11 @@ def main(argv) -> None:
 
 def run() -> None:
     """Entry point of `python -m adapt_tf.export` and `python -m adapt_tf.export_cli`."""
+    from adapt_tf import cli
+
+    cli.quiet_tensorflow()
     define_flags()
-    app.run(main)
+    cli.run(main, flags_of=[sys.modules[__name__]])
 
 
 if __name__ == "__main__":

@@ -19,6 +19,11 @@ iteration, under the run's `train.flops_convention`). D defaults to W/report for
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # before TensorFlow loads: its C++ log lines need --verbose
+    from adapt_tf import cli
+
+    cli.quiet_tensorflow()
+
 import csv
 import dataclasses
 import glob
@@ -28,7 +33,7 @@ import re
 import sys
 from typing import Any, Mapping, Sequence
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 import adapt_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from adapt_tf import paper
@@ -444,4 +449,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

@@ -111,4 +111,7 @@ def _parse_and_check(gin_files, gin_bindings, workdir: str) -> bool:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from adapt_tf import cli
+
+    cli.quiet_tensorflow()
+    cli.run(main)
