@@ -30,7 +30,7 @@ from absl import logging
 from adapt_tf import balance, distribution, workdir as workdir_lib
 
 __all__ = ["MetricsLogger", "SampleLogs", "SampleGrid", "Checkpointer", "TerminateOnNaN",
-           "save_image_grid"]
+           "save_image_grid", "duration"]
 
 
 class MetricsLogger(keras.callbacks.Callback):
@@ -58,14 +58,15 @@ class MetricsLogger(keras.callbacks.Callback):
         self.path = workdir_lib.Workdir(workdir).metrics
         self._writer = (tf.summary.create_file_writer(workdir_lib.Workdir(workdir).tensorboard)
                         if tensorboard else None)
-        self._start_time = None
-        self._start_step = 0
+        self._start_time = self._last_time = 0.0
+        self._last_step = 0
 
     def on_train_begin(self, logs=None):
         os.makedirs(self.workdir, exist_ok=True)
         step = self.model.iteration
         _truncate_csv(self.path, self.fields, step)
-        self._start_time, self._start_step = time.time(), step
+        self._start_time = self._last_time = time.time()
+        self._last_step = step
 
     def on_train_batch_end(self, batch, logs=None):
         step = self.model.iteration
@@ -79,7 +80,7 @@ class MetricsLogger(keras.callbacks.Callback):
         for key in self.fields[1:]:
             if key in logs:
                 row[key] = _scalar(logs[key])
-        _append_csv(self.path, self.fields, [row])
+        _append_csv(self.path, self.fields, [_rounded(row)])
         if self._writer is not None:
             with self._writer.as_default(step=step):
                 for key, value in row.items():
@@ -87,15 +88,39 @@ class MetricsLogger(keras.callbacks.Callback):
                         tf.summary.scalar(key, value)
             self._writer.flush()
         self.model.reset_metrics()
-        elapsed = time.time() - self._start_time
-        rate = (step - self._start_step) / max(elapsed, 1e-9)
-        of_total = f"/{self.total_steps}" if self.total_steps else ""
-        logging.info("step %d%s  d_loss %.4f  g_loss %.4f  BR %.3f  d_G %.3f  d_D %.3f  "
-                     "(%.2f it/s)", step, of_total, row.get("d_loss", float("nan")),
-                     row.get("g_loss", float("nan")), row.get("br", float("nan")),
-                     row.get("g_density", float("nan")), row.get("d_density", float("nan")),
-                     rate)
+        logging.info("step %d%s  d_loss %.4f  g_loss %.4f  BR %.3f  d_G %.3f  d_D %.3f  %s", step,
+                     f"/{self.total_steps}" if self.total_steps else "",
+                     *(row.get(key, float("nan")) for key in ("d_loss", "g_loss", "br",
+                                                               "g_density", "d_density")),
+                     self._progress(step))
         return row
+
+    def _progress(self, step: int) -> str:
+        """"elapsed H:MM:SS, R it/s, ETA H:MM:SS": R over the iterations since the previous
+        line (the first one includes tracing), the ETA at that rate; no ETA without
+        `total_steps`."""
+        now = time.time()
+        rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
+        self._last_time, self._last_step = now, step
+        text = f"elapsed {duration(now - self._start_time)}, {rate:.2f} it/s"
+        if self.total_steps and rate > 0:
+            text += f", ETA {duration((self.total_steps - step) / rate)}"
+        return text
+
+
+def duration(seconds: float) -> str:
+    """`seconds` as H:MM:SS (whole seconds, rounded), e.g. 3725.4 -> "1:02:05"."""
+    minutes, secs = divmod(int(round(max(seconds, 0.0))), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
+
+SIGNIFICANT_DIGITS = 6  # metrics.csv: float32 training values carry about 7
+
+
+def _rounded(row: Mapping[str, Any]) -> dict[str, Any]:
+    """`row` with its floats as text of `SIGNIFICANT_DIGITS` significant digits."""
+    return {key: f"{value:.{SIGNIFICANT_DIGITS}g}" if isinstance(value, float) else value
+            for key, value in row.items()}
 
 
 def _scalar(value) -> Any:

@@ -15,6 +15,7 @@ import contextlib
 import os
 import re
 import sys
+import time
 
 from absl import app, flags, logging
 
@@ -75,22 +76,25 @@ def _train(gin_files, gin_bindings, workdir: str) -> None:
         logging.get_absl_handler().use_absl_log_file("train", workdir)
         logging.set_verbosity(logging.INFO)
         logging.set_stderrthreshold(logging.INFO)
+        start = time.time()
         configurables.train(workdir=workdir)
         if chief:
             workdir_lib.write_atomic(config_path, gin.operative_config_str())
-            _plot_training(workdir)
+            _finish(workdir, wall_seconds=time.time() - start)
     logging.info("Done: %s", workdir)
 
 
-def _plot_training(workdir: str) -> None:
-    """W/training.png: BR with its band, d_D and d_G, and FID (or the toy metric) over the
-    iterations, as `python -m adapt_tf.report W` draws one run."""
+def _finish(workdir: str, *, wall_seconds: float) -> None:
+    """Draws W/training.png (BR with its band, d_D and d_G, and FID or the toy metric over the
+    iterations, as `python -m adapt_tf.report W` draws one run), then prints the run's summary
+    and the files to open (`report.summary`)."""
     from adapt_tf import report, workdir as workdir_lib
 
     record = report.load_run(workdir)
     path = report.plot_runs([record], workdir_lib.Workdir(workdir).training_plot,
                             title=f"{record.label} on {record.setting}")
     logging.info("Wrote %s", path)
+    print(report.summary(record, wall_seconds=wall_seconds), flush=True)
 
 
 def _parse_and_check(gin_files, gin_bindings, workdir: str) -> bool:
