@@ -90,3 +90,42 @@ def test_progress_rate_is_over_the_last_interval_and_eta_uses_it(tmp_path, monke
     # 20 iterations in 10 s: 2 it/s, 80 left: 40 s. Then 20 in 20 s (not 40 in 30 s): 1 it/s.
     assert logger._progress(20) == "elapsed 0:00:10, 2.00 it/s, ETA 0:00:40"
     assert logger._progress(40) == "elapsed 0:00:30, 1.00 it/s, ETA 0:01:00"
+
+
+def test_grid_upscales_nearest_to_the_tile_size_with_white_borders():
+    images = -np.ones((3, 8, 8, 3), np.float32)
+    images[1, 0, 0] = 1.0  # one white pixel: an 8 x 8 white block after the 8x upscale
+    pixels = run_io.grid_pixels(images)
+    pitch = run_io.TILE_PIXELS + 2  # 8 px * 8 = 64, and a 2 px border
+    assert pixels.shape == (2 * pitch + 2, 2 * pitch + 2, 3) and pixels.dtype == np.uint8
+    assert (pixels[2:66, 2:66] == 0).all()  # image 0, black, top left
+    block = pixels[2:66, 68:132, 0]  # image 1, top right
+    assert (block[:8, :8] == 255).all() and (block[8:, :] == 0).all() and (block[:, 8:] == 0).all()
+    assert (pixels[68:132, 68:132] == 255).all()  # no 4th image: white
+    assert (pixels[:2] == 255).all() and (pixels[:, 66:68] == 255).all()
+    # Images already TILE_PIXELS or larger are not scaled.
+    assert run_io.grid_pixels(np.zeros((1, 70, 65, 1))).shape == (74, 69, 1)
+
+
+def test_row_labels_add_a_left_margin_with_text_in_each_row():
+    images = np.ones((4, 32, 32, 3), np.float32)  # white: any dark pixel is text
+    plain = run_io.grid_pixels(images, columns=2)
+    labelled = run_io.grid_pixels(images, columns=2, row_labels=["class 0", "class 11"])
+    margin = labelled.shape[1] - plain.shape[1]
+    assert labelled.shape[0] == plain.shape[0] and margin > 20
+    np.testing.assert_array_equal(labelled[:, margin:], plain)
+    pitch = 66
+    for row in (0, 1):
+        assert (labelled[2 + row * pitch:2 + (row + 1) * pitch, :margin] < 128).any()
+    with pytest.raises(ValueError, match="1 labels for 2 rows"):
+        run_io.grid_pixels(images, columns=2, row_labels=["class 0"])
+    gray = run_io.grid_pixels(images[..., :1], columns=2, row_labels=["a", "b"])
+    assert gray.shape[2] == 3
+
+
+@pytest.mark.parametrize("num_images, num_classes, shape", [
+    (64, 12, (12, 5)), (64, 10, (10, 6)), (64, 16, (16, 4)), (64, 17, (8, 8)),
+    (64, 200, (8, 8)), (64, 1, (1, 16)), (16, 3, (3, 5)), (8, 10, (2, 2))])
+def test_class_rows_put_every_class_in_a_row_when_four_images_fit(num_images, num_classes,
+                                                                 shape):
+    assert run_io.class_rows(num_images, num_classes) == shape

@@ -71,6 +71,31 @@ def test_tiny_run_writes_metrics_checkpoints_and_samples(uninterrupted):
     assert any(name.startswith("ckpt-8") for name in os.listdir(workdir / "checkpoints"))
 
 
+def _tensorboard_events(directory) -> dict[str, list]:
+    """{tag: [(step, value)]} of every summary in `directory`'s event files."""
+    events: dict[str, list] = {}
+    for path in sorted(Path(directory).glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                events.setdefault(value.tag, []).append(
+                    (event.step, tf.make_ndarray(value.tensor)))
+    return events
+
+
+def test_tensorboard_holds_grids_layer_densities_and_decisions(uninterrupted):
+    workdir, _ = uninterrupted
+    events = _tensorboard_events(workdir / "tensorboard")
+    assert [step for step, _ in events["samples"]] == [4, 8]  # the grid cadence
+    _, (width, height, png) = events["samples"][-1]  # an image summary: width, height, PNG
+    assert png == (workdir / "samples" / "step_8.png").read_bytes()
+    layers = {tag for tag in events if tag.startswith("layer_density/")}
+    assert {tag.split("/")[1] for tag in layers} == {"generator", "discriminator"}
+    assert all([step for step, _ in events[tag]] == [4, 8] for tag in layers)
+    decisions = [(step, text.item().decode()) for step, text in events["decisions"]]
+    assert len(decisions) == 1 and "d_density 0.3000 -> 0.2500" in decisions[0][1]
+    assert [step for step, _ in events["d_density"]] == [2, 4, 6, 8]
+
+
 def test_resumed_run_matches_uninterrupted_run(tmp_path, uninterrupted):
     _, (masks, weights, window, d_density) = uninterrupted
     _train(tmp_path, extra_callbacks=[_StopAt(4)])
