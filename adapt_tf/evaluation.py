@@ -15,6 +15,7 @@ import hashlib
 import itertools
 import math
 import os
+import time
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -224,6 +225,9 @@ class EvaluateFID(keras.callbacks.Callback):
 
     def evaluate(self, step: int) -> dict[str, Any]:
         """Scores the current EMA generator; records a new best (and saves it)."""
+        logging.info("Evaluating %s on %d EMA samples at iteration %d.", self.KEY,
+                     self.num_samples, step)
+        start = time.perf_counter()
         scores = self.score()
         if scores[self.KEY] < self.best_fid:
             self.state.best_fid.assign(scores[self.KEY])
@@ -235,9 +239,9 @@ class EvaluateFID(keras.callbacks.Callback):
         record = {"step": step, **scores}
         self.history.append(record)
         row = self.row(scores)
-        logging.info("Evaluation at iteration %d: %s (best %s %.4f at %d)", step,
+        logging.info("Evaluation at iteration %d: %s (best %s %.4f at %d; took %.0f s)", step,
                      ", ".join(f"{k} {v:.4g}" for k, v in row.items()), self.KEY,
-                     self.best_fid, self.best_step)
+                     self.best_fid, self.best_step, time.perf_counter() - start)
         return record
 
 
