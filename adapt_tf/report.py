@@ -127,22 +127,26 @@ def _percent(value: float) -> str:
 
 
 def expand_workdirs(patterns: Sequence[str]) -> list[str]:
-    """Workdirs from paths and glob patterns. A pattern selects the runs its matches are or lie
-    in (`runs/*/*/*` matches `runs/quickstart/checkpoints/checkpoint`, inside the run
-    `runs/quickstart`); an explicit path without operative_config.gin raises ValueError."""
+    """The runs that paths and glob patterns select: each path, and each match of a pattern,
+    selects the run it is or lies in, so `runs/*/*/*` (expanded by the shell or here) selects
+    `runs/quickstart` through `runs/quickstart/checkpoints/checkpoint`. Paths in no run are
+    named in a warning; ValueError if an argument selects no run at all."""
     workdirs: list[str] = []
+    outside: list[str] = []
     for pattern in patterns:
-        if glob.has_magic(pattern):
-            matches = sorted(filter(None, map(_enclosing_run, glob.glob(pattern))))
-            if not matches:
-                raise ValueError(f"No run directory matches {pattern!r}.")
-            workdirs += matches
-        elif os.path.isfile(Workdir(pattern).config):
-            workdirs.append(pattern)
-        else:
-            raise ValueError(f"{pattern!r} is not a run directory (no operative_config.gin); "
-                             "pass workdirs written by `python -m adapt_tf.train`.")
-    return list(dict.fromkeys(os.path.normpath(w) for w in workdirs))
+        paths = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        runs = [_enclosing_run(path) for path in paths]
+        if glob.has_magic(pattern) and not any(runs):
+            raise ValueError(f"No run directory matches {pattern!r}.")
+        outside += [path for path, run in zip(paths, runs) if run is None]
+        workdirs += [run for run in runs if run is not None]
+    if outside and not workdirs:
+        raise ValueError(f"{outside[0]!r} is not a run directory (no operative_config.gin) "
+                         "and lies in none; pass workdirs written by `python -m "
+                         "adapt_tf.train`.")
+    if outside:
+        logging.warning("Not in a run directory, left out: %s", ", ".join(outside))
+    return list(dict.fromkeys(workdirs))
 
 
 def _enclosing_run(path: str) -> str | None:

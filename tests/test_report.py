@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import os
 from dataclasses import replace as dataclasses_replace
@@ -113,13 +114,23 @@ def test_plots_are_written_as_images(written):
         assert pixels.shape[:2] == (850, 1200) and np.std(pixels[..., :3]) > 0.05
 
 
-def test_workdir_patterns_and_errors(runs, tmp_path):
+def test_workdir_patterns_and_errors(runs, tmp_path, caplog):
     root, workdirs = runs
     assert report.expand_workdirs([str(root / "*" / "d10")]) == sorted(workdirs[:2])
     assert report.expand_workdirs([workdirs[2], workdirs[2]]) == [workdirs[2]]
     # A pattern matching files inside runs (their metrics.csv, eval.json...) selects the runs.
     assert report.expand_workdirs([str(root / "*" / "*" / "*")]) == sorted(workdirs)
     assert report.expand_workdirs([str(root / "adapt" / "d10" / "*.csv")]) == [workdirs[0]]
+    # The shell expands `runs/*/*/*` into paths, some in no run (a library script's outputs).
+    stray = tmp_path / "library" / "metrics.csv"
+    stray.parent.mkdir()
+    stray.write_text("step\n")
+    inside = os.path.join(workdirs[1], "metrics.csv")
+    with caplog.at_level(logging.WARNING):
+        assert report.expand_workdirs([inside, str(stray), workdirs[1]]) == [workdirs[1]]
+    assert f"Not in a run directory, left out: {stray}" in caplog.messages
+    with pytest.raises(ValueError, match="is not a run directory"):
+        report.expand_workdirs([str(stray)])
     assert report.default_output_dir(workdirs) == str(root / "report")
     with pytest.raises(ValueError, match="not a run directory"):
         report.expand_workdirs([str(tmp_path)])
