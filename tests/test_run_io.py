@@ -103,7 +103,8 @@ def test_grid_upscales_nearest_to_the_tile_size_with_white_borders():
     assert (block[:8, :8] == 255).all() and (block[8:, :] == 0).all() and (block[:, 8:] == 0).all()
     assert (pixels[68:132, 68:132] == 255).all()  # no 4th image: white
     assert (pixels[:2] == 255).all() and (pixels[:, 66:68] == 255).all()
-    # Images already TILE_PIXELS or larger are not scaled.
+    # The factor rounds up (48 px: 2x, 96 px), by the larger side; TILE_PIXELS or more: none.
+    assert run_io.grid_pixels(np.zeros((1, 48, 20, 1))).shape == (100, 44, 1)
     assert run_io.grid_pixels(np.zeros((1, 70, 65, 1))).shape == (74, 69, 1)
 
 

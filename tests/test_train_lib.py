@@ -5,6 +5,7 @@ import csv
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -230,8 +231,20 @@ def test_cli_writes_operative_config_and_rejects_bad_gin(tmp_path):
          "--gin_bindings=train.total_steps = 2", "--gin_bindings=train.test_eval = True",
          "--gin_bindings=train.eval_metric = 'fid'", "--gin_bindings=train.eval_num_samples = 20",
          f"--gin_bindings=train.inception_path = '{inception}'", f"--workdir={workdir}"],
-        capture_output=True, text=True, env=env, timeout=600)
+        capture_output=True, text=True, timeout=600,
+        env={k: v for k, v in env.items() if k != "TF_CPP_MIN_LOG_LEVEL"})  # as a user's
     assert run.returncode == 0, run.stderr[-3000:]
+    # No C++ log lines of TensorFlow; progress lines with an ETA; the summary at the end.
+    assert not re.search(r"^[IWEF]\d{4} \d\d:\d\d:[\d.]+ +\d+ [\w.]+:\d+\]", run.stderr,
+                         re.M), run.stderr[-3000:]
+    assert re.search(r"step 2/2 .* elapsed \d+:\d\d:\d\d, [\d.]+ it/s, ETA 0:00:00",
+                     run.stderr), run.stderr[-3000:]
+    assert run.stdout.splitlines()[:2] == [
+        f"Run {workdir}: 2/2 iterations in {run.stdout.split(' in ')[1].split(' ')[0]} "
+        "(this process).", "  fid: not evaluated (train.eval_every unset; `python -m "
+        "adapt_tf.evaluate --workdir=...` scores the checkpoints)."], run.stdout
+    assert f"  Open: {workdir / 'training.png'}, {workdir / 'samples' / 'step_2.png'}, " \
+           f"{workdir / 'metrics.csv'}, {workdir / 'tensorboard'}" in run.stdout
     config = (workdir / "operative_config.gin").read_text()
     assert "train.total_steps = 2" in config and "method.name = 'adapt_relaxed'" in config
     assert "train.test_eval = True" in config
