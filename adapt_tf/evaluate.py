@@ -206,5 +206,8 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    from adapt_tf import cli
+
+    cli.quiet_tensorflow()
     define_flags()
-    app.run(main)
+    cli.run(main)

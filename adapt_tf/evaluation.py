@@ -15,6 +15,7 @@ import hashlib
 import itertools
 import math
 import os
+import time
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -259,9 +260,12 @@ class PeriodicEvaluation(keras.callbacks.Callback):
 
     def evaluate(self, step: int) -> dict[str, Any]:
         """Scores the current EMA generator; records a new best (and saves it)."""
+        key = self.scoring.columns.key
+        logging.info("Evaluating %s on %d EMA samples at iteration %d.", key,
+                     self.num_samples, step)
+        start = time.perf_counter()
         scores = self.scoring.score(self.model, num_samples=self.num_samples,
                                     batch_size=self.batch_size, seed=self.seed)
-        key = self.scoring.columns.key
         if scores[key] < self.best_score:
             self.state.best_fid.assign(scores[key])
             self.state.best_step.assign(step)
@@ -272,9 +276,9 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         record = {"step": step, **scores}
         self.history.append(record)
         row = self.scoring.columns.values(scores, self.best_score)
-        logging.info("Evaluation at iteration %d: %s (best %s %.4f at %d)", step,
+        logging.info("Evaluation at iteration %d: %s (best %s %.4f at %d; took %.0f s)", step,
                      ", ".join(f"{k} {v:.4g}" for k, v in row.items() if v != ""), key,
-                     self.best_score, self.best_step)
+                     self.best_score, self.best_step, time.perf_counter() - start)
         return record
 
 

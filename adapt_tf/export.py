@@ -52,6 +52,11 @@ sparse format; its size is reported next to the size of a plain (dense) conversi
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # before TensorFlow loads: its C++ log lines need --verbose
+    from adapt_tf import cli
+
+    cli.quiet_tensorflow()
+
 import dataclasses
 import functools
 import json

@@ -96,8 +96,11 @@ def main(argv) -> None:
 
 def run() -> None:
     """Entry point of `python -m adapt_tf.export` and `python -m adapt_tf.export_cli`."""
+    from adapt_tf import cli
+
+    cli.quiet_tensorflow()
     define_flags()
-    app.run(main)
+    cli.run(main, flags_of=[sys.modules[__name__]])
 
 
 if __name__ == "__main__":

@@ -11,6 +11,11 @@ comparable with the paper's Table 3. Only the model shapes matter: nothing is tr
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # before TensorFlow loads: its C++ log lines need --verbose
+    from adapt_tf import cli
+
+    cli.quiet_tensorflow()
+
 import dataclasses
 import sys
 from typing import Any, Sequence
@@ -152,8 +157,11 @@ def main(argv):
 
 def run() -> None:
     """Entry point of `python -m adapt_tf.flops_cli`."""
+    from adapt_tf import cli
+
+    cli.quiet_tensorflow()
     define_flags()
-    app.run(main)
+    cli.run(main)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,11 @@ iteration, under the run's `train.flops_convention`). D defaults to W/report for
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # before TensorFlow loads: its C++ log lines need --verbose
+    from adapt_tf import cli
+
+    cli.quiet_tensorflow()
+
 import csv
 import dataclasses
 import glob
@@ -28,14 +33,15 @@ import re
 import sys
 from typing import Any, Mapping, Sequence
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 import adapt_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from adapt_tf import paper
 from adapt_tf.workdir import Workdir
 
 __all__ = ["RunRecord", "load_run", "expand_workdirs", "csv_rows", "markdown", "plot_runs",
-           "default_output_dir", "write_report", "define_flags", "main"]
+           "summary", "density_path", "last_grid", "default_output_dir", "write_report",
+           "define_flags", "main"]
 
 _CSV_FIELDS = ("setting", "cell", "method", "g_density", "fid", "fid_source", "fid_samples",
                "fid_last", "inception_score", "is_logits", "fid_test", "paper_fid",
@@ -124,22 +130,37 @@ def _percent(value: float) -> str:
 
 
 def expand_workdirs(patterns: Sequence[str]) -> list[str]:
-    """Workdirs from paths and glob patterns; a pattern keeps only directories holding an
-    operative_config.gin; an explicit path without one raises ValueError."""
+    """The runs that paths and glob patterns select: each path, and each match of a pattern,
+    selects the run it is or lies in, so `runs/*/*/*` (expanded by the shell or here) selects
+    `runs/quickstart` through `runs/quickstart/checkpoints/checkpoint`. Paths in no run are
+    named in a warning; ValueError if an argument selects no run at all."""
     workdirs: list[str] = []
+    outside: list[str] = []
     for pattern in patterns:
-        if glob.has_magic(pattern):
-            matches = sorted(p for p in glob.glob(pattern)
-                             if os.path.isfile(Workdir(p).config))
-            if not matches:
-                raise ValueError(f"No run directory matches {pattern!r}.")
-            workdirs += matches
-        elif os.path.isfile(Workdir(pattern).config):
-            workdirs.append(pattern)
-        else:
-            raise ValueError(f"{pattern!r} is not a run directory (no operative_config.gin); "
-                             "pass workdirs written by `python -m adapt_tf.train`.")
-    return list(dict.fromkeys(os.path.normpath(w) for w in workdirs))
+        paths = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        runs = [_enclosing_run(path) for path in paths]
+        if glob.has_magic(pattern) and not any(runs):
+            raise ValueError(f"No run directory matches {pattern!r}.")
+        outside += [path for path, run in zip(paths, runs) if run is None]
+        workdirs += [run for run in runs if run is not None]
+    if outside and not workdirs:
+        raise ValueError(f"{outside[0]!r} is not a run directory (no operative_config.gin) "
+                         "and lies in none; pass workdirs written by `python -m "
+                         "adapt_tf.train`.")
+    if outside:
+        logging.warning("Not in a run directory, left out: %s", ", ".join(outside))
+    return list(dict.fromkeys(workdirs))
+
+
+def _enclosing_run(path: str) -> str | None:
+    """`path` or its nearest parent holding an operative_config.gin; None if none does."""
+    path = os.path.normpath(path)
+    while not os.path.isfile(Workdir(path).config):
+        parent = os.path.dirname(path)
+        if parent == path or not parent:
+            return None
+        path = parent
+    return path
 
 
 def load_run(workdir: str, *, name: str | None = None) -> RunRecord:
@@ -239,6 +260,14 @@ def _grid_table(rows: Sequence[dict[str, Any]], setting: str, *, value: str,
 
 def _score_text(record: RunRecord, row: dict[str, Any]) -> str:
     toy = record.best_toy_row()
+    evaluated = _evaluated_toy(record)
+    if evaluated is not None:
+        kind, scores = evaluated
+        return (f"toy FID {scores['toy_fid']:.2f} (floor {scores['toy_fid_floor']:.2f}), "
+                f"coverage {scores['class_coverage']:.0f}/12, confident "
+                f"{scores['confident_share']:.2f} (eval.json {kind} checkpoint, iteration "
+                f"{scores['step']}, {record.evaluation['num_samples']} samples; toy metric, "
+                "not Inception FID)")
     if record.score_key == "toy_fid" and toy is not None:
         return (f"toy FID {toy['toy_fid']:.1f} (floor {toy['toy_fid_floor']:.2f}), coverage "
                 f"{toy['class_coverage']:.0f}/12, confident {toy['confident_share']:.2f} at "
@@ -260,6 +289,16 @@ def _samples_line(rows: Sequence[dict[str, Any]], setting: str) -> str:
     theirs = paper.PAPER_NUM_SAMPLES.get(setting)
     return (f"Samples per FID: ours {ours}; the paper's "
             + (f"{theirs:,}." if theirs else "– (not one of the paper's settings)."))
+
+
+def _evaluated_toy(record: RunRecord) -> tuple[str, Mapping[str, Any]] | None:
+    """("best" or "last", its scores) from a toy-metric eval.json (`python -m
+    adapt_tf.evaluate`): the best checkpoint's, else the last one's; None without one."""
+    checkpoints = (record.evaluation or {}).get("checkpoints", {})
+    for kind in ("best", "last"):
+        if "toy_fid" in checkpoints.get(kind, {}):
+            return kind, checkpoints[kind]
+    return None
 
 
 def markdown(records: Sequence[RunRecord], *, plots: Sequence[str] = ()) -> str:
@@ -293,6 +332,64 @@ def markdown(records: Sequence[RunRecord], *, plots: Sequence[str] = ()) -> str:
     for plot in plots:
         lines += [f"![{os.path.basename(plot)}]({os.path.basename(plot)})", ""]
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------ end-of-run summary
+
+
+def summary(record: RunRecord, *, wall_seconds: float | None = None) -> str:
+    """The lines `python -m adapt_tf.train` prints at the end of a run: iterations and wall
+    time, the final and best logged score, the share of logged window means inside the band,
+    d_D's path, and the files to open."""
+    files = Workdir(record.workdir)
+    wall = "" if wall_seconds is None else f" in {_duration(wall_seconds)} (this process)"
+    low, high = record.band
+    _, window = record.series(record.window_key)
+    inside = sum(low <= value <= high for value in window)
+    share = f"{inside}/{len(window)} logged window means" if window else "no window mean logged"
+    lines = [f"Run {record.workdir}: {record.steps}/{record.total_steps} iterations{wall}.",
+             f"  {_score_summary(record)}",
+             f"  {record.window_key} in the band [{low}, {high}]: {share}.",
+             f"  d_D: {density_path(record.series('d_density')[1])}.",
+             "  Open: " + ", ".join(p for p in (files.training_plot, last_grid(files.samples),
+                                               files.metrics, files.tensorboard)
+                                   if p and os.path.exists(p))]
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    from adapt_tf.run_io import duration  # run_io loads tf_keras, which reports need not
+
+    return duration(seconds)
+
+
+def _score_summary(record: RunRecord) -> str:
+    """"toy_fid: final 5.59 (iteration 2400), best 5.59 (iteration 2400)", or how to evaluate."""
+    steps, values = record.series(record.score_key)
+    if not values:
+        return (f"{record.score_key}: not evaluated (train.eval_every unset; "
+                "`python -m adapt_tf.evaluate --workdir=...` scores the checkpoints).")
+    best = min(range(len(values)), key=values.__getitem__)
+    return (f"{record.score_key}: final {values[-1]:.4g} (iteration {steps[-1]:.0f}), best "
+            f"{values[best]:.4g} (iteration {steps[best]:.0f}).")
+
+
+def density_path(densities: Sequence[float], *, most: int = 9) -> str:
+    """The distinct successive values of a density, "0.20 -> 0.15 -> 0.70"; past `most`
+    values, the first and last ones around "..."."""
+    path = [f"{value:.2f}" for value in densities]
+    path = [value for i, value in enumerate(path) if i == 0 or value != path[i - 1]]
+    if len(path) > most:
+        path = path[:most // 2] + ["..."] + path[-(most - most // 2 - 1):]
+    return " -> ".join(path) if path else "not logged"
+
+
+def last_grid(directory: str) -> str | None:
+    """The sample grid `step_N.png` of the highest N in `directory`, or None."""
+    grids = glob.glob(os.path.join(glob.escape(directory), "step_*.png"))
+    numbered = [(int(m.group(1)), path) for path in grids
+                if (m := re.fullmatch(r"step_(\d+)\.png", os.path.basename(path)))]
+    return max(numbered)[1] if numbered else None
 
 
 # ------------------------------------------------------------------------------------- plots
@@ -465,4 +562,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

@@ -5,7 +5,8 @@
   (`train_flops`, `fid`, ...): the callbacks that add them come before the logger.
 * `SampleLogs`: `br.csv` (every BR sample; `ada.csv` under the ADA criterion) and `masks.csv`
   (every mask change), appended as they happen.
-* `SampleGrid`: `samples/step_N.png` from the EMA generator on a fixed z.
+* `SampleGrid`: `samples/step_N.png` from the EMA generator on a fixed z, and the same grid
+  and the per-layer densities in TensorBoard.
 * `Checkpointer`: checkpoints of everything a resumed run needs (models, both optimizers,
   masks, EMA, BR window, controller state), every K iterations and at the end.
 * `TerminateOnNaN`: stops training at the first non-finite loss.
@@ -30,7 +31,7 @@ from absl import logging
 from adapt_tf import balance, distribution, workdir as workdir_lib
 
 __all__ = ["MetricsLogger", "SampleLogs", "SampleGrid", "Checkpointer", "TerminateOnNaN",
-           "save_image_grid"]
+           "save_image_grid", "grid_pixels", "class_rows", "duration"]
 
 
 class MetricsLogger(keras.callbacks.Callback):
@@ -59,14 +60,16 @@ class MetricsLogger(keras.callbacks.Callback):
         self.path = workdir_lib.Workdir(workdir).metrics
         self._writer = (tf.summary.create_file_writer(workdir_lib.Workdir(workdir).tensorboard)
                         if tensorboard else None)
-        self._start_time = None
-        self._start_step = 0
+        self._start_time = self._last_time = 0.0
+        self._last_step = 0
+        self._densities: dict[str, float] = {}  # of the previous row, for "decisions"
 
     def on_train_begin(self, logs=None):
         os.makedirs(self.workdir, exist_ok=True)
         step = self.model.iteration
         _truncate_csv(self.path, self.fields, step)
-        self._start_time, self._start_step = time.time(), step
+        self._start_time = self._last_time = time.time()
+        self._last_step = step
 
     def on_train_batch_end(self, batch, logs=None):
         step = self.model.iteration
@@ -80,23 +83,59 @@ class MetricsLogger(keras.callbacks.Callback):
         for key in self.fields[1:]:
             if key in logs:
                 row[key] = _scalar(logs[key])
-        _append_csv(self.path, self.fields, [row])
+        _append_csv(self.path, self.fields, [_rounded(row)])
         if self._writer is not None:
-            with self._writer.as_default(step=step):
-                for key, value in row.items():
-                    if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
-                        tf.summary.scalar(key, value)
-            self._writer.flush()
+            self._summarise(step, row)
         self.model.reset_metrics()
-        elapsed = time.time() - self._start_time
-        rate = (step - self._start_step) / max(elapsed, 1e-9)
-        of_total = f"/{self.total_steps}" if self.total_steps else ""
-        logging.info("step %d%s  d_loss %.4f  g_loss %.4f  BR %.3f  d_G %.3f  d_D %.3f  "
-                     "(%.2f it/s)", step, of_total, row.get("d_loss", float("nan")),
-                     row.get("g_loss", float("nan")), row.get("br", float("nan")),
-                     row.get("g_density", float("nan")), row.get("d_density", float("nan")),
-                     rate)
+        logging.info("step %d%s  d_loss %.4f  g_loss %.4f  BR %.3f  d_G %.3f  d_D %.3f  %s", step,
+                     f"/{self.total_steps}" if self.total_steps else "",
+                     *(row.get(key, float("nan")) for key in ("d_loss", "g_loss", "br",
+                                                               "g_density", "d_density")),
+                     self._progress(step))
         return row
+
+    def _summarise(self, step: int, row: Mapping[str, Any]) -> None:
+        """TensorBoard: the row's finite numbers as scalars, and a density change since the
+        previous row (a controller decision, DST of D at its cap, GMP) as text "decisions"."""
+        with self._writer.as_default(step=step):
+            for key, value in row.items():
+                if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
+                    tf.summary.scalar(key, value)
+            changes = [f"{key} {self._densities[key]:.4f} -> {row[key]:.4f}"
+                       for key in ("g_density", "d_density")
+                       if key in row and self._densities.get(key, row[key]) != row[key]]
+            if changes:
+                tf.summary.text("decisions", f"iteration {step}: {', '.join(changes)} "
+                                f"(window mean {row.get('br', row.get('ada_rt', math.nan)):.4f})")
+        self._densities.update({k: row[k] for k in ("g_density", "d_density") if k in row})
+        self._writer.flush()
+
+    def _progress(self, step: int) -> str:
+        """"elapsed H:MM:SS, R it/s, ETA H:MM:SS": R over the iterations since the previous
+        line (the first one includes tracing), the ETA at that rate; no ETA without
+        `total_steps`."""
+        now = time.time()
+        rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
+        self._last_time, self._last_step = now, step
+        text = f"elapsed {duration(now - self._start_time)}, {rate:.2f} it/s"
+        if self.total_steps and rate > 0:
+            text += f", ETA {duration((self.total_steps - step) / rate)}"
+        return text
+
+
+def duration(seconds: float) -> str:
+    """`seconds` as H:MM:SS (whole seconds, rounded), e.g. 3725.4 -> "1:02:05"."""
+    minutes, secs = divmod(int(round(max(seconds, 0.0))), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
+
+SIGNIFICANT_DIGITS = 6  # metrics.csv: float32 training values carry about 7
+
+
+def _rounded(row: Mapping[str, Any]) -> dict[str, Any]:
+    """`row` with its floats as text of `SIGNIFICANT_DIGITS` significant digits."""
+    return {key: f"{value:.{SIGNIFICANT_DIGITS}g}" if isinstance(value, float) else value
+            for key, value in row.items()}
 
 
 def _densities_in_force(model) -> dict[str, float]:
@@ -196,11 +235,34 @@ def _append_csv(path: str, fields: Sequence[str], rows: Sequence[Mapping[str, An
         writer.writerows(rows)
 
 
-def save_image_grid(images, path: str, *, columns: int | None = None) -> str:
-    """Writes images [N, H, W, C] in [-1, 1] as one PNG grid; returns the path."""
+TILE_PIXELS = 64  # grids upscale each image to at least this many pixels a side
+
+
+def save_image_grid(images, path: str, *, columns: int | None = None,
+                    row_labels: Sequence[str] | None = None) -> str:
+    """Writes images [N, H, W, C] in [-1, 1] as one PNG grid (`grid_pixels`); returns the
+    path."""
+    return _write_png(grid_pixels(images, columns=columns, row_labels=row_labels), path)
+
+
+def _write_png(pixels: np.ndarray, path: str) -> str:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tf.io.write_file(path, tf.io.encode_png(pixels))
+    return path
+
+
+def grid_pixels(images, *, columns: int | None = None,
+                row_labels: Sequence[str] | None = None) -> np.ndarray:
+    """Images [N, H, W, C] in [-1, 1], row by row in `columns` columns (default
+    ceil(sqrt(N))), as uint8 pixels [rows * pitch + 2, ..., C] with a white 2-pixel border.
+    Each image is upscaled by the smallest integer factor that makes it `TILE_PIXELS` a side
+    or more (nearest neighbour, so pixels stay sharp squares); `row_labels`, one per row, are
+    written in a white margin left of their rows (RGB then)."""
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4:
         raise ValueError(f"images must be [N, H, W, C], got shape {images.shape}.")
+    scale = -(-TILE_PIXELS // max(images.shape[1:3]))
+    images = images.repeat(scale, axis=1).repeat(scale, axis=2)
     n, h, w, c = images.shape
     columns = columns or int(math.ceil(math.sqrt(n)))
     rows = int(math.ceil(n / columns))
@@ -209,27 +271,49 @@ def save_image_grid(images, path: str, *, columns: int | None = None) -> str:
         r, col = divmod(i, columns)
         grid[2 + r * (h + 2):2 + r * (h + 2) + h, 2 + col * (w + 2):2 + col * (w + 2) + w] = image
     pixels = np.clip(np.rint((grid + 1.0) * 127.5), 0, 255).astype(np.uint8)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tf.io.write_file(path, tf.io.encode_png(pixels))
-    return path
+    if row_labels is None:
+        return pixels
+    if len(row_labels) != rows:
+        raise ValueError(f"row_labels has {len(row_labels)} labels for {rows} rows.")
+    return _labelled(pixels, row_labels, pitch=h + 2)
+
+
+def _labelled(pixels: np.ndarray, labels: Sequence[str], *, pitch: int) -> np.ndarray:
+    """RGB `pixels` with a white margin on the left holding label k centred on row k."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=14)
+    width = 8 + int(max(font.getlength(label) for label in labels))
+    canvas = Image.new("RGB", (width + pixels.shape[1], pixels.shape[0]), "white")
+    canvas.paste(Image.fromarray(np.broadcast_to(
+        pixels, pixels.shape[:2] + (3,)) if pixels.shape[2] == 1 else pixels), (width, 0))
+    draw = ImageDraw.Draw(canvas)
+    for row, label in enumerate(labels):
+        draw.text((4, 2 + row * pitch + pitch // 2), label, fill="black", font=font,
+                  anchor="lm")
+    return np.asarray(canvas)
 
 
 class SampleGrid(keras.callbacks.Callback):
-    """Writes `samples/step_N.png` every `every` iterations and at the end.
+    """Writes `samples/step_N.png` every `every` iterations and at the end, and with
+    `tensorboard` the grid as an image and every masked layer's density as scalars
+    (`layer_density/<network>/<layer>`) into `tensorboard/` at the same iterations.
 
-    Samples come from the EMA generator (the generator if EMA is off) on a fixed z (and fixed
-    labels, cycling through the classes, for conditional models), so grids are comparable
-    across steps.
+    Samples come from the EMA generator (the generator if EMA is off) on a fixed z, so grids
+    are comparable across steps. A conditional model's grid has one row per class, labelled
+    (`class_rows`), and fixed labels.
     """
 
     def __init__(self, workdir: str, *, every: int = 1000, num_images: int = 64,
-                 total_steps: int | None = None, seed: int = 1234):
+                 total_steps: int | None = None, seed: int = 1234, tensorboard: bool = True):
         super().__init__()
         self.directory = workdir_lib.Workdir(workdir).samples
         self.every = every
         self.num_images = num_images
         self.total_steps = total_steps
         self.seed = seed
+        self._writer = (tf.summary.create_file_writer(workdir_lib.Workdir(workdir).tensorboard)
+                        if tensorboard else None)
         self.written: list[str] = []
 
     def on_train_batch_end(self, batch, logs=None):
@@ -239,13 +323,38 @@ class SampleGrid(keras.callbacks.Callback):
 
     def write(self, step: int) -> str:
         gan = self.model
-        labels = None
+        labels, columns, row_labels = None, None, None
         if gan.num_classes is not None:
-            labels = tf.range(self.num_images) % gan.num_classes
-        images = gan.sample(self.num_images, seed=self.seed, labels=labels)
-        path = save_image_grid(images.numpy(), os.path.join(self.directory, f"step_{step}.png"))
+            rows, columns = class_rows(self.num_images, gan.num_classes)
+            labels = tf.repeat(tf.range(rows), columns)
+            row_labels = [f"class {k}" for k in range(rows)]
+        images = gan.sample(len(labels) if labels is not None else self.num_images,
+                            seed=self.seed, labels=labels)
+        pixels = grid_pixels(images.numpy(), columns=columns, row_labels=row_labels)
+        path = _write_png(pixels, os.path.join(self.directory, f"step_{step}.png"))
         self.written.append(path)
+        if self._writer is not None:
+            self._summarise(step, pixels)
         return path
+
+    def _summarise(self, step: int, pixels: np.ndarray) -> None:
+        with self._writer.as_default(step=step):
+            tf.summary.image("samples", pixels[None])
+            for network, layers in self.model.sparsity.layers.items():
+                for layer in layers:
+                    tf.summary.scalar(f"layer_density/{network}/{layer.name}", layer.density)
+        self._writer.flush()
+
+
+def class_rows(num_images: int, num_classes: int) -> tuple[int, int]:
+    """(rows, columns) of a conditional grid of at most `num_images`, a class per row: every
+    class when that leaves 4 or more images per row (12 classes of 64 images: 12 x 5), at most
+    2 sqrt(num_images) per row (1 class of 64: 1 x 16); otherwise the first sqrt(num_images)
+    classes (200 classes of 64: 8 x 8)."""
+    side = max(1, math.isqrt(num_images))
+    if num_images // num_classes >= 4:
+        return num_classes, min(num_images // num_classes, 2 * side)
+    return min(side, num_classes), side
 
 
 class Checkpointer(keras.callbacks.Callback):

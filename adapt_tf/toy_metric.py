@@ -238,8 +238,13 @@ def load_classifier(*, recipe: Recipe = Recipe(),
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with filelock.FileLock(f"{path}.lock"):
         if not os.path.isfile(path):
-            logging.info("Training the toy_shapes classifier into %s.", path)
-            _save(path, *_make(recipe))
+            logging.info("Training the toy_shapes classifier (%d epochs over %d images; once, "
+                         "then cached in %s).", recipe.epochs, recipe.num_train_examples, path)
+            network, record = _make(recipe)
+            _save(path, network, record)
+            logging.info("Trained the toy classifier in %.0f s (test accuracy %.3f, floor "
+                         "%.2f).", record["train_seconds"], record["test_accuracy"],
+                         record["floor"])
     return _load(path, recipe)
 
 

@@ -17,6 +17,7 @@ import contextlib
 import os
 import re
 import sys
+import time
 
 from absl import app, flags, logging
 
@@ -96,11 +97,12 @@ def _train(gin_files, gin_bindings, workdir: str) -> None:
         logging.get_absl_handler().use_absl_log_file("train", workdir)
         logging.set_verbosity(logging.INFO)
         logging.set_stderrthreshold(logging.INFO)
+        start = time.time()
         configurables.train(workdir=workdir, record=record, extra_callbacks=[
             _record_config(config_path, record)] if chief and not resuming else [])
         if chief:
             workdir_lib.write_atomic(config_path, gin.operative_config_str())
-            _plot_training(workdir)
+            _finish(workdir, wall_seconds=time.time() - start)
     logging.info("Done: %s", workdir)
 
 
@@ -115,15 +117,17 @@ def _record_config(path: str, text: str):
         on_train_begin=lambda logs: workdir_lib.write_atomic(path, text))
 
 
-def _plot_training(workdir: str) -> None:
-    """W/training.png: BR with its band, d_D and d_G, and FID (or the toy metric) over the
-    iterations, as `python -m adapt_tf.report W` draws one run."""
+def _finish(workdir: str, *, wall_seconds: float) -> None:
+    """Draws W/training.png (BR with its band, d_D and d_G, and FID or the toy metric over the
+    iterations, as `python -m adapt_tf.report W` draws one run), then prints the run's summary
+    and the files to open (`report.summary`)."""
     from adapt_tf import report, workdir as workdir_lib
 
     record = report.load_run(workdir)
     path = report.plot_runs([record], workdir_lib.Workdir(workdir).training_plot,
                             title=f"{record.label} on {record.setting}")
     logging.info("Wrote %s", path)
+    print(report.summary(record, wall_seconds=wall_seconds), flush=True)
 
 
 def _parse_and_check(gin_files, gin_bindings, workdir: str, *, chief: bool) -> bool:
@@ -150,4 +154,7 @@ def _parse_and_check(gin_files, gin_bindings, workdir: str, *, chief: bool) -> b
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from adapt_tf import cli
+
+    cli.quiet_tensorflow()
+    cli.run(main)

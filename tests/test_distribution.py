@@ -250,7 +250,8 @@ def test_the_final_test_runs_under_mirrored_and_hands_back_the_trained_model(run
         best = min(fids, key=fids.get)
         assert (entry["checkpoint_kind"], entry["step"], entry["trained_steps"]) == (
             "best", best, 3), name
-        assert entry["fid"] == pytest.approx(fids[best], rel=1e-6), name
+        # metrics.csv holds 6 significant digits: a relative error up to 5e-6 on top.
+        assert entry["fid"] == pytest.approx(fids[best], rel=6e-6), name
         assert entry["fid_test"] > 0 and entry["test_split"] == "test", name
         assert getattr(runs, name)["step"] == 3
 

@@ -9,7 +9,7 @@ import math
 import os
 import subprocess
 import sys
-
+from dataclasses import replace as dataclasses_replace
 from pathlib import Path
 
 import numpy as np
@@ -118,10 +118,23 @@ def test_plots_are_written_as_images(written):
         assert pixels.shape[:2] == (850, 1200) and np.std(pixels[..., :3]) > 0.05
 
 
-def test_workdir_patterns_and_errors(runs, tmp_path):
+def test_workdir_patterns_and_errors(runs, tmp_path, caplog):
     root, workdirs = runs
     assert report.expand_workdirs([str(root / "*" / "d10")]) == sorted(workdirs[:2])
     assert report.expand_workdirs([workdirs[2], workdirs[2]]) == [workdirs[2]]
+    # A pattern matching files inside runs (their metrics.csv, eval.json...) selects the runs.
+    assert report.expand_workdirs([str(root / "*" / "*" / "*")]) == sorted(workdirs)
+    assert report.expand_workdirs([str(root / "adapt" / "d10" / "*.csv")]) == [workdirs[0]]
+    # The shell expands `runs/*/*/*` into paths, some in no run (a library script's outputs).
+    stray = tmp_path / "library" / "metrics.csv"
+    stray.parent.mkdir()
+    stray.write_text("step\n")
+    inside = os.path.join(workdirs[1], "metrics.csv")
+    with caplog.at_level(logging.WARNING):
+        assert report.expand_workdirs([inside, str(stray), workdirs[1]]) == [workdirs[1]]
+    assert f"Not in a run directory, left out: {stray}" in caplog.messages
+    with pytest.raises(ValueError, match="is not a run directory"):
+        report.expand_workdirs([str(stray)])
     assert report.default_output_dir(workdirs) == str(root / "report")
     with pytest.raises(ValueError, match="not a run directory"):
         report.expand_workdirs([str(tmp_path)])
@@ -197,6 +210,48 @@ def test_a_toy_metric_run_reports_its_best_toy_evaluation(tmp_path):
             "(toy metric, not Inception FID)") in text
     written = report.write_report([str(path)], str(tmp_path / "out"))
     assert all(os.path.getsize(p) > 0 for p in written["plots"])
+    # An evaluation of the checkpoints (python -m adapt_tf.evaluate) is what the report shows.
+    scores = {"toy_fid": 4.88, "toy_fid_floor": 2.06, "class_coverage": 12,
+              "confident_share": 0.97}
+    (path / "eval.json").write_text(json.dumps({"metric": "toy", "num_samples": 10000,
+                                                "checkpoints": {
+        "best": {"step": 600, **scores}, "last": {"step": 800, **scores, "toy_fid": 6.0}}}))
+    assert ("toy FID 4.88 (floor 2.06), coverage 12/12, confident 0.97 (eval.json best "
+            "checkpoint, iteration 600, 10000 samples; toy metric, not Inception FID)"
+            ) in report.markdown([report.load_run(str(path))])
+
+
+def test_summary_gives_steps_scores_band_share_density_path_and_files(runs):
+    _, workdirs = runs
+    record = report.load_run(workdirs[0])
+    assert report.summary(record, wall_seconds=3725.4).splitlines() == [
+        f"Run {workdirs[0]}: 400/400 iterations in 1:02:05 (this process).",
+        "  fid: final 18 (iteration 400), best 18 (iteration 400).",
+        "  br in the band [0.45, 0.55]: 2/4 logged window means.",  # 0.5 twice; 0.2, 0.6 out
+        "  d_D: 0.10 -> 0.15.",
+        f"  Open: {os.path.join(workdirs[0], 'metrics.csv')}"]
+    unevaluated = report.load_run(workdirs[1])
+    assert "fid: not evaluated" not in report.summary(unevaluated)
+    assert report.summary(dataclasses_replace(unevaluated, metrics=[])).splitlines()[1:4] == [
+        "  fid: not evaluated (train.eval_every unset; `python -m adapt_tf.evaluate "
+        "--workdir=...` scores the checkpoints).",
+        "  br in the band [0.45, 0.55]: no window mean logged.", "  d_D: not logged."]
+
+
+@pytest.mark.parametrize("densities, path", [
+    ([], "not logged"), ([0.2, 0.2, 0.15, 0.15, 0.7], "0.20 -> 0.15 -> 0.70"),
+    ([0.2, 0.15, 0.2], "0.20 -> 0.15 -> 0.20"),
+    ([i / 100 for i in range(12)],
+     "0.00 -> 0.01 -> 0.02 -> 0.03 -> ... -> 0.08 -> 0.09 -> 0.10 -> 0.11")])
+def test_density_path_keeps_successive_changes_and_elides_long_ones(densities, path):
+    assert report.density_path(densities) == path
+
+
+def test_last_grid_is_the_highest_step_not_the_last_name(tmp_path):
+    assert report.last_grid(str(tmp_path)) is None
+    for name in ("step_400.png", "step_2400.png", "step_800.png", "step_x.png", "other.png"):
+        (tmp_path / name).write_bytes(b"")
+    assert report.last_grid(str(tmp_path)) == str(tmp_path / "step_2400.png")
 
 
 def test_a_classifier_metric_run_plots_its_classifier_fid(tmp_path):

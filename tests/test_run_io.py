@@ -7,7 +7,9 @@ import csv
 import os
 
 import numpy as np
+import pytest
 
+from adapt_tf import run_io
 from adapt_tf.run_io import MetricsLogger
 
 
@@ -43,7 +45,7 @@ def test_rows_hold_train_step_values_and_entries_other_callbacks_added(tmp_path)
     rows = _rows(os.path.join(tmp_path, "metrics.csv"))
     assert [int(row["step"]) for row in rows] == [2, 4, 5]
     assert [float(row["d_loss"]) for row in rows] == [1.0, 2.0, 2.5]
-    assert [row["train_flops"] for row in rows] == ["20.0", "40.0", "50.0"]
+    assert [row["train_flops"] for row in rows] == ["20", "40", "50"]
     assert [row["fid"] for row in rows] == ["", "12.5", ""]
     assert rows[0]["d_density"] == "" and model.resets == 3
 
@@ -53,3 +55,78 @@ def test_rows_hold_train_step_values_and_entries_other_callbacks_added(tmp_path)
     resumed.set_model(model)
     resumed.on_train_begin()
     assert [int(row["step"]) for row in _rows(os.path.join(tmp_path, "metrics.csv"))] == [2]
+
+
+def test_floats_are_written_to_six_significant_digits(tmp_path):
+    logger = MetricsLogger(str(tmp_path), every=1, extra_fields=("train_flops", "fid"),
+                           tensorboard=False)
+    model = _Model()
+    logger.set_model(model)
+    logger.on_train_begin()
+    model.iteration = 1
+    row = logger.write_row(1, {"d_loss": 1.0 / 3.0, "g_loss": np.float32(-2.5e-7),
+                               "train_flops": 123456789.0, "fid": float("nan"), "br": 0.5})
+    assert row["d_loss"] == 1.0 / 3.0  # the returned row (and TensorBoard) keep every digit
+    written = _rows(os.path.join(tmp_path, "metrics.csv"))[0]
+    assert (written["d_loss"], written["g_loss"], written["train_flops"], written["fid"],
+            written["br"], written["step"]) == ("0.333333", "-2.5e-07", "1.23457e+08", "nan",
+                                                "0.5", "1")
+
+
+@pytest.mark.parametrize("seconds, text", [(0.0, "0:00:00"), (59.5, "0:01:00"),
+                                           (3725.4, "1:02:05"), (-3.0, "0:00:00"),
+                                           (36000.0, "10:00:00")])
+def test_duration_is_hours_minutes_seconds(seconds, text):
+    assert run_io.duration(seconds) == text
+
+
+def test_progress_rate_is_over_the_last_interval_and_eta_uses_it(tmp_path, monkeypatch):
+    clock = iter([100.0, 110.0, 130.0])  # begin; row at 20 iterations; row at 40
+    monkeypatch.setattr(run_io.time, "time", lambda: next(clock))
+    logger = MetricsLogger(str(tmp_path), every=20, total_steps=100, tensorboard=False)
+    model = _Model()
+    logger.set_model(model)
+    logger.on_train_begin()
+    # 20 iterations in 10 s: 2 it/s, 80 left: 40 s. Then 20 in 20 s (not 40 in 30 s): 1 it/s.
+    assert logger._progress(20) == "elapsed 0:00:10, 2.00 it/s, ETA 0:00:40"
+    assert logger._progress(40) == "elapsed 0:00:30, 1.00 it/s, ETA 0:01:00"
+
+
+def test_grid_upscales_nearest_to_the_tile_size_with_white_borders():
+    images = -np.ones((3, 8, 8, 3), np.float32)
+    images[1, 0, 0] = 1.0  # one white pixel: an 8 x 8 white block after the 8x upscale
+    pixels = run_io.grid_pixels(images)
+    pitch = run_io.TILE_PIXELS + 2  # 8 px * 8 = 64, and a 2 px border
+    assert pixels.shape == (2 * pitch + 2, 2 * pitch + 2, 3) and pixels.dtype == np.uint8
+    assert (pixels[2:66, 2:66] == 0).all()  # image 0, black, top left
+    block = pixels[2:66, 68:132, 0]  # image 1, top right
+    assert (block[:8, :8] == 255).all() and (block[8:, :] == 0).all() and (block[:, 8:] == 0).all()
+    assert (pixels[68:132, 68:132] == 255).all()  # no 4th image: white
+    assert (pixels[:2] == 255).all() and (pixels[:, 66:68] == 255).all()
+    # The factor rounds up (48 px: 2x, 96 px), by the larger side; TILE_PIXELS or more: none.
+    assert run_io.grid_pixels(np.zeros((1, 48, 20, 1))).shape == (100, 44, 1)
+    assert run_io.grid_pixels(np.zeros((1, 70, 65, 1))).shape == (74, 69, 1)
+
+
+def test_row_labels_add_a_left_margin_with_text_in_each_row():
+    images = np.ones((4, 32, 32, 3), np.float32)  # white: any dark pixel is text
+    plain = run_io.grid_pixels(images, columns=2)
+    labelled = run_io.grid_pixels(images, columns=2, row_labels=["class 0", "class 11"])
+    margin = labelled.shape[1] - plain.shape[1]
+    assert labelled.shape[0] == plain.shape[0] and margin > 20
+    np.testing.assert_array_equal(labelled[:, margin:], plain)
+    pitch = 66
+    for row in (0, 1):
+        assert (labelled[2 + row * pitch:2 + (row + 1) * pitch, :margin] < 128).any()
+    with pytest.raises(ValueError, match="1 labels for 2 rows"):
+        run_io.grid_pixels(images, columns=2, row_labels=["class 0"])
+    gray = run_io.grid_pixels(images[..., :1], columns=2, row_labels=["a", "b"])
+    assert gray.shape[2] == 3
+
+
+@pytest.mark.parametrize("num_images, num_classes, shape", [
+    (64, 12, (12, 5)), (64, 10, (10, 6)), (64, 16, (16, 4)), (64, 17, (8, 8)),
+    (64, 200, (8, 8)), (64, 1, (1, 16)), (16, 3, (3, 5)), (8, 10, (2, 2))])
+def test_class_rows_put_every_class_in_a_row_when_four_images_fit(num_images, num_classes,
+                                                                 shape):
+    assert run_io.class_rows(num_images, num_classes) == shape

@@ -13,6 +13,7 @@ import csv
 import functools
 import glob
 import json
+import logging
 import math
 import os
 import threading
@@ -165,9 +166,15 @@ def test_training_is_deterministic():
 
 
 def test_cache_loads_the_second_time_and_retrains_for_a_new_dataset_version(
-        tmp_path, monkeypatch, training_count):
+        tmp_path, monkeypatch, training_count, caplog):
     monkeypatch.setenv("ADAPT_TF_CACHE_DIR", str(tmp_path))
-    classifier, reference = toy_metric.load_classifier(recipe=SMALL)
+    with caplog.at_level(logging.INFO, logger="absl"):
+        classifier, reference = toy_metric.load_classifier(recipe=SMALL)
+    said = [record.getMessage() for record in caplog.records]  # what runs, how long it took
+    assert any(m.startswith("Training the toy_shapes classifier (1 epochs over 240 images")
+               for m in said), said
+    assert f"Trained the toy classifier in {reference.train_seconds:.0f} s (test accuracy " \
+           f"{reference.test_accuracy:.3f}, floor {reference.floor:.2f})." in said
     path = toy_metric.classifier_path(recipe=SMALL)
     assert path.startswith(str(tmp_path / "toy_classifier" / "toy_shapes-1.0.0-"))
     assert reference.path == path == classifier.source and len(training_count) == 1

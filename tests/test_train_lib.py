@@ -79,6 +79,31 @@ def test_tiny_run_writes_metrics_checkpoints_and_samples(uninterrupted):
     assert any(name.startswith("ckpt-8") for name in os.listdir(workdir / "checkpoints"))
 
 
+def _tensorboard_events(directory) -> dict[str, list]:
+    """{tag: [(step, value)]} of every summary in `directory`'s event files."""
+    events: dict[str, list] = {}
+    for path in sorted(Path(directory).glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                events.setdefault(value.tag, []).append(
+                    (event.step, tf.make_ndarray(value.tensor)))
+    return events
+
+
+def test_tensorboard_holds_grids_layer_densities_and_decisions(uninterrupted):
+    workdir, _ = uninterrupted
+    events = _tensorboard_events(workdir / "tensorboard")
+    assert [step for step, _ in events["samples"]] == [4, 8]  # the grid cadence
+    _, (width, height, png) = events["samples"][-1]  # an image summary: width, height, PNG
+    assert png == (workdir / "samples" / "step_8.png").read_bytes()
+    layers = {tag for tag in events if tag.startswith("layer_density/")}
+    assert {tag.split("/")[1] for tag in layers} == {"generator", "discriminator"}
+    assert all([step for step, _ in events[tag]] == [4, 8] for tag in layers)
+    decisions = [(step, text.item().decode()) for step, text in events["decisions"]]
+    assert len(decisions) == 1 and "d_density 0.3000 -> 0.2500" in decisions[0][1]
+    assert [step for step, _ in events["d_density"]] == [2, 4, 6, 8]
+
+
 def test_resumed_run_matches_uninterrupted_run(tmp_path, uninterrupted):
     _, (masks, weights, window, d_density) = uninterrupted
     _train(tmp_path, extra_callbacks=[_StopAt(4)])
@@ -213,8 +238,20 @@ def test_cli_writes_operative_config_and_rejects_bad_gin(tmp_path):
          "--gin_bindings=train.total_steps = 2", "--gin_bindings=train.test_eval = True",
          "--gin_bindings=train.eval_metric = 'fid'", "--gin_bindings=train.eval_num_samples = 20",
          f"--gin_bindings=train.inception_path = '{inception}'", f"--workdir={workdir}"],
-        capture_output=True, text=True, env=env, timeout=600)
+        capture_output=True, text=True, timeout=600,
+        env={k: v for k, v in env.items() if k != "TF_CPP_MIN_LOG_LEVEL"})  # as a user's
     assert run.returncode == 0, run.stderr[-3000:]
+    # No C++ log lines of TensorFlow; progress lines with an ETA; the summary at the end.
+    assert not re.search(r"^[IWEF]\d{4} \d\d:\d\d:[\d.]+ +\d+ [\w.]+:\d+\]", run.stderr,
+                         re.M), run.stderr[-3000:]
+    assert re.search(r"step 2/2 .* elapsed \d+:\d\d:\d\d, [\d.]+ it/s, ETA 0:00:00",
+                     run.stderr), run.stderr[-3000:]
+    assert run.stdout.splitlines()[:2] == [
+        f"Run {workdir}: 2/2 iterations in {run.stdout.split(' in ')[1].split(' ')[0]} "
+        "(this process).", "  fid: not evaluated (train.eval_every unset; `python -m "
+        "adapt_tf.evaluate --workdir=...` scores the checkpoints)."], run.stdout
+    assert f"  Open: {workdir / 'training.png'}, {workdir / 'samples' / 'step_2.png'}, " \
+           f"{workdir / 'metrics.csv'}, {workdir / 'tensorboard'}" in run.stdout
     config = (workdir / "operative_config.gin").read_text()
     assert "train.total_steps = 2" in config and "method.name = 'adapt_relaxed'" in config
     assert "train.test_eval = True" in config

@@ -1,0 +1,62 @@
+"""Every CLI's `--help` lists its own flags, and TensorFlow's C++ log lines stay out of its
+output unless `--verbose` (or a TF_CPP_MIN_LOG_LEVEL the user set)."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from adapt_tf import cli
+
+# A C++ log line of TensorFlow / absl: "I0000 00:00:1796504265.005481  5156 port.cc:153] ..."
+CPP_LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:[\d.]+ +\d+ [\w.]+:\d+\]", re.M)
+
+CLI_FLAGS = {
+    "adapt_tf.train": ["--gin_file", "--gin_bindings", "--workdir", "--[no]debug"],
+    "adapt_tf.evaluate": ["--workdir", "--num_samples", "--metric", "--[no]test"],
+    "adapt_tf.export": ["--workdir", "--checkpoint", "--output_dir", "--[no]discriminator"],
+    "adapt_tf.export_cli": ["--workdir", "--checkpoint", "--[no]tflite"],
+    "adapt_tf.flops_cli": ["--gin_file", "--convention", "--densities"],
+    "adapt_tf.report": ["--output_dir"],
+}
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ([], False), (["--verbose"], True), (["-verbose"], True), (["--verbose=true"], True),
+    (["--verbose=1"], True), (["--verbose=False"], False), (["--verbose", "--noverbose"], False),
+    (["--noverbose", "--verbose"], True), (["--verbose_thing"], False), (["verbose"], False)])
+def test_verbose_reads_absl_spellings_and_the_last_one_wins(argv, expected):
+    assert cli.verbose(["prog", *argv]) is expected
+
+
+def _environment(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != cli.LOG_LEVEL_VARIABLE}
+    return {**env, "CUDA_VISIBLE_DEVICES": "", **extra}
+
+
+def _help_outputs(argv_tail: list[str], env: dict[str, str]) -> dict[str, str]:
+    """{module: stdout + stderr of `python -m module --help ...`}, run side by side."""
+    processes = {module: subprocess.Popen([sys.executable, "-m", module, "--help", *argv_tail],
+                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                          text=True, env=env) for module in CLI_FLAGS}
+    return {module: process.communicate(timeout=300)[0] for module, process in processes.items()}
+
+
+def test_every_cli_help_lists_its_own_flags_and_no_cpp_log_lines():
+    for module, text in _help_outputs([], _environment()).items():
+        listed = set(re.findall(r"^\s+(--[\[\]\w]+)", text, re.M))
+        missing = [flag for flag in [*CLI_FLAGS[module], "--[no]verbose"] if flag not in listed]
+        assert not missing, f"{module} --help does not list {missing}:\n{text}"
+        assert not CPP_LOG_LINE.search(text), f"{module} printed C++ log lines:\n{text}"
+
+
+def test_verbose_or_a_user_level_shows_tensorflows_start_up_lines():
+    # export.py imports TensorFlow at the top, so even --help shows its start-up lines.
+    for argv, env in ((["--verbose"], _environment()),
+                      ([], _environment(**{cli.LOG_LEVEL_VARIABLE: "0"}))):
+        text = subprocess.run([sys.executable, "-m", "adapt_tf.export", "--help", *argv],
+                              capture_output=True, text=True, env=env, timeout=300)
+        assert CPP_LOG_LINE.search(text.stderr), text.stderr
