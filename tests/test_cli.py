@@ -11,8 +11,9 @@ import pytest
 
 from adapt_tf import cli
 
-# A C++ log line of TensorFlow / absl: "I0000 00:00:1796504265.005481  5156 port.cc:153] ..."
-CPP_LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:[\d.]+ +\d+ [\w.]+:\d+\]", re.M)
+# A C++ log line of TensorFlow / absl: "I0000 00:00:1796504265.005481  5156 port.cc:153] ...",
+# not a Python absl line ("I1205 21:41:09.897963 1397... train.py:84] ...").
+CPP_LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:[\d.]+ +\d+ [\w.]+\.(?:cc|h):\d+\]", re.M)
 
 CLI_FLAGS = {
     "adapt_tf.train": ["--gin_file", "--gin_bindings", "--workdir", "--[no]debug"],
