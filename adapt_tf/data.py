@@ -19,6 +19,8 @@ Datasets (docs/ALGORITHM.md §8): the names below, or a URI:
   `ClassLabel` (none: unlabelled); both are logged. SPLIT defaults to "train" (else the first
   split), the test split is "test", else "validation", else None. Decoded as folders are, and
   held in host memory like the names below; no flips by default.
+* in Python, uint8 arrays or a tf.data.Dataset of examples: see "Datasets given in Python" at
+  the end of this module for what they must hold and what resuming guarantees.
 
 | name | tfds name, split | test split | images | labels | flip | source |
 |---|---|---|---|---|---|---|
@@ -73,6 +75,7 @@ from adapt_tf.datasets import tiny_imagenet
 
 DEFAULT_DATASET = "toy_shapes"
 FOLDER_PREFIX, TFDS_PREFIX = "folder:", "tfds:"
+STREAM_PREFETCH = 2  # batches a streamed source decodes ahead of the training step
 # What `dataset` may be: a name or URI; in Python also arrays or a tf.data.Dataset (module
 # docstring, "Datasets given in Python").
 Source = Union[str, np.ndarray, tuple, tf.data.Dataset]
@@ -103,8 +106,8 @@ class DatasetSpec:
         "local" (ours: drawn on this machine when first used).
       test_split: the split of the test-set FID's reference (see the module docstring), or
         None when the dataset has no held-out part (folders; tfds datasets without one).
-      source: "tfds" or "folder".
-      root: a folder's absolute path; None for tfds.
+      source: "tfds", "folder", "arrays" or "tf.data" (the last two given in Python).
+      root: a folder's absolute path; None otherwise.
       class_names: a labelled folder's class folders in label order (a tfds `ClassLabel`'s
         names); None otherwise.
       image_key, label_key: the tfds features read (label_key None: unlabelled).
@@ -329,7 +332,10 @@ def make_dataset(dataset: Source, *, batch_size: int, split: str | None = None,
         ds = _python_or_folder_batches(dataset, spec, size=size, order=order)
     if not conditional:
         ds = ds.map(lambda images, labels: images)
-    return _deterministic(ds).prefetch(tf.data.AUTOTUNE)
+    # Streamed sources keep a fixed 2 batches ready: tf.data's autotuned buffer would grow
+    # with the host's RAM, not with what the training step needs.
+    streamed = spec.source in ("folder", "tf.data")
+    return _deterministic(ds).prefetch(STREAM_PREFETCH if streamed else tf.data.AUTOTUNE)
 
 
 def _python_or_folder_batches(dataset: Source, spec: DatasetSpec, *, size: int,

@@ -108,7 +108,8 @@ def _check_covariance_samples(num_samples: int) -> None:
 def reference_cache_path(dataset: str, inception_source: str, *,
                          cache_dir: str | None = None, split: str | None = None) -> str:
     """Where `fid_reference` caches a dataset's statistics: `<cache_dir>/<dataset>_<split>_
-    <image size>px_<sha1 of the Inception source, 10 hex digits>.npz`, split defaulting to the
+    <image size>px_<sha1 of the Inception source, 10 hex digits>.npz` (a URI's <dataset> is
+    `data_<its fingerprint, 16 hex digits>`), split defaulting to the
     training split and cache_dir to $ADAPT_TF_CACHE_DIR/fid_stats, else
     ~/.cache/adapt_tf/fid_stats."""
     spec = data.dataset_info(dataset)
@@ -119,8 +120,10 @@ def reference_cache_path(dataset: str, inception_source: str, *,
     source = inception_source if "://" in inception_source else os.path.abspath(
         inception_source)
     digest = hashlib.sha1(source.encode("utf8")).hexdigest()[:10]
+    # A URI names a path (folder:/...): its file name is the data's fingerprint instead.
+    name = dataset if dataset in data.DATASETS else f"data_{data.fingerprint(dataset)[:16]}"
     return os.path.join(cache_dir,
-                        f"{dataset}_{split or spec.split}_{spec.image_size}px_{digest}.npz")
+                        f"{name}_{split or spec.split}_{spec.image_size}px_{digest}.npz")
 
 
 def fid_reference(dataset: str, *, inception: metrics.InceptionModel | None,

@@ -26,6 +26,7 @@ datasets are) and rounded to uint8.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -125,9 +126,18 @@ def _images_below(directory: str, prefix: str, skipped: int) -> tuple[list[str],
     return sorted(found), skipped + more
 
 
+# Files whose signature this process checked, with the (size, mtime_ns) they had: a run scans
+# its folder several times (checks, model, pipeline, fingerprint), reading each header once.
+_CHECKED: dict[str, tuple[int, int]] = {}
+
+
 def _checked_stat(root: str, name: str) -> tuple[int, int]:
     """(size, mtime_ns) of an image file whose first bytes are a supported signature."""
     path = os.path.join(root, name)
+    with contextlib.suppress(OSError):
+        stat = os.stat(path)
+        if _CHECKED.get(path) == (stat.st_size, stat.st_mtime_ns):
+            return _CHECKED[path]
     try:
         with open(path, "rb") as f:
             head = f.read(12)
@@ -138,7 +148,8 @@ def _checked_stat(root: str, name: str) -> tuple[int, int]:
     if not any(head[offset:offset + len(magic)] == magic for magic, offset in _SIGNATURES):
         raise ValueError(f"Image file {path!r} is not a PNG, JPEG, BMP or WebP image (its "
                          f"first bytes are {head[:8]!r}); replace or remove it.")
-    return stat.st_size, stat.st_mtime_ns
+    _CHECKED[path] = stat.st_size, stat.st_mtime_ns
+    return _CHECKED[path]
 
 
 def fingerprint(folder: ImageFolder) -> str:

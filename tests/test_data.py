@@ -396,6 +396,10 @@ def test_fingerprint_follows_the_files_and_the_tfds_version(tmp_path):
     (folder / "c_cls").rename(folder / "d_cls")
     renamed = data.fingerprint(uri)
     assert len({first, touched, added, renamed}) == 4
+    from adapt_tf import evaluation  # FID statistics of a URI are cached by its fingerprint
+    cache = evaluation.reference_cache_path(uri, "/x/inception", cache_dir=str(tmp_path / "c"))
+    assert os.path.dirname(cache) == str(tmp_path / "c")
+    assert os.path.basename(cache).startswith(f"data_{renamed[:16]}_train_8px_")
     assert data.fingerprint("toy_shapes") == data.fingerprint("toy_shapes")
     assert data.fingerprint("toy_shapes") != data.fingerprint("cifar10")
     arrays = np.zeros((4, 2, 2, 3), np.uint8)
@@ -533,6 +537,12 @@ def test_folder_streams_reading_only_the_requested_batches(tmp_path):
         return [node.op for node in _dataset_ops(dataset) if node.op.startswith("CacheDataset")]
 
     assert not caches(ds)
+    streamed = data.make_dataset(f"folder:{class_folder(tmp_path / 'small')}", batch_size=4)
+    assert not caches(streamed)
+    nodes = {node.name: node for node in _dataset_ops(streamed)}
+    buffers = [tf.make_ndarray(nodes[node.input[1]].attr["value"].tensor)
+               for node in nodes.values() if node.op == "PrefetchDataset"]
+    assert buffers == [data.STREAM_PREFETCH]  # fixed, not autotuned (-1)
     # The in-memory pipelines cache their whole split: the check above would see it.
     assert caches(data.make_dataset(np.zeros((8, 4, 4, 3), np.uint8), batch_size=4))
 

@@ -5,6 +5,7 @@ import csv
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,13 +16,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from adapt_tf import configurables, layers as L, train_lib, workdir
+from adapt_tf import configurables, data, layers as L, train_lib, workdir
+from image_data import class_folder, png, store_tfds
 from inception_stub import save_tiny_inception
 
 import tf_keras as keras
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = str(ROOT / "gin_configs" / "test" / "tiny.gin")
+QUICKSTART = str(ROOT / "gin_configs" / "quickstart.gin")
 
 
 def _train(workdir, *bindings, extra_callbacks=()):
@@ -386,3 +389,90 @@ def test_cli_user_errors_are_one_line_naming_the_value(tmp_path, case, bindings,
 def test_cli_debug_flag_shows_the_traceback(tmp_path):
     result = _cli(tmp_path, "train.dataset = 'mnist'", extra=["--debug"])
     assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+# ---------------------------------------------------------------- datasets by URI, end to end
+
+# The quickstart (class-conditional BigGAN-32) shrunk to a few iterations, without evaluation.
+_SHORT_QUICKSTART = ("train.d_batch_size = 4", "train.g_batch_size = 4", "train.log_every = 2",
+                     "train.checkpoint_every = 2", "train.sample_every = 2",
+                     "train.num_sample_images = 4", "train.eval_every = None")
+
+
+def _checkpoint_values(run) -> dict:
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(run / "checkpoints")))
+    return {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map()
+            if not key.startswith("_CHECKPOINTABLE_OBJECT_GRAPH")}
+
+
+def test_cli_trains_on_a_class_folder_resumes_exactly_and_refuses_changed_data(tmp_path):
+    images = class_folder(tmp_path, size=32)
+    uri = f"folder:{images}"
+    bindings = (f"train.dataset = '{uri}'", *_SHORT_QUICKSTART)
+    full, parts = tmp_path / "full", tmp_path / "parts"
+    for run, steps in ((full, 4), (parts, 2), (parts, 4)):
+        result = _cli(run, *bindings, f"train.total_steps = {steps}", gin_file=QUICKSTART)
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert (full / "metrics.csv").read_text() == (parts / "metrics.csv").read_text()
+    values, resumed = _checkpoint_values(full), _checkpoint_values(parts)
+    assert values.keys() == resumed.keys() and len(values) > 50
+    for key, value in values.items():
+        np.testing.assert_array_equal(value, resumed[key], err_msg=key)
+    assert sorted(os.listdir(full / "samples")) == ["step_2.png", "step_4.png"]
+    assert (full / "training.png").exists()
+    config = (parts / "operative_config.gin").read_text()
+    assert re.search(rf"train.dataset_fingerprint = \\?\s*'{data.fingerprint(uri)}'", config)
+    png(images / "a_cls" / "added.png", np.zeros((32, 32, 3), np.uint8))
+    line = _error_line(_cli(parts, *bindings, "train.total_steps = 6", gin_file=QUICKSTART))
+    assert "train.dataset_fingerprint = " in line and "now" in line
+    assert "train.total_steps = 4" in (parts / "operative_config.gin").read_text()
+
+
+def test_cli_trains_unconditionally_on_a_flat_folder_and_on_a_tfds_dataset(tmp_path):
+    rng = np.random.default_rng(0)
+    for k in range(15):
+        png(tmp_path / "flat" / f"{k:02d}.png", rng.integers(0, 256, (32, 32, 3), np.uint8))
+    png(tmp_path / "flat" / "wide.png", rng.integers(0, 256, (32, 48), np.uint8))
+    store_tfds(tmp_path / "tfds", "tiny_pictures")
+    runs = {"flat": [f"train.dataset = 'folder:{tmp_path / 'flat'}'"],
+            "tfds": ["train.dataset = 'tfds:tiny_pictures/grey'",
+                     f"train.data_dir = '{tmp_path / 'tfds'}'", "train.d_batch_size = 4"]}
+    for name, bindings in runs.items():
+        run = tmp_path / f"run_{name}"
+        result = _cli(run, *bindings, "train.total_steps = 2")
+        assert result.returncode == 0, result.stderr[-3000:]
+        with open(run / "metrics.csv") as f:
+            assert [row["step"] for row in csv.DictReader(f)] == ["2"]
+        assert workdir.checkpoint_paths(str(run / "checkpoints"))
+        assert os.listdir(run / "samples")
+        assert "train.dataset_fingerprint = " in (run / "operative_config.gin").read_text()
+    assert "image feature 'picture', label feature 'digit'" in result.stderr
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("missing_folder", "does not exist or is not a directory"),
+    ("few_images", "holds 3 images, fewer than one batch of 16 (n_dis * d_batch_size)"),
+    ("corrupt_file", "broken.png' is not a PNG, JPEG, BMP or WebP image"),
+    ("flat_folder_conditional", "has no labels"),
+    ("tfds_not_prepared", "is not prepared"),
+    ("tfds_without_image", "has no image feature"),
+])
+def test_cli_refuses_bad_data_in_one_line_leaving_no_workdir(tmp_path, case, expected):
+    folder, gin_file = tmp_path / "images", TINY
+    for k in range(3 if case == "few_images" else 20):
+        png(folder / f"{k}.png", np.zeros((32, 32, 3), np.uint8))
+    bindings = [f"train.dataset = 'folder:{folder}'"]
+    if case == "missing_folder":
+        bindings = [f"train.dataset = 'folder:{tmp_path / 'nowhere'}'"]
+    elif case == "corrupt_file":
+        (folder / "broken.png").write_bytes(b"GIF89a is not a PNG")
+    elif case == "flat_folder_conditional":
+        gin_file = QUICKSTART
+    elif case.startswith("tfds"):
+        store_tfds(tmp_path / "tfds", "tiny_table", image=False)
+        name = "tiny_table/grey" if case == "tfds_without_image" else "mnist"
+        bindings = [f"train.dataset = 'tfds:{name}'", f"train.data_dir = '{tmp_path / 'tfds'}'"]
+    run = tmp_path / "run"
+    line = _error_line(_cli(run, *bindings, gin_file=gin_file))
+    assert expected in line
+    assert not run.exists()  # nothing written for a run that never started
