@@ -1,5 +1,5 @@
 """Benchmark of the `folder:` input pipeline: host memory and images/s, against one training
-iteration at the same image size (docs/BENCHMARKS.md, "Input pipeline").
+iteration at the same image size (docs/BENCHMARKS.md, "Input pipeline (folders)").
 
     python scripts/input_benchmark.py --root /tmp/input_bench            # 64 and 256 px
     python scripts/input_benchmark.py --root /tmp/input_bench --sizes 64 --counts 500

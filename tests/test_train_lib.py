@@ -30,10 +30,11 @@ TINY = str(ROOT / "gin_configs" / "test" / "tiny.gin")
 QUICKSTART = str(ROOT / "gin_configs" / "quickstart.gin")
 
 
-def _train(workdir, *bindings, extra_callbacks=()):
+def _train(workdir, *bindings, extra_callbacks=(), **arguments):
     gin.clear_config()
     configurables.parse_config([TINY], list(bindings))
-    return configurables.train(workdir=str(workdir), extra_callbacks=list(extra_callbacks))
+    return configurables.train(workdir=str(workdir), extra_callbacks=list(extra_callbacks),
+                               **arguments)
 
 
 class _StopAt(keras.callbacks.Callback):
@@ -655,3 +656,30 @@ def test_cli_refuses_bad_data_in_one_line_leaving_no_workdir(tmp_path, case, exp
     line = _error_line(_cli(run, *bindings, gin_file=gin_file))
     assert expected in line
     assert not run.exists()  # nothing written for a run that never started
+
+
+def test_train_takes_a_tf_data_dataset_in_python(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
+    gan = _train(tmp_path, "train.total_steps = 2",
+                 dataset=tf.data.Dataset.from_tensor_slices(images))
+    assert gan.iteration == 2
+    with open(tmp_path / "metrics.csv") as f:
+        assert [row["step"] for row in csv.DictReader(f)] == ["2"]
+
+
+def test_run_checks_refuse_unusable_or_changed_data(tmp_path):
+    images = np.zeros((20, 32, 32, 3), np.uint8)
+    spec = configurables.parse_run_config([TINY]).run_spec(workdir=str(tmp_path),
+                                                            dataset=images)
+    train_lib.check_arguments(spec)  # 20 images, batch n_dis 2 * 8 = 16
+    fingerprint = data.fingerprint(images)
+    train_lib.check_arguments(dataclasses.replace(spec, dataset_fingerprint=fingerprint))
+    cases = {
+        "fewer than one batch of 16": dict(dataset=images[:15]),
+        "has no labels": dict(architecture="biggan32"),
+        "changed since the run was configured": dict(dataset_fingerprint="0" * 64),
+        "pass reference_stats": dict(eval_every=2),
+    }
+    for expected, change in cases.items():
+        with pytest.raises(ValueError, match=expected):
+            train_lib.check_arguments(dataclasses.replace(spec, **change))
