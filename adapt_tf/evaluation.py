@@ -19,10 +19,9 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 import tensorflow as tf
-import tf_keras as keras
 from absl import logging
 
-from adapt_tf import data, distribution, metrics, toy_metric
+from adapt_tf import _compat, data, distribution, metrics, toy_metric
 from adapt_tf.checks import positive_int
 
 __all__ = ["FIDState", "EvaluateFID", "EvaluateToyMetric", "EVALUATIONS", "evaluation_metric",
@@ -144,7 +143,7 @@ def fid_reference(dataset: str, *, inception: metrics.InceptionModel | None,
     return stats, path
 
 
-class EvaluateFID(keras.callbacks.Callback):
+class EvaluateFID(_compat.Callback):
     """Every `every` iterations and at the last one: FID and IS of the EMA generator; keeps the
     best checkpoint.
 

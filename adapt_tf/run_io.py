@@ -24,16 +24,15 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
-import tf_keras as keras
 from absl import logging
 
-from adapt_tf import balance, distribution, workdir as workdir_lib
+from adapt_tf import _compat, balance, distribution, workdir as workdir_lib
 
 __all__ = ["MetricsLogger", "SampleLogs", "SampleGrid", "Checkpointer", "TerminateOnNaN",
            "save_image_grid"]
 
 
-class MetricsLogger(keras.callbacks.Callback):
+class MetricsLogger(_compat.Callback):
     """Every `every` iterations: a `metrics.csv` row, TensorBoard scalars and a progress line.
 
     A row holds the iteration, the mean d_loss / g_loss over the iterations since the last row
@@ -118,7 +117,7 @@ def _truncate_csv(path: str, fields: Sequence[str], step: int, *,
     workdir_lib.write_atomic(path, buffer.getvalue())
 
 
-class SampleLogs(keras.callbacks.Callback):
+class SampleLogs(_compat.Callback):
     """Appends every BR sample to `br.csv` (every ADA-criterion sample to `ada.csv`) and every
     mask change to `masks.csv`.
 
@@ -203,7 +202,7 @@ def save_image_grid(images, path: str, *, columns: int | None = None) -> str:
     return path
 
 
-class SampleGrid(keras.callbacks.Callback):
+class SampleGrid(_compat.Callback):
     """Writes `samples/step_N.png` every `every` iterations and at the end.
 
     Samples come from the EMA generator (the generator if EMA is off) on a fixed z (and fixed
@@ -237,7 +236,7 @@ class SampleGrid(keras.callbacks.Callback):
         return path
 
 
-class Checkpointer(keras.callbacks.Callback):
+class Checkpointer(_compat.Callback):
     """Saves and restores everything a run needs to continue exactly.
 
     The checkpoint holds the `SparseGAN` (G, D, EMA generator, masks, SN vectors, BR window,
@@ -317,7 +316,7 @@ def _writer_directory(directory: str) -> str:
     return distribution.writer_directory(directory)
 
 
-class TerminateOnNaN(keras.callbacks.Callback):
+class TerminateOnNaN(_compat.Callback):
     """Stops training at the first non-finite d_loss or g_loss; `bad_step` says where."""
 
     def __init__(self):
