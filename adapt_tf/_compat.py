@@ -11,7 +11,7 @@ from typing import Iterable
 import tensorflow as tf
 import tf_keras as keras
 
-__all__ = ["flatten_layers", "slot_variables"]
+__all__ = ["Callback", "flatten_layers", "slot_variables"]
 
 _SLOT_LISTS = ("_momentums", "_velocities", "_velocity_hats")
 
@@ -37,3 +37,18 @@ def slot_variables(optimizer: keras.optimizers.Optimizer,
     index = optimizer._index_dict[optimizer._var_key(variable)]
     return [slots[index] for slots in (getattr(optimizer, name, None) for name in _SLOT_LISTS)
             if slots]
+
+
+class Callback(keras.callbacks.Callback):
+    """A Keras callback that takes `logs` as tensors: the base of every adapt_tf callback.
+
+    Private `_supports_tf_logs` (set by `Callback.__init__`, so a class attribute would not
+    do): unless every callback with batch hooks sets it, Keras copies all of an iteration's
+    logs to the host before the hooks run, a device-to-host read per iteration (on a GPU, a
+    pipeline stall) whether or not a callback looks at them. adapt_tf's callbacks read the
+    tensors they need at their own cadences.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._supports_tf_logs = True

@@ -28,10 +28,9 @@ import math
 from typing import Any
 
 import tensorflow as tf
-import tf_keras as keras
 from absl import logging
 
-from adapt_tf import dst
+from adapt_tf import _compat, dst
 from adapt_tf.checks import positive_int
 
 __all__ = ["ADAPTController", "ControllerState", "BAND", "D_MAX"]
@@ -71,7 +70,7 @@ class ControllerState(tf.Module):
         self.log_json = _JSONText("[]")
 
 
-class ADAPTController(keras.callbacks.Callback):
+class ADAPTController(_compat.Callback):
     """Keras callback for `SparseGAN.fit` that keeps BR in [b_low, b_high] by resizing D.
 
     Args:

@@ -20,10 +20,9 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 import tensorflow as tf
-import tf_keras as keras
 from absl import logging
 
-from adapt_tf import classifier_metric, data, distribution, metrics, toy_metric
+from adapt_tf import _compat, classifier_metric, data, distribution, metrics, toy_metric
 from adapt_tf.checks import positive_int
 
 __all__ = ["FIDState", "PeriodicEvaluation", "MetricColumns", "COLUMNS", "METRICS",
@@ -198,7 +197,7 @@ COLUMNS: dict[str, MetricColumns] = {
 METRICS = tuple(COLUMNS)
 
 
-class PeriodicEvaluation(keras.callbacks.Callback):
+class PeriodicEvaluation(_compat.Callback):
     """Every `every` iterations and at the last one: the `scoring` metric of the EMA generator
     (FID and IS, the toy metric or the classifier metric); keeps the best checkpoint.
 

@@ -13,7 +13,7 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from adapt_tf import flops, macs
+from adapt_tf import _compat, flops, macs
 from adapt_tf.controller import ADAPTController
 from adapt_tf.sparsity import DynamicSparsity
 
@@ -82,7 +82,7 @@ def network_costs(generator: keras.Model, discriminator: keras.Model, *, latent_
             macs.layer_macs(discriminator, [images, labels]))
 
 
-class FlopsLogger(keras.callbacks.Callback):
+class FlopsLogger(_compat.Callback):
     """Cumulative training FLOPs of a `SparseGAN` run whose mask densities change.
 
     At the start of `fit` it measures G's and D's per-sample MACs (`network_costs`) and builds a
@@ -123,6 +123,7 @@ class FlopsLogger(keras.callbacks.Callback):
         self.accumulator: flops.FlopsAccumulator | None = None
         self._layers: dict[str, list] = {}
         self._densities: tuple[dict[str, float], dict[str, float]] | None = None
+        self._read_at = -1  # `sparsity.updates` when `_densities` were read
 
     def on_train_begin(self, logs=None):
         gan = self.model
@@ -152,6 +153,7 @@ class FlopsLogger(keras.callbacks.Callback):
 
     def densities(self) -> tuple[dict[str, float], dict[str, float]]:
         """({G layer name: mask density}, {D layer name: mask density}) right now."""
+        self._read_at = self.model.sparsity.updates
         counts = iter(self._count_fn().numpy().tolist())
         return tuple({layer.name: next(counts) / layer.mask.shape.num_elements()
                       for layer in self._layers[net]} for net in ("generator", "discriminator"))
@@ -162,7 +164,8 @@ class FlopsLogger(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self._add(1)
-        self._densities = self.densities()
+        if self.model.sparsity.updates != self._read_at:  # masks changed since the last read
+            self._densities = self.densities()
         if logs is not None:
             logs.update(train_flops=self.accumulator.total,
                         train_flops_ratio=self.accumulator.ratio)

@@ -30,6 +30,10 @@ Compilation: the iteration has variants (with or without the BR sample, with or 
 gradient copies). Rather than `tf.cond` (which cannot contain the synchronisation points these
 branches need under `MirroredStrategy`), `make_train_function` traces each variant once as its
 own `tf.function` and picks one per iteration on the host: no wasted passes, no retracing.
+On one device the variants call one D-step and one G-step `tf.function` (`_VariantCache.shared`,
+not inlined): the n_dis D steps and every variant share one trace and one optimised graph of
+each step per kept-gradient setting, which cuts a variant's first call by 2-3x (the trace was
+n_dis unrolled copies of the D step; docs/BENCHMARKS.md, "Tracing").
 """
 from __future__ import annotations
 
@@ -288,10 +292,12 @@ class SparseGAN(keras.Model):
             return self._iteration(data, sample_br=sample_br, keep_g_grads=keep_g_grads,
                                    keep_d_grads=keep_d_grads, drawn=drawn)
 
+        # No autograph: the step's control flow is Python (n_dis, the variant's booleans), and
+        # converting every called function was a third of the trace.
         step_fn = tf.function(iteration, jit_compile=bool(self._jit_compile),
-                              reduce_retracing=True)
+                              reduce_retracing=True, autograph=False)
 
-        @tf.function(reduce_retracing=True)
+        @tf.function(reduce_retracing=True, autograph=False)
         def run(iterator):
             data = next(iterator)
             # z and labels are drawn here, outside XLA: XLA's stateless RNG differs from TF's.
@@ -331,21 +337,14 @@ class SparseGAN(keras.Model):
         sampler = _Sampler(self, step, replica, replicas, drawn, tuple(images.shape[1:3]))
 
         ada = sample_br and self.criterion == "ada"
-        positives = []  # with the ADA criterion: each D step's share of reals scored > 0
-        for k in range(self.n_dis):
-            augmentation = sampler.augmentation(k, local_d * replicas)
-            real = self._augment(images[k::self.n_dis], augmentation)
-            real_labels = None if labels is None else labels[k::self.n_dis]
-            d_loss, positive = self._discriminator_step(
-                sampler, k, real, real_labels, local_d, augmentation,
-                keep_grads=keep_d_grads and k == self.n_dis - 1, count_positive=ada)
-            positives.append(positive)
-
+        d_loss, positives, (real, real_labels) = self._discriminator_steps(
+            images, labels, sampler, local_d * replicas, keep_grads=keep_d_grads, ada=ada)
         g_batch = self._global_g_batch(local_d, replicas)
         z, fake_labels = sampler.latents(self.n_dis, g_batch)
         augmentation = sampler.augmentation(self.n_dis, g_batch)
-        g_loss, df = self._generator_step(z, fake_labels, g_batch, augmentation,
-                                          keep_grads=keep_g_grads)
+        g_step = self._compiled.shared(self._generator_step, replicas)
+        g_loss, df = g_step(z, fake_labels, augmentation, g_batch=g_batch,
+                            keep_grads=keep_g_grads)
 
         sample = {}
         if ada:  # official: the mean over this iteration's D steps is one window sample
@@ -368,6 +367,24 @@ class SparseGAN(keras.Model):
                 **{f"{network[0]}_ever_active": share.read_value()
                    for network, share in self.sparsity.ever_active_shares.items()},
                 **(sample if self._compiled.logs_samples else {})}
+
+    def _discriminator_steps(self, images, labels, sampler, global_d: int, *, keep_grads: bool,
+                             ada: bool):
+        """The iteration's n_dis D steps, D step k on `images[k::n_dis]`; returns (the last
+        step's loss, each step's share of reals D scored above 0 if `ada`, and the last step's
+        augmented reals and their labels, which the BR sample scores)."""
+        d_step = self._compiled.shared(self._discriminator_step, sampler.replicas)
+        positives = []
+        for k in range(self.n_dis):
+            augmentation = sampler.augmentation(k, global_d)
+            real = self._augment(images[k::self.n_dis], augmentation)
+            real_labels = None if labels is None else labels[k::self.n_dis]
+            z, fake_labels = sampler.latents(k, global_d)
+            d_loss, positive = d_step(z, fake_labels, real, real_labels, augmentation,
+                                      global_d=global_d, count_positive=ada,
+                                      keep_grads=keep_grads and k == self.n_dis - 1)
+            positives.append(positive)
+        return d_loss, positives, (real, real_labels)
 
     def _global_g_batch(self, local_d: int, replicas: int) -> int:
         g_batch = self.g_batch_size or local_d * replicas
@@ -407,45 +424,44 @@ class SparseGAN(keras.Model):
         logits = tf.cast(self.discriminator(inputs, training=training), tf.float32)
         return tf.reshape(logits, [-1])
 
-    def _discriminator_step(self, sampler, k, real, real_labels, local_d, augmentation, *,
-                            keep_grads, count_positive=False):
-        """One D step; returns (its loss, the share of the global real batch D scored above 0
-        before the step, or None unless `count_positive`)."""
-        global_d = local_d * sampler.replicas
-        z, fake_labels = sampler.latents(k, global_d)
+    def _discriminator_step(self, z, fake_labels, real, real_labels, augmentation, *,
+                            global_d: int, keep_grads: bool, count_positive: bool):
+        """One D step on this replica's (augmented) reals and the fakes of its latents z; returns
+        (its loss, the share of the global real batch D scored above 0 before the step, or None
+        unless `count_positive`). Tensors in, so one trace serves every D step."""
         fake = self._augment(tf.stop_gradient(self._call_g(z, fake_labels, training=True)),
                              augmentation)
-        variables = self.discriminator.trainable_variables
         with tf.GradientTape() as tape:
             real_logits = self._call_d(real, real_labels)
             fake_logits = self._call_d(fake, fake_labels)
             loss = tf.reduce_sum(self.loss_fn.discriminator(real_logits, fake_logits)) / global_d
-            scaled = _scale_loss(self.d_optimizer, loss)
-        grads = _unscale(self.d_optimizer, tape.gradient(scaled, variables))
-        grads = _all_sum(grads)
-        self.d_optimizer.apply_gradients(zip(grads, variables), skip_gradients_aggregation=True)
-        if keep_grads:
-            self._keep_gradients("discriminator", grads, variables)
+        self._update("discriminator", self.d_optimizer, tape, loss, keep_grads=keep_grads)
         positive = None
         if count_positive:
             above = tf.reduce_sum(tf.cast(real_logits > 0.0, tf.float32))
             positive = _all_sum(above) / global_d
         return _all_sum(loss), positive
 
-    def _generator_step(self, z, labels, g_batch, augmentation, *, keep_grads):
-        variables = self.generator.trainable_variables
+    def _generator_step(self, z, labels, augmentation, *, g_batch: int, keep_grads: bool):
         with tf.GradientTape() as tape:
             fakes = self._augment(self._call_g(z, labels, training=True), augmentation)
             fake_logits = self._call_d(fakes, labels)
             loss = tf.reduce_sum(self.loss_fn.generator(fake_logits)) / g_batch
-            scaled = _scale_loss(self.g_optimizer, loss)
-        grads = _unscale(self.g_optimizer, tape.gradient(scaled, variables))
-        grads = _all_sum(grads)
-        self.g_optimizer.apply_gradients(zip(grads, variables), skip_gradients_aggregation=True)
-        if keep_grads:
-            self._keep_gradients("generator", grads, variables)
+        self._update("generator", self.g_optimizer, tape, loss, keep_grads=keep_grads)
         df = _all_sum(tf.reduce_sum(fake_logits)) / g_batch
         return _all_sum(loss), df
+
+    def _update(self, network: str, optimizer, tape, loss, *, keep_grads: bool) -> None:
+        """One optimizer step of `network` on the replica-summed gradient of `loss` (scaled and
+        unscaled by a `LossScaleOptimizer`); with `keep_grads` the masked kernels' gradients
+        are also copied into the network's dense gradient buffers."""
+        variables = getattr(self, network).trainable_variables
+        with tape:
+            scaled = _scale_loss(optimizer, loss)
+        grads = _all_sum(_unscale(optimizer, tape.gradient(scaled, variables)))
+        optimizer.apply_gradients(zip(grads, variables), skip_gradients_aggregation=True)
+        if keep_grads:
+            self._keep_gradients(network, grads, variables)
 
     def _augment(self, images, augmentation):
         """DiffAugment with this phase's parameters (`augment.apply`), or `images` without."""
@@ -529,6 +545,20 @@ class _VariantCache:
         self.functions: dict = {}
         self.traces: dict = {}
         self.logs_samples = logs_samples  # the variants return the window sample's parts
+        self._shared: dict = {}
+
+    def shared(self, method, replicas: int):
+        """`method` (a step of `SparseGAN`) as the variants call it: on one device a
+        `tf.function` shared by every call of every variant, so its graph is traced once per
+        set of Python arguments (not n_dis times per variant) and, not inlined, optimised and
+        given kernels once; under a multi-replica strategy the plain method, since a nested
+        `tf.function` cannot hold the gradient and optimizer merge calls."""
+        if replicas > 1:
+            return method
+        if method.__name__ not in self._shared:
+            self._shared[method.__name__] = tf.function(
+                method, autograph=False, experimental_attributes={"_noinline": True})
+        return self._shared[method.__name__]
 
 
 class _Sampler:

@@ -29,6 +29,7 @@ from absl import logging
 # Private: the pruning object inside PruneLowMagnitude has no public route (module docstring).
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_impl
 
+from adapt_tf import _compat
 from adapt_tf.layers import MaskedLayer
 from adapt_tf.checks import positive_int
 
@@ -68,7 +69,7 @@ class _AtIteration(tfmot.sparsity.keras.PruningSchedule):
         return {"class_name": type(self).__name__, "config": self.schedule.get_config()}
 
 
-class GradualMagnitudePruning(keras.callbacks.Callback):
+class GradualMagnitudePruning(_compat.Callback):
     """Prunes one network of a `SparseGAN` from its density to `target_density` during `fit`.
 
     Args:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import signal
 import threading
 
-import tf_keras as keras
 from absl import logging
+
+from adapt_tf import _compat
 
 __all__ = ["StopOnSignal", "TrainingInterrupted", "SIGNALS"]
 
@@ -30,7 +31,7 @@ class TrainingInterrupted(Exception):
         self.exit_code = 128 + signum
 
 
-class StopOnSignal(keras.callbacks.Callback):
+class StopOnSignal(_compat.Callback):
     """Stops `fit` after the iteration during which SIGTERM or SIGINT arrived.
 
     Handlers are installed for the duration of `fit` (main thread only: Python delivers

@@ -25,16 +25,15 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
-import tf_keras as keras
 from absl import logging
 
-from adapt_tf import balance, distribution, workdir as workdir_lib
+from adapt_tf import _compat, balance, distribution, workdir as workdir_lib
 
 __all__ = ["MetricsLogger", "SampleLogs", "SampleGrid", "Checkpointer", "TerminateOnNaN",
            "save_image_grid", "grid_pixels", "class_rows", "duration"]
 
 
-class MetricsLogger(keras.callbacks.Callback):
+class MetricsLogger(_compat.Callback):
     """Every `every` iterations: a `metrics.csv` row, TensorBoard scalars and a progress line.
 
     A row holds the iteration, the mean d_loss / g_loss over the iterations since the last row
@@ -168,7 +167,7 @@ def _truncate_csv(path: str, fields: Sequence[str], step: int, *,
     workdir_lib.write_atomic(path, buffer.getvalue())
 
 
-class SampleLogs(keras.callbacks.Callback):
+class SampleLogs(_compat.Callback):
     """Appends every BR sample to `br.csv` (every ADA-criterion sample to `ada.csv`) and every
     mask change to `masks.csv`.
 
@@ -294,7 +293,7 @@ def _labelled(pixels: np.ndarray, labels: Sequence[str], *, pitch: int) -> np.nd
     return np.asarray(canvas)
 
 
-class SampleGrid(keras.callbacks.Callback):
+class SampleGrid(_compat.Callback):
     """Writes `samples/step_N.png` every `every` iterations and at the end, and with
     `tensorboard` the grid as an image and every masked layer's density as scalars
     (`layer_density/<network>/<layer>`) into `tensorboard/` at the same iterations.
@@ -357,7 +356,7 @@ def class_rows(num_images: int, num_classes: int) -> tuple[int, int]:
     return min(side, num_classes), side
 
 
-class Checkpointer(keras.callbacks.Callback):
+class Checkpointer(_compat.Callback):
     """Saves and restores everything a run needs to continue exactly.
 
     The checkpoint holds the `SparseGAN` (G, D, EMA generator, masks, SN vectors, BR window,
@@ -457,7 +456,7 @@ def _writer_directory(directory: str) -> str:
     return distribution.writer_directory(directory)
 
 
-class TerminateOnNaN(keras.callbacks.Callback):
+class TerminateOnNaN(_compat.Callback):
     """Stops training at the first non-finite d_loss or g_loss; `bad_step` says where."""
 
     def __init__(self):

@@ -54,6 +54,7 @@ class Sparsity:
       densities: {network: float32 variable}: the overall density the train step logs.
       changes: None, or (while `run_io.SampleLogs` records) a list to which every `update`
         appends {network, dropped, grown, density}.
+      updates: how many times `update` has run (a Python int, no device read).
       ever_active: with `ever_active`, {network: one float32 0/1 variable per masked layer}:
         the union of every mask the layer has had; `ever_active_shares[network]` is its
         active share over the network's masked entries (1.0 for a network without masks).
@@ -75,6 +76,9 @@ class Sparsity:
                           for net in NETWORKS}
         # A list while a logger records mask changes (`run_io.SampleLogs`), else None.
         self.changes: list[dict[str, Any]] | None = None
+        # Host-side count of `update` calls: readers of the masks re-read them only when it
+        # moved, instead of copying them from the device every iteration.
+        self.updates = 0
         nets = NETWORKS if ever_active else ()
         self.ever_active = {net: [_bookkeeping(tf.zeros(layer.mask.shape), f"{net}_fired_{i}")
                                   for i, layer in enumerate(self.layers[net])] for net in nets}
@@ -100,6 +104,7 @@ class Sparsity:
         before = None if self.changes is None else [tf.identity(layer.mask) for layer in layers]
         result = fn([layer.kernel for layer in layers], [layer.mask for layer in layers],
                     self.grad_buffers[network], *args)
+        self.updates += 1
         self._follow(network)
         if before is not None:
             self.changes.append(self._change(network, before))
@@ -142,7 +147,7 @@ def _bookkeeping(initial, name: str) -> tf.Variable:
                        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
 
-class DynamicSparsity(keras.callbacks.Callback):
+class DynamicSparsity(_compat.Callback):
     """Runs a drop-and-grow rule on one network of a `SparseGAN` during `fit`.
 
     Args:

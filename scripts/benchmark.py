@@ -4,6 +4,8 @@
     python scripts/benchmark.py --json bench.json        # full SNGAN-32 (slow on a CPU)
     python scripts/benchmark.py --quick --profile /tmp/adapt_profile
     python scripts/benchmark.py --quickstart /tmp/qs     # start-up of the README's quickstart
+    python scripts/benchmark.py --bf16 --quick           # mixed_bfloat16 against float32
+    python scripts/benchmark.py --host                   # host time per iteration of fit
 
 Setting: SNGAN-32 (CIFAR-10), the paper's batch sizes (D 64, G 128, n_dis 5), ERK masks at
 d = 0.1 on both networks, Adam(2e-4, 0, 0.9), EMA generator (0.999), hinge loss, one process.
@@ -163,9 +165,10 @@ class Setup:
         return (self.g_width, self.d_width) == (arch.g_width, arch.d_width)
 
 
-# Tracing a train-function variant costs 10-12 CPU s here whatever the width (run E in
-# docs/BENCHMARKS.md; 15-30 on the earlier Zen 3 machine) and an XLA compile about 65 CPU s
-# more, so the quick run measures without XLA (add --xla both for the XLA rows).
+# XLA compiles every train-function variant on top of its tracing: +25-40 CPU s per variant in
+# run D (Zen 3, docs/BENCHMARKS.md) and +13-16 CPU s on an Intel Xeon (issue 28's report), more
+# than a quick run's tracing without it, so the quick run measures without XLA (add --xla
+# both for the XLA rows).
 # A quick round takes ~6 s (with PyTorch and the probes). 8 rounds left the static ratio's
 # interval at [0.980, 1.034] at load 1-3.5 here, so 16 (the interval narrows as 1/sqrt(n)).
 QUICK = dict(g_width=32, d_width=32, iterations=16, warmup=1, xla=(False,))
@@ -397,6 +400,157 @@ def build_peak_subject(setup: Setup) -> Subject:
     return subject
 
 
+# ------------------------------------------------------------------------ bf16 against fp32
+
+# Batch settings of the bf16 comparison: the paper's SNGAN-32 and the quickstart's (gin_configs/
+# quickstart.gin: D and G batch 32, n_dis 1), both at the setup's widths.
+BF16_BATCHES = {"paper": dict(d_batch=64, g_batch=128, n_dis=5),
+                "quickstart": dict(d_batch=32, g_batch=32, n_dis=1)}
+POLICIES = ("float32", "mixed_bfloat16")
+# Ops that do the arithmetic of an iteration: their dtype says whether bf16 reached the kernels.
+_HEAVY_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter", "MatMul", "_FusedConv2D",
+              "_FusedMatMul", "BatchMatMulV2")
+
+
+def bf16_support(flags: str | None = None) -> dict[str, bool]:
+    """The CPU's bf16 instructions from /proc/cpuinfo's flags (or `flags`): AMX tiles
+    (`amx_bf16`, Intel Sapphire Rapids and later) and AVX-512 BF16 (`avx512_bf16`: dot products
+    and conversions only, e.g. AMD Zen 4 and 5)."""
+    if flags is None:
+        flags = ""
+        if os.path.exists("/proc/cpuinfo"):
+            with open("/proc/cpuinfo") as f:
+                flags = next((line for line in f if line.startswith("flags")), "")
+    names = set(flags.split())
+    return {"amx_bf16": "amx_bf16" in names, "avx512_bf16": "avx512_bf16" in names}
+
+
+def _build_in_policy(setup: Setup, policy: str) -> Subject:
+    """The sparse model of `setup` built under the Keras mixed-precision `policy`."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        return build_subject(setup, "sparse", xla=False)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def heavy_op_dtypes(subject: Subject) -> dict[str, int]:
+    """{"<op> <dtype>": count} of the convolutions and matmuls in the subject's compiled train
+    functions (the outer graphs and the step functions they call)."""
+    counts: dict[str, int] = {}
+    for run in subject.gan._compiled.functions.values():
+        for concrete in run._list_all_concrete_functions():
+            graph = concrete.graph.as_graph_def()
+            nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+            for node in nodes:
+                if node.op in _HEAVY_OPS and "T" in node.attr:
+                    key = f"{node.op} {tf.dtypes.as_dtype(node.attr['T'].type).name}"
+                    counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def measure_bf16(setup: Setup, *, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The sparse model's plain iteration in fp32 and mixed_bfloat16, same run, interleaved
+    rounds (the order alternating), at each of `BF16_BATCHES`: medians, first calls, the
+    per-round fp32 / bf16 CPU-time ratio with its interval, and the heavy ops' dtypes."""
+    report: dict[str, Any] = {"cpu": bf16_support()}
+    for name, batches in BF16_BATCHES.items():
+        batched = dataclasses.replace(setup, **batches)
+        subjects = {policy: _build_in_policy(batched, policy) for policy in POLICIES}
+        first = {policy: run_iteration(s, "plain", 0) for policy, s in subjects.items()}
+        times: dict[str, list] = {policy: [] for policy in POLICIES}
+        for round_index in range(1, batched.iterations + 1):
+            order = POLICIES if round_index % 2 else POLICIES[::-1]
+            for policy in order:
+                times[policy].append(run_iteration(subjects[policy], "plain", round_index))
+            log(f"  bf16 {name} round {round_index}: " + ", ".join(
+                f"{p} {times[p][-1]['cpu_s']:.3f} cpu" for p in POLICIES))
+        ratios = [f["cpu_s"] / b["cpu_s"] for f, b in zip(*(times[p] for p in POLICIES))]
+        report[name] = {"batches": batches,
+                        "first_call": {p: {k: round(v, 3) for k, v in t.items()}
+                                       for p, t in first.items()},
+                        **{p: _summary(times[p]) for p in POLICIES},
+                        "speedup_cpu_s": ratio_interval(ratios),
+                        "heavy_ops_bf16_model": heavy_op_dtypes(subjects["mixed_bfloat16"])}
+    return report
+
+
+def format_bf16(report: dict[str, Any]) -> list[str]:
+    """The bf16 comparison's lines of the printed report."""
+    cpu = report["cpu"]
+    lines = [f"bf16 (mixed_bfloat16 vs float32, sparse plain iteration; CPU amx_bf16 "
+             f"{cpu['amx_bf16']}, avx512_bf16 {cpu['avx512_bf16']}):"]
+    for name in BF16_BATCHES:
+        entry = report[name]
+        lines.append(
+            f"  {name} {entry['batches']}: fp32 {entry['float32']['median_cpu_s']:.3f} CPU s, "
+            f"bf16 {entry['mixed_bfloat16']['median_cpu_s']:.3f}; fp32 / bf16 per round "
+            f"{_fmt_interval(entry['speedup_cpu_s'])}; first calls fp32 "
+            f"{entry['first_call']['float32']['cpu_s']:.1f} / bf16 "
+            f"{entry['first_call']['mixed_bfloat16']['cpu_s']:.1f} CPU s")
+        lines.append(f"    heavy ops of the bf16 model: {entry['heavy_ops_bf16_model']}")
+    return lines
+
+
+# -------------------------------------------------------------- host time per iteration
+
+
+class _IterationClock(keras.callbacks.Callback):
+    """Times every iteration of `fit` (end of one batch's callbacks to the next's) and the
+    train-function call inside it; placed last among the callbacks that do work."""
+
+    _supports_tf_logs = True
+
+    def __init__(self):
+        super().__init__()
+        self.iteration_s: list[float] = []
+        self.call_s: list[float] = []
+        self._last: float | None = None
+
+    def on_train_begin(self, logs=None):
+        # fit reads `train_function` at every step, so the wrapper times each call.
+        inner = self.model.train_function
+
+        def timed(iterator):
+            start = time.perf_counter()
+            logs = inner(iterator)
+            self.call_s.append(time.perf_counter() - start)
+            return logs
+
+        self.model.train_function = timed
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        if self._last is not None:
+            self.iteration_s.append(now - self._last)
+        self._last = now
+
+
+def host_time(*, steps: int = 400, skip: int = 50,
+              bindings: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Steady-state host time per iteration of the quickstart run (gin_configs/quickstart.gin,
+    its callbacks at their cadences, evaluation off, `steps` iterations): an iteration's wall
+    time in `fit` minus its train-function call, i.e. the callbacks' and Keras' loop's work,
+    median over the iterations after the first `skip` (which trace the variants)."""
+    import tempfile
+
+    from adapt_tf import configurables
+
+    clock = _IterationClock()
+    with tempfile.TemporaryDirectory() as workdir:
+        configurables.parse_config(["gin_configs/quickstart.gin"], [
+            f"train.total_steps = {steps}", "train.eval_every = None", *bindings])
+        configurables.train(workdir=workdir, extra_callbacks=[clock])
+    # call_s[i] is iteration i + 1; iteration_s[i] runs from the end of i + 1 to that of i + 2.
+    host = [total - call for total, call in zip(clock.iteration_s, clock.call_s[1:])][skip:]
+    calls = clock.call_s[skip + 1:]
+    return {"steps": steps, "measured": len(host), "host_median_ms": 1e3 * statistics.median(host),
+            "host_mean_ms": 1e3 * statistics.fmean(host),
+            "call_median_ms": 1e3 * statistics.median(calls),
+            "iteration_median_ms": 1e3 * statistics.median(clock.iteration_s[skip:])}
+
+
 # ------------------------------------------------------------------------------ measuring
 
 
@@ -625,7 +779,7 @@ def machine_info() -> dict[str, Any]:
     return {"tensorflow": tf.__version__, "tf_keras": keras.__version__,
             "python": platform.python_version(), "platform": platform.platform(),
             "cpu": model, "cores": os.cpu_count(), "avx2": " avx2" in flags,
-            "avx512": " avx512f" in flags,
+            "avx512": " avx512f" in flags, "bf16": bf16_support(flags),
             "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
             "onednn": _onednn_enabled(),
             "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
@@ -1111,6 +1265,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--no-peak", action="store_true", help="skip the peak probes")
     parser.add_argument("--quickstart", metavar="WORKDIR",
                         help="only time the quickstart's start-up to its first logged rows")
+    parser.add_argument("--bf16", action="store_true",
+                        help="only compare mixed_bfloat16 with float32 (sparse plain iteration "
+                        "at the paper's and the quickstart's batches, the setup's widths)")
+    parser.add_argument("--host", action="store_true",
+                        help="only measure the quickstart run's host time per iteration "
+                        "(callbacks and Keras' loop, beside the train-function call)")
     parser.add_argument("--json", metavar="PATH", help="write the report as JSON")
     return parser.parse_args(argv)
 
@@ -1129,8 +1289,17 @@ def setup_from_args(args: argparse.Namespace) -> Setup:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = _parse(sys.argv[1:] if argv is None else argv)
-    if args.quickstart:
-        report = {"quickstart": quickstart_latency(args.quickstart), "machine": machine_info()}
+    if args.quickstart or args.bf16 or args.host:
+        report = {"machine": machine_info()}
+        if args.quickstart:
+            report["quickstart"] = quickstart_latency(args.quickstart)
+        elif args.host:
+            report["host"] = host_time()
+            print(f"host time per iteration: {report['host']}")
+        else:
+            report["bf16"] = measure_bf16(setup_from_args(args),
+                                          log=lambda line: print(line, flush=True))
+            print("\n".join(format_bf16(report["bf16"])))
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(report, f, indent=1)

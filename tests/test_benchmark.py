@@ -78,6 +78,27 @@ def test_forced_resizes_move_d_density_by_delta(measured):
     assert [event["step"] for event in sparse.dynamic.history] == [500, 1000, 1500]
 
 
+def test_bf16_support_reads_the_cpu_flags(benchmark):
+    flags = "flags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni"
+    assert benchmark.bf16_support(flags) == {"amx_bf16": False, "avx512_bf16": True}
+    assert benchmark.bf16_support("flags : avx512f amx_tile amx_bf16 amx_int8") == {
+        "amx_bf16": True, "avx512_bf16": False}
+    # A prefix is not the flag: avx512_bf16x does not exist, avx512f alone has no bf16.
+    assert benchmark.bf16_support("flags : avx512f avx512_bf16x") == {
+        "amx_bf16": False, "avx512_bf16": False}
+
+
+def test_heavy_op_dtypes_are_float32_under_the_float32_policy(measured, benchmark):
+    _, subjects, _ = measured
+    sparse = next(s for s in subjects if s.name == "sparse")
+    counts = benchmark.heavy_op_dtypes(sparse)
+    # The convolutions live in the D- and G-step functions the train functions call: they must
+    # be found there, forward and both backward passes, and all float32 under this policy.
+    assert counts and all(key.endswith(" float32") for key in counts), counts
+    assert {"Conv2D float32", "Conv2DBackpropInput float32",
+            "Conv2DBackpropFilter float32"} <= set(counts)
+
+
 def test_methods_are_composed_by_the_schedule(measured):
     setup, _, report = measured
     sparse = report["subjects"]["sparse"]["kinds"]

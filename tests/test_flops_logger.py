@@ -99,6 +99,23 @@ def test_cumulative_flops_follow_density_changes(run):
                                          "iterations": 4}
 
 
+class _CountingReads(FlopsLogger):
+    """Counts the mask reads (`densities`, a device-to-host copy of every mask's count)."""
+
+    reads = 0
+
+    def densities(self):
+        self.reads += 1
+        return super().densities()
+
+
+def test_masks_are_read_at_the_start_and_after_each_mask_change_only():
+    gan, logger = _gan(), _CountingReads(SCHEDULE)
+    gan.fit(_data(5), epochs=1, verbose=0, callbacks=[_ThinD(2), logger])
+    assert logger.reads == 2  # on_train_begin, and after iteration 2's update
+    assert logger.accumulator.total == pytest.approx(2 * SPARSE + 3 * THINNED)
+
+
 def test_metrics_csv_rows_hold_cumulative_flops_and_ratio(run):
     workdir, _, _ = run
     with open(os.path.join(workdir, "metrics.csv")) as f:

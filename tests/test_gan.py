@@ -370,10 +370,17 @@ def test_declared_gradients_fill_buffers_with_dense_gradients_on_that_iteration_
     variants = {(True, False, False): 1, (False, False, False): 1,
                 (True, True, False): 1, (False, False, True): 1}
     assert gan.trace_counts == variants
+    # The four variants call one D-step and one G-step function, traced once per kept-gradient
+    # setting: the n_dis D steps of a variant and the variants themselves share the traces.
+    shared = {name: f.experimental_get_tracing_count()
+              for name, f in gan._compiled._shared.items()}
+    assert shared == {"_discriminator_step": 2, "_generator_step": 2}
     recorder = _Recorder(gan, {2: ("generator",), 4: ("discriminator",)})  # iterations 8, 10
     gan.fit(_dataset(images, n_dis * d_batch), epochs=1, verbose=0, callbacks=[recorder])
     assert int(gan.step.numpy()) == 12
     assert gan.trace_counts == variants
+    assert {name: f.experimental_get_tracing_count()
+            for name, f in gan._compiled._shared.items()} == shared
     assert not np.array_equal(recorder.buffers[-1]["generator"][0], g_buffers[2])
 
 
