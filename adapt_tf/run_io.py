@@ -379,8 +379,7 @@ class Checkpointer(_compat.Callback):
         self.record = record or ""
         self._trackables = dict(gan=gan, g_optimizer=gan.g_optimizer,
                                 d_optimizer=gan.d_optimizer, **(extra or {}))
-        self._record = tf.Variable(self.record, dtype=tf.string, trainable=False,
-                                   aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        self._record = workdir_lib.RunRecord(self.record)
         self.checkpoint = tf.train.Checkpoint(
             **self._trackables, **{workdir_lib.RECORD_ROOT: self._record})
         self.manager = self._new_manager()
@@ -408,7 +407,7 @@ class Checkpointer(_compat.Callback):
         legacy = workdir_lib.checkpoint_record(path) is None  # saved before records existed
         checkpoint = tf.train.Checkpoint(**self._trackables) if legacy else self.checkpoint
         checkpoint.restore(path).assert_existing_objects_matched()
-        self._record.assign(self.record)  # later saves record this run's configuration
+        self._record.text = self.record  # later saves record this run's configuration
         step = int(self.checkpoint.gan.step.numpy())
         logging.info("Restored %s (iteration %d).", path, step)
         self._last_saved = step

@@ -49,7 +49,7 @@ from absl import logging
 __all__ = ["Workdir", "WorkdirError", "WorkdirInUseError", "lock", "check_writable",
            "write_atomic", "read_json", "update_json", "checkpoint_paths", "usable_checkpoint",
            "nonfinite_count", "read_csv_rows", "remove_partial_saves", "set_aside_previous_run",
-           "checkpoint_record", "newest_record", "find_checkpoint", "CHECKPOINT_KINDS",
+           "RunRecord", "checkpoint_record", "newest_record", "find_checkpoint", "CHECKPOINT_KINDS",
            "CONFIG_NAME", "METRICS_NAME", "CHECKPOINT_DIR", "BEST_CHECKPOINT_DIR", "EVAL_NAME",
            "REJECTED_DIR", "RECORD_ROOT", "RUN_FILES"]
 
@@ -419,10 +419,26 @@ def newest_record(directory: str) -> str | None:
     return None
 
 
+class RunRecord(tf.train.experimental.PythonState):
+    """The run's configuration text as a checkpoint entry (`RECORD_ROOT`). Host-side Python
+    state, not a tf.Variable: under a multi-worker strategy a string variable is broadcast at
+    creation, and the collectives carry no strings."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def serialize(self) -> str:
+        return self.text
+
+    def deserialize(self, string_value) -> None:
+        self.text = (string_value.decode("utf-8") if isinstance(string_value, bytes)
+                     else str(string_value))
+
+
 def checkpoint_record(path: str) -> str | None:
     """The configuration text saved inside checkpoint `path` (`RECORD_ROOT`; "" from a library
     run that gave none), or None for a checkpoint saved before records existed."""
-    key = f"{RECORD_ROOT}/.ATTRIBUTES/VARIABLE_VALUE"
+    key = f"{RECORD_ROOT}/.ATTRIBUTES/py_state"  # as `RunRecord` saves it
     reader = tf.train.load_checkpoint(path)
     if not reader.has_tensor(key):
         return None

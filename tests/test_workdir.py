@@ -232,9 +232,12 @@ def test_a_killed_saves_temporary_folder_is_removed(tmp_path, caplog):
 
 
 def test_checkpoint_record_reads_the_text_saved_inside_a_checkpoint(tmp_path):
-    record = tf.Variable("DENSITY = 0.3\n", dtype=tf.string)
+    record = workdir.RunRecord("DENSITY = 0.3\n")
     path = tf.train.Checkpoint(**{workdir.RECORD_ROOT: record}).write(str(tmp_path / "a"))
     assert workdir.checkpoint_record(path) == "DENSITY = 0.3\n"
+    restored = workdir.RunRecord("")
+    tf.train.Checkpoint(**{workdir.RECORD_ROOT: restored}).read(path).assert_consumed()
+    assert restored.text == "DENSITY = 0.3\n"
     _save_checkpoints(tmp_path / "legacy", {2: 1.0})
     assert workdir.checkpoint_record(str(tmp_path / "legacy" / "ckpt-2")) is None
 
