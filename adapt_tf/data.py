@@ -335,10 +335,15 @@ def make_dataset(dataset: Source, *, batch_size: int, split: str | None = None,
         ds = _step_batches(_decoded_examples(builder, spec, split or spec.split, size), **order)
     else:
         ds = _python_or_folder_batches(dataset, spec, size=size, order=order)
+    return _ready(ds, spec, conditional=conditional)
+
+
+def _ready(ds: tf.data.Dataset, spec: DatasetSpec, *, conditional: bool) -> tf.data.Dataset:
+    """`ds` without its labels unless `conditional`, in deterministic order, prefetched.
+    Streamed sources keep a fixed 2 batches ready: tf.data's autotuned buffer would grow with
+    the host's RAM, not with what the training step needs."""
     if not conditional:
         ds = ds.map(lambda images, labels: images)
-    # Streamed sources keep a fixed 2 batches ready: tf.data's autotuned buffer would grow
-    # with the host's RAM, not with what the training step needs.
     streamed = spec.source in ("folder", "tf.data")
     return _deterministic(ds).prefetch(STREAM_PREFETCH if streamed else tf.data.AUTOTUNE)
 
