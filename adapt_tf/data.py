@@ -332,10 +332,14 @@ def make_dataset(dataset: Source, *, batch_size: int, split: str | None = None,
         ds = _python_or_folder_batches(dataset, spec, size=size, order=order)
     if not conditional:
         ds = ds.map(lambda images, labels: images)
+    return _prefetched(_deterministic(ds), spec)
+
+
+def _prefetched(ds: tf.data.Dataset, spec: DatasetSpec) -> tf.data.Dataset:
     # Streamed sources keep a fixed 2 batches ready: tf.data's autotuned buffer would grow
     # with the host's RAM, not with what the training step needs.
     streamed = spec.source in ("folder", "tf.data")
-    return _deterministic(ds).prefetch(STREAM_PREFETCH if streamed else tf.data.AUTOTUNE)
+    return ds.prefetch(STREAM_PREFETCH if streamed else tf.data.AUTOTUNE)
 
 
 def _python_or_folder_batches(dataset: Source, spec: DatasetSpec, *, size: int,
