@@ -41,7 +41,7 @@ def test_every_callback_takes_tensor_logs():
     assert ours >= {controller.ADAPTController, sparsity.DynamicSparsity,
                     gmp.GradualMagnitudePruning, flops_logger.FlopsLogger, run_io.MetricsLogger,
                     run_io.SampleLogs, run_io.SampleGrid, run_io.Checkpointer,
-                    run_io.TerminateOnNaN, preemption.StopOnSignal, evaluation.EvaluateFID}
+                    run_io.TerminateOnNaN, preemption.StopOnSignal, evaluation.PeriodicEvaluation}
     for cls in ours - {_compat.Callback}:
         assert issubclass(cls, _compat.Callback), cls.__name__
     callback_list = keras.callbacks.CallbackList([controller.ADAPTController("relaxed",
