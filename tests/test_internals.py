@@ -80,7 +80,7 @@ def test_every_module_is_in_the_map_and_imports_nothing_above_its_layer():
 @pytest.mark.parametrize("module, forbidden", [("topology", "layers"), ("runs", "configurables"),
                                                ("export", "train_lib")])
 def test_the_known_temptations_stay_out(module, forbidden):
-    # topology resolves models through a registered resolver, runs and export are gin-free.
+    # topology finds a model's masked layers by duck typing; runs and export are gin-free.
     assert forbidden not in _package_imports()[module]
 
 
