@@ -32,7 +32,8 @@ def sample_ratio(gf, df, dr):
 
 
 def balance_ratio(d_fake_post, d_fake_pre, d_real) -> float:
-    """BR of one sample from discriminator outputs: (mean(post) - mean(pre)) / (mean(real) - mean(pre)).
+    """BR of one sample from discriminator outputs:
+    (mean(post) - mean(pre)) / (mean(real) - mean(pre)).
 
     Args:
       d_fake_post: D(G_post(z)) logits, any shape.

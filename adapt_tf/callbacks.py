@@ -3,8 +3,8 @@
 Each callback lives in the module of its concept; new code imports from there:
 
 * `adapt_tf.sparsity`: `DynamicSparsity` (DST on G or D), `reset_regrown_slots`.
-* `adapt_tf.evaluation`: `PeriodicEvaluation`, `FIDState`, `COLUMNS`, `evaluation_metric`, `generator_scores`, `toy_generator_scores`, `fid_reference`,
-  `reference_cache_path`.
+* `adapt_tf.evaluation`: `PeriodicEvaluation`, `FIDState`, `COLUMNS`, `evaluation_metric`,
+  `generator_scores`, `toy_generator_scores`, `fid_reference`, `reference_cache_path`.
 * `adapt_tf.flops_logger`: `FlopsLogger`, `FlopsState`, `training_schedule`, `network_costs`.
 * `adapt_tf.run_io`: `MetricsLogger`, `SampleLogs`, `SampleGrid`, `Checkpointer`,
   `TerminateOnNaN`, `save_image_grid`.
@@ -24,7 +24,8 @@ from adapt_tf.run_io import (Checkpointer, MetricsLogger, SampleGrid, SampleLogs
 from adapt_tf.sparsity import DynamicSparsity, reset_regrown_slots
 
 __all__ = ["DynamicSparsity", "MetricsLogger", "SampleLogs", "SampleGrid", "Checkpointer",
-           "TerminateOnNaN", "save_image_grid", "FlopsState", "FlopsLogger", "training_schedule", "network_costs",
+           "TerminateOnNaN", "save_image_grid", "FlopsState", "FlopsLogger", "training_schedule",
+           "network_costs",
            "FIDState", "PeriodicEvaluation", "COLUMNS", "evaluation_metric",
            "generator_scores", "toy_generator_scores", "fid_reference", "reference_cache_path",
            "reset_regrown_slots"]

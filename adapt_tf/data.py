@@ -27,7 +27,7 @@ Datasets (docs/ALGORITHM.md §8): the names below, or a URI:
 | `toy_shapes` (default) | `toy_shapes`, train | test | 32x32 | 12 | no | ours, drawn locally |
 | `cifar10` | `cifar10`, train | test | 32x32 | 10 | yes | TFDS catalog |
 | `stl10` | `stl10`, unlabelled | unlabelled | 96 -> 48x48 | none | yes | TFDS catalog |
-| `tinyimagenet` | `tiny_imagenet`, train | validation | 64x64 | 200 | yes | ours, official archive |
+| `tinyimagenet` | `tiny_imagenet`, train | validation | 64x64 | 200 | yes | ours, official zip |
 
 The test split is the reference of the test-set FID at the end of a run (`train.test_eval`):
 CIFAR-10 test and Tiny-ImageNet val, as the official code reports it; STL-10 has no held-out

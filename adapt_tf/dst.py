@@ -27,9 +27,10 @@ How callers use it:
 
 * G-DST (SDST and ADAPT): when `rule.is_update_step(step, total_steps)`,
   `assign_masks(kernels, masks, rule.update(kernels, masks, grads, step=step,
-  total_steps=total_steps))` sets the new masks and multiplies the kernels by them. Weights grown at positions that were inactive are
-  therefore exactly 0 (the kernel is 0 outside the old mask); a weight dropped and regrown in
-  the same update keeps its value, as in the official code. Zero the EMA of G the same way.
+  total_steps=total_steps))` sets the new masks and multiplies the kernels by them. Weights
+  grown at positions that were inactive are therefore exactly 0 (the kernel is 0 outside the
+  old mask); a weight dropped and regrown in the same update keeps its value, as in the
+  official code. Zero the EMA of G the same way.
 * ADAPT density move of D by +-delta: `resize(kernels, masks, target_count(masks, d_new),
   grads=grads)`; shrinking is a global magnitude prune, growing a global |grad| growth.
 * Strict-mode D-DST at d_max: `prune_and_regrow(kernels, masks, grads,

@@ -44,7 +44,8 @@ W/eval.json:
      "classifier", "real_data": {"classifier_fid_floor", "classifier_accuracy", "held_out",
                                  "num_classes", "train_seconds"},     # classifier
      "checkpoints": {"best": {"checkpoint", "step", **scores}, "last": {...}},
-     "training_best": {"fid", "toy_fid" or "classifier_fid", "step", "num_samples"},  # the callback's, if any
+     # the callback's, if any:
+     "training_best": {"fid", "toy_fid" or "classifier_fid", "step", "num_samples"},
      "test": {"metric", "checkpoint_kind": "best" or "last", "checkpoint", "step",
               "trained_steps", "num_samples", "seed", <the header above>, **scores}
     }

@@ -478,7 +478,7 @@ def score_checkpoints(gan, checkpointer, paths: Mapping[str, str | None], score:
 
 
 def final_test_record(checkpoints: Mapping[str, Mapping[str, Any]], scoring: Scorer, *,
-                trained_steps: int, num_samples: int, seed: int) -> dict[str, Any]:
+                      trained_steps: int, num_samples: int, seed: int) -> dict[str, Any]:
     """eval.json's "test" entry, as the official code's final test: the scores (with a test
     reference) of the best checkpoint, else of the last when no best was kept (no evaluation
     during training), with the iteration the run was trained to and the metric's header."""

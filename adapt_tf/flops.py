@@ -17,8 +17,9 @@ the paper's Table 3 does. Three steps:
 
   - counted layers: Linear in*out (+out bias), Conv2d cin*cout*kh*kw*Hout*Wout
     (+cout*Hout*Wout bias), BatchNorm with affine 2*C*H*W (2*C on [B, C] inputs). Not counted:
-    activations, pooling, embeddings, affine-free BatchNorm and attention matmuls. A layer called several times in one forward pass is
-    counted once, for its last call (the hook overwrites its entry).
+    activations, pooling, embeddings, affine-free BatchNorm and attention matmuls. A layer
+    called several times in one forward pass is counted once, for its last call (the hook
+    overwrites its entry).
   - per iteration, with g_fwd and d_fwd the per-sample sparse forward MACs:
         G = g_fwd * (d_batch * n_dis * 1 + g_batch * 3)
         D = d_fwd * (d_batch * n_dis * 3 + g_batch * 1)

@@ -72,7 +72,7 @@ def static_flops(arguments: dict[str, Any], *, strict: bool = False,
         for method in ("static_balance", "static_strong"):
             d_d = methods.method(method, g_density=d_g, setting=setting).d_density
             configurations[(paper.CELLS[method], d_g, d_d)] = (distribute(shapes[0], d_g),
-                                                                distribute(shapes[1], d_d))
+                                                               distribute(shapes[1], d_d))
     schedule = flops.Schedule(d_batch=arguments["d_batch_size"],
                               g_batch=arguments["g_batch_size"], n_dis=arguments["n_dis"],
                               br_interval=arguments["br_interval"])

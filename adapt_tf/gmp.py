@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
-import tf_keras as keras
 from absl import logging
 # Private: the pruning object inside PruneLowMagnitude has no public route (module docstring).
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_impl

@@ -31,7 +31,7 @@ import tf_keras as keras
 # casts to the compute dtype; `_float32_value` needs the float32 variable underneath.
 from tf_keras.src.mixed_precision.autocast_variable import AutoCastVariable
 
-from adapt_tf import _compat, topology
+from adapt_tf import topology
 
 __all__ = [
     "MaskedLayer",
@@ -331,27 +331,10 @@ class SNEmbedding(_SpectralNorm, keras.layers.Embedding):
 
 
 def masked_layers(model) -> list[MaskedLayer]:
-    """The masked layers of a model (or layer, or list of either), in a stable order.
-
-    Depth-first in Keras' tracking order (the order layers were assigned), nested models and
-    layers included, each layer once. Found by type, never by variable name.
-    """
-    roots = model if isinstance(model, (list, tuple)) else [model]
-    found: list[MaskedLayer] = []
-    seen: set[int] = set()
-    for root in roots:
-        if isinstance(root, keras.layers.Layer):
-            candidates: Iterable = _compat.flatten_layers(root, include_self=True)
-        else:
-            candidates = [root]
-        for layer in candidates:
-            if isinstance(layer, MaskedLayer) and id(layer) not in seen:
-                seen.add(id(layer))
-                found.append(layer)
-    return found
-
-
-topology.register_model_resolver(masked_layers)
+    """The masked layers of a model (or layer, or list of either), in a stable order:
+    depth-first in Keras' tracking order, nested ones included, each once
+    (`topology.masked_layers`, which the model-level density helpers use too)."""
+    return topology.masked_layers(model)
 
 
 def apply_masks(layers: Iterable[MaskedLayer]) -> None:

@@ -64,6 +64,7 @@ PAPER_FID: dict[tuple[str, str], dict[float, float]] = {
     ("biggan_tinyimagenet", "static_balance"): {0.5: 17.51},
 }
 
+
 def setting_name(architecture: str, dataset: str) -> str:
     """The paper's setting for a run, e.g. ("sngan32", "cifar10") -> "sngan_cifar10"; other
     pairs (the quickstart's toy_shapes) get "<architecture>_<dataset>"."""

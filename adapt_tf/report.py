@@ -352,8 +352,8 @@ def summary(record: RunRecord, *, wall_seconds: float | None = None) -> str:
              f"  {record.window_key} in the band [{low}, {high}]: {share}.",
              f"  d_D: {density_path(record.series('d_density')[1])}.",
              "  Open: " + ", ".join(p for p in (files.training_plot, last_grid(files.samples),
-                                               files.metrics, files.tensorboard)
-                                   if p and os.path.exists(p))]
+                                                files.metrics, files.tensorboard)
+                                    if p and os.path.exists(p))]
     return "\n".join(lines)
 
 

@@ -89,7 +89,7 @@ class MetricsLogger(_compat.Callback):
         logging.info("step %d%s  d_loss %.4f  g_loss %.4f  BR %.3f  d_G %.3f  d_D %.3f  %s", step,
                      f"/{self.total_steps}" if self.total_steps else "",
                      *(row.get(key, float("nan")) for key in ("d_loss", "g_loss", "br",
-                                                               "g_density", "d_density")),
+                                                              "g_density", "d_density")),
                      self._progress(step))
         return row
 

@@ -3,9 +3,10 @@
 Level 0: NumPy on kernel shapes. TensorFlow is never imported here; the model-level
 helpers (`sparsify`, `model_density`, `layer_densities`, `count_active`) are duck-typed on
 "masked layers": objects with `.name`, `.kernel` and `.mask` (variables or arrays of the same
-shape, with `.assign` for `sparsify`). A Keras model is resolved to its masked layers by
-`adapt_tf.layers.masked_layers`, which `adapt_tf.layers` registers here when it is imported
-(a model can hold masked layers only once it is), so this level imports nothing above it.
+shape, with `.assign` for `sparsify`). A Keras model is resolved to its masked layers here
+(`masked_layers`: the layers with a `masked_kernel` method, as `adapt_tf.layers.MaskedLayer`
+has), so that the result does not depend on which modules were imported before and this level
+imports nothing above it; `_compat` (and so TensorFlow) only once a Keras model is passed.
 
 Provenance (docs/ALGORITHM.md §4):
 - ERK follows the official ADAPT code, inherited from ITOP (`Masking.init`, `density ==
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -260,24 +262,47 @@ _DISTRIBUTIONS: dict[str, Callable[..., dict[str, float]]] = {
 }
 
 
-# Finds the masked layers of a Keras model; set by `adapt_tf.layers` (`register_model_resolver`).
-_model_resolver: Callable[[Any], Sequence[Any]] | None = None
+def _is_masked(layer: Any) -> bool:
+    """A masked layer is one with a `masked_kernel` method (every `adapt_tf.layers.MaskedLayer`,
+    built or not): duck-typed, so that this level needs no import of the layer classes."""
+    return callable(getattr(layer, "masked_kernel", None))
 
 
-def register_model_resolver(resolver: Callable[[Any], Sequence[Any]]) -> None:
-    """Lets the model-level helpers take a model: `resolver(model)` returns its masked layers.
-    `adapt_tf.layers` registers `masked_layers` when it is imported."""
-    global _model_resolver
-    _model_resolver = resolver
+def _flattened(root: Any) -> Sequence[Any]:
+    """A Keras layer or model and every layer inside it, depth-first in Keras' tracking order
+    (which fixes layer i's mask seed); anything else as itself."""
+    keras = sys.modules.get("tf_keras")  # A Keras object exists only once tf_keras is loaded.
+    if keras is None or not isinstance(root, keras.layers.Layer):
+        return [root]
+    from adapt_tf import _compat  # Here: the pure uses of this module never load TensorFlow.
+    return list(_compat.flatten_layers(root, include_self=True))
+
+
+def masked_layers(model: Any) -> list[Any]:
+    """The masked layers of a model (or layer, or list of either), in a stable order.
+
+    Depth-first in Keras' tracking order (the order layers were assigned), nested models and
+    layers included, each layer once. Found by their `masked_kernel` method, never by variable
+    name.
+    """
+    roots = model if isinstance(model, (list, tuple)) else [model]
+    found: list[Any] = []
+    seen: set[int] = set()
+    for root in roots:
+        for layer in _flattened(root):
+            if _is_masked(layer) and id(layer) not in seen:
+                seen.add(id(layer))
+                found.append(layer)
+    return found
 
 
 def _resolve_layers(model_or_layers: Any) -> list[Any]:
-    """A given list of masked layers as is; a model via the registered resolver."""
+    """A given list of masked layers as is; a model via `masked_layers`."""
     is_list = isinstance(model_or_layers, (list, tuple))
     if is_list and all(hasattr(layer, "mask") for layer in model_or_layers):
         layers = list(model_or_layers)
     else:
-        layers = list(_model_resolver(model_or_layers)) if _model_resolver else []
+        layers = masked_layers(model_or_layers)
     if not layers:
         raise ValueError(
             f"{model_or_layers!r} has no masked layers; build it from "

@@ -8,7 +8,9 @@ module asks it for a path instead of spelling the name:
 |---|---|---|
 | `config` | `W/operative_config.gin` | the run's configuration (written atomically) |
 | `metrics` | `W/metrics.csv` | one row per logged iteration |
-| `br_log`, `ada_log`, `mask_log` | `W/br.csv`, `W/ada.csv`, `W/masks.csv` | every window sample and mask change (`train.sample_logs`) |
+| `br_log` | `W/br.csv` | every BR sample (`train.sample_logs`) |
+| `ada_log` | `W/ada.csv` | every ADA-criterion sample (`train.sample_logs`) |
+| `mask_log` | `W/masks.csv` | every mask change (`train.sample_logs`) |
 | `tensorboard` | `W/tensorboard/` | TensorBoard summaries |
 | `samples` | `W/samples/step_N.png` | sample grids |
 | `checkpoints` | `W/checkpoints/ckpt-N.*` | checkpoints (`rejected/`: unusable ones set aside) |
@@ -250,9 +252,9 @@ def read_json(path: str) -> dict[str, Any]:
 def update_json(path: str, change: Callable[[dict[str, Any]], dict[str, Any]]
                 ) -> dict[str, Any]:
     """Replaces the JSON object at `path` ({} if there is none) by `change(object)`, written
-    atomically under a file lock (`.<name>.lock` beside it), so that two processes updating it at once (an
-    end-of-run test evaluation and `python -m adapt_tf.evaluate`) each see the other's keys.
-    Returns the new object."""
+    atomically under a file lock (`.<name>.lock` beside it), so that two processes updating it at
+    once (an end-of-run test evaluation and `python -m adapt_tf.evaluate`) each see the other's
+    keys. Returns the new object."""
     directory, name = os.path.split(path)
     with filelock.FileLock(os.path.join(directory, f".{name}.lock")):
         record = change(read_json(path))

@@ -1103,7 +1103,7 @@ def format_report(report: dict[str, Any]) -> str:
         lines += ["", "profile (self time by op type, one plain iteration):"]
         for label, ops in report["profile"].items():
             lines.append(f"  {label}: " + ", ".join(f"{op} {share:.1f} %" for op, share in
-                                                     list(ops["share_percent"].items())[:10]))
+                                                    list(ops["share_percent"].items())[:10]))
     if "input_pipeline" in report:
         lines.append(f"input pipeline: {report['input_pipeline']}")
     if "quickstart" in report:
@@ -1149,7 +1149,7 @@ def pipeline_throughput(setup: Setup, *, batches: int = 20) -> dict[str, Any]:
         tf.zeros([size, arch.image_size, arch.image_size, 3])).repeat().prefetch(2)
     candidates = {"synthetic": lambda: synthetic}
     candidates["toy_shapes"] = lambda: data.make_dataset("toy_shapes", batch_size=size,
-                                                        image_size=arch.image_size)
+                                                         image_size=arch.image_size)
     for name, make in candidates.items():
         try:
             iterator = iter(make())

@@ -1,7 +1,8 @@
 """First-training time and real-data numbers of the classifier metric (`adapt_tf.
 classifier_metric`) on `toy_shapes` (through the generic path: 12,000 train images at 32², its
 1,200-image test split held out) and on a generated 64² image folder (toy_shapes images
-drawn at 64² and written as PNG class folders; no test split: a slice of train is held out). Each is trained anew in a temporary cache.
+drawn at 64² and written as PNG class folders; no test split: a slice of train is held out).
+Each is trained anew in a temporary cache.
 
     python scripts/classifier_time.py [--per_class 250]
 """
@@ -25,7 +26,7 @@ def _write_folder(root: str, *, per_class: int, size: int) -> str:
     folder = os.path.join(root, "images")
     written = 0
     for images, labels in toy_shapes.draw_examples(0, per_class * len(toy_shapes.CLASS_NAMES),
-                                                    size=size):
+                                                   size=size):
         for image, label in zip(images, labels):
             path = os.path.join(folder, toy_shapes.CLASS_NAMES[int(label)], f"{written:06d}.png")
             os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -54,7 +55,6 @@ def main() -> None:
                               cache_dir=os.path.join(root, "c2")))
     for result in results:
         print(json.dumps({k: v for k, v in result.items() if k != "classifier"}))
-
 
 
 if __name__ == "__main__":

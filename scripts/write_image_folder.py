@@ -1,5 +1,5 @@
-"""Writes a dataset's training split as a folder of PNG images, one sub-folder per class (its names), so
-that it can be trained on through the `folder:` route (`train.dataset = 'folder:OUT'`).
+"""Writes a dataset's training split as a folder of PNG images, one sub-folder per class (its
+names), so that it can be trained on through the `folder:` route (`train.dataset = 'folder:OUT'`).
 
     python scripts/write_image_folder.py --dataset toy_shapes --out /tmp/toy_shapes_png
     python scripts/write_image_folder.py --dataset toy_shapes --out /tmp/toy64 --image_size 64

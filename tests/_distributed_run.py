@@ -102,9 +102,9 @@ class SeedSpectralNorm(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         networks = [self.model.generator, self.model.discriminator]
-        for i, layer in enumerate(l for n in networks
-                                  for l in _compat.flatten_layers(n, include_self=True)
-                                  if getattr(l, "sn_u", None) is not None):
+        for i, layer in enumerate(candidate for n in networks
+                                  for candidate in _compat.flatten_layers(n, include_self=True)
+                                  if getattr(candidate, "sn_u", None) is not None):
             layer.sn_u.assign(tf.random.stateless_normal(layer.sn_u.shape, seed=[i, 17]))
 
 

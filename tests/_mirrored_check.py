@@ -110,7 +110,7 @@ def _tracked(gan):
         variables += [(f"{label}/{v.name}", v) for v in optimizer.variables]
     window = gan.balance
     variables += [(f"balance/{v.name}", v) for v in (window.samples, window.count,
-                                                      window.position, window.skipped)]
+                                                     window.position, window.skipped)]
     for network in ("generator", "discriminator"):
         variables += [(f"grad/{v.name}", v) for v in gan.grad_buffers(network)]
     variables.append(("step", gan.step))

@@ -34,7 +34,7 @@ def _size(variables) -> int:
 
 
 def _counts(model) -> tuple[int, int]:
-    return _size(model.trainable_weights), _size(l.kernel for l in masked_layers(model))
+    return _size(model.trainable_weights), _size(layer.kernel for layer in masked_layers(model))
 
 
 def _tiny(name: str, seed: int = 0):
@@ -99,7 +99,7 @@ def test_full_size_parameter_counts_equal_the_official_models(name, monkeypatch)
     assert generator.output_shape == (None, size, size, 3)
     assert discriminator.output_shape == (None,)
     for model in (generator, discriminator):
-        assert not any(v.trainable for l in masked_layers(model) for v in [l.mask])
+        assert not any(v.trainable for layer in masked_layers(model) for v in [layer.mask])
         assert _size(model.weights) > _size(model.trainable_weights)  # masks, stats, u
 
 
@@ -148,8 +148,8 @@ def test_masked_set_is_every_conv_and_linear_kernel_but_the_official_exclusions(
         masked = masked_layers(model)
         assert len(masked) == n_masked
         assert _dense_weight_layers(model) == dense
-        masked_kernels = {id(l.kernel) for l in masked}
-        biases = {id(l.bias) for l in masked if l.use_bias}
+        masked_kernels = {id(layer.kernel) for layer in masked}
+        biases = {id(layer.bias) for layer in masked if layer.use_bias}
         for variable in model.trainable_weights:
             if id(variable) in masked_kernels | biases:
                 continue
@@ -171,8 +171,9 @@ def test_cbn_batch_norms_have_no_affine_and_settings_follow_the_references(tiny_
                 assert layer.center == affine and layer.scale == affine
         sn_g = name.startswith("biggan")
         sn_eps = 1e-6 if name == "biggan64" else 1e-12
-        assert all(l.spectral_norm == sn_g for l in masked_layers(generator))
-        assert all(l.spectral_norm and l.sn_eps == sn_eps for l in masked_layers(discriminator))
+        assert all(layer.spectral_norm == sn_g for layer in masked_layers(generator))
+        assert all(layer.spectral_norm and layer.sn_eps == sn_eps
+                   for layer in masked_layers(discriminator))
 
 
 # --------------------------------------------------------------------------- forward
@@ -220,7 +221,8 @@ def test_biggan64_generator_reads_all_five_latent_chunks(tiny_models):
 
 
 def _matrices(model):
-    return [l.kernel.numpy().reshape(-1, l.kernel.shape[-1]) for l in masked_layers(model)]
+    return [layer.kernel.numpy().reshape(-1, layer.kernel.shape[-1])
+            for layer in masked_layers(model)]
 
 
 def test_sngan32_uses_pytorch_default_init(tiny_models):
@@ -238,7 +240,7 @@ def test_sngan48_uses_kaiming_normal_with_zero_biases(tiny_models):
         for layer in masked_layers(model):
             if layer.use_bias:
                 assert not np.any(layer.bias.numpy())
-        widest = max(masked_layers(model), key=lambda l: int(np.prod(l.kernel.shape)))
+        widest = max(masked_layers(model), key=lambda layer: int(np.prod(layer.kernel.shape)))
         fan_in = np.prod(widest.kernel.shape[:-1])
         assert np.std(widest.kernel.numpy()) == pytest.approx(np.sqrt(2 / fan_in), rel=0.05)
 
@@ -248,8 +250,8 @@ def test_biggan32_uses_normal_002(tiny_models):
     kernels = np.concatenate([m.ravel() for model in (generator, discriminator)
                               for m in _matrices(model)])
     assert np.std(kernels) == pytest.approx(0.02, rel=0.03)
-    tables = [l.embeddings.numpy() for l in generator.layers
-              if isinstance(l, keras.layers.Embedding)]
+    tables = [layer.embeddings.numpy() for layer in generator.layers
+              if isinstance(layer, keras.layers.Embedding)]
     assert np.std(np.concatenate([t.ravel() for t in tables])) == pytest.approx(0.02, rel=0.1)
 
 
@@ -258,8 +260,9 @@ def test_biggan64_uses_orthogonal_init_and_zero_biases_and_gains(tiny_models):
         for matrix in _matrices(model):
             small = matrix.T @ matrix if matrix.shape[0] >= matrix.shape[1] else matrix @ matrix.T
             np.testing.assert_allclose(small, np.eye(len(small)), atol=1e-4)
-        assert not any(np.any(l.bias.numpy()) for l in masked_layers(model) if l.use_bias)
-        gains = [l.gamma for l in model.layers if isinstance(l, blocks.ScaledResidual)]
+        assert not any(np.any(layer.bias.numpy())
+                       for layer in masked_layers(model) if layer.use_bias)
+        gains = [layer.gamma for layer in model.layers if isinstance(layer, blocks.ScaledResidual)]
         assert len(gains) == 1 and float(gains[0]) == 0.0
 
 
@@ -439,7 +442,7 @@ def test_tiny_other_sizes_run_forward_and_attend_at_the_reference_side(name, d_o
     assert images.shape == (2, arch.image_size, arch.image_size, 3)
     logits = _call(discriminator, images, y)
     assert logits.shape == (2,) and np.all(np.isfinite(logits.numpy()))
-    last = [l for l in discriminator.layers if l.name.startswith("d_block")][-1]
+    last = [layer for layer in discriminator.layers if layer.name.startswith("d_block")][-1]
     assert last.output_shape[1] == d_out_side
     if arch.family == "biggan":
         for prefix, model in (("g", generator), ("d", discriminator)):

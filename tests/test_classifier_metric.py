@@ -143,7 +143,7 @@ def test_the_toy_classifier_is_the_classifier_metric_at_32_px_and_12_classes():
 
 
 def test_cache_is_reused_for_the_same_fingerprint_and_retrained_for_a_new_one(tmp_path,
-                                                                                monkeypatch):
+                                                                              monkeypatch):
     folder = f"folder:{class_folder(tmp_path, per_class=20, size=16)}"
     cache = str(tmp_path / "cache")
     trained = []

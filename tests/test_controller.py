@@ -57,7 +57,7 @@ def _gan(d_density: float = 0.5, *, seed: int = 0, br_window: int = WINDOW) -> S
     signs = rng.choice([-1.0, 1.0], size=N_D)
     grads = (rng.permutation(N_D) + 1.0) * rng.choice([-1.0, 1.0], size=N_D)
     assign_flat([layer.kernel for layer in gan.masked_layers("discriminator")],
-                 magnitudes * signs * flat(_masks(gan)))
+                magnitudes * signs * flat(_masks(gan)))
     assign_flat(gan.grad_buffers("discriminator"), grads)
     return gan
 
@@ -104,7 +104,7 @@ def test_modes_default_to_the_papers_settings():
     relaxed = ADAPTController("relaxed", total_steps=10)
     strict = ADAPTController("strict", total_steps=10)
     assert (relaxed.interval, relaxed.d_max, strict.interval, strict.d_max) == (1000, 1.0,
-                                                                                 2000, 0.5)
+                                                                                2000, 0.5)
     for controller in (relaxed, strict):
         assert (controller.b_low, controller.b_high, controller.delta_d, controller.d_min) == (
             0.45, 0.55, 0.05, 0.05)
@@ -125,7 +125,7 @@ def test_modes_default_to_the_papers_settings():
     ([0.5] * 4, {}, "keep", 0.5),
 ])
 def test_decision_moves_density_as_br_asks_with_exact_counts(ratios, band, action,
-                                                            new_density):
+                                                             new_density):
     gan = _gan(0.5)
     controller = _controller(gan, **band)
     assert controller.density == 0.5 and int(_masks(gan).sum()) == 18
@@ -165,7 +165,7 @@ MISLEADING_WINDOWS = [
 @pytest.mark.usefixtures("eager")
 @pytest.mark.parametrize("pushes, action, new_density", MISLEADING_WINDOWS)
 def test_decision_follows_the_window_mean_not_its_median_newest_or_oldest(pushes, action,
-                                                                         new_density):
+                                                                          new_density):
     window = np.array(pushes[-WINDOW:])
     low, high = EXACT_BAND["b_low"], EXACT_BAND["b_high"]
     sides = [int(v >= high) - int(v <= low)  # +1 above (inclusive), -1 below, 0 inside

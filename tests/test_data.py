@@ -381,7 +381,7 @@ def test_flat_folder_of_mixed_formats_and_channels_is_unlabelled_rgb(tmp_path):
     rng = np.random.default_rng(1)
     png(folder / "grey.png", np.full((6, 6), 50, np.uint8))
     png(folder / "rgba.png", np.dstack([np.full((6, 6, 3), 90, np.uint8),
-                                         rng.integers(0, 256, (6, 6), dtype=np.uint8)]))
+                                        rng.integers(0, 256, (6, 6), dtype=np.uint8)]))
     png(folder / "wide.bmp", np.full((6, 12, 3), 130, np.uint8))
     PIL.Image.fromarray(np.full((6, 6, 3), 170, np.uint8)).save(folder / "photo.JPG",
                                                                 quality=100)
@@ -553,6 +553,7 @@ def test_folder_streams_reading_only_the_requested_batches(tmp_path):
     batches = _batches(ds.map(lambda images, labels: images), 2)
     got = [int(p) for images in batches for p in _as_uint8(images)[:, 0, 0, 0]]
     assert got == [i % 251 for i in needed]
+
     def caches(dataset):
         return [node.op for node in _dataset_ops(dataset) if node.op.startswith("CacheDataset")]
 

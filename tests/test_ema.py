@@ -82,7 +82,6 @@ def test_apply_masks_takes_the_generators_masks_and_zeroes_pruned_entries():
     np.testing.assert_array_equal(ema_layer.kernel.numpy(), new_mask)
 
 
-
 class _ConfigurableGenerator(keras.Model):
     """A subclassed model with get_config: clone_model rebuilds it from config, unbuilt, so
     the copy has no weights to take G's."""

@@ -173,8 +173,8 @@ def test_evaluate_with_test_adds_the_official_final_test(evaluated):
         model = metrics.load_inception(inception)
         test_stats = _test_split_statistics(model)
         best = record["checkpoints"]["best"]
-        hand = _hand_fid_test(configurables.read_run_config(workdir).run_spec(), best["checkpoint"], model,
-                              test_stats, 20)
+        hand = _hand_fid_test(configurables.read_run_config(workdir).run_spec(),
+                              best["checkpoint"], model, test_stats, 20)
         again = evaluate.evaluate_run(workdir, num_samples=20)  # without test: kept
     entry = record["test"]
     assert entry["checkpoint_kind"] == "best" and entry["step"] == callback.best_step
@@ -220,7 +220,7 @@ def _train_tiny(workdir, inception, *bindings):
 
 
 def test_test_eval_scores_the_best_checkpoint_at_the_end_of_training(evaluated, tmp_path,
-                                                                      monkeypatch):
+                                                                     monkeypatch):
     _, inception, cache, _, _ = evaluated
     monkeypatch.setenv("ADAPT_TF_CACHE_DIR", str(cache))
     gan = _train_tiny(tmp_path, inception, "train.eval_every = 2", "train.test_eval = True")

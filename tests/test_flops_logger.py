@@ -237,7 +237,7 @@ def test_costs_of_a_128px_biggan_at_tiny_width_follow_the_layer_shapes():
             pixels = np.prod(layer.output_shape[1:-1]) if len(kernel) == 4 else 1
             assert by_name[layer.name].weight_macs == np.prod(kernel) * pixels, layer.name
             assert by_name[layer.name].masked_params == np.prod(kernel)
-        attention = [l for l in model.layers if isinstance(l, AttentionMap)]
+        attention = [layer for layer in model.layers if isinstance(layer, AttentionMap)]
         side = 64  # min(64, 128 / 2)
         channels = attention[0].input_shape[0][-1], attention[0].input_shape[2][-1]
         assert by_name[attention[0].name].other_macs == (

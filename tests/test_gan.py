@@ -193,7 +193,6 @@ def test_br_and_losses_equal_a_hand_computation(n_dis, g_batch, jit_compile):
     assert int(gan.step.numpy()) == iterations
 
 
-
 @pytest.mark.parametrize("jit_compile", [True, False])
 def test_jit_compile_marks_the_replicated_step_for_xla(jit_compile):
     # XLA gives the toy the same numbers, so the hand computation above cannot tell whether
@@ -244,6 +243,7 @@ def test_train_step_called_directly_draws_its_own_latents():
     ratio = (ref[0]["gf"] - ref[0]["df"]) / (ref[0]["dr"] - ref[0]["df"])
     np.testing.assert_allclose(gan.balance.values(), [ratio], rtol=1e-4)
     assert int(gan.step.numpy()) == 1
+
 
 def test_train_step_samples_br_every_interval_and_copies_the_declared_gradients():
     # Outside fit, train_step reads the iteration from `step`: with br_interval 2 it samples
@@ -607,7 +607,6 @@ def test_ema_generator_samples_with_batch_statistics_and_no_optimizer_updates_it
                                   ema(z, training=True).numpy())
 
 
-
 def test_sample_calls_the_chosen_generator_on_its_documented_z_in_batches_of_batch_size():
     # G's BatchNorm normalises with batch statistics in training mode, so every image depends
     # on the batch it is generated in: rows [k * batch_size, (k + 1) * batch_size).
@@ -852,7 +851,7 @@ def test_mirrored_strategy_matches_one_device_and_replicas_agree():
         assert report[phase]["kernel_outside_mask"] == 0.0, phase
     assert report["after_mask_change"]["single"]["g_density"] == pytest.approx(0.3, abs=0.02)
     assert report["mask_change_in_callback"]["single"]["g_density"] == pytest.approx(0.6,
-                                                                                   abs=0.02)
+                                                                                     abs=0.02)
     assert all(norm > 0 for norm in report["grad_buffer_norms"])
     # One variant, traced when first run (once per replica's device) and never again.
     for phase in phases:

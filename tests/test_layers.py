@@ -352,4 +352,3 @@ def test_masked_layers_of_a_single_layer_is_that_layer():
     assert L.masked_layers(layer) == [layer]
     bare = L.MaskedLayer()  # the mixin alone, not a Keras layer
     assert L.masked_layers([bare, layer]) == [bare, layer]
-

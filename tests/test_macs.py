@@ -34,8 +34,6 @@ def test_conv2d_with_stride_and_padding_hand_count(padding, out_hw):
     assert flops.forward_macs([cost]) == cost.weight_macs + cost.other_macs
 
 
-
-
 def test_batch_norm_hand_count():
     bn = _only(macs.layer_macs(keras.layers.BatchNormalization(), input_shape=[4, 4, 3]))
     assert (bn.kind, bn.weight_macs, bn.other_macs) == ("batch_norm", 0, 2 * 3 * 16)

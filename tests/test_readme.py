@@ -87,7 +87,7 @@ def blocks(path: Path, *, marked_only: bool = False) -> list[Block]:
 
 BLOCKS = blocks(ROOT / "README.md") + [
     block for doc in sorted((ROOT / "docs").glob("*.md")) for block in blocks(doc,
-                                                                             marked_only=True)]
+                                                                              marked_only=True)]
 
 
 def tiny_bash(text: str) -> str:

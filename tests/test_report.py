@@ -213,9 +213,10 @@ def test_a_toy_metric_run_reports_its_best_toy_evaluation(tmp_path):
     # An evaluation of the checkpoints (python -m adapt_tf.evaluate) is what the report shows.
     scores = {"toy_fid": 4.88, "toy_fid_floor": 2.06, "class_coverage": 12,
               "confident_share": 0.97}
+    checkpoints = {"best": {"step": 600, **scores},
+                   "last": {"step": 800, **scores, "toy_fid": 6.0}}
     (path / "eval.json").write_text(json.dumps({"metric": "toy", "num_samples": 10000,
-                                                "checkpoints": {
-        "best": {"step": 600, **scores}, "last": {"step": 800, **scores, "toy_fid": 6.0}}}))
+                                                "checkpoints": checkpoints}))
     assert ("toy FID 4.88 (floor 2.06), coverage 12/12, confident 0.97 (eval.json best "
             "checkpoint, iteration 600, 10000 samples; toy metric, not Inception FID)"
             ) in report.markdown([report.load_run(str(path))])
@@ -273,7 +274,7 @@ def test_br_axis_shows_the_band_and_the_central_ninety_percent_and_counts_the_re
     assert report.br_limits([], band) == pytest.approx((-0.05, 1.05, 0), abs=1e-12)
     # Several bands (runs with different ones): the union.
     assert report.br_limits([0.5], [(0.45, 0.55), (0.3, 0.7)]) == pytest.approx((-0.2, 1.2, 0),
-                                                                       abs=1e-12)
+                                                                                abs=1e-12)
 
 
 def test_a_run_of_the_ada_criterion_plots_its_window_and_its_ever_active_shares(tmp_path):

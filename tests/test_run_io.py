@@ -128,5 +128,5 @@ def test_row_labels_add_a_left_margin_with_text_in_each_row():
     (64, 12, (12, 5)), (64, 10, (10, 6)), (64, 16, (16, 4)), (64, 17, (8, 8)),
     (64, 200, (8, 8)), (64, 1, (1, 16)), (16, 3, (3, 5)), (8, 10, (2, 2))])
 def test_class_rows_put_every_class_in_a_row_when_four_images_fit(num_images, num_classes,
-                                                                 shape):
+                                                                  shape):
     assert run_io.class_rows(num_images, num_classes) == shape

@@ -197,7 +197,7 @@ def test_fit_updates_every_interval_never_at_the_end_with_exact_counts():
     assert [r["step"] for r in after.records] == list(range(1, total + 1))
     g = [(b["generator"], a["generator"]) for b, a in zip(before.records, after.records)]
     d = [(b["discriminator"], a["discriminator"]) for b, a in zip(before.records,
-                                                                 after.records)]
+                                                                  after.records)]
     for step, ((g_pre, g_post), (d_pre, d_post), record) in enumerate(
             zip(g, d, after.records), start=1):
         # Off the update iterations nothing moves. (On them the masks may also come out
@@ -362,8 +362,6 @@ def test_a_discriminator_update_resets_the_discriminators_slots_and_logs_its_cou
         np.testing.assert_array_equal(slot.numpy(), kept)  # G's optimizer is not D's
     assert (f"DST discriminator at step 2: dropped {event['dropped']}, grew {event['grown']} "
             f"(fraction {event['fraction']:.4f})") in caplog.messages
-
-
 
 
 @pytest.mark.usefixtures("eager")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -520,3 +522,39 @@ def test_erk_sparsify_of_the_larger_architectures_at_tiny_width(name, width):
             mask = layer.mask.numpy()
             assert int(mask.sum()) == counts[layer.name]
             assert not np.any(layer.kernel.numpy()[mask == 0])
+
+
+_DUCK_MODEL = '''
+import sys
+from adapt_tf import topology
+import tf_keras as keras
+
+class Masked(keras.layers.Layer):
+    def build(self, input_shape):
+        shape = [int(input_shape[-1]), 5]
+        self.kernel = self.add_weight(name="kernel", shape=shape, initializer="ones")
+        self.mask = self.add_weight(name="mask", shape=shape, initializer="ones",
+                                    trainable=False)
+
+    def masked_kernel(self):
+        return self.kernel * self.mask
+
+    def call(self, x):
+        return x @ self.masked_kernel()
+
+model = keras.Sequential([keras.Input([4]), Masked(name="a"), keras.layers.Dense(3),
+                          Masked(name="b")])
+realised = topology.sparsify(model, 0.5, seed=3)
+print(list(realised), topology.count_active(model), "adapt_tf.layers" in sys.modules)
+'''
+
+
+def test_a_model_is_resolved_whether_or_not_adapt_tf_layers_was_imported():
+    # Masked layers are found by their `masked_kernel` method, so a model's masks do not depend
+    # on which modules were imported before. Only a fresh process can show it: this one has
+    # imported adapt_tf.layers. Kernels [4, 5] and [3, 5], the Dense ignored: round(0.5 * 35)
+    # = 18 active, the layers in tracking order.
+    result = subprocess.run([sys.executable, "-c", _DUCK_MODEL], capture_output=True,
+                            text=True, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines()[-1] == "['a', 'b'] (18, 35) False"

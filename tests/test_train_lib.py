@@ -670,7 +670,7 @@ def test_train_takes_a_tf_data_dataset_in_python(tmp_path):
 def test_run_checks_refuse_unusable_or_changed_data(tmp_path):
     images = np.zeros((20, 32, 32, 3), np.uint8)
     spec = configurables.parse_run_config([TINY]).run_spec(workdir=str(tmp_path),
-                                                            dataset=images)
+                                                           dataset=images)
     train_lib.check_arguments(spec)  # 20 images, batch n_dis 2 * 8 = 16
     fingerprint = data.fingerprint(images)
     train_lib.check_arguments(dataclasses.replace(spec, dataset_fingerprint=fingerprint))

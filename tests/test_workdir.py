@@ -163,7 +163,7 @@ def test_text_fields_are_kept_only_where_declared(tmp_path):
     assert [r["step"] for r in workdir.read_csv_rows(str(path))[1]] == []
     rows = workdir.read_csv_rows(str(path), text_fields=("network",))[1]
     assert [(r["step"], r["network"]) for r in rows] == [("3", "generator"),
-                                                          ("4", "discriminator")]
+                                                         ("4", "discriminator")]
     run_io._truncate_csv(str(path), run_io.SampleLogs.MASK_FIELDS, 3, text_fields=("network",))
     assert path.read_text().splitlines() == ["step,network,dropped,grown,density",
                                              "3,generator,4,4,0.3"]
@@ -243,7 +243,7 @@ def test_checkpoint_record_reads_the_text_saved_inside_a_checkpoint(tmp_path):
 
 
 def test_export_and_evaluate_skip_a_bad_newest_checkpoint_and_leave_it_in_place(tmp_path,
-                                                                               caplog):
+                                                                                caplog):
     directory = tmp_path / "checkpoints"
     _save_checkpoints(directory, {2: 1.0, 4: 2.0})
     data = directory / "ckpt-4.data-00000-of-00001"
