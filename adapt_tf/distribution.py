@@ -74,8 +74,8 @@ def _check_tf_config() -> None:
     raw = os.environ.get("TF_CONFIG")
     if not raw:
         raise ValueError("strategy 'multi_worker' reads the cluster from the TF_CONFIG "
-                         "environment variable, which is not set; see the README's "
-                         "'Many GPUs, many workers' section.")
+                         "environment variable, which is not set; see docs/USAGE.md, "
+                         "'Many GPUs, many workers, mixed precision'.")
     try:
         config = json.loads(raw)
     except json.JSONDecodeError as error:

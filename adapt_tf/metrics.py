@@ -470,7 +470,7 @@ def load_statistics(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     if not os.path.isfile(path):
         raise ValueError(f"no statistics file at {path!r}; compute it with "
                          "reference_statistics(..., cache_path=...) or download the official "
-                         ".npz (README: Evaluating)")
+                         ".npz (docs/USAGE.md: Evaluating)")
     with np.load(path) as data:
         missing = {"mu", "sigma"} - set(data.files)
         if missing:
