@@ -14,24 +14,19 @@ against adapt_tf's count at width 4 (skipped without torch, the optional `bench`
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import pathlib
-import sys
 
 import pytest
+from script_module import load_script
 
 _PATH = pathlib.Path(__file__).resolve().parent.parent / "scripts" / "benchmark.py"
 
 
 @pytest.fixture(scope="module")
 def benchmark():
-    spec = importlib.util.spec_from_file_location("adapt_benchmark", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmark")
 
 
 @pytest.fixture(scope="module")

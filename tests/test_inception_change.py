@@ -2,7 +2,6 @@
 `adapt_tf.metrics` computes, its "old" ones the pre-version-2 convention, transcribed here."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
 import subprocess
@@ -10,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from script_module import load_script
 
 from adapt_tf import metrics
 from inception_stub import SIZE, TinyInception, save_tiny_inception
@@ -19,11 +19,7 @@ _PATH = pathlib.Path(__file__).resolve().parent.parent / "scripts" / "inception_
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("adapt_inception_change", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("inception_change")
 
 
 @pytest.fixture(scope="module")

@@ -2,12 +2,11 @@
 its table is computed as its header says (hand-made metrics rows)."""
 from __future__ import annotations
 
-import importlib.util
 import pathlib
 import re
-import sys
 
 import pytest
+from script_module import load_script
 
 from adapt_tf import configurables
 
@@ -17,11 +16,7 @@ _PATH = _ROOT / "scripts" / "toy_table.py"
 
 @pytest.fixture(scope="module")
 def toy_table():
-    spec = importlib.util.spec_from_file_location("adapt_toy_table", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("toy_table")
 
 
 def test_the_default_length_is_the_quickstarts(toy_table):
