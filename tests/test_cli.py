@@ -2,6 +2,7 @@
 output unless `--verbose` (or a TF_CPP_MIN_LOG_LEVEL the user set)."""
 from __future__ import annotations
 
+import logging
 import os
 import re
 import subprocess
@@ -61,3 +62,30 @@ def test_verbose_or_a_user_level_shows_tensorflows_start_up_lines():
         text = subprocess.run([sys.executable, "-m", "adapt_tf.export", "--help", *argv],
                               capture_output=True, text=True, env=env, timeout=300)
         assert CPP_LOG_LINE.search(text.stderr), text.stderr
+
+
+def test_hide_info_from_drops_only_info_records_of_files_under_its_directory(tmp_path):
+    hide = cli.HideInfoFrom(str(tmp_path / "gin"))
+
+    def record(level: int, path) -> logging.LogRecord:
+        return logging.LogRecord("absl", level, str(path), 1, "message", None, None)
+
+    assert not hide.filter(record(logging.INFO, tmp_path / "gin" / "config.py"))
+    assert not hide.filter(record(logging.DEBUG, tmp_path / "gin" / "sub" / "reader.py"))
+    assert hide.filter(record(logging.WARNING, tmp_path / "gin" / "config.py"))
+    assert hide.filter(record(logging.INFO, tmp_path / "adapt_tf" / "train.py"))
+    assert hide.filter(record(logging.INFO, tmp_path / "gin_other" / "config.py"))
+
+
+def test_gins_info_lines_show_only_with_verbose(tmp_path):
+    # A bad binding fails after gin has read the config files (one INFO line per file).
+    argv = [sys.executable, "-m", "adapt_tf.train", "--gin_file=gin_configs/quickstart.gin",
+            "--gin_bindings=train.no_such_parameter = 1", f"--workdir={tmp_path / 'run'}"]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(cli.__file__)))
+    outputs = [subprocess.run(argv + extra, capture_output=True, text=True, timeout=300,
+                              cwd=root, env=_environment()) for extra in ([], ["--verbose"])]
+    quiet, verbose = (result.stdout + result.stderr for result in outputs)
+    assert all(result.returncode != 0 for result in outputs)
+    assert "no_such_parameter" in quiet and "no_such_parameter" in verbose
+    assert "system_path_file_exists" not in quiet
+    assert "system_path_file_exists:base.gin" in verbose
