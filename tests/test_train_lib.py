@@ -353,6 +353,10 @@ def test_image_size_trains_the_architecture_family_at_that_size(tmp_path):
     assert gan.discriminator.input_shape == (None, 64, 64, 3)
     with open(tmp_path / "metrics.csv") as f:
         assert [r["step"] for r in csv.DictReader(f)] == ["2"]
+    # BigGAN-64 splits z with a tf op, which counting FLOPs before the first step kept.
+    gan = _train(tmp_path / "biggan", "train.architecture = 'biggan32'", "train.g_width = 8",
+                 "train.d_width = 8", "train.image_size = 64", "train.total_steps = 2")
+    assert gan.generator.name == "biggan64_generator" and gan.iteration == 2
 
 
 def test_cli_resume_refuses_changed_config_and_keeps_the_record_true(tmp_path):
