@@ -365,9 +365,10 @@ def _read(dataset: data.Source, *, split: str | None, count: int, size: int, see
     stream = data.make_dataset(dataset, batch_size=batch, split=split, image_size=size,
                                conditional=True, flip=False, seed=seed, data_dir=data_dir)
     images, labels = [], []
-    for batch_images, batch_labels in stream.take(-(-count // batch)):
-        images.append(np.round((batch_images.numpy() + 1.0) * 127.5).astype(np.uint8))
-        labels.append(batch_labels.numpy())
+    with data.naming_damaged_images(dataset, outcome=lambda: " No classifier was trained."):
+        for batch_images, batch_labels in stream.take(-(-count // batch)):
+            images.append(np.round((batch_images.numpy() + 1.0) * 127.5).astype(np.uint8))
+            labels.append(batch_labels.numpy())
     return np.concatenate(images)[:count], np.concatenate(labels)[:count]
 
 

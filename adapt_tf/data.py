@@ -55,16 +55,18 @@ from a local copy of the official archive given as `manual_dir`. Preparation hol
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import numbers
 import os
 import socket
+import time
 import types
 import urllib.parse
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Union
 
 import filelock
@@ -205,6 +207,38 @@ def dataset_name(dataset: Source) -> str:
     return dataset if isinstance(dataset, str) else f"<{type(dataset).__name__}>"
 
 
+class DamagedImageError(ValueError):
+    """Files of a folder dataset whose headers are valid cannot be decoded; the message names
+    them and the fix."""
+
+
+@contextlib.contextmanager
+def naming_damaged_images(dataset: Source, *, outcome: Callable[[], str] = str):
+    """Runs the body; when TensorFlow fails to read or decode an image of the folder `dataset`
+    in it (its error names no file), raises one `DamagedImageError` naming every such file
+    (`image_folder.undecodable`, which decodes the folder once, on this path only), with
+    `outcome()` (e.g. what was saved) appended. Other errors, and errors of other datasets
+    or when every file decodes, pass unchanged."""
+    try:
+        yield
+    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
+        if not (isinstance(dataset, str) and dataset.startswith(FOLDER_PREFIX)):
+            raise
+        folder = _scanned(dataset)
+        started = time.monotonic()
+        damaged = image_folder.undecodable(folder)
+        logging.info("Decoded the %d files of %s in %.1f s to find the damaged ones: %d.",
+                     len(folder.files), folder.root, time.monotonic() - started, len(damaged))
+        if not damaged:
+            raise
+        named = "; ".join(f"{path!r} ({reason})" for path, reason in damaged[:5])
+        more = f"; and {len(damaged) - 5} more" if len(damaged) > 5 else ""
+        raise DamagedImageError(
+            f"{len(damaged)} image file(s) of folder {folder.root!r} cannot be read or decoded "
+            f"past a valid header: {named}{more}. Replace each with an intact copy or remove "
+            f"it (a damaged image is refused, never skipped).{outcome()}") from None
+
+
 def _scanned(uri: str) -> image_folder.ImageFolder:
     path = uri[len(FOLDER_PREFIX):]
     if not path:
@@ -213,8 +247,9 @@ def _scanned(uri: str) -> image_folder.ImageFolder:
 
 
 def _folder_spec(folder: image_folder.ImageFolder) -> DatasetSpec:
-    first = tf.io.decode_image(tf.io.read_file(os.path.join(folder.root, folder.files[0])),
-                               expand_animations=False)
+    with naming_damaged_images(FOLDER_PREFIX + folder.root):
+        first = tf.io.decode_image(tf.io.read_file(os.path.join(folder.root, folder.files[0])),
+                                   expand_animations=False)
     num_classes = None if folder.class_names is None else len(folder.class_names)
     return DatasetSpec(None, "train", int(min(first.shape[:2])), num_classes, False,
                        len(folder.files), "local", None, source="folder", root=folder.root,

@@ -15,8 +15,11 @@ Layout (`scan`):
 Bad files are refused at `scan`, before anything trains or is written, with one ValueError
 naming the file: an unreadable file, or one whose first bytes are not the PNG, JPEG, BMP or
 WebP signature (an empty or truncated-to-nothing file, a text file renamed .png). A file
-whose header is valid but whose data is damaged further on fails when its batch is decoded,
-with TensorFlow's decode error (checking that would mean decoding the whole folder first).
+whose header is valid but whose data is damaged further on (e.g. a PNG truncated after its
+header) passes these checks: checking it would mean decoding the whole folder first. Its
+batch's decode fails later, with TensorFlow's error, which names no file; only then
+`undecodable` decodes every file of the folder on the host to find it, and the reader
+(`adapt_tf.data.naming_damaged_images`) raises one ValueError naming it.
 
 Decoding (`decode`): the first frame, converted to RGB (grey is repeated over the three
 channels, grey+alpha keeps its grey, RGBA drops its alpha channel), then, when the image is
@@ -30,10 +33,13 @@ import contextlib
 import dataclasses
 import hashlib
 import os
+import re
 
+import numpy as np
 import tensorflow as tf
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageFolder", "scan", "fingerprint", "decode", "square_rgb"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageFolder", "scan", "fingerprint", "decode", "square_rgb",
+           "undecodable"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 # First bytes of each supported format (WebP: "RIFF", 4 size bytes, "WEBP").
@@ -164,8 +170,39 @@ def fingerprint(folder: ImageFolder) -> str:
 
 def decode(contents: tf.Tensor, size: int) -> tf.Tensor:
     """uint8 [size, size, 3] from the encoded bytes of one image file (module docstring)."""
-    image = tf.io.decode_image(contents, channels=0, expand_animations=False)
-    return square_rgb(image, size)
+    return square_rgb(_decoded(contents), size)
+
+
+def _decoded(contents: tf.Tensor) -> tf.Tensor:
+    """uint8 [H, W, C] of the first frame; InvalidArgumentError if the data is damaged."""
+    return tf.io.decode_image(contents, channels=0, expand_animations=False)
+
+
+def undecodable(folder: ImageFolder) -> list[tuple[str, str]]:
+    """(path, TensorFlow's reason) of every file of `folder` that cannot be read or decoded,
+    in file order. Decodes the whole folder (in parallel, in a tf.data pipeline that drops the
+    failures and keeps the indices of the rest): for an error path, never per batch."""
+    paths = [os.path.join(folder.root, name) for name in folder.files]
+    indices = (tf.data.Dataset.from_tensor_slices((tf.range(len(paths)), paths))
+               .map(lambda index, path: (index, tf.shape(_decoded(tf.io.read_file(path)))),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+               .ignore_errors().map(lambda index, shape: index).batch(4096))
+    read = np.zeros(len(paths), bool)
+    for batch in indices:
+        read[batch.numpy()] = True
+    failures = [(paths[i], _failure(paths[i])) for i in np.flatnonzero(~read)]
+    return [(path, reason) for path, reason in failures if reason is not None]
+
+
+def _failure(path: str) -> str | None:
+    """Why TensorFlow cannot read or decode one file (its message without the op's name), or
+    None if it can now."""
+    try:
+        _decoded(tf.io.read_file(path))
+    except tf.errors.OpError as error:
+        text = re.sub(r"\{\{.*?\}\}|\[Op:\w+\].*", "", error.message)
+        return " ".join(text.split())
+    return None
 
 
 def square_rgb(image: tf.Tensor, size: int) -> tf.Tensor:

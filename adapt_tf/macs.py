@@ -57,16 +57,21 @@ def layer_macs(model, inputs: Any = None, *, input_shape: Sequence[int] | None =
     if not isinstance(model, keras.Model):
         layers.append(model)
     records: list[tuple[Any, str, tuple, Any]] = []
-    for layer in layers:
-        kind = _classify(layer)
-        if kind is not None:
-            layer.call = _recording_call(layer, kind, records)
+    # (layer, its own instance `call` or None): each wrapped layer gets back exactly what it
+    # had. Layers may own an instance `call` (tf_keras' TFOpLambda, e.g. BigGAN-64's tf.split
+    # of z), which deleting would turn into the identity.
+    wrapped = [(layer, kind, layer.__dict__.get("call")) for layer in layers
+               if (kind := _classify(layer)) is not None]
+    for layer, kind, _ in wrapped:
+        layer.call = _recording_call(layer, kind, records)
     try:
         model(inputs, training=False, **call_kwargs)
     finally:
-        for layer in layers:
-            if "call" in layer.__dict__:
+        for layer, _, own in wrapped:
+            if own is None:
                 del layer.call
+            else:
+                layer.call = own
     return _costs_from_records(records)
 
 

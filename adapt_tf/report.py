@@ -105,10 +105,11 @@ class RunRecord:
         logged = [key for key in ("fid", "toy_fid", "classifier_fid") if self.series(key)[1]]
         return logged[0] if logged else "fid"
 
-    def best_toy_row(self) -> dict[str, float] | None:
-        """The metrics.csv row of the lowest logged toy FID, or None."""
-        rows = [row for row in self.metrics if math.isfinite(row.get("toy_fid", math.nan))]
-        return min(rows, key=lambda row: row["toy_fid"]) if rows else None
+    def best_score_row(self) -> dict[str, float] | None:
+        """The metrics.csv row of the lowest logged `score_key` value, or None."""
+        key = self.score_key
+        rows = [row for row in self.metrics if math.isfinite(row.get(key, math.nan))]
+        return min(rows, key=lambda row: row[key]) if rows else None
 
     @property
     def steps(self) -> int:
@@ -259,25 +260,56 @@ def _grid_table(rows: Sequence[dict[str, Any]], setting: str, *, value: str,
 
 
 def _score_text(record: RunRecord, row: dict[str, Any]) -> str:
-    toy = record.best_toy_row()
-    evaluated = _evaluated_toy(record)
+    evaluated = _evaluated_by_classifier(record)
     if evaluated is not None:
-        kind, scores = evaluated
-        return (f"toy FID {scores['toy_fid']:.2f} (floor {scores['toy_fid_floor']:.2f}), "
-                f"coverage {scores['class_coverage']:.0f}/12, confident "
-                f"{scores['confident_share']:.2f} (eval.json {kind} checkpoint, iteration "
-                f"{scores['step']}, {record.evaluation['num_samples']} samples; toy metric, "
+        kind, key, scores = evaluated
+        return (f"{_classifier_scores(key, scores, record, digits=2)} (eval.json {kind} "
+                f"checkpoint, iteration {scores['step']}, {record.evaluation['num_samples']} "
+                f"samples; {_CLASSIFIER_SCORES[key][1]}, not Inception FID)")
+    logged = record.best_score_row()
+    if record.score_key in _CLASSIFIER_SCORES and logged is not None:
+        return (f"{_classifier_scores(record.score_key, logged, record, digits=1)} at "
+                f"iteration {logged['step']:.0f} ({_CLASSIFIER_SCORES[record.score_key][1]}, "
                 "not Inception FID)")
-    if record.score_key == "toy_fid" and toy is not None:
-        return (f"toy FID {toy['toy_fid']:.1f} (floor {toy['toy_fid_floor']:.2f}), coverage "
-                f"{toy['class_coverage']:.0f}/12, confident {toy['confident_share']:.2f} at "
-                f"iteration {toy['step']:.0f} (toy metric, not Inception FID)")
     text = f"{_fmt(row['fid'], 'fid')} ({row['fid_source'] or 'not evaluated'})"
     test = (record.evaluation or {}).get("test", {})
     if "fid_test" in test:
         text += (f"; test-split FID {test['fid_test']:.2f} ({test['test_split']}, "
                  f"{test['checkpoint_kind']} checkpoint, iteration {test['step']})")
     return text
+
+
+# Scores of a classifier of the data's classes (`adapt_tf.toy_metric`,
+# `adapt_tf.classifier_metric`): their key -> (name, metric), in the order they are looked for.
+_CLASSIFIER_SCORES = {"toy_fid": ("toy FID", "toy metric"),
+                      "classifier_fid": ("classifier FID", "classifier metric")}
+_TOY_CLASSES = 12  # toy_shapes' classes
+# Scores only the classifier metric gives (class agreement: conditional samples only).
+_OPTIONAL_SCORES = (("class_agreement", "class agreement {:.2f}"),
+                    ("classifier_accuracy", "classifier accuracy {:.3f} held out"))
+
+
+def _classifier_scores(key: str, scores: Mapping[str, Any], record: RunRecord, *,
+                       digits: int) -> str:
+    """"classifier FID 3.10 (floor 0.85), coverage 12/12, confident 0.97[, class agreement
+    0.93][, classifier accuracy 0.998 held out]" from eval.json scores or a metrics.csv row."""
+    text = (f"{_CLASSIFIER_SCORES[key][0]} {scores[key]:.{digits}f} (floor "
+            f"{scores[key + '_floor']:.2f}), coverage {scores['class_coverage']:.0f}"
+            f"{_of_classes(key, scores, record)}, confident {scores['confident_share']:.2f}")
+    for name, shown in _OPTIONAL_SCORES:
+        value = scores.get(name)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            text += ", " + shown.format(value)
+    return text
+
+
+def _of_classes(key: str, scores: Mapping[str, Any], record: RunRecord) -> str:
+    """"/K" of the coverage: K from the scores' class counts, eval.json's classifier or
+    toy_shapes'; " classes" when unknown (a classifier metric's metrics.csv row alone)."""
+    real = (record.evaluation or {}).get("real_data", {})
+    classes = (len(scores["class_counts"]) if "class_counts" in scores
+               else real.get("num_classes", _TOY_CLASSES if key == "toy_fid" else None))
+    return " classes" if classes is None else f"/{classes}"
 
 
 def _samples_line(rows: Sequence[dict[str, Any]], setting: str) -> str:
@@ -291,13 +323,16 @@ def _samples_line(rows: Sequence[dict[str, Any]], setting: str) -> str:
             + (f"{theirs:,}." if theirs else "– (not one of the paper's settings)."))
 
 
-def _evaluated_toy(record: RunRecord) -> tuple[str, Mapping[str, Any]] | None:
-    """("best" or "last", its scores) from a toy-metric eval.json (`python -m
-    adapt_tf.evaluate`): the best checkpoint's, else the last one's; None without one."""
+def _evaluated_by_classifier(record: RunRecord
+                             ) -> tuple[str, str, Mapping[str, Any]] | None:
+    """("best" or "last", the score's key, its scores) from an eval.json of the toy or the
+    classifier metric (`python -m adapt_tf.evaluate`): the best checkpoint's, else the last
+    one's; None without one."""
     checkpoints = (record.evaluation or {}).get("checkpoints", {})
     for kind in ("best", "last"):
-        if "toy_fid" in checkpoints.get(kind, {}):
-            return kind, checkpoints[kind]
+        for key in _CLASSIFIER_SCORES:
+            if key in checkpoints.get(kind, {}):
+                return kind, key, checkpoints[kind]
     return None
 
 
@@ -321,8 +356,8 @@ def markdown(records: Sequence[RunRecord], *, plots: Sequence[str] = ()) -> str:
                              theirs={}, kind="ratio")
         lines.append("")
 
-    lines += ["## Runs", "", "| run | method | d_G | steps | final d_D | FID or toy metric "
-              "(source) | workdir |",
+    lines += ["## Runs", "", "| run | method | d_G | steps | final d_D | FID, toy or "
+              "classifier metric (source) | workdir |",
               "|---|---|---:|---:|---:|---|---|"]
     for record, row in zip(records, rows):
         lines.append(f"| {record.name} | {row['method']} | {_percent(record.g_density)} | "

@@ -329,7 +329,8 @@ def _fit(run: Run, images: tf.data.Dataset, spec: RunSpec, *, start: int,
     logging.info("Training %s (%s, d_G=%.3f, d_D=%.3f) for iterations %d..%d in %s.",
                  method.name, run.architecture.name, method.g_density, method.d_density,
                  start + 1, spec.total_steps, spec.workdir)
-    with _disk_full_is_one_error(spec.workdir, run.checkpointer):
+    with _disk_full_is_one_error(spec.workdir, run.checkpointer), data.naming_damaged_images(
+            spec.dataset, outcome=lambda: _kept_before_damaged(run.checkpointer)):
         run.gan.fit(images, epochs=1, steps_per_epoch=spec.total_steps - start,
                     callbacks=run_callbacks, verbose=0)
     distribution.remove_writer_directory(log_dir, spec.workdir)
@@ -355,6 +356,17 @@ def _disk_full_is_one_error(workdir: str, checkpointer: Checkpointer):
             f"No space left on the device of {workdir} ({text[:200]}); the newest checkpoint, "
             f"{latest or 'none yet'}, is intact. Free space, then rerun to resume from it.") \
             from None
+
+
+def _kept_before_damaged(checkpointer: Checkpointer) -> str:
+    """What a run stopped by a damaged image keeps: its newest checkpoint. The failed
+    iteration is not saved: reading its batch failed while other ops of the step (e.g. the
+    iteration counter's increment) may have run."""
+    latest = tf.train.latest_checkpoint(checkpointer.directory)
+    return (f" Training stopped; the newest checkpoint, {latest or 'none yet'}, is intact "
+            "(evaluate and export read it). Repaired images are other data, which a run does "
+            "not resume on (train.dataset_fingerprint): train the repaired folder in a new "
+            "--workdir.")
 
 
 def _raise_if_stopped(run: Run, nan_guard: TerminateOnNaN,

@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from adapt_tf import classifier_metric as C, evaluation, toy_metric
+from adapt_tf import classifier_metric as C, data, evaluation, toy_metric
 from image_data import class_folder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -252,3 +252,15 @@ def test_a_tfds_dataset_with_a_test_split_holds_that_split_out(tmp_path):
     assert reference.held_out == "test split 'test', 3 images"
     assert (reference.num_classes, reference.image_size) == (3, 12)
     assert reference.accuracy in (0.0, 1 / 3, 2 / 3, 1.0)
+
+
+def test_a_damaged_image_is_named_before_any_classifier_is_trained(tmp_path):
+    folder = class_folder(tmp_path, per_class=4, size=16)
+    damaged = folder / "c_cls" / "003.png"
+    damaged.write_bytes(damaged.read_bytes()[:33])  # PNG signature and IHDR chunk only
+    with pytest.raises(data.DamagedImageError) as error:
+        C.load_classifier(f"folder:{folder}", image_size=16, cache_dir=str(tmp_path / "cache"))
+    assert f": {str(damaged)!r} (Invalid PNG" in str(error.value)
+    assert str(error.value).endswith("never skipped). No classifier was trained.")
+    assert not [name for name in os.listdir(tmp_path / "cache")
+                if name.endswith(".npz")]

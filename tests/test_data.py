@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -611,3 +612,52 @@ def test_bad_python_sources_are_refused(dataset, expected):
     with pytest.raises(ValueError) as error:
         data.make_dataset(dataset, batch_size=2)
     assert expected in str(error.value)
+
+
+def _damage(path, kind: str) -> str:
+    """Damages an image file past its valid header; returns its path as a str."""
+    if kind == "png":  # signature and IHDR chunk (8 + 25 bytes), no image data
+        path.write_bytes(path.read_bytes()[:33])
+    else:  # a JPEG whose headers are intact up to the scan, then garbage
+        buffer = io.BytesIO()
+        PIL.Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(buffer, "JPEG")
+        jpeg = buffer.getvalue()
+        path.write_bytes(jpeg[:jpeg.index(b"\xff\xda")] + b"\xff\xda" + b"\x13\x37" * 40)
+    return str(path)
+
+
+def test_files_damaged_past_a_valid_header_are_named_when_a_batch_fails(tmp_path):
+    folder = class_folder(tmp_path, size=8)  # 3 classes of 4 files
+    truncated = _damage(folder / "b_cls" / "001.png", "png")
+    (folder / "c_cls" / "002.png").unlink()  # replaced by a JPEG: still 12 files
+    garbled = _damage(folder / "c_cls" / "002.jpg", "jpeg")
+    uri = f"folder:{folder}"
+    ds = data.make_dataset(uri, batch_size=4, conditional=True)  # up-front checks pass
+    # TensorFlow's own error names no file: what a run stopped with before.
+    with pytest.raises(tf.errors.InvalidArgumentError) as raw:
+        _batches(ds, 3)  # one epoch: every file once
+    assert "001.png" not in str(raw.value) and "002.jpg" not in str(raw.value)
+    with pytest.raises(data.DamagedImageError) as error:
+        with data.naming_damaged_images(uri, outcome=lambda: " Nothing was saved."):
+            _batches(ds, 3)
+    message = str(error.value)
+    assert message.startswith(f"2 image file(s) of folder {str(folder)!r} cannot be read or "
+                              f"decoded past a valid header: {truncated!r} (Invalid PNG")
+    assert f"; {garbled!r} (jpeg::Uncompress failed" in message
+    assert message.endswith("(a damaged image is refused, never skipped). Nothing was saved.")
+    assert "\n" not in message and "Op:" not in message and "{{" not in message
+    assert image_folder.undecodable(image_folder.scan(folder)) == [
+        (truncated, message.split(f"{truncated!r} (")[1].split(")")[0]),
+        (garbled, message.split(f"{garbled!r} (")[1].split(")")[0])]
+    # Errors that no damaged file explains pass unchanged, as do other datasets'.
+    for source in (f"folder:{class_folder(tmp_path / 'intact')}", "toy_shapes"):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="unrelated"):
+            with data.naming_damaged_images(source):
+                raise tf.errors.InvalidArgumentError(None, None, "unrelated")
+
+
+def test_a_damaged_first_file_is_named_by_the_up_front_checks(tmp_path):
+    folder = class_folder(tmp_path, size=8)
+    first = _damage(folder / "a_cls" / "000.png", "png")  # the one decoded for the spec
+    with pytest.raises(data.DamagedImageError, match=rf"folder .*: '{re.escape(first)}' \(Inv"):
+        data.make_dataset(f"folder:{folder}", batch_size=4)

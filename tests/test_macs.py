@@ -97,3 +97,20 @@ def test_subclassed_model_and_repeated_calls():
 def test_inputs_or_input_shape_exactly_one():
     with pytest.raises(ValueError, match="exactly one"):
         macs.layer_macs(keras.layers.Dense(2))
+
+
+def test_layers_that_own_their_call_keep_it():
+    """A functional model with tf ops (TFOpLambda layers own an instance `call`, as BigGAN-64's
+    tf.split of z does): counting leaves every op in place, so the model computes the same
+    function afterwards, eagerly and traced."""
+    z = keras.Input(shape=(6,))
+    first, second = tf.split(z, 2, axis=1)
+    model = keras.Model(z, keras.layers.Dense(1, use_bias=False, kernel_initializer="ones")(
+        first) - tf.reduce_sum(second, axis=1, keepdims=True))
+    owned = {layer.name for layer in model.layers if "call" in layer.__dict__}
+    assert owned == {"tf.split", "tf.math.reduce_sum", "tf.math.subtract"}
+    assert flops.forward_macs(macs.layer_macs(model, input_shape=[6])) == 3
+    assert {layer.name for layer in model.layers if "call" in layer.__dict__} == owned
+    values = tf.constant([[1.0, 2.0, 3.0, 10.0, 20.0, 30.0]])
+    assert float(model(values)[0, 0]) == 6.0 - 60.0
+    assert float(tf.function(model)(values)[0, 0]) == 6.0 - 60.0

@@ -204,7 +204,7 @@ def test_a_toy_metric_run_reports_its_best_toy_evaluation(tmp_path):
     path = _write_run(tmp_path / "toy", fields, rows, dataset="toy_shapes")
     record = report.load_run(str(path))
     assert record.score_key == "toy_fid"
-    assert record.best_toy_row()["step"] == 600
+    assert record.best_score_row()["step"] == 600
     text = report.markdown([record])
     assert ("toy FID 120.5 (floor 2.06), coverage 9/12, confident 0.81 at iteration 600 "
             "(toy metric, not Inception FID)") in text
@@ -262,6 +262,44 @@ def test_a_classifier_metric_run_plots_its_classifier_fid(tmp_path):
     record = report.load_run(str(path))
     assert record.score_key == "classifier_fid"
     assert record.series("classifier_fid")[1] == [30.0, 12.5]
+
+
+def test_a_classifier_metric_run_reports_its_scores_floor_and_accuracy(tmp_path):
+    fields = ["step", "br", "g_density", "d_density", "classifier_fid", "classifier_fid_floor",
+              "classifier_accuracy", "class_coverage", "confident_share", "class_agreement"]
+    rows = [(600, 0.3, 0.2, 0.2, 30.25, 0.81, 0.9975, 7, 0.6, 0.55),
+            (1200, 0.4, 0.2, 0.15, 12.54, 0.81, 0.9975, 11, 0.9, 0.875),
+            (1800, 0.5, 0.2, 0.15, 14.0, 0.81, 0.9975, 12, 0.95, 0.9)]
+    path = _write_run(tmp_path / "cls", fields, rows, dataset="folder:/data/shapes")
+    # The best logged row (iteration 1200); metrics.csv does not say how many classes exist.
+    assert ("classifier FID 12.5 (floor 0.81), coverage 11 classes, confident 0.90, class "
+            "agreement 0.88, classifier accuracy 0.998 held out at iteration 1200 (classifier "
+            "metric, not Inception FID)") in report.markdown([report.load_run(str(path))])
+    # eval.json as `python -m adapt_tf.evaluate --metric=classifier` writes it: the best
+    # checkpoint's scores, its 12 classes counted by class_counts.
+    scores = {"classifier_fid": 3.456, "classifier_fid_floor": 0.812,
+              "classifier_accuracy": 0.9975, "confident_share": 0.964, "class_coverage": 12,
+              "class_counts": [800] * 12, "class_precision": 0.93, "class_agreement": 0.921,
+              "class_precision_per_class": [0.93] * 12}
+    evaluation = {"metric": "classifier", "num_samples": 10000, "seed": 0,
+                  "classifier": "/cache/c.npz", "real_data": {
+                      "classifier_fid_floor": 0.812, "classifier_accuracy": 0.9975,
+                      "held_out": "the last 1200 of the train split", "num_classes": 12},
+                  "checkpoints": {"best": {"checkpoint": "b", "step": 1200, **scores},
+                                  "last": {"checkpoint": "l", "step": 1800, **scores,
+                                           "classifier_fid": 5.0}}}
+    (path / "eval.json").write_text(json.dumps(evaluation))
+    text = report.markdown([report.load_run(str(path))])
+    assert ("classifier FID 3.46 (floor 0.81), coverage 12/12, confident 0.96, class agreement "
+            "0.92, classifier accuracy 0.998 held out (eval.json best checkpoint, iteration "
+            "1200, 10000 samples; classifier metric, not Inception FID)") in text
+    # Unconditional samples have no agreement; the class count comes from the header then.
+    for entry in evaluation["checkpoints"].values():
+        del entry["class_agreement"], entry["class_counts"]
+    evaluation["real_data"]["num_classes"] = 13
+    (path / "eval.json").write_text(json.dumps(evaluation))
+    assert ("coverage 12/13, confident 0.96, classifier accuracy 0.998 held out (eval.json best"
+            ) in report.markdown([report.load_run(str(path))])
 
 
 def test_br_axis_shows_the_band_and_the_central_ninety_percent_and_counts_the_rest():

@@ -358,6 +358,10 @@ def test_image_size_trains_the_architecture_family_at_that_size(tmp_path):
     assert gan.discriminator.input_shape == (None, 64, 64, 3)
     with open(tmp_path / "metrics.csv") as f:
         assert [r["step"] for r in csv.DictReader(f)] == ["2"]
+    # BigGAN-64 splits z with a tf op, which counting FLOPs before the first step kept.
+    gan = _train(tmp_path / "biggan", "train.architecture = 'biggan32'", "train.g_width = 8",
+                 "train.d_width = 8", "train.image_size = 64", "train.total_steps = 2")
+    assert gan.generator.name == "biggan64_generator" and gan.iteration == 2
 
 
 def test_cli_resume_refuses_changed_config_and_keeps_the_record_true(tmp_path):
@@ -485,6 +489,39 @@ def test_a_full_disk_is_one_error_and_the_previous_checkpoint_resumes(small_disk
     assert not list((run / "checkpoints").glob("*_temp"))
     with open(run / "metrics.csv") as f:
         assert [r["step"] for r in csv.DictReader(f)] == ["2", "4", "6", "8"]
+
+
+def test_a_file_damaged_past_its_header_stops_the_run_naming_it_keeping_its_checkpoint(tmp_path):
+    """40 flat images, batches of 16 (n_dis 2 x 8): step 2's batch ends epoch 0, so a file
+    first met there stops iteration 3; the checkpoint of iteration 2 is an intact run's."""
+    rng = np.random.default_rng(0)
+    for k in range(40):
+        png(tmp_path / "intact" / f"{k:03d}.png", rng.integers(0, 256, (32, 32, 3), np.uint8))
+    shutil.copytree(tmp_path / "intact", tmp_path / "damaged")
+    index = int(data._permuted_indices(tf.constant(2, tf.int64), batch_size=16, n=40,
+                                       seed=0)[0])  # position 32 of epoch 0's permutation
+    damaged = tmp_path / "damaged" / f"{index:03d}.png"
+    damaged.write_bytes(damaged.read_bytes()[:33])  # PNG signature and IHDR chunk only
+    bindings = ("train.seed = 0", "train.checkpoint_every = 1", "train.eval_every = None")
+    with pytest.raises(data.DamagedImageError) as error:  # a ValueError: one CLI line
+        _train(tmp_path / "run", *bindings, f"train.dataset = 'folder:{tmp_path / 'damaged'}'")
+    message = str(error.value)
+    assert "\n" not in message and "1 image file(s) of folder " in message
+    assert f": {str(damaged)!r} (Invalid PNG. Failed to initialize decoder.). Replace" in message
+    latest = str(tmp_path / "run" / "checkpoints" / "ckpt-2")
+    assert f"Training stopped; the newest checkpoint, {latest}, is intact " in message
+    assert "train the repaired folder in a new --workdir" in message
+    assert [os.path.basename(p) for p in workdir.checkpoint_paths(
+        str(tmp_path / "run" / "checkpoints"))] == ["ckpt-2", "ckpt-1"]
+    assert workdir.checkpoint_problem(latest) is None
+    # Nothing of the failed iteration 3 was saved: the state is an intact run's after 2.
+    _train(tmp_path / "intact_run", *bindings, "train.total_steps = 2",
+           f"train.dataset = 'folder:{tmp_path / 'intact'}'")
+    values, intact = _checkpoint_values(tmp_path / "run"), _checkpoint_values(
+        tmp_path / "intact_run")
+    assert values.keys() == intact.keys() and len(values) > 50
+    for key, value in values.items():
+        np.testing.assert_array_equal(value, intact[key], err_msg=key)
 
 
 def test_cli_refuses_a_workdir_another_process_trains_in(tmp_path):
