@@ -78,7 +78,7 @@ from absl import logging
 from adapt_tf import image_folder
 # Importing adapt_tf.datasets registers our builders (toy_shapes, tiny_imagenet) with tfds.
 from adapt_tf.checks import positive_int
-from adapt_tf.datasets import tiny_imagenet
+from adapt_tf.datasets import tiny_imagenet, toy_shapes
 
 DEFAULT_DATASET = "toy_shapes"
 FOLDER_PREFIX, TFDS_PREFIX = "folder:", "tfds:"
@@ -115,8 +115,9 @@ class DatasetSpec:
         None when the dataset has no held-out part (folders; tfds datasets without one).
       source: "tfds", "folder", "arrays" or "tf.data" (the last two given in Python).
       root: a folder's absolute path; None otherwise.
-      class_names: a labelled folder's class folders in label order (a tfds `ClassLabel`'s
-        names); None otherwise.
+      class_names: the class names in label order: a labelled folder's class folders, a tfds
+        `ClassLabel`'s names, toy_shapes' and CIFAR-10's; None otherwise (Tiny-ImageNet's
+        wnids are known only once prepared).
       image_key, label_key: the tfds features read (label_key None: unlabelled).
 
     `image_size` is None where the images have no common size (a tfds feature of variable
@@ -139,8 +140,11 @@ class DatasetSpec:
 
 
 DATASETS: Mapping[str, DatasetSpec] = types.MappingProxyType({
-    "toy_shapes": DatasetSpec("toy_shapes", "train", 32, 12, False, 12_000, "local", "test"),
-    "cifar10": DatasetSpec("cifar10", "train", 32, 10, True, 50_000, "download", "test"),
+    "toy_shapes": DatasetSpec("toy_shapes", "train", 32, 12, False, 12_000, "local", "test",
+                              class_names=toy_shapes.CLASS_NAMES),
+    "cifar10": DatasetSpec("cifar10", "train", 32, 10, True, 50_000, "download", "test",
+                           class_names=("airplane", "automobile", "bird", "cat", "deer", "dog",
+                                        "frog", "horse", "ship", "truck")),
     # Paper: torchvision Resize(48) of the 96x96 images; here bilinear with antialiasing.
     "stl10": DatasetSpec("stl10", "unlabelled", 48, None, True, 100_000, "download",
                          "unlabelled"),

@@ -299,13 +299,16 @@ class SampleGrid(_compat.Callback):
     (`layer_density/<network>/<layer>`) into `tensorboard/` at the same iterations.
 
     Samples come from the EMA generator (the generator if EMA is off) on a fixed z, so grids
-    are comparable across steps. A conditional model's grid has one row per class, labelled
-    (`class_rows`), and fixed labels.
+    are comparable across steps. A conditional model's grid has one row per class (`class_rows`)
+    and fixed labels; each row is labelled with its class's name from `class_names` (in label
+    order, e.g. `data.dataset_info(...).class_names`), or "class k" without them.
     """
 
     def __init__(self, workdir: str, *, every: int = 1000, num_images: int = 64,
-                 total_steps: int | None = None, seed: int = 1234, tensorboard: bool = True):
+                 total_steps: int | None = None, seed: int = 1234, tensorboard: bool = True,
+                 class_names: Sequence[str] | None = None):
         super().__init__()
+        self.class_names = None if class_names is None else tuple(class_names)
         self.directory = workdir_lib.Workdir(workdir).samples
         self.every = every
         self.num_images = num_images
@@ -326,7 +329,7 @@ class SampleGrid(_compat.Callback):
         if gan.num_classes is not None:
             rows, columns = class_rows(self.num_images, gan.num_classes)
             labels = tf.repeat(tf.range(rows), columns)
-            row_labels = [f"class {k}" for k in range(rows)]
+            row_labels = self._row_labels(rows, gan.num_classes)
         images = gan.sample(len(labels) if labels is not None else self.num_images,
                             seed=self.seed, labels=labels)
         pixels = grid_pixels(images.numpy(), columns=columns, row_labels=row_labels)
@@ -335,6 +338,14 @@ class SampleGrid(_compat.Callback):
         if self._writer is not None:
             self._summarise(step, pixels)
         return path
+
+    def _row_labels(self, rows: int, num_classes: int) -> list[str]:
+        if self.class_names is None:
+            return [f"class {k}" for k in range(rows)]
+        if len(self.class_names) != num_classes:
+            raise ValueError(f"SampleGrid has {len(self.class_names)} class_names for a model of "
+                             f"{num_classes} classes; pass the dataset's names in label order.")
+        return list(self.class_names[:rows])
 
     def _summarise(self, step: int, pixels: np.ndarray) -> None:
         with self._writer.as_default(step=step):

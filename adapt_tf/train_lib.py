@@ -323,7 +323,8 @@ def _fit(run: Run, images: tf.data.Dataset, spec: RunSpec, *, start: int,
                      *evaluations, logger,
                      SampleGrid(log_dir, every=spec.sample_every,
                                 num_images=spec.num_sample_images,
-                                total_steps=spec.total_steps),
+                                total_steps=spec.total_steps, class_names=data.dataset_info(
+                                    spec.dataset, data_dir=spec.data_dir).class_names),
                      nan_guard, run.checkpointer, *spec.extra_callbacks, stop]
     method = spec.method
     logging.info("Training %s (%s, d_G=%.3f, d_D=%.3f) for iterations %d..%d in %s.",

@@ -130,3 +130,40 @@ def test_row_labels_add_a_left_margin_with_text_in_each_row():
 def test_class_rows_put_every_class_in_a_row_when_four_images_fit(num_images, num_classes,
                                                                   shape):
     assert run_io.class_rows(num_images, num_classes) == shape
+
+
+class _ConditionalModel:
+    """What SampleGrid reads from a conditional `SparseGAN`: its classes and `sample`."""
+
+    num_classes = 3
+
+    def sample(self, n, *, seed, labels):
+        import tensorflow as tf
+        return tf.zeros([n, 4, 4, 3]) + tf.reshape(tf.cast(labels, tf.float32), [-1, 1, 1, 1])
+
+
+@pytest.mark.parametrize("class_names, expected", [
+    (("red_disc", "green_disc", "blue_disc"), ["red_disc", "green_disc", "blue_disc"]),
+    (None, ["class 0", "class 1", "class 2"])])
+def test_grid_rows_are_labelled_with_the_class_names_in_label_order(
+        tmp_path, monkeypatch, class_names, expected):
+    seen = []
+    original = run_io.grid_pixels
+    monkeypatch.setattr(run_io, "grid_pixels", lambda images, **kwargs: seen.append(
+        (images, kwargs["row_labels"])) or original(images, **kwargs))
+    grid = run_io.SampleGrid(str(tmp_path), num_images=12, tensorboard=False,
+                             class_names=class_names)
+    grid.set_model(_ConditionalModel())
+    assert os.path.exists(grid.write(1))
+    (images, labels), = seen
+    assert labels == expected
+    # Row k holds class k's samples (4 columns of 3 rows), so its label names its class.
+    assert [float(images[4 * k, 0, 0, 0]) for k in range(3)] == [0.0, 1.0, 2.0]
+
+
+def test_grid_refuses_class_names_that_do_not_match_the_models_classes(tmp_path):
+    grid = run_io.SampleGrid(str(tmp_path), num_images=12, tensorboard=False,
+                             class_names=("a", "b"))
+    grid.set_model(_ConditionalModel())
+    with pytest.raises(ValueError, match="2 class_names for a model of 3 classes"):
+        grid.write(1)
