@@ -211,11 +211,14 @@ def probe_table(results) -> str:
 PRECISIONS = (("fp32", ()), ("bf16", ("train.mixed_precision = 'mixed_bfloat16'",)))
 
 
-def precision_runs(seeds):
-    """(precision, seed, run name, bindings) of every run of --precision."""
+def precision_runs(seeds, only=None):
+    """(precision, seed, run name, bindings) of every run of --precision (with `only`: of those
+    run names only)."""
     for label, extra in PRECISIONS:
         for seed in seeds:
-            yield label, seed, f"quickstart_{label}_s{seed}", (f"train.seed = {seed}",) + extra
+            name = f"quickstart_{label}_s{seed}"
+            if not only or name in only:
+                yield label, seed, name, (f"train.seed = {seed}",) + extra
 
 
 def run_scores(record) -> dict:
@@ -287,7 +290,7 @@ def write_precision(args) -> None:
 
     out = os.path.join(args.out, "precision")
     scores = []
-    for label, seed, name, bindings in precision_runs(args.seeds):
+    for label, seed, name, bindings in precision_runs(args.seeds, args.only):
         result = run(name, bindings, out=out, steps=args.steps)
         scores.append((label, seed, run_scores(report.load_run(result["workdir"]))))
         print(f"{name}: {result['seconds']:.0f} s", flush=True)
@@ -347,7 +350,8 @@ def main() -> None:
                         help="iterations per run (default: the quickstart's; probe 400)")
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0 .. N-1 per table cell")
     parser.add_argument("--densities", type=float, nargs="+", default=[0.1, 0.2])
-    parser.add_argument("--only", nargs="*", help="run only these probe names")
+    parser.add_argument("--only", nargs="*",
+                        help="run only these probe names or --precision run names")
     parser.add_argument("--methods", nargs="*", help="table: only these presets (e.g. to "
                         "train parts in parallel into one --out, then read all back)")
     parser.add_argument("--out", default=os.path.join(ROOT, "runs", "toy_table"))

@@ -78,6 +78,9 @@ def test_the_precision_runs_are_the_quickstart_with_a_seed_and_a_policy(toy_tabl
         assert (arguments["seed"], arguments.get("mixed_precision")) == (seed, policy)
         # Nothing else is bound: the README's command with a seed and a policy.
         assert len(bindings) == (1 if label == "fp32" else 2)
+    only = ["quickstart_bf16_s1", "quickstart_fp32_s2"]
+    assert [name for *_, name, _ in toy_table.precision_runs([0, 1, 2], only)] == [
+        "quickstart_fp32_s2", "quickstart_bf16_s1"]
 
 
 def _record(metrics):
