@@ -3,6 +3,7 @@
     python scripts/toy_table.py [--seeds 1] [--densities 0.1 0.2]   # the table (~2 h on 2 cores)
     python scripts/toy_table.py --probe [--steps 400]               # why is BR where it is?
     python scripts/toy_table.py --calibrate                         # what a toy FID means
+    python scripts/toy_table.py --precision --seeds 3               # fp32 against bf16
 
 Every run is `python -m adapt_tf.train --gin_file=gin_configs/quickstart.gin` with extra gin
 bindings, in its own workdir under --out (reused: a finished run is read back, not retrained).
@@ -19,6 +20,13 @@ rate 2e-4, `PROBE_BASE`) in one thing each (dense nets, a static D, width, learn
 density) and prints, per run, the BR window mean over
 the second half of the run (the median of the logged window means), its range, and d_D at the
 end: what moves BR towards the paper's band [0.45, 0.55], measured rather than guessed.
+
+--precision trains the quickstart itself (the README's command, `train.seed` bound) at each
+seed in float32 and under Keras' `mixed_bfloat16` policy, and prints one row per run (the toy
+FID at every evaluation with its floor; class coverage and confident share at the last one; how
+many logged BR window means lie inside the band; d_D's path) and, per metric, each precision's
+mean +- sd and range over seeds with how many bf16 seeds lie inside the float32 range; it
+writes both tables to `precision.md` under --out/precision.
 
 --calibrate scores real train images, as they are and with known defects (blur, pixel noise,
 a dimmer palette, classes left out), with the cached toy classifier: the scale against which a
@@ -198,6 +206,100 @@ def probe_table(results) -> str:
     return "\n".join(lines)
 
 
+# (label, extra gin bindings) of --precision: the README's quickstart in float32, and under
+# Keras' mixed_bfloat16 policy (bf16 convolutions and matmuls on float32 variables).
+PRECISIONS = (("fp32", ()), ("bf16", ("train.mixed_precision = 'mixed_bfloat16'",)))
+
+
+def precision_runs(seeds, only=None):
+    """(precision, seed, run name, bindings) of every run of --precision (with `only`: of those
+    run names only)."""
+    for label, extra in PRECISIONS:
+        for seed in seeds:
+            name = f"quickstart_{label}_s{seed}"
+            if not only or name in only:
+                yield label, seed, name, (f"train.seed = {seed}",) + extra
+
+
+def run_scores(record) -> dict:
+    """What --precision reports of one run (an `adapt_tf.report.RunRecord`): the toy FID at
+    every evaluation ({iteration: value}) and its floor; class coverage (0-12) and confident
+    share (0-1) at the last evaluation; how many of the logged BR window means lie inside the
+    band ("in_band" of "windows", counted as the end-of-run summary counts them); d_D at the
+    end and its path."""
+    from adapt_tf import report
+
+    steps, fids = record.series("toy_fid")
+    if not fids:
+        raise ValueError(f"no toy metric in {record.workdir}/metrics.csv (train.eval_every "
+                         "unset?)")
+    last = next(row for row in record.metrics if row["step"] == steps[-1])
+    _, windows = record.series("br")
+    densities = record.series("d_density")[1]
+    return {"toy_fid": dict(zip(map(int, steps), fids)), "floor": last["toy_fid_floor"],
+            "coverage": last["class_coverage"], "confident_share": last["confident_share"],
+            "in_band": sum(record.band[0] <= w <= record.band[1] for w in windows),
+            "windows": len(windows), "final_d": densities[-1],
+            "d_path": report.density_path(densities)}
+
+
+def precision_table(scores) -> str:
+    """scores: [(precision, seed, `run_scores`)] -> Markdown, one row per run."""
+    steps = sorted({step for *_, s in scores for step in s["toy_fid"]})
+    lines = [f"| precision | seed | toy FID at {' / '.join(map(str, steps))} (floor) | "
+             "coverage (of 12) | confident share | BR window means in the band | d_D: path |",
+             "|---|---:|---|---:|---:|---:|---|"]
+    for label, seed, s in scores:
+        fids = " / ".join(format(s["toy_fid"][step], ".3g") if step in s["toy_fid"] else "-"
+                          for step in steps)
+        lines.append(f"| {label} | {seed} | {fids} ({s['floor']:.2f}) | {s['coverage']:.0f} | "
+                     f"{s['confident_share']:.3f} | {s['in_band']} of {s['windows']} | "
+                     f"{s['d_path']} |")
+    return "\n".join(lines)
+
+
+# (metric, its value in `run_scores`, format) of the --precision spread table.
+SPREAD_METRICS = (
+    ("final toy FID", lambda s: s["toy_fid"][max(s["toy_fid"])], ".3g"),
+    ("coverage (of 12)", lambda s: s["coverage"], ".3g"),
+    ("confident share", lambda s: s["confident_share"], ".3f"),
+    ("BR window means in the band", lambda s: s["in_band"], ".3g"),
+    ("final d_D", lambda s: s["final_d"], ".2f"))
+
+
+def spread_table(scores) -> str:
+    """Per metric of `SPREAD_METRICS`: each precision's mean ± sample sd and range over its
+    seeds, and how many runs of the second precision lie inside the first one's range (ends
+    included)."""
+    labels = list(dict.fromkeys(label for label, *_ in scores))
+    if len(labels) != 2:
+        raise ValueError(f"the spread table compares two precisions, got {labels}")
+    lines = [f"| metric | {' | '.join(f'{x}: mean ± sd (range)' for x in labels)} | "
+             f"{labels[1]} runs inside the {labels[0]} range |", "|---|---|---|---:|"]
+    for metric, value, fmt in SPREAD_METRICS:
+        values = [[value(s) for label, _, s in scores if label == x] for x in labels]
+        cells = [f"{_mean_sd(v, fmt)} ({format(min(v), fmt)}–{format(max(v), fmt)})"
+                 for v in values]
+        inside = sum(min(values[0]) <= v <= max(values[0]) for v in values[1])
+        lines.append(f"| {metric} | {' | '.join(cells)} | {inside} of {len(values[1])} |")
+    return "\n".join(lines)
+
+
+def write_precision(args) -> None:
+    from adapt_tf import report
+
+    out = os.path.join(args.out, "precision")
+    scores = []
+    for label, seed, name, bindings in precision_runs(args.seeds, args.only):
+        result = run(name, bindings, out=out, steps=args.steps)
+        scores.append((label, seed, run_scores(report.load_run(result["workdir"]))))
+        print(f"{name}: {result['seconds']:.0f} s", flush=True)
+    tables = f"{precision_table(scores)}\n\n{spread_table(scores)}"
+    print(tables)
+    with open(os.path.join(out, "precision.md"), "w") as f:
+        f.write(tables + "\n")
+
+
 def calibration_rows(num_images: int = 5000) -> list[tuple[str, dict]]:
     """(defect, toy scores) of real train images with known defects (see --calibrate)."""
     import numpy as np
@@ -240,19 +342,27 @@ def calibration_table(rows) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--probe", action="store_true", help="the BR probe (see above)")
+    parser.add_argument("--precision", action="store_true",
+                        help="the quickstart in float32 and bf16 at --seeds (see above)")
     parser.add_argument("--calibrate", action="store_true",
                         help="toy scores of real images with known defects (see above)")
     parser.add_argument("--steps", type=int, default=None,
                         help="iterations per run (default: the quickstart's; probe 400)")
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0 .. N-1 per table cell")
     parser.add_argument("--densities", type=float, nargs="+", default=[0.1, 0.2])
-    parser.add_argument("--only", nargs="*", help="run only these probe names")
+    parser.add_argument("--only", nargs="*",
+                        help="run only these probe names or --precision run names")
     parser.add_argument("--methods", nargs="*", help="table: only these presets (e.g. to "
                         "train parts in parallel into one --out, then read all back)")
     parser.add_argument("--out", default=os.path.join(ROOT, "runs", "toy_table"))
     args = parser.parse_args()
     if args.calibrate:
         print(calibration_table(calibration_rows()))
+        return
+    if args.precision:
+        args.steps = args.steps or quickstart_steps()
+        args.seeds = list(range(args.seeds))
+        write_precision(args)
         return
     if not args.probe:
         args.steps = args.steps or quickstart_steps()
