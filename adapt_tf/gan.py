@@ -19,7 +19,7 @@ An iteration (docs/ALGORITHM.md §1 and §2, as the official ADAPT code runs it)
 Sparsity updates (DST on G, ADAPT on D) happen between iterations in callbacks, through
 `gan.sparsity.update` (`adapt_tf.sparsity.Sparsity`, the one path by which masks change). The
 kernel gradients they need (dL/d(kernel * mask), dense) are copied into `grad_buffers` by the
-iterations that the callbacks of `fit` declare with `needs_gradients(step)`.
+iterations that the callbacks of `fit` declare as `NeedsGradients` (below).
 
 Distribution: z and labels are drawn for the *global* batch from stateless seeds
 (seed, iteration, phase) and each replica takes its slice, so a run on R replicas sees exactly
@@ -37,6 +37,8 @@ n_dis unrolled copies of the D step; docs/BENCHMARKS.md, "Tracing").
 """
 from __future__ import annotations
 
+from typing import Literal, Protocol, runtime_checkable
+
 import tensorflow as tf
 import tf_keras as keras
 
@@ -45,7 +47,32 @@ from adapt_tf.checks import positive_int
 from adapt_tf.ema import EMAGenerator
 from adapt_tf.sparsity import NETWORKS, Sparsity, check_network
 
-__all__ = ["SparseGAN"]
+__all__ = ["SparseGAN", "NeedsGradients", "LogsSamples"]
+
+
+@runtime_checkable
+class NeedsGradients(Protocol):
+    """A callback of `SparseGAN.fit` whose mask updates rank growth by dense kernel gradients
+    (`sparsity.DynamicSparsity` with RigL, `ADAPTController` growing by gradient).
+
+    `needs_gradients(step)` names the networks ("generator", "discriminator") whose
+    dL/d(kernel * mask) the iteration that completes `step` (completed iterations after it)
+    copies into `gan.grad_buffers(network)`; `fit` asks before every iteration, so the others
+    pay nothing. Any object with this method is one (no base class needed).
+    """
+
+    def needs_gradients(self, step: int) -> tuple[str, ...]: ...
+
+
+@runtime_checkable
+class LogsSamples(Protocol):
+    """A callback of `SparseGAN.fit` that reads each window sample from the Keras `logs` of the
+    iteration that takes it (`run_io.SampleLogs`): it declares the class (or instance)
+    attribute `logs_samples = True`, and those iterations' logs then hold the sample's parts
+    (`br_gf`, `br_df`, `br_dr`, `br_kept`, or `ada_sample`). Other runs' logs stay without
+    them, since they are not means a progress bar or `History` could average."""
+
+    logs_samples: Literal[True]
 
 
 def _all_sum(value):
@@ -221,7 +248,7 @@ class SparseGAN(keras.Model):
 
     def _kept_gradients(self, step: int) -> tuple[bool, bool]:
         """(keep G's, keep D's) kernel gradients in the iteration that completes `step`: what
-        the callbacks of the running `fit` declare with `needs_gradients(step)`."""
+        the `NeedsGradients` callbacks of the running `fit` declare."""
         wanted = {net for user in self._gradient_users for net in user.needs_gradients(step)}
         return tuple(net in wanted for net in NETWORKS)
 
@@ -230,21 +257,28 @@ class SparseGAN(keras.Model):
         """Traces per train-function variant (sample_br, keep_g_grads, keep_d_grads)."""
         return dict(self._compiled.traces)
 
-    def fit(self, *args, **kwargs):
-        """`keras.Model.fit`; callbacks with `needs_gradients(step) -> networks` (e.g.
-        `sparsity.DynamicSparsity` with RigL, `ADAPTController` with gradient growth) make the
-        iterations they name keep those networks' dense kernel gradients, and a callback with
-        `logs_samples = True` (`run_io.SampleLogs`) makes the iterations that sample the window
-        add the sample's parts to their logs (`br_gf`, `br_df`, `br_dr`, `br_kept`, or
-        `ada_sample`)."""
-        callbacks = kwargs.get("callbacks", args[5] if len(args) > 5 else None)
-        self._gradient_users = tuple(c for c in callbacks or ()
-                                     if hasattr(c, "needs_gradients"))
-        logs_samples = any(getattr(c, "logs_samples", False) for c in callbacks or ())
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None, validation_freq=1, max_queue_size=10, workers=1,
+            use_multiprocessing=False):
+        """`keras.Model.fit` (same signature); its `callbacks` that are `NeedsGradients` make
+        the iterations they name keep dense kernel gradients, and one that is `LogsSamples`
+        makes the iterations that sample the window add the sample's parts to their logs."""
+        self._gradient_users = _declaring(callbacks, NeedsGradients)
+        logs_samples = bool(_declaring(callbacks, LogsSamples))
         if logs_samples != self._compiled.logs_samples:  # the variants' outputs differ
             self._compiled = _VariantCache(logs_samples=logs_samples)
         try:
-            return super().fit(*args, **kwargs)
+            return super().fit(
+                x=x, y=y, batch_size=batch_size, epochs=epochs, verbose=verbose,
+                callbacks=callbacks, validation_split=validation_split,
+                validation_data=validation_data, shuffle=shuffle, class_weight=class_weight,
+                sample_weight=sample_weight, initial_epoch=initial_epoch,
+                steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
+                validation_batch_size=validation_batch_size, validation_freq=validation_freq,
+                max_queue_size=max_queue_size, workers=workers,
+                use_multiprocessing=use_multiprocessing)
         finally:
             self._host_step = None  # outside fit, `iteration` reads `step` again
             self._gradient_users = ()
@@ -536,6 +570,26 @@ class SparseGAN(keras.Model):
                 "ever_active": bool(self.sparsity.ever_active), "criterion": self.criterion,
                 "diff_aug": ",".join(self.diff_aug) if self.diff_aug else None,
                 "window_sampling": self.window_sampling}
+
+
+def _declaring(callbacks, protocol) -> tuple:
+    """The callbacks (a list, a `CallbackList` or None) that are `protocol`; ValueError for a
+    `LogsSamples` whose `logs_samples` is not True (declared but switched off is ambiguous)."""
+    found = tuple(c for c in callbacks or () if isinstance(c, protocol))
+    if protocol is LogsSamples:
+        for callback in found:
+            if callback.logs_samples is not True:
+                raise ValueError(
+                    f"{type(callback).__name__}.logs_samples={callback.logs_samples!r}: a "
+                    "callback that reads window samples from the logs sets it to True; "
+                    "one that does not must not define it.")
+    if protocol is NeedsGradients:
+        for callback in found:
+            if not callable(callback.needs_gradients):
+                raise ValueError(f"{type(callback).__name__}.needs_gradients must be a method "
+                                 "(step) -> networks, got a "
+                                 f"{type(callback.needs_gradients).__name__}.")
+    return found
 
 
 class _VariantCache:

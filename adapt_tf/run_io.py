@@ -182,7 +182,7 @@ class SampleLogs(_compat.Callback):
     resumed iteration first, so both files read as one uninterrupted run.
     """
 
-    logs_samples = True  # `SparseGAN.fit`: the sampling iterations log the sample's parts
+    logs_samples = True  # a `gan.LogsSamples`: the sampling iterations log the sample's parts
     BR_FIELDS = ("step", "gf", "df", "dr", "ratio", "kept")
     ADA_FIELDS = ("step", "share")
     MASK_FIELDS = ("step", "network", "dropped", "grown", "density")
