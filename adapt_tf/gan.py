@@ -85,7 +85,8 @@ def _all_sum(value):
 
 def _check_arguments(generator: keras.Model, discriminator: keras.Model, *, latent_dim: int,
                      n_dis: int, g_batch_size: int | None, num_classes: int | None,
-                     br_interval: int, br_window: int, ema_decay: float | None) -> None:
+                     br_interval: int, br_window: int, ema_decay: float | None,
+                     loss_mean_every: int | None) -> None:
     """`SparseGAN.__init__`'s argument checks: ValueError naming the value and the fix."""
     positive_int("latent_dim", latent_dim)
     positive_int("n_dis", n_dis)
@@ -95,6 +96,8 @@ def _check_arguments(generator: keras.Model, discriminator: keras.Model, *, late
         positive_int("g_batch_size", g_batch_size)
     if num_classes is not None:
         positive_int("num_classes", num_classes)
+    if loss_mean_every is not None:
+        positive_int("loss_mean_every", loss_mean_every)
     if br_window < br_interval:
         raise ValueError(f"br_window ({br_window}) must be >= br_interval ({br_interval}).")
     if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
@@ -103,10 +106,6 @@ def _check_arguments(generator: keras.Model, discriminator: keras.Model, *, late
         if not model.built:
             raise ValueError(f"The {network} must be built (call it once, or build it from "
                              "keras.Input) before SparseGAN wraps it.")
-
-
-# The train step's log key of the window mean, per criterion.
-WINDOW_KEYS = {"br": "br", "ada": "ada_rt"}
 
 
 class SparseGAN(keras.Model):
@@ -133,7 +132,8 @@ class SparseGAN(keras.Model):
         as the official code's EMA shares G's buffers.
       seed: seed of z and fake-label sampling.
       criterion: what the window samples every `br_interval` iterations and the controller
-        reads: "br", the balance ratio, or "ada", the official `--da-criterion ADA`: the mean
+        reads, a `balance.Criterion` or its name: "br" (`balance.BR`), the balance ratio, or
+        "ada" (`balance.ADA`), the official `--da-criterion ADA`: the mean
         over the iteration's D steps of the share of real images D scores above 0 (logged as
         `ada_rt` instead of `br`).
       diff_aug: a DiffAugment policy (`augment.POLICY`: "color,translation,cutout") or None:
@@ -146,6 +146,11 @@ class SparseGAN(keras.Model):
         logged diagnostic; off, the window stays empty and `br` is NaN.
       ever_active: track the kernel entries of each network that have ever been active
         (`Sparsity.ever_active`) and log their share as `g_ever_active` / `d_ever_active`.
+      loss_mean_every: the logged `d_loss` / `g_loss` are the means over the iterations since
+        the last multiple of this many completed iterations (the rows of a
+        `run_io.MetricsLogger` with that `every`): the model resets its loss trackers there.
+        None: over the iterations of the running `fit`, as Keras (it resets them when an
+        epoch starts).
 
     The dataset yields `images` [n_dis * d_batch, H, W, C] float32 in [-1, 1], or
     `(images, labels)` for conditional models; batch sizes are global.
@@ -158,12 +163,14 @@ class SparseGAN(keras.Model):
                  n_dis: int = 1, g_batch_size: int | None = None,
                  num_classes: int | None = None, br_interval: int = 10, br_window: int = 1000,
                  ema_decay: float | None = None, seed: int = 0, ever_active: bool = False,
-                 criterion: str = "br", diff_aug: str | None = None,
-                 window_sampling: bool = True, name: str = "sparse_gan", **kwargs):
+                 criterion: str | balance.Criterion = "br", diff_aug: str | None = None,
+                 window_sampling: bool = True, loss_mean_every: int | None = None,
+                 name: str = "sparse_gan", **kwargs):
         super().__init__(name=name, **kwargs)
         _check_arguments(generator, discriminator, latent_dim=latent_dim, n_dis=n_dis,
                          g_batch_size=g_batch_size, num_classes=num_classes,
-                         br_interval=br_interval, br_window=br_window, ema_decay=ema_decay)
+                         br_interval=br_interval, br_window=br_window, ema_decay=ema_decay,
+                         loss_mean_every=loss_mean_every)
         self.generator = generator
         self.discriminator = discriminator
         self.latent_dim = int(latent_dim)
@@ -184,13 +191,11 @@ class SparseGAN(keras.Model):
         self.ema_generator = None if self.ema is None else self.ema.model
         if not isinstance(ever_active, bool):
             raise ValueError(f"ever_active={ever_active!r} must be True or False.")
-        if criterion not in WINDOW_KEYS:
-            raise ValueError(f"criterion={criterion!r}: choose 'br' (the balance ratio) or "
-                             "'ada' (the share of reals D scores above 0).")
-        self.criterion = criterion
+        self.criterion = balance.criterion(criterion)
         if not isinstance(window_sampling, bool):
             raise ValueError(f"window_sampling={window_sampling!r} must be True or False.")
         self.window_sampling = window_sampling
+        self.loss_mean_every = loss_mean_every
         self.diff_aug = augment.parse_policy(diff_aug)
         self.sparsity = Sparsity({"generator": generator, "discriminator": discriminator},
                                  ema=self.ema, ever_active=ever_active)
@@ -310,6 +315,8 @@ class SparseGAN(keras.Model):
                 self._compiled.functions[key] = self._compile_variant(*key)
             logs = self._compiled.functions[key](iterator)
             self._host_step += 1
+            if self.loss_mean_every and self._host_step % self.loss_mean_every == 0:
+                self.reset_metrics()  # `logs` hold the means; the next ones start afresh
             return logs
 
         self.train_function = train_function
@@ -370,7 +377,7 @@ class SparseGAN(keras.Model):
         step = self.step.read_value()
         sampler = _Sampler(self, step, replica, replicas, drawn, tuple(images.shape[1:3]))
 
-        ada = sample_br and self.criterion == "ada"
+        ada = sample_br and self.criterion.from_d_steps
         d_loss, positives, (real, real_labels) = self._discriminator_steps(
             images, labels, sampler, local_d * replicas, keep_grads=keep_d_grads, ada=ada)
         g_batch = self._global_g_batch(local_d, replicas)
@@ -394,7 +401,7 @@ class SparseGAN(keras.Model):
         self.g_loss_tracker.update_state(g_loss)
         self.step.assign_add(1)
         return {"d_loss": self.d_loss_tracker.result(), "g_loss": self.g_loss_tracker.result(),
-                WINDOW_KEYS[self.criterion]: self.balance.mean(),
+                self.criterion.window_key: self.balance.mean(),
                 "br_skipped": self.balance.skipped.read_value(),
                 "g_density": self.sparsity.densities["generator"].read_value(),
                 "d_density": self.sparsity.densities["discriminator"].read_value(),
@@ -567,9 +574,9 @@ class SparseGAN(keras.Model):
                 "g_batch_size": self.g_batch_size, "num_classes": self.num_classes,
                 "br_interval": self.br_interval, "br_window": self.br_window,
                 "ema_decay": self.ema_decay, "seed": self.seed,
-                "ever_active": bool(self.sparsity.ever_active), "criterion": self.criterion,
+                "ever_active": bool(self.sparsity.ever_active), "criterion": self.criterion.name,
                 "diff_aug": ",".join(self.diff_aug) if self.diff_aug else None,
-                "window_sampling": self.window_sampling}
+                "window_sampling": self.window_sampling, "loss_mean_every": self.loss_mean_every}
 
 
 def _declaring(callbacks, protocol) -> tuple:

@@ -298,6 +298,24 @@ def test_fit_takes_callbacks_where_keras_does_and_honours_their_declared_gradien
     assert "br_gf" in recorder.logs[-1] and "br_gf" not in recorder.logs[-2]
 
 
+def test_logged_losses_are_means_since_the_last_multiple_of_loss_mean_every():
+    # loss_mean_every 2: iterations 1, 2 average (1, 2); 3 logs its own; 4 averages (3, 4); 5
+    # its own again. Without it, the means run over the whole fit (Keras).
+    images = _images(20, seed=4)
+    ref = _reference(images, iterations=5, n_dis=1, d_batch=4, seed=0)
+    expected = {2: [[0], [0, 1], [2], [2, 3], [4]], None: [list(range(i + 1)) for i in range(5)]}
+    for every, windows in expected.items():
+        gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT, loss_mean_every=every))
+        recorder = _Recorder(gan)
+        gan.fit(_dataset(images, 4), epochs=1, verbose=0, callbacks=[recorder])
+        for logs, window in zip(recorder.logs, windows, strict=True):
+            for key in ("d_loss", "g_loss"):
+                np.testing.assert_allclose(logs[key], np.mean([ref[i][key] for i in window]),
+                                           rtol=1e-4)
+    with pytest.raises(ValueError, match="loss_mean_every"):
+        SparseGAN(*_linear_toy(), latent_dim=LATENT, loss_mean_every=0)
+
+
 def test_callbacks_declare_gradients_and_sample_logs_through_the_protocols(tmp_path):
     from adapt_tf import dst
     from adapt_tf.controller import ADAPTController
