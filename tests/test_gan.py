@@ -469,7 +469,8 @@ def test_a_new_gan_has_the_documented_defaults_and_trains_only_the_networks_weig
     assert gan.get_config() == {"latent_dim": LATENT, "n_dis": 1, "g_batch_size": None,
                                 "num_classes": None, "br_interval": 10, "br_window": 1000,
                                 "ema_decay": None, "seed": 0, "ever_active": False,
-                                "criterion": "br", "diff_aug": None, "window_sampling": True}
+                                "criterion": "br", "diff_aug": None, "window_sampling": True,
+                                "loss_mean_every": None}
     assert gan.balance.capacity == 100  # br_window // br_interval samples
     assert gan.iteration == 0 and gan.step.dtype == tf.int64 and int(gan.step.numpy()) == 0
     assert gan.ema_generator is None and gan.trace_counts == {}
@@ -489,12 +490,12 @@ def test_a_new_gan_has_the_documented_defaults_and_trains_only_the_networks_weig
     custom = SparseGAN(generator, discriminator, latent_dim=LATENT, n_dis=3, g_batch_size=6,
                        num_classes=None, br_interval=5, br_window=20, ema_decay=0.5, seed=9,
                        ever_active=True, criterion="ada", diff_aug="translation, color",
-                       window_sampling=False)
+                       window_sampling=False, loss_mean_every=7)
     assert custom.get_config() == {"latent_dim": LATENT, "n_dis": 3, "g_batch_size": 6,
                                    "num_classes": None, "br_interval": 5, "br_window": 20,
                                    "ema_decay": 0.5, "seed": 9, "ever_active": True,
                                    "criterion": "ada", "diff_aug": "translation,color",
-                                   "window_sampling": False}
+                                   "window_sampling": False, "loss_mean_every": 7}
     assert custom.balance.capacity == 4
     assert [custom.samples_window(step) for step in (4, 9)] == [False, False]
     assert [gan.samples_window(step) for step in (0, 8, 9, 10, 19)] == [
