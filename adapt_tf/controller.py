@@ -30,7 +30,7 @@ from typing import Any
 import tensorflow as tf
 from absl import logging
 
-from adapt_tf import _compat, dst
+from adapt_tf import _compat, balance, dst
 from adapt_tf.checks import positive_int
 
 __all__ = ["ADAPTController", "ControllerState", "BAND", "D_MAX"]
@@ -124,7 +124,7 @@ class ADAPTController(_compat.Callback):
         self.seed = seed
         self.state = ControllerState()
         # What the GAN's window samples (`SparseGAN.criterion`), read at the start of training.
-        self.criterion = "br"
+        self.criterion: balance.Criterion = balance.BR
 
     # ------------------------------------------------------------------------------ state
 
@@ -142,13 +142,13 @@ class ADAPTController(_compat.Callback):
         log = self.decisions + [decision]
         self.state.log_json.text = json.dumps(log)
         logging.info("ADAPT step %d: %s=%s d_D %.4f -> %.4f (%s)", decision["step"],
-                     "BR" if self.criterion == "br" else "ADA r_t", decision["br"],
+                     self.criterion.label, decision["br"],
                      decision["old_density"], decision["new_density"], decision["action"])
 
     # -------------------------------------------------------------------------- callbacks
 
     def on_train_begin(self, logs=None):
-        self.criterion = getattr(self.model, "criterion", "br")
+        self.criterion = self.model.criterion
         if self.density < 0:  # not restored from a checkpoint
             self.state.density.assign(self.model.density("discriminator"))
         if not self.d_min - _EPS <= self.density <= self.d_max + _EPS:
@@ -166,15 +166,16 @@ class ADAPTController(_compat.Callback):
     def on_train_batch_end(self, batch, logs=None):
         step = self.model.iteration
         if self._acts_at(step):
-            self.decide(step)
+            self.decide(step, logs=logs)
 
     def _acts_at(self, step: int) -> bool:
         return dst.is_update_step(step, interval=self.interval, total_steps=self.total_steps)
 
     # --------------------------------------------------------------------------- decisions
 
-    def decide(self, step: int) -> dict[str, Any]:
-        """Takes the decision of iteration `step` (ΔT multiple) and applies it to D."""
+    def decide(self, step: int, *, logs: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Takes the decision of iteration `step` (ΔT multiple) and applies it to D; a mask
+        change goes into the iteration's Keras `logs` if given (`Sparsity.update`)."""
         gan = self.model
         old = self.density
         if not bool(gan.balance.is_full()):
@@ -187,26 +188,26 @@ class ADAPTController(_compat.Callback):
         if action == "dst":
             fraction = dst.drop_fraction(step, self.total_steps, initial=self.dst_drop_fraction,
                                          final=self.dst_final_fraction)
-            self._apply(self._strict_dst, step, fraction)
+            self._apply(self._strict_dst, step, fraction, logs)
         elif new != old:
-            self._apply(self._resize, step, new)
+            self._apply(self._resize, step, new, logs)
             self.state.density.assign(new)
         decision = dict(step=step, br=br, old_density=old, new_density=new, action=action)
         self._record(decision)
         return decision
 
     def _next_density(self, br: float, density: float) -> tuple[float, str]:
-        """The decision for window mean `br` at density `density`. With the ADA-style
-        criterion the directions turn round (D scoring many reals above 0 is too strong) and
-        there is no D-DST at the cap, as in the official code."""
+        """The decision for window mean `br` at density `density`, in the criterion's
+        directions (`Criterion.grows_d_above`; the ADA-style criterion turns them round: D
+        scoring many reals above 0 is too strong) and with D-DST at the cap only where it has
+        one (`Criterion.dst_at_cap`), as in the official code."""
         if math.isnan(br):
             return density, "keep (BR undefined)"
-        ada = self.criterion == "ada"
-        grow, shrink = (br <= self.b_low, br >= self.b_high) if ada else (br >= self.b_high,
-                                                                          br <= self.b_low)
+        above, below = br >= self.b_high, br <= self.b_low
+        grow, shrink = (above, below) if self.criterion.grows_d_above else (below, above)
         if grow and density < self.d_max - _EPS:
             return round(min(density + self.delta_d, self.d_max), 6), "increase"
-        if grow and self.mode == "strict" and not ada:
+        if grow and self.mode == "strict" and self.criterion.dst_at_cap:
             return density, "dst"
         if grow:
             return density, "keep (at d_max)"
@@ -216,9 +217,9 @@ class ADAPTController(_compat.Callback):
             return density, "keep (at d_min)"
         return density, "keep"
 
-    def _apply(self, fn, step: int, value) -> None:
+    def _apply(self, fn, step: int, value, logs: dict[str, Any] | None) -> None:
         self.model.sparsity.update("discriminator", fn, tf.constant(step, tf.int64),
-                                   tf.constant(value, tf.float64))
+                                   tf.constant(value, tf.float64), logs=logs)
 
     @tf.function
     def _resize(self, kernels, masks, grads, step, density):

@@ -19,7 +19,7 @@ An iteration (docs/ALGORITHM.md §1 and §2, as the official ADAPT code runs it)
 Sparsity updates (DST on G, ADAPT on D) happen between iterations in callbacks, through
 `gan.sparsity.update` (`adapt_tf.sparsity.Sparsity`, the one path by which masks change). The
 kernel gradients they need (dL/d(kernel * mask), dense) are copied into `grad_buffers` by the
-iterations that the callbacks of `fit` declare with `needs_gradients(step)`.
+iterations that the callbacks of `fit` declare as `NeedsGradients` (below).
 
 Distribution: z and labels are drawn for the *global* batch from stateless seeds
 (seed, iteration, phase) and each replica takes its slice, so a run on R replicas sees exactly
@@ -37,6 +37,8 @@ n_dis unrolled copies of the D step; docs/BENCHMARKS.md, "Tracing").
 """
 from __future__ import annotations
 
+from typing import Literal, Protocol, runtime_checkable
+
 import tensorflow as tf
 import tf_keras as keras
 
@@ -45,7 +47,32 @@ from adapt_tf.checks import positive_int
 from adapt_tf.ema import EMAGenerator
 from adapt_tf.sparsity import NETWORKS, Sparsity, check_network
 
-__all__ = ["SparseGAN"]
+__all__ = ["SparseGAN", "NeedsGradients", "LogsSamples"]
+
+
+@runtime_checkable
+class NeedsGradients(Protocol):
+    """A callback of `SparseGAN.fit` whose mask updates rank growth by dense kernel gradients
+    (`sparsity.DynamicSparsity` with RigL, `ADAPTController` growing by gradient).
+
+    `needs_gradients(step)` names the networks ("generator", "discriminator") whose
+    dL/d(kernel * mask) the iteration that completes `step` (completed iterations after it)
+    copies into `gan.grad_buffers(network)`; `fit` asks before every iteration, so the others
+    pay nothing. Any object with this method is one (no base class needed).
+    """
+
+    def needs_gradients(self, step: int) -> tuple[str, ...]: ...
+
+
+@runtime_checkable
+class LogsSamples(Protocol):
+    """A callback of `SparseGAN.fit` that reads each window sample from the Keras `logs` of the
+    iteration that takes it (`run_io.SampleLogs`): it declares the class (or instance)
+    attribute `logs_samples = True`, and those iterations' logs then hold the sample's parts
+    (`br_gf`, `br_df`, `br_dr`, `br_kept`, or `ada_sample`). Other runs' logs stay without
+    them, since they are not means a progress bar or `History` could average."""
+
+    logs_samples: Literal[True]
 
 
 def _all_sum(value):
@@ -58,7 +85,8 @@ def _all_sum(value):
 
 def _check_arguments(generator: keras.Model, discriminator: keras.Model, *, latent_dim: int,
                      n_dis: int, g_batch_size: int | None, num_classes: int | None,
-                     br_interval: int, br_window: int, ema_decay: float | None) -> None:
+                     br_interval: int, br_window: int, ema_decay: float | None,
+                     loss_mean_every: int | None) -> None:
     """`SparseGAN.__init__`'s argument checks: ValueError naming the value and the fix."""
     positive_int("latent_dim", latent_dim)
     positive_int("n_dis", n_dis)
@@ -68,6 +96,8 @@ def _check_arguments(generator: keras.Model, discriminator: keras.Model, *, late
         positive_int("g_batch_size", g_batch_size)
     if num_classes is not None:
         positive_int("num_classes", num_classes)
+    if loss_mean_every is not None:
+        positive_int("loss_mean_every", loss_mean_every)
     if br_window < br_interval:
         raise ValueError(f"br_window ({br_window}) must be >= br_interval ({br_interval}).")
     if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
@@ -76,10 +106,6 @@ def _check_arguments(generator: keras.Model, discriminator: keras.Model, *, late
         if not model.built:
             raise ValueError(f"The {network} must be built (call it once, or build it from "
                              "keras.Input) before SparseGAN wraps it.")
-
-
-# The train step's log key of the window mean, per criterion.
-WINDOW_KEYS = {"br": "br", "ada": "ada_rt"}
 
 
 class SparseGAN(keras.Model):
@@ -106,7 +132,8 @@ class SparseGAN(keras.Model):
         as the official code's EMA shares G's buffers.
       seed: seed of z and fake-label sampling.
       criterion: what the window samples every `br_interval` iterations and the controller
-        reads: "br", the balance ratio, or "ada", the official `--da-criterion ADA`: the mean
+        reads, a `balance.Criterion` or its name: "br" (`balance.BR`), the balance ratio, or
+        "ada" (`balance.ADA`), the official `--da-criterion ADA`: the mean
         over the iteration's D steps of the share of real images D scores above 0 (logged as
         `ada_rt` instead of `br`).
       diff_aug: a DiffAugment policy (`augment.POLICY`: "color,translation,cutout") or None:
@@ -119,6 +146,11 @@ class SparseGAN(keras.Model):
         logged diagnostic; off, the window stays empty and `br` is NaN.
       ever_active: track the kernel entries of each network that have ever been active
         (`Sparsity.ever_active`) and log their share as `g_ever_active` / `d_ever_active`.
+      loss_mean_every: the logged `d_loss` / `g_loss` are the means over the iterations since
+        the last multiple of this many completed iterations (the rows of a
+        `run_io.MetricsLogger` with that `every`): the model resets its loss trackers there.
+        None: over the iterations of the running `fit`, as Keras (it resets them when an
+        epoch starts).
 
     The dataset yields `images` [n_dis * d_batch, H, W, C] float32 in [-1, 1], or
     `(images, labels)` for conditional models; batch sizes are global.
@@ -131,12 +163,14 @@ class SparseGAN(keras.Model):
                  n_dis: int = 1, g_batch_size: int | None = None,
                  num_classes: int | None = None, br_interval: int = 10, br_window: int = 1000,
                  ema_decay: float | None = None, seed: int = 0, ever_active: bool = False,
-                 criterion: str = "br", diff_aug: str | None = None,
-                 window_sampling: bool = True, name: str = "sparse_gan", **kwargs):
+                 criterion: str | balance.Criterion = "br", diff_aug: str | None = None,
+                 window_sampling: bool = True, loss_mean_every: int | None = None,
+                 name: str = "sparse_gan", **kwargs):
         super().__init__(name=name, **kwargs)
         _check_arguments(generator, discriminator, latent_dim=latent_dim, n_dis=n_dis,
                          g_batch_size=g_batch_size, num_classes=num_classes,
-                         br_interval=br_interval, br_window=br_window, ema_decay=ema_decay)
+                         br_interval=br_interval, br_window=br_window, ema_decay=ema_decay,
+                         loss_mean_every=loss_mean_every)
         self.generator = generator
         self.discriminator = discriminator
         self.latent_dim = int(latent_dim)
@@ -157,13 +191,11 @@ class SparseGAN(keras.Model):
         self.ema_generator = None if self.ema is None else self.ema.model
         if not isinstance(ever_active, bool):
             raise ValueError(f"ever_active={ever_active!r} must be True or False.")
-        if criterion not in WINDOW_KEYS:
-            raise ValueError(f"criterion={criterion!r}: choose 'br' (the balance ratio) or "
-                             "'ada' (the share of reals D scores above 0).")
-        self.criterion = criterion
+        self.criterion = balance.criterion(criterion)
         if not isinstance(window_sampling, bool):
             raise ValueError(f"window_sampling={window_sampling!r} must be True or False.")
         self.window_sampling = window_sampling
+        self.loss_mean_every = loss_mean_every
         self.diff_aug = augment.parse_policy(diff_aug)
         self.sparsity = Sparsity({"generator": generator, "discriminator": discriminator},
                                  ema=self.ema, ever_active=ever_active)
@@ -221,7 +253,7 @@ class SparseGAN(keras.Model):
 
     def _kept_gradients(self, step: int) -> tuple[bool, bool]:
         """(keep G's, keep D's) kernel gradients in the iteration that completes `step`: what
-        the callbacks of the running `fit` declare with `needs_gradients(step)`."""
+        the `NeedsGradients` callbacks of the running `fit` declare."""
         wanted = {net for user in self._gradient_users for net in user.needs_gradients(step)}
         return tuple(net in wanted for net in NETWORKS)
 
@@ -230,21 +262,28 @@ class SparseGAN(keras.Model):
         """Traces per train-function variant (sample_br, keep_g_grads, keep_d_grads)."""
         return dict(self._compiled.traces)
 
-    def fit(self, *args, **kwargs):
-        """`keras.Model.fit`; callbacks with `needs_gradients(step) -> networks` (e.g.
-        `sparsity.DynamicSparsity` with RigL, `ADAPTController` with gradient growth) make the
-        iterations they name keep those networks' dense kernel gradients, and a callback with
-        `logs_samples = True` (`run_io.SampleLogs`) makes the iterations that sample the window
-        add the sample's parts to their logs (`br_gf`, `br_df`, `br_dr`, `br_kept`, or
-        `ada_sample`)."""
-        callbacks = kwargs.get("callbacks", args[5] if len(args) > 5 else None)
-        self._gradient_users = tuple(c for c in callbacks or ()
-                                     if hasattr(c, "needs_gradients"))
-        logs_samples = any(getattr(c, "logs_samples", False) for c in callbacks or ())
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None, validation_freq=1, max_queue_size=10, workers=1,
+            use_multiprocessing=False):
+        """`keras.Model.fit` (same signature); its `callbacks` that are `NeedsGradients` make
+        the iterations they name keep dense kernel gradients, and one that is `LogsSamples`
+        makes the iterations that sample the window add the sample's parts to their logs."""
+        self._gradient_users = _declaring(callbacks, NeedsGradients)
+        logs_samples = bool(_declaring(callbacks, LogsSamples))
         if logs_samples != self._compiled.logs_samples:  # the variants' outputs differ
             self._compiled = _VariantCache(logs_samples=logs_samples)
         try:
-            return super().fit(*args, **kwargs)
+            return super().fit(
+                x=x, y=y, batch_size=batch_size, epochs=epochs, verbose=verbose,
+                callbacks=callbacks, validation_split=validation_split,
+                validation_data=validation_data, shuffle=shuffle, class_weight=class_weight,
+                sample_weight=sample_weight, initial_epoch=initial_epoch,
+                steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
+                validation_batch_size=validation_batch_size, validation_freq=validation_freq,
+                max_queue_size=max_queue_size, workers=workers,
+                use_multiprocessing=use_multiprocessing)
         finally:
             self._host_step = None  # outside fit, `iteration` reads `step` again
             self._gradient_users = ()
@@ -276,6 +315,8 @@ class SparseGAN(keras.Model):
                 self._compiled.functions[key] = self._compile_variant(*key)
             logs = self._compiled.functions[key](iterator)
             self._host_step += 1
+            if self.loss_mean_every and self._host_step % self.loss_mean_every == 0:
+                self.reset_metrics()  # `logs` hold the means; the next ones start afresh
             return logs
 
         self.train_function = train_function
@@ -336,7 +377,7 @@ class SparseGAN(keras.Model):
         step = self.step.read_value()
         sampler = _Sampler(self, step, replica, replicas, drawn, tuple(images.shape[1:3]))
 
-        ada = sample_br and self.criterion == "ada"
+        ada = sample_br and self.criterion.from_d_steps
         d_loss, positives, (real, real_labels) = self._discriminator_steps(
             images, labels, sampler, local_d * replicas, keep_grads=keep_d_grads, ada=ada)
         g_batch = self._global_g_batch(local_d, replicas)
@@ -360,7 +401,7 @@ class SparseGAN(keras.Model):
         self.g_loss_tracker.update_state(g_loss)
         self.step.assign_add(1)
         return {"d_loss": self.d_loss_tracker.result(), "g_loss": self.g_loss_tracker.result(),
-                WINDOW_KEYS[self.criterion]: self.balance.mean(),
+                self.criterion.window_key: self.balance.mean(),
                 "br_skipped": self.balance.skipped.read_value(),
                 "g_density": self.sparsity.densities["generator"].read_value(),
                 "d_density": self.sparsity.densities["discriminator"].read_value(),
@@ -533,9 +574,29 @@ class SparseGAN(keras.Model):
                 "g_batch_size": self.g_batch_size, "num_classes": self.num_classes,
                 "br_interval": self.br_interval, "br_window": self.br_window,
                 "ema_decay": self.ema_decay, "seed": self.seed,
-                "ever_active": bool(self.sparsity.ever_active), "criterion": self.criterion,
+                "ever_active": bool(self.sparsity.ever_active), "criterion": self.criterion.name,
                 "diff_aug": ",".join(self.diff_aug) if self.diff_aug else None,
-                "window_sampling": self.window_sampling}
+                "window_sampling": self.window_sampling, "loss_mean_every": self.loss_mean_every}
+
+
+def _declaring(callbacks, protocol) -> tuple:
+    """The callbacks (a list, a `CallbackList` or None) that are `protocol`; ValueError for a
+    `LogsSamples` whose `logs_samples` is not True (declared but switched off is ambiguous)."""
+    found = tuple(c for c in callbacks or () if isinstance(c, protocol))
+    if protocol is LogsSamples:
+        for callback in found:
+            if callback.logs_samples is not True:
+                raise ValueError(
+                    f"{type(callback).__name__}.logs_samples={callback.logs_samples!r}: a "
+                    "callback that reads window samples from the logs sets it to True; "
+                    "one that does not must not define it.")
+    if protocol is NeedsGradients:
+        for callback in found:
+            if not callable(callback.needs_gradients):
+                raise ValueError(f"{type(callback).__name__}.needs_gradients must be a method "
+                                 "(step) -> networks, got a "
+                                 f"{type(callback.needs_gradients).__name__}.")
+    return found
 
 
 class _VariantCache:

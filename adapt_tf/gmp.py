@@ -126,7 +126,7 @@ class GradualMagnitudePruning(_compat.Callback):
     def on_train_batch_end(self, batch, logs=None):
         step = self.model.iteration
         if self.is_pruning_step(step):
-            self.prune(step)
+            self.prune(step, logs=logs)
 
     def _tfmot_prune(self, kernels, masks, grads) -> None:
         """The mask update `gan.sparsity.update` runs: tfmot's pruning, built on these same
@@ -139,12 +139,13 @@ class GradualMagnitudePruning(_compat.Callback):
             self._trigger.prune_now = False
         pruning.weight_mask_op()
 
-    def prune(self, step: int) -> dict:
-        """Applies the pruning step of iteration `step`; returns what it did."""
+    def prune(self, step: int, *, logs: dict | None = None) -> dict:
+        """Applies the pruning step of iteration `step`; returns what it did (the mask change
+        also goes into the iteration's Keras `logs` if given, `Sparsity.update`)."""
         gan = self.model
         self._pruning_obj()
         self._step.assign(step)
-        gan.sparsity.update(self.network, self._tfmot_prune)
+        gan.sparsity.update(self.network, self._tfmot_prune, logs=logs)
         event = dict(step=step, network=self.network, sparsity=self.sparsity(step),
                      density=gan.density(self.network))
         self.history.append(event)

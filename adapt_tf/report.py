@@ -36,7 +36,7 @@ from typing import Any, Mapping, Sequence
 from absl import flags, logging
 
 import adapt_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from adapt_tf import paper
+from adapt_tf import balance, paper
 from adapt_tf.workdir import Workdir
 
 __all__ = ["RunRecord", "load_run", "expand_workdirs", "csv_rows", "markdown", "plot_runs",
@@ -93,9 +93,16 @@ class RunRecord:
         return values[-1] if values else math.nan
 
     @property
+    def criterion(self) -> balance.Criterion:
+        """What the run's window sampled: the first `balance.CRITERIA` whose window mean
+        metrics.csv holds (BR if none does)."""
+        return next((c for c in balance.CRITERIA.values() if self.series(c.window_key)[1]),
+                    balance.BR)
+
+    @property
     def window_key(self) -> str:
         """The logged window mean: "br", or "ada_rt" for a run of the ADA-style criterion."""
-        return "ada_rt" if self.series("ada_rt")[1] and not self.series("br")[1] else "br"
+        return self.criterion.window_key
 
     @property
     def score_key(self) -> str:
@@ -455,7 +462,8 @@ def _panels(axes, records: Sequence[RunRecord], colors) -> None:
     low, high, outside = br_limits([v for r in records for v in r.series(r.window_key)[1]],
                                    bands)
     clipped = f"; {outside} window means off the axis" if outside else ""
-    window = "ADA r_t" if {r.window_key for r in records} == {"ada_rt"} else "Balance ratio"
+    criteria = {r.criterion for r in records}
+    window = (criteria.pop() if len(criteria) == 1 else balance.BR).title
     dots = "; dots: samples" if any(r.window_samples for r in records) else ""
     br.set(title=f"{window} (band [B-, B+]{clipped}{dots})", xlabel="iteration", ylabel=window,
            ylim=(low, high))

@@ -4,7 +4,8 @@
   train step's logs and the entries other callbacks add to the same Keras `logs` dict
   (`train_flops`, `fid`, ...): the callbacks that add them come before the logger.
 * `SampleLogs`: `br.csv` (every BR sample; `ada.csv` under the ADA criterion) and `masks.csv`
-  (every mask change), appended as they happen.
+  (every mask change, which the mask callbacks put into the logs: `log_mask_change`),
+  appended as they happen.
 * `SampleGrid`: `samples/step_N.png` from the EMA generator on a fixed z, and the same grid
   and the per-layer densities in TensorBoard.
 * `Checkpointer`: checkpoints of everything a resumed run needs (models, both optimizers,
@@ -30,14 +31,16 @@ from absl import logging
 from adapt_tf import _compat, balance, distribution, workdir as workdir_lib
 
 __all__ = ["MetricsLogger", "SampleLogs", "SampleGrid", "Checkpointer", "TerminateOnNaN",
-           "save_image_grid", "grid_pixels", "class_rows", "duration"]
+           "save_image_grid", "grid_pixels", "class_rows", "duration", "log_mask_change",
+           "logged_mask_changes"]
 
 
 class MetricsLogger(_compat.Callback):
     """Every `every` iterations: a `metrics.csv` row, TensorBoard scalars and a progress line.
 
-    A row holds the iteration, the mean d_loss / g_loss over the iterations since the last row
-    (the trackers are reset after each row), the current BR window mean, both densities in
+    A row holds the iteration, d_loss / g_loss as the logs hold them (a `SparseGAN` built
+    with `loss_mean_every` equal to `every` logs their means over the row's iterations; the
+    logger changes no model state), the current BR window mean, both densities in
     force after the iteration (after its mask callbacks: a decision row shows the new d_D), and
     the `extra_fields` found in that iteration's Keras `logs`: callbacks placed before the
     logger add them (`FlopsLogger`: `train_flops`, `train_flops_ratio`; `PeriodicEvaluation`: `fid`,
@@ -85,7 +88,6 @@ class MetricsLogger(_compat.Callback):
         _append_csv(self.path, self.fields, [_rounded(row)])
         if self._writer is not None:
             self._summarise(step, row)
-        self.model.reset_metrics()
         logging.info("step %d%s  d_loss %.4f  g_loss %.4f  BR %.3f  d_G %.3f  d_D %.3f  %s", step,
                      f"/{self.total_steps}" if self.total_steps else "",
                      *(row.get(key, float("nan")) for key in ("d_loss", "g_loss", "br",
@@ -105,7 +107,7 @@ class MetricsLogger(_compat.Callback):
                        if key in row and self._densities.get(key, row[key]) != row[key]]
             if changes:
                 tf.summary.text("decisions", f"iteration {step}: {', '.join(changes)} "
-                                f"(window mean {row.get('br', row.get('ada_rt', math.nan)):.4f})")
+                                f"(window mean {_window_mean(row):.4f})")
         self._densities.update({k: row[k] for k in ("g_density", "d_density") if k in row})
         self._writer.flush()
 
@@ -120,6 +122,12 @@ class MetricsLogger(_compat.Callback):
         if self.total_steps and rate > 0:
             text += f", ETA {duration((self.total_steps - step) / rate)}"
         return text
+
+
+def _window_mean(row: Mapping[str, Any]) -> float:
+    """The row's window mean, under whichever criterion's column holds it (NaN if none)."""
+    return next((row[c.window_key] for c in balance.CRITERIA.values() if c.window_key in row),
+                math.nan)
 
 
 def duration(seconds: float) -> str:
@@ -168,8 +176,8 @@ def _truncate_csv(path: str, fields: Sequence[str], step: int, *,
 
 
 class SampleLogs(_compat.Callback):
-    """Appends every BR sample to `br.csv` (every ADA-criterion sample to `ada.csv`) and every
-    mask change to `masks.csv`.
+    """Appends every window sample to its criterion's CSV (`Criterion.log_name`: BR samples to
+    `br.csv`, ADA-criterion samples to `ada.csv`) and every mask change to `masks.csv`.
 
     `br.csv`: step (iterations completed, as in metrics.csv, by the iteration that took the
     sample), gf, df, dr (the sample's mean D scores: G after, G before its update, reals), ratio
@@ -177,49 +185,60 @@ class SampleLogs(_compat.Callback):
     skipped it: near-zero denominator or not finite). `ada.csv`, with the ADA criterion
     (`SparseGAN.criterion`): step, share (the iteration's window sample: the mean over its D
     steps of the share of reals D scores above 0). `masks.csv`: step, network, dropped,
-    grown, density after the change, for every `Sparsity.update` (DST, the controller, GMP).
-    Place it after the callbacks that change masks. A resumed run drops the rows past the
-    resumed iteration first, so both files read as one uninterrupted run.
+    grown, density after the change, for the mask changes the iteration's logs carry
+    (`logged_mask_changes`: what DST, the controller and GMP put there through
+    `Sparsity.update`). Place it after the callbacks that change masks. A resumed run drops the
+    rows past the resumed iteration first, so both files read as one uninterrupted run.
     """
 
-    logs_samples = True  # `SparseGAN.fit`: the sampling iterations log the sample's parts
-    BR_FIELDS = ("step", "gf", "df", "dr", "ratio", "kept")
-    ADA_FIELDS = ("step", "share")
+    logs_samples = True  # a `gan.LogsSamples`: the sampling iterations log the sample's parts
     MASK_FIELDS = ("step", "network", "dropped", "grown", "density")
 
     def __init__(self, workdir: str):
         super().__init__()
         self.workdir = workdir
-        self.br_path = workdir_lib.Workdir(workdir).br_log
-        self.ada_path = workdir_lib.Workdir(workdir).ada_log
         self.mask_path = workdir_lib.Workdir(workdir).mask_log
+        self.criterion = balance.BR  # the model's (`SparseGAN.criterion`), read at train begin
 
     def on_train_begin(self, logs=None):
         os.makedirs(self.workdir, exist_ok=True)
-        step = self.model.iteration
-        _truncate_csv(self.br_path, self.BR_FIELDS, step)
-        _truncate_csv(self.ada_path, self.ADA_FIELDS, step)
+        step, self.criterion = self.model.iteration, self.model.criterion
+        _truncate_csv(self.criterion.log_path(self.workdir), self.criterion.log_columns, step)
         _truncate_csv(self.mask_path, self.MASK_FIELDS, step, text_fields=("network",))
-        self.model.sparsity.changes = []
 
     def on_train_batch_end(self, batch, logs=None):
-        step, logs = self.model.iteration, logs or {}
-        if "br_gf" in logs:
-            gf, df, dr = (np.float32(_scalar(logs[f"br_{key}"])) for key in ("gf", "df", "dr"))
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ratio = balance.sample_ratio(gf, df, dr)  # in float32, as the window
-            _append_csv(self.br_path, self.BR_FIELDS, [{
-                "step": step, "gf": float(gf), "df": float(df), "dr": float(dr),
-                "ratio": float(ratio), "kept": int(_scalar(logs["br_kept"]))}])
-        if "ada_sample" in logs:
-            _append_csv(self.ada_path, self.ADA_FIELDS, [{
-                "step": step, "share": float(np.float32(_scalar(logs["ada_sample"])))}])
-        changes, self.model.sparsity.changes = self.model.sparsity.changes, []
+        step = self.model.iteration
+        sample = self.criterion.log_row(step, logs)
+        if sample is not None:
+            _append_csv(self.criterion.log_path(self.workdir), self.criterion.log_columns,
+                        [sample])
         _append_csv(self.mask_path, self.MASK_FIELDS,
-                    [{"step": step, **change} for change in changes or ()])
+                    [{"step": step, **change} for change in logged_mask_changes(logs)])
 
-    def on_train_end(self, logs=None):
-        self.model.sparsity.changes = None
+
+_MASK_NETWORKS = ("generator", "discriminator")  # in the order masks.csv lists an iteration's
+
+
+def log_mask_change(logs: dict[str, Any], *, network: str, dropped: int, grown: int,
+                    density: float) -> None:
+    """Adds a mask change of `network` to an iteration's Keras `logs`: `g_mask_dropped`,
+    `g_mask_grown` (for D `d_...`; summed over the iteration's changes of that network) and
+    `g_density` / `d_density`, set to the density after it, so the logs hold the density in
+    force. Scalars, as every logs entry, so that Keras' progress bar can show them."""
+    prefix = network[0]
+    for key, count in (("dropped", dropped), ("grown", grown)):
+        logs[f"{prefix}_mask_{key}"] = int(logs.get(f"{prefix}_mask_{key}", 0)) + int(count)
+    logs[f"{prefix}_density"] = float(density)
+
+
+def logged_mask_changes(logs: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The mask changes `log_mask_change` put into `logs`, G's first: [{network, dropped,
+    grown, density}]."""
+    logs = logs or {}
+    return [{"network": network, "dropped": int(_scalar(logs[f"{network[0]}_mask_dropped"])),
+             "grown": int(_scalar(logs[f"{network[0]}_mask_grown"])),
+             "density": float(_scalar(logs[f"{network[0]}_density"]))}
+            for network in _MASK_NETWORKS if f"{network[0]}_mask_dropped" in logs]
 
 
 def _append_csv(path: str, fields: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from absl import logging
 
-from adapt_tf import methods, paper, train_lib, workdir as workdir_lib
+from adapt_tf import balance, methods, paper, train_lib, workdir as workdir_lib
 
 __all__ = ["RunConfig", "read_metrics", "read_eval", "read_window_samples", "read_mask_changes"]
 
@@ -83,15 +83,13 @@ def read_metrics(workdir: str) -> list[dict[str, float]]:
 
 
 def read_window_samples(workdir: str) -> list[tuple[int, float]]:
-    """(step, value) of every window sample `train.sample_logs` wrote: the kept BR samples of
-    `br.csv`, or the shares of `ada.csv`; [] if there is neither."""
-    paths = workdir_lib.Workdir(workdir)
-    if os.path.isfile(paths.br_log):
-        _, rows = workdir_lib.read_csv_rows(paths.br_log)
-        return [(int(row["step"]), float(row["ratio"])) for row in rows if row["kept"] == "1"]
-    if os.path.isfile(paths.ada_log):
-        _, rows = workdir_lib.read_csv_rows(paths.ada_log)
-        return [(int(row["step"]), float(row["share"])) for row in rows]
+    """(step, value) of every window sample `train.sample_logs` wrote, from the CSV of the
+    first `balance.CRITERIA` that has one: the kept BR samples of `br.csv`, or the shares of
+    `ada.csv`; [] if there is none."""
+    for criterion in balance.CRITERIA.values():
+        path = criterion.log_path(workdir)
+        if os.path.isfile(path):
+            return criterion.window_values(workdir_lib.read_csv_rows(path)[1])
     return []
 
 

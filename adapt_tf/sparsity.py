@@ -10,9 +10,10 @@
   optimizer moments of regrown weights when a rule asks for it.
 
 Callbacks that grow by gradient declare the iterations that must keep gradients with
-`needs_gradients(step) -> networks`; `SparseGAN.fit` asks them before each iteration, so other
-iterations pay nothing. They read the iteration from `gan.iteration` (host side), so they work
-with any `steps_per_epoch` / `initial_epoch` split of a run.
+`needs_gradients(step) -> networks` (they are `gan.NeedsGradients`); `SparseGAN.fit` asks
+them before each iteration, so other iterations pay nothing. They read the iteration from
+`gan.iteration` (host side), so they work with any `steps_per_epoch` / `initial_epoch` split
+of a run.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from adapt_tf import _compat, dst, topology
+from adapt_tf import _compat, dst, run_io, topology
 from adapt_tf.layers import masked_layers
 
 __all__ = ["Sparsity", "DynamicSparsity", "reset_regrown_slots", "NETWORKS"]
@@ -52,8 +53,6 @@ class Sparsity:
         gradients dL/d(kernel * mask) of the last iteration that kept them (`SparseGAN`
         writes them when a callback's `needs_gradients` asks).
       densities: {network: float32 variable}: the overall density the train step logs.
-      changes: None, or (while `run_io.SampleLogs` records) a list to which every `update`
-        appends {network, dropped, grown, density}.
       updates: how many times `update` has run (a Python int, no device read).
       ever_active: with `ever_active`, {network: one float32 0/1 variable per masked layer}:
         the union of every mask the layer has had; `ever_active_shares[network]` is its
@@ -74,8 +73,6 @@ class Sparsity:
         self.densities = {net: tf.Variable(1.0, trainable=False, name=f"{net}_density",
                                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
                           for net in NETWORKS}
-        # A list while a logger records mask changes (`run_io.SampleLogs`), else None.
-        self.changes: list[dict[str, Any]] | None = None
         # Host-side count of `update` calls: readers of the masks re-read them only when it
         # moved, instead of copying them from the device every iteration.
         self.updates = 0
@@ -91,23 +88,26 @@ class Sparsity:
         layers = self.layers[check_network(network)]
         return topology.model_density(layers) if layers else 1.0
 
-    def update(self, network: str, fn: Callable[..., Any], *args) -> Any:
+    def update(self, network: str, fn: Callable[..., Any], *args,
+               logs: dict[str, Any] | None = None) -> Any:
         """Changes the network's masks with `fn(kernels, masks, grads, *args)` and returns its
         result; then the logged density (and, for G, the EMA generator's masks) follow.
 
         `fn` is typically a `tf.function` that computes new masks and writes them with
         `dst.assign_masks` (kernels multiplied by the new masks, so regrown weights start at
         0); kernels and masks are the layers' variables, grads `grad_buffers[network]`. Called
-        between iterations, in cross-replica context.
+        between iterations, in cross-replica context. A callback passes its Keras `logs`: the
+        change (entries dropped and grown, the density after it) then goes into them
+        (`run_io.log_mask_change`), for the loggers placed after it (`run_io.SampleLogs`).
         """
         layers = self.layers[check_network(network)]
-        before = None if self.changes is None else [tf.identity(layer.mask) for layer in layers]
+        before = None if logs is None else [tf.identity(layer.mask) for layer in layers]
         result = fn([layer.kernel for layer in layers], [layer.mask for layer in layers],
                     self.grad_buffers[network], *args)
         self.updates += 1
         self._follow(network)
-        if before is not None:
-            self.changes.append(self._change(network, before))
+        if logs is not None:
+            run_io.log_mask_change(logs, **self._change(network, before))
         return result
 
     def _change(self, network: str, before: Sequence[tf.Tensor]) -> dict[str, Any]:
@@ -117,11 +117,12 @@ class Sparsity:
         return {"network": network, "dropped": _only_in(was, now), "grown": _only_in(now, was),
                 "density": float(self.densities[network].numpy())}
 
-    def assign(self, network: str, new_masks: Sequence[Any]) -> tuple[tf.Tensor, tf.Tensor]:
+    def assign(self, network: str, new_masks: Sequence[Any], *,
+               logs: dict[str, Any] | None = None) -> tuple[tf.Tensor, tf.Tensor]:
         """Sets the network's masks to `new_masks` (one 0/1 array per masked layer) through
-        `update`; returns (dropped, grown) counts."""
+        `update` (and its `logs`); returns (dropped, grown) counts."""
         return self.update(network, lambda kernels, masks, grads: dst.assign_masks(
-            kernels, masks, new_masks))
+            kernels, masks, new_masks), logs=logs)
 
     def _follow(self, network: str) -> None:
         self.densities[network].assign(self.density(network))
@@ -188,17 +189,18 @@ class DynamicSparsity(_compat.Callback):
     def on_train_batch_end(self, batch, logs=None):
         step = self.model.iteration
         if self.rule.is_update_step(step, self.total_steps):
-            self.update(step)
+            self.update(step, logs=logs)
 
-    def update(self, step: int) -> dict[str, Any]:
-        """Applies the rule as of `step` completed iterations; returns what changed."""
+    def update(self, step: int, *, logs: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Applies the rule as of `step` completed iterations; returns what changed (also
+        added to the iteration's Keras `logs` if given, `Sparsity.update`)."""
         gan = self.model
         layers = gan.masked_layers(self.network)
         old_masks = ([tf.identity(layer.mask) for layer in layers]
                      if self.rule.reset_optimizer_slots else None)
         dropped, grown = gan.sparsity.update(self.network, self._update,
                                              tf.constant(step, tf.int64),
-                                             tf.constant(self.total_steps, tf.int64))
+                                             tf.constant(self.total_steps, tf.int64), logs=logs)
         if old_masks is not None:
             optimizer = gan.g_optimizer if self.network == "generator" else gan.d_optimizer
             reset_regrown_slots(optimizer, layers, old_masks, [layer.mask for layer in layers])

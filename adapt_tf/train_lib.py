@@ -18,13 +18,13 @@ import tensorflow as tf
 import tf_keras as keras
 from absl import logging
 
-from adapt_tf import (architectures, augment, data, distribution, methods, preemption,
-                      schedules, topology, workdir as workdir_lib)
+from adapt_tf import (architectures, augment, balance, data, distribution, methods,
+                      preemption, schedules, topology, workdir as workdir_lib)
 from adapt_tf.checks import positive_int
 from adapt_tf.evaluation import (COLUMNS, FIDState, PeriodicEvaluation, Scorer,
                                  evaluation_metric, final_test_record, score_checkpoints, scorer)
 from adapt_tf.flops_logger import FlopsLogger, FlopsState, training_schedule
-from adapt_tf.gan import WINDOW_KEYS, SparseGAN
+from adapt_tf.gan import SparseGAN
 from adapt_tf.run_io import (Checkpointer, MetricsLogger, SampleGrid, SampleLogs,
                              TerminateOnNaN)
 
@@ -88,7 +88,8 @@ class RunSpec:
         `ada.csv`) and every mask change to `masks.csv`
         (`run_io.SampleLogs`).
       balance_criterion: what the window samples and ADAPT reads: "br" (the balance ratio) or
-        "ada" (the official `--da-criterion ADA`, logged as `ada_rt`; `SparseGAN.criterion`).
+        "ada" (the official `--da-criterion ADA`, logged as `ada_rt`): the name of a
+        `balance.Criterion`, resolved by the `criterion` property (`SparseGAN.criterion`).
       diff_aug: a DiffAugment policy such as "color,translation,cutout" (`adapt_tf.augment`,
         the official `--diff_aug`), or None.
       balance_diagnostic: take window samples (BR or the ADA share, logged) also when the
@@ -166,6 +167,12 @@ class RunSpec:
     test_reference_stats: str | None = None
     record: str | None = None
 
+    @property
+    def criterion(self) -> balance.Criterion:
+        """The `balance.Criterion` named by `balance_criterion` (the string gin binds, 'br' or
+        'ada'), resolved here for everything the run builds; ValueError for another name."""
+        return balance.criterion(self.balance_criterion, argument="balance_criterion")
+
 
 def _spec(spec: RunSpec | None, arguments: dict) -> RunSpec:
     """`spec` with `arguments` replaced, or `RunSpec(**arguments)` (keyword calls)."""
@@ -236,9 +243,7 @@ def check_arguments(spec: RunSpec) -> None:
         if not isinstance(getattr(spec, name), bool):
             raise ValueError(f"{name}={getattr(spec, name)!r} must be True or False.")
     augment.parse_policy(spec.diff_aug)
-    if spec.balance_criterion not in WINDOW_KEYS:
-        raise ValueError(f"balance_criterion={spec.balance_criterion!r}: choose 'br' (the "
-                         "balance ratio) or 'ada' (the share of reals D scores above 0).")
+    spec.criterion  # resolving the name checks it (ValueError for another)
     eval_every, log_every = spec.eval_every, spec.log_every
     if eval_every is not None and (not isinstance(eval_every, int) or eval_every < 1
                                    or eval_every % log_every):
@@ -285,9 +290,9 @@ def _num_classes(arch: architectures.Architecture, spec: RunSpec) -> int | None:
 
 
 def _logged_fields(spec: RunSpec) -> tuple[str, ...]:
-    """The train step's columns beyond `MetricsLogger.FIELDS` that the spec switches on."""
-    return ((WINDOW_KEYS["ada"],) if spec.balance_criterion == "ada" else ()) + (
-        EVER_ACTIVE_FIELDS if spec.ever_active else ())
+    """The train step's columns beyond `MetricsLogger.FIELDS` that the spec switches on: the
+    window mean's (`ada_rt`; `br` is one of the FIELDS) and the ever-active shares."""
+    return (spec.criterion.window_key,) + (EVER_ACTIVE_FIELDS if spec.ever_active else ())
 
 
 def _architecture(spec: RunSpec) -> architectures.Architecture:
@@ -306,10 +311,10 @@ def _fit(run: Run, images: tf.data.Dataset, spec: RunSpec, *, start: int,
     logger = MetricsLogger(
         log_dir, every=spec.log_every, total_steps=spec.total_steps,
         extra_fields=_logged_fields(spec) + FlopsLogger.FIELDS + COLUMNS[_metric(spec)].fields)
-    schedule = training_schedule(  # the ADA criterion costs no extra forward passes
+    schedule = training_schedule(  # a sample from the D steps costs no extra forward passes
         run.method_callbacks, d_batch=spec.d_batch_size, g_batch=spec.g_batch_size,
         n_dis=spec.n_dis, br_interval=spec.br_interval if (
-            spec.balance_criterion == "br" and samples_window(spec)) else None)
+            not spec.criterion.from_d_steps and samples_window(spec)) else None)
     evaluations = [] if scoring is None else [_evaluation_callback(
         run, scoring=scoring, workdir=spec.workdir, total_steps=spec.total_steps,
         every=spec.eval_every, num_samples=spec.eval_num_samples)]
@@ -505,8 +510,8 @@ def _build_gan(arch: architectures.Architecture, spec: RunSpec, *,
                      g_batch_size=spec.g_batch_size, num_classes=num_classes,
                      br_interval=spec.br_interval, br_window=spec.br_window,
                      ema_decay=spec.ema_decay, seed=spec.seed, ever_active=spec.ever_active,
-                     criterion=spec.balance_criterion, diff_aug=spec.diff_aug,
-                     window_sampling=samples_window(spec))
+                     criterion=spec.criterion, diff_aug=spec.diff_aug,
+                     window_sampling=samples_window(spec), loss_mean_every=spec.log_every)
 
 
 def samples_window(spec: RunSpec) -> bool:

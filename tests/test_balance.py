@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -170,3 +171,50 @@ def test_push_value_stores_a_criterion_sample_as_it_is_and_skips_non_finite_ones
     assert float(window.mean()) == pytest.approx(2.0 / 3.0, abs=1e-7)
     window.push_value(0.5)  # the ring drops the oldest
     np.testing.assert_array_equal(window.values(), np.float32([0.75, 1.0, 0.5]))
+
+
+# --------------------------------------------------------------------------------- Criterion
+
+
+def test_criterion_names_resolve_once_to_their_objects_and_others_are_refused():
+    assert balance.criterion("br") is balance.BR and balance.criterion("ada") is balance.ADA
+    assert balance.criterion(balance.ADA) is balance.ADA
+    assert list(balance.CRITERIA) == ["br", "ada"]  # BR first: the default column readers try
+    for bad in ("BR", "fake", None):
+        with pytest.raises(ValueError, match=rf"balance_criterion={bad!r}: choose 'br'"):
+            balance.criterion(bad, argument="balance_criterion")
+
+
+def test_criteria_carry_the_directions_and_the_names_runs_have_always_used():
+    # BR grows D above B+ and has D-DST at the cap; ADA turns the directions round and has
+    # none, and samples from the D steps. Their logs and CSV names are those of older runs.
+    assert (balance.BR.grows_d_above, balance.BR.dst_at_cap, balance.BR.from_d_steps) == (
+        True, True, False)
+    assert (balance.ADA.grows_d_above, balance.ADA.dst_at_cap, balance.ADA.from_d_steps) == (
+        False, False, True)
+    assert (balance.BR.window_key, balance.ADA.window_key) == ("br", "ada_rt")
+    assert balance.BR.log_path("W") == os.path.join("W", "br.csv")
+    assert balance.ADA.log_path("W") == os.path.join("W", "ada.csv")
+    assert balance.BR.log_columns == ("step", "gf", "df", "dr", "ratio", "kept")
+    assert balance.ADA.log_columns == ("step", "share")
+
+
+def test_a_criterions_log_row_is_the_logged_sample_in_float32():
+    logs = {"br_gf": np.float32(0.3), "br_df": np.float32(0.1), "br_dr": np.float32(0.7),
+            "br_kept": np.int32(1)}
+    row = balance.BR.log_row(10, logs)
+    ratio = (np.float32(0.3) - np.float32(0.1)) / (np.float32(0.7) - np.float32(0.1))
+    assert row == {"step": 10, "gf": float(np.float32(0.3)), "df": float(np.float32(0.1)),
+                   "dr": float(np.float32(0.7)), "ratio": float(ratio), "kept": 1}
+    assert float(ratio) != (0.3 - 0.1) / (0.7 - 0.1)  # float32, as the window, not float64
+    degenerate = balance.BR.log_row(3, {**logs, "br_dr": np.float32(0.1), "br_kept": 0})
+    assert math.isinf(degenerate["ratio"]) and degenerate["kept"] == 0
+    assert balance.BR.log_row(10, {"br": 0.5}) is None and balance.BR.log_row(10, None) is None
+    assert balance.ADA.log_row(4, {"ada_sample": np.float32(0.3)}) == {
+        "step": 4, "share": float(np.float32(0.3))}
+    assert balance.ADA.log_row(4, logs) is None
+    # Read back: BR keeps the kept samples' ratios, ADA every share.
+    rows = [{"step": "10", "ratio": "0.5", "kept": "1"}, {"step": "20", "ratio": "inf",
+                                                          "kept": "0"}]
+    assert balance.BR.window_values(rows) == [(10, 0.5)]
+    assert balance.ADA.window_values([{"step": "4", "share": "0.25"}]) == [(4, 0.25)]

@@ -17,7 +17,7 @@ import math
 import numpy as np
 import pytest
 
-from adapt_tf import topology
+from adapt_tf import balance, topology
 from adapt_tf.controller import ADAPTController
 from adapt_tf.gan import SparseGAN
 from adapt_tf.layers import MaskedDense
@@ -522,7 +522,7 @@ def test_discriminator_outside_the_bounds_is_rejected_at_train_begin():
 
 def _ada_gan(d_density: float) -> SparseGAN:
     gan = _gan(d_density)
-    gan.criterion = "ada"  # the window holds ADA-style shares (SparseGAN(criterion="ada"))
+    gan.criterion = balance.ADA  # the window holds ADA-style shares (SparseGAN(criterion="ada"))
     return gan
 
 
@@ -542,7 +542,7 @@ def test_the_ada_criterion_shrinks_a_strong_d_and_grows_a_weak_one(mode, d_densi
                                                                    action, new_density):
     gan = _ada_gan(d_density)
     controller = _controller(gan, mode, d_min=0.25, **EXACT_BAND)
-    assert controller.criterion == "ada"
+    assert controller.criterion is balance.ADA
     masks_before = _masks(gan)
     for share in shares:
         gan.balance.push_value(share)

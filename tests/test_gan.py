@@ -9,6 +9,7 @@ iteration (D update, DF, G update, GF, DR) has a closed form that `_reference` c
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import math
 import os
@@ -278,6 +279,69 @@ def test_train_step_samples_br_every_interval_and_copies_the_declared_gradients(
     np.testing.assert_allclose(gan.balance.values(), ratios[1::2], rtol=1e-4)
 
 
+def test_fit_takes_callbacks_where_keras_does_and_honours_their_declared_gradients():
+    # `fit` has keras.Model.fit's signature, so callbacks passed positionally (the sixth
+    # argument, after x, y, batch_size, epochs, verbose) declare their gradients too.
+    assert list(inspect.signature(SparseGAN.fit).parameters.items()) == list(
+        inspect.signature(keras.Model.fit).parameters.items())
+    images = _images(8, seed=1)
+    ref = _reference(images, iterations=2, n_dis=1, d_batch=4, seed=0)
+    gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT, br_interval=2, br_window=6))
+    recorder = _Recorder(gan, requests={1: ("discriminator",)})
+    gan.fit(_dataset(images, 4), None, None, 1, 0, [recorder])
+    assert not np.any(recorder.buffers[0]["discriminator"][0])
+    np.testing.assert_allclose(recorder.buffers[1]["discriminator"][0], ref[1]["d_grad"],
+                               rtol=1e-4, atol=1e-7)
+    assert "br_gf" not in recorder.logs[1]  # the recorder is no LogsSamples
+    recorder.logs_samples = True
+    gan.fit(_dataset(images, 4), None, None, 1, 0, keras.callbacks.CallbackList([recorder]))
+    assert "br_gf" in recorder.logs[-1] and "br_gf" not in recorder.logs[-2]
+
+
+def test_logged_losses_are_means_since_the_last_multiple_of_loss_mean_every():
+    # loss_mean_every 2: iterations 1, 2 average (1, 2); 3 logs its own; 4 averages (3, 4); 5
+    # its own again. Without it, the means run over the whole fit (Keras).
+    images = _images(20, seed=4)
+    ref = _reference(images, iterations=5, n_dis=1, d_batch=4, seed=0)
+    expected = {2: [[0], [0, 1], [2], [2, 3], [4]], None: [list(range(i + 1)) for i in range(5)]}
+    for every, windows in expected.items():
+        gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT, loss_mean_every=every))
+        recorder = _Recorder(gan)
+        gan.fit(_dataset(images, 4), epochs=1, verbose=0, callbacks=[recorder])
+        for logs, window in zip(recorder.logs, windows, strict=True):
+            for key in ("d_loss", "g_loss"):
+                np.testing.assert_allclose(logs[key], np.mean([ref[i][key] for i in window]),
+                                           rtol=1e-4)
+    with pytest.raises(ValueError, match="loss_mean_every"):
+        SparseGAN(*_linear_toy(), latent_dim=LATENT, loss_mean_every=0)
+
+
+def test_callbacks_declare_gradients_and_sample_logs_through_the_protocols(tmp_path):
+    from adapt_tf import dst
+    from adapt_tf.controller import ADAPTController
+    from adapt_tf.gan import LogsSamples, NeedsGradients
+    from adapt_tf.run_io import MetricsLogger, SampleLogs
+    from adapt_tf.sparsity import DynamicSparsity
+
+    rigl = DynamicSparsity("generator", dst.RigL(interval=2), total_steps=10)
+    assert isinstance(rigl, NeedsGradients) and not isinstance(rigl, LogsSamples)
+    assert isinstance(ADAPTController(total_steps=10), NeedsGradients)
+    assert isinstance(SampleLogs(str(tmp_path)), LogsSamples)
+    logger = MetricsLogger(str(tmp_path), tensorboard=False)
+    assert not isinstance(logger, (NeedsGradients, LogsSamples))
+
+    gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT))
+    switched_off = keras.callbacks.Callback()
+    switched_off.logs_samples = False
+    with pytest.raises(ValueError, match="logs_samples=False: a callback that reads"):
+        gan.fit(_dataset(_images(4), 4), epochs=1, verbose=0, callbacks=[switched_off])
+    not_a_method = keras.callbacks.Callback()
+    not_a_method.needs_gradients = ("generator",)
+    with pytest.raises(ValueError, match="needs_gradients must be a method"):
+        gan.fit(_dataset(_images(4), 4), epochs=1, verbose=0, callbacks=[not_a_method])
+    assert gan.iteration == 0
+
+
 # ------------------------------------------------------------------------ BR window cadence
 
 
@@ -405,7 +469,8 @@ def test_a_new_gan_has_the_documented_defaults_and_trains_only_the_networks_weig
     assert gan.get_config() == {"latent_dim": LATENT, "n_dis": 1, "g_batch_size": None,
                                 "num_classes": None, "br_interval": 10, "br_window": 1000,
                                 "ema_decay": None, "seed": 0, "ever_active": False,
-                                "criterion": "br", "diff_aug": None, "window_sampling": True}
+                                "criterion": "br", "diff_aug": None, "window_sampling": True,
+                                "loss_mean_every": None}
     assert gan.balance.capacity == 100  # br_window // br_interval samples
     assert gan.iteration == 0 and gan.step.dtype == tf.int64 and int(gan.step.numpy()) == 0
     assert gan.ema_generator is None and gan.trace_counts == {}
@@ -425,12 +490,12 @@ def test_a_new_gan_has_the_documented_defaults_and_trains_only_the_networks_weig
     custom = SparseGAN(generator, discriminator, latent_dim=LATENT, n_dis=3, g_batch_size=6,
                        num_classes=None, br_interval=5, br_window=20, ema_decay=0.5, seed=9,
                        ever_active=True, criterion="ada", diff_aug="translation, color",
-                       window_sampling=False)
+                       window_sampling=False, loss_mean_every=7)
     assert custom.get_config() == {"latent_dim": LATENT, "n_dis": 3, "g_batch_size": 6,
                                    "num_classes": None, "br_interval": 5, "br_window": 20,
                                    "ema_decay": 0.5, "seed": 9, "ever_active": True,
                                    "criterion": "ada", "diff_aug": "translation,color",
-                                   "window_sampling": False}
+                                   "window_sampling": False, "loss_mean_every": 7}
     assert custom.balance.capacity == 4
     assert [custom.samples_window(step) for step in (4, 9)] == [False, False]
     assert [gan.samples_window(step) for step in (0, 8, 9, 10, 19)] == [

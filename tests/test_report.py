@@ -333,6 +333,37 @@ def test_a_run_of_the_ada_criterion_plots_its_window_and_its_ever_active_shares(
     plt.close(figure)
 
 
+# metrics.csv headers as runs before `balance.Criterion` wrote them (the quickstart's, with
+# ada_rt after d_density under balance_criterion = 'ada').
+OLD_HEADER = ("step,d_loss,g_loss,br,br_skipped,g_density,d_density,train_flops,"
+              "train_flops_ratio,toy_fid,toy_fid_floor,class_coverage,confident_share,"
+              "best_toy_fid")
+
+
+@pytest.mark.parametrize("criterion", ["br", "ada"])
+def test_an_older_runs_files_still_read_under_its_criterion(tmp_path, criterion):
+    from adapt_tf import balance
+
+    header = OLD_HEADER.split(",")
+    if criterion == "ada":
+        header.insert(header.index("d_density") + 1, "ada_rt")
+    values = {"step": 50, "d_loss": 4.27831, "g_loss": 0.901821, "br": 0.413871,
+              "br_skipped": 0, "g_density": 0.200003, "d_density": 0.199997, "ada_rt": 0.75}
+    if criterion == "ada":
+        values["br"] = ""
+    rows = [[values.get(key, "") for key in header]]
+    path = _write_run(tmp_path / criterion, header, rows)
+    samples = {"br": "step,gf,df,dr,ratio,kept\n2,1.5,0.5,2.5,0.5,1\n4,1,1,1,nan,0\n",
+               "ada": "step,share\n2,0.75\n4,0.5\n"}[criterion]
+    (path / f"{criterion}.csv").write_text(samples)
+    record = report.load_run(str(path))
+    assert record.criterion is balance.criterion(criterion)
+    assert record.window_key == {"br": "br", "ada": "ada_rt"}[criterion]
+    assert record.series(record.window_key) == ([50], [{"br": 0.413871, "ada": 0.75}[criterion]])
+    assert record.window_samples == {"br": [(2, 0.5)], "ada": [(2, 0.75), (4, 0.5)]}[criterion]
+    assert record.series("d_loss") == ([50], [4.27831])
+
+
 def test_sample_logs_and_the_final_test_reach_the_report(tmp_path):
     fields = ["step", "br", "g_density", "d_density", "fid"]
     rows = [(100, 0.4, 0.2, 0.2, 40.0), (200, 0.5, 0.2, 0.25, 30.0)]

@@ -9,19 +9,17 @@ import os
 import numpy as np
 import pytest
 
-from adapt_tf import run_io
+from adapt_tf import balance, run_io
 from adapt_tf.run_io import MetricsLogger
 
 
 class _Model:
-    """What the logger reads from a `SparseGAN`: the iteration and `reset_metrics`."""
+    """What the logger reads from a `SparseGAN`: the iteration (nothing it could reset: the
+    logger changes no model state, `SparseGAN(loss_mean_every=...)` averages the losses)."""
 
     def __init__(self):
         self.iteration = 0
-        self.resets = 0
-
-    def reset_metrics(self):
-        self.resets += 1
+        self.criterion = balance.BR  # what `SampleLogs` reads of it
 
 
 def _rows(path):
@@ -47,7 +45,7 @@ def test_rows_hold_train_step_values_and_entries_other_callbacks_added(tmp_path)
     assert [float(row["d_loss"]) for row in rows] == [1.0, 2.0, 2.5]
     assert [row["train_flops"] for row in rows] == ["20", "40", "50"]
     assert [row["fid"] for row in rows] == ["", "12.5", ""]
-    assert rows[0]["d_density"] == "" and model.resets == 3
+    assert rows[0]["d_density"] == ""
 
     model.iteration = 2  # resumed from the checkpoint of iteration 2
     resumed = MetricsLogger(str(tmp_path), every=2, extra_fields=("train_flops", "fid"),
@@ -167,3 +165,30 @@ def test_grid_refuses_class_names_that_do_not_match_the_models_classes(tmp_path)
     grid.set_model(_ConditionalModel())
     with pytest.raises(ValueError, match="2 class_names for a model of 3 classes"):
         grid.write(1)
+
+
+def test_mask_changes_reach_sample_logs_through_the_iterations_logs(tmp_path):
+    # Two changes of D in one iteration sum; G's row comes first; the density is the last one
+    # logged, and the logs' d_density becomes it (the density in force).
+    logs = {"d_density": np.float32(0.5)}
+    run_io.log_mask_change(logs, network="discriminator", dropped=3, grown=5, density=0.52)
+    run_io.log_mask_change(logs, network="discriminator", dropped=2, grown=0, density=0.5)
+    run_io.log_mask_change(logs, network="generator", dropped=7, grown=7, density=0.2)
+    assert logs["d_density"] == 0.5 and logs["g_mask_grown"] == 7
+    assert run_io.logged_mask_changes(logs) == [
+        {"network": "generator", "dropped": 7, "grown": 7, "density": 0.2},
+        {"network": "discriminator", "dropped": 5, "grown": 5, "density": 0.5}]
+    assert run_io.logged_mask_changes({"d_density": 0.5}) == []
+
+    sample_logs = run_io.SampleLogs(str(tmp_path))
+    model = _Model()
+    sample_logs.set_model(model)
+    sample_logs.on_train_begin()
+    model.iteration = 4
+    sample_logs.on_train_batch_end(3, logs)
+    model.iteration = 5
+    sample_logs.on_train_batch_end(4, {"d_density": 0.5})  # no change: no row
+    assert _rows(os.path.join(tmp_path, "masks.csv")) == [
+        {"step": "4", "network": "generator", "dropped": "7", "grown": "7", "density": "0.2"},
+        {"step": "4", "network": "discriminator", "dropped": "5", "grown": "5",
+         "density": "0.5"}]

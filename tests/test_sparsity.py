@@ -283,6 +283,27 @@ def test_update_writes_masks_then_densities_and_the_ema_generator_follow():
         sparsity.update("critic", fn)
 
 
+def test_an_update_given_the_iterations_logs_adds_its_change_to_them():
+    # The counts come from the masks before and after (fn returns nothing, as GMP's), so any
+    # update, not only dst.assign_masks, reaches the loggers through the logs.
+    gan = _gan()
+    layers = gan.masked_layers("generator")
+    old = [layer.mask.numpy().copy() for layer in layers]
+    new = [np.ones(mask.shape, np.float32) for mask in old]
+    new[0][0, :] = 0.0
+
+    def fn(kernels, masks, grads):
+        dst.assign_masks(kernels, masks, new)
+
+    logs = {"g_density": np.float32(0.0)}
+    assert gan.sparsity.update("generator", fn, logs=logs) is None
+    dropped = sum(int(np.sum((o != 0) & (n == 0))) for o, n in zip(old, new))
+    grown = sum(int(np.sum((o == 0) & (n != 0))) for o, n in zip(old, new))
+    assert dropped > 0 and grown > 0
+    assert logs == {"g_mask_dropped": dropped, "g_mask_grown": grown,
+                    "g_density": pytest.approx(gan.density("generator"))}
+
+
 def test_gradient_growth_declares_its_update_iterations_only():
     rigl = DynamicSparsity("discriminator", dst.RigL(interval=2), total_steps=6)
     set_g = DynamicSparsity("generator", dst.SET(interval=2), total_steps=6)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from adapt_tf import configurables, data, layers as L, methods, train_lib, workdir
+from adapt_tf import balance, configurables, data, layers as L, methods, train_lib, workdir
 from image_data import class_folder, png, store_tfds
 from inception_stub import save_tiny_inception
 from test_cli import CPP_LOG_LINE
@@ -200,7 +200,7 @@ def test_the_ada_criterion_logs_its_column_and_resumes_exactly(tmp_path):
     _train(tmp_path / "resumed", *binding, extra_callbacks=[_StopAt(4)])
     resumed = _train(tmp_path / "resumed", *binding)
     for gan in (full, resumed):
-        assert gan.criterion == "ada"
+        assert gan.criterion is balance.ADA
         assert all(0.0 <= v <= 1.0 for v in gan.balance.values())
     np.testing.assert_allclose(resumed.balance.values(), full.balance.values(), atol=1e-6)
     assert resumed.density("discriminator") == full.density("discriminator")
