@@ -176,6 +176,13 @@ class SparseGAN(keras.Model):
         # A tuple, not a list: Keras would track a list attribute into the checkpoint.
         self._gradient_users: tuple = ()
         self._host_step: int | None = None
+        # The first iteration of the current `fit` whose d_loss or g_loss was not finite (0:
+        # none), written by every iteration on the device so that `run_io.TerminateOnNaN` reads
+        # one scalar at its cadence instead of the losses every iteration. Held outside Keras
+        # tracking: not a weight, not in checkpoints (none is written after a non-finite loss).
+        self._nonfinite = _Untracked(tf.Variable(
+            0, dtype=tf.int64, trainable=False, name="first_nonfinite",
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA))
         self._compiled = _VariantCache()
 
     # ----------------------------------------------------------------------------- setup
@@ -227,8 +234,12 @@ class SparseGAN(keras.Model):
 
     @property
     def trace_counts(self) -> dict:
-        """Traces per train-function variant (sample_br, keep_g_grads, keep_d_grads)."""
-        return dict(self._compiled.traces)
+        """Traces of the train function: on one device, per step function (name: traces);
+        under a multi-replica strategy, per variant ((sample_br, keep_g_grads, keep_d_grads):
+        traces)."""
+        return {**self._compiled.traces,
+                **{name: function.experimental_get_tracing_count()
+                   for name, function in self._compiled.steps.items()}}
 
     def fit(self, *args, **kwargs):
         """`keras.Model.fit`; callbacks with `needs_gradients(step) -> networks` (e.g.
@@ -243,6 +254,7 @@ class SparseGAN(keras.Model):
         logs_samples = any(getattr(c, "logs_samples", False) for c in callbacks or ())
         if logs_samples != self._compiled.logs_samples:  # the variants' outputs differ
             self._compiled = _VariantCache(logs_samples=logs_samples)
+        self._nonfinite.variable.assign(0)
         try:
             return super().fit(*args, **kwargs)
         finally:
@@ -254,6 +266,12 @@ class SparseGAN(keras.Model):
         official `(iteration + 1) % br_freq == 0`, i.e. iterations br_interval, 2 br_interval,
         ... counted from 1 (docs/ALGORITHM.md §2)."""
         return self.window_sampling and (step + 1) % self.br_interval == 0
+
+    @property
+    def first_nonfinite(self) -> int | None:
+        """The first iteration of the current (or last) `fit` whose d_loss or g_loss was NaN or
+        infinite, counted like `iteration`, or None: one device-to-host read of a scalar."""
+        return int(self._nonfinite.variable.numpy()) or None
 
     @property
     def iteration(self) -> int:
@@ -268,18 +286,65 @@ class SparseGAN(keras.Model):
         self._host_step = int(self.step.numpy())
         if self.train_function is not None and not force:
             return self.train_function
+        one_device = _one_device(self.distribute_strategy)
 
         def train_function(iterator):
             key = (self.samples_window(self._host_step),
                    *self._kept_gradients(self._host_step + 1))
-            if key not in self._compiled.functions:
-                self._compiled.functions[key] = self._compile_variant(*key)
-            logs = self._compiled.functions[key](iterator)
+            if one_device:
+                logs = self._composed_iteration(iterator, *key)
+            else:
+                if key not in self._compiled.functions:
+                    self._compiled.functions[key] = self._compile_variant(*key)
+                logs = self._compiled.functions[key](iterator)
             self._host_step += 1
             return logs
 
         self.train_function = train_function
         return train_function
+
+    def _composed_iteration(self, iterator, sample_br: bool, keep_g_grads: bool,
+                            keep_d_grads: bool):
+        """One iteration on one device, composed on the host from step functions that every
+        variant shares (`_VariantCache.step`): the batch and latents, n_dis D steps, the G step,
+        the window sample if `sample_br`, and the EMA and counters. Which gradients are kept
+        is a boolean tensor input, so no variant has a trace or an optimised graph of its own."""
+        jit = bool(self._jit_compile)
+        phases, (z, labels, augmentation) = self._compiled.step(self._begin)(iterator)
+        global_d = int(phases[0][0].shape[0])
+        d_step = self._compiled.step(self._discriminator_step, jit_compile=jit)
+        positives = []
+        for k, (z_k, fake_labels, real, real_labels, augmentation_k) in enumerate(phases):
+            d_loss, positive = d_step(
+                z_k, fake_labels, real, real_labels, augmentation_k, global_d=global_d,
+                count_positive=self.criterion == "ada",
+                keep_grads=tf.constant(keep_d_grads and k == self.n_dis - 1))
+            positives.append(positive)
+        g_batch = int(z.shape[0])
+        g_loss, df = self._compiled.step(self._generator_step, jit_compile=jit)(
+            z, labels, augmentation, g_batch=g_batch, keep_grads=tf.constant(keep_g_grads))
+        sample = {}
+        if sample_br:
+            sample = self._compiled.step(self._window_sample, jit_compile=jit)(
+                positives, z, labels, df, real, real_labels, augmentation, g_batch=g_batch,
+                d_batch=global_d)
+        logs = self._compiled.step(self._finish, jit_compile=jit)(d_loss, g_loss)
+        return {**logs, **(sample if self._compiled.logs_samples else {})}
+
+    def _begin(self, iterator):
+        """One device: the next batch, split and augmented for the D steps, with the latents of
+        every phase: ([(z, fake labels, reals, their labels, DiffAugment parameters)] per D
+        step, (z, labels, DiffAugment parameters) of the G step). Drawn outside XLA, as
+        `_compile_variant` does."""
+        images, labels = self._unpack(next(iterator))
+        global_d = self._local_d_batch(images.shape[0])
+        sampler = _Sampler(self, self.step.read_value(), 0, 1,
+                           image_size=tuple(images.shape[1:3]))
+        phases = [self._d_inputs(images, labels, sampler, k, global_d)
+                  for k in range(self.n_dis)]
+        g_batch = self._global_g_batch(global_d, 1)
+        return phases, (*sampler.latents(self.n_dis, g_batch),
+                        sampler.augmentation(self.n_dis, g_batch))
 
     def _compile_variant(self, sample_br: bool, keep_g_grads: bool, keep_d_grads: bool):
         strategy = self.distribute_strategy
@@ -347,26 +412,42 @@ class SparseGAN(keras.Model):
                             keep_grads=keep_g_grads)
 
         sample = {}
-        if ada:  # official: the mean over this iteration's D steps is one window sample
-            sample = {"ada_sample": tf.add_n(positives) / self.n_dis}
-            self.balance.push_value(sample["ada_sample"])
-        elif sample_br:  # the last D step's (augmented) reals, G's step's z and augmentation
-            sample = self._balance_sample(z, fake_labels, df, real, real_labels, g_batch,
-                                          local_d * replicas, augmentation)
+        if sample_br:  # the last D step's (augmented) reals, G's step's z and augmentation
+            sample = self._window_sample(positives, z, fake_labels, df, real, real_labels,
+                                         augmentation, g_batch=g_batch,
+                                         d_batch=local_d * replicas)
+        logs = self._finish(d_loss, g_loss)
+        return {**logs, **(sample if self._compiled.logs_samples else {})}
+
+    def _window_sample(self, positives, z, labels, df, real, real_labels, augmentation, *,
+                       g_batch: int, d_batch: int):
+        """Pushes the iteration's window sample and returns its parts for the logs: for "ada"
+        the mean over the D steps of the share of reals D scored above 0 (official: one
+        sample per iteration), else the BR sample (`_balance_sample`)."""
+        if self.criterion == "ada":
+            value = tf.add_n(positives) / self.n_dis
+            self.balance.push_value(value)
+            return {"ada_sample": value}
+        return self._balance_sample(z, labels, df, real, real_labels, g_batch, d_batch,
+                                    augmentation)
+
+    def _finish(self, d_loss, g_loss):
+        """The iteration's end: EMA update, loss means, step + 1; returns the logs."""
         if self.ema is not None:
             self.ema.update()
-
         self.d_loss_tracker.update_state(d_loss)
         self.g_loss_tracker.update_state(g_loss)
         self.step.assign_add(1)
+        first = self._nonfinite.variable
+        finite = tf.logical_and(tf.math.is_finite(d_loss), tf.math.is_finite(g_loss))
+        first.assign(tf.where(tf.logical_or(finite, first > 0), first, self.step.read_value()))
         return {"d_loss": self.d_loss_tracker.result(), "g_loss": self.g_loss_tracker.result(),
                 WINDOW_KEYS[self.criterion]: self.balance.mean(),
                 "br_skipped": self.balance.skipped.read_value(),
                 "g_density": self.sparsity.densities["generator"].read_value(),
                 "d_density": self.sparsity.densities["discriminator"].read_value(),
                 **{f"{network[0]}_ever_active": share.read_value()
-                   for network, share in self.sparsity.ever_active_shares.items()},
-                **(sample if self._compiled.logs_samples else {})}
+                   for network, share in self.sparsity.ever_active_shares.items()}}
 
     def _discriminator_steps(self, images, labels, sampler, global_d: int, *, keep_grads: bool,
                              ada: bool):
@@ -376,15 +457,22 @@ class SparseGAN(keras.Model):
         d_step = self._compiled.shared(self._discriminator_step, sampler.replicas)
         positives = []
         for k in range(self.n_dis):
-            augmentation = sampler.augmentation(k, global_d)
-            real = self._augment(images[k::self.n_dis], augmentation)
-            real_labels = None if labels is None else labels[k::self.n_dis]
-            z, fake_labels = sampler.latents(k, global_d)
+            z, fake_labels, real, real_labels, augmentation = self._d_inputs(
+                images, labels, sampler, k, global_d)
             d_loss, positive = d_step(z, fake_labels, real, real_labels, augmentation,
                                       global_d=global_d, count_positive=ada,
                                       keep_grads=keep_grads and k == self.n_dis - 1)
             positives.append(positive)
         return d_loss, positives, (real, real_labels)
+
+    def _d_inputs(self, images, labels, sampler, k: int, global_d: int):
+        """D step k's (z, fake labels, reals images[k::n_dis] augmented, their labels,
+        DiffAugment parameters) on this replica."""
+        augmentation = sampler.augmentation(k, global_d)
+        real = self._augment(images[k::self.n_dis], augmentation)
+        real_labels = None if labels is None else labels[k::self.n_dis]
+        z, fake_labels = sampler.latents(k, global_d)
+        return z, fake_labels, real, real_labels, augmentation
 
     def _global_g_batch(self, local_d: int, replicas: int) -> int:
         g_batch = self.g_batch_size or local_d * replicas
@@ -451,17 +539,22 @@ class SparseGAN(keras.Model):
         df = _all_sum(tf.reduce_sum(fake_logits)) / g_batch
         return _all_sum(loss), df
 
-    def _update(self, network: str, optimizer, tape, loss, *, keep_grads: bool) -> None:
+    def _update(self, network: str, optimizer, tape, loss, *, keep_grads) -> None:
         """One optimizer step of `network` on the replica-summed gradient of `loss` (scaled and
-        unscaled by a `LossScaleOptimizer`); with `keep_grads` the masked kernels' gradients
-        are also copied into the network's dense gradient buffers."""
+        unscaled by a `LossScaleOptimizer`); with `keep_grads` (a bool, or a boolean tensor)
+        the masked kernels' gradients are also copied into the network's dense gradient
+        buffers."""
         variables = getattr(self, network).trainable_variables
         with tape:
             scaled = _scale_loss(optimizer, loss)
         grads = _all_sum(_unscale(optimizer, tape.gradient(scaled, variables)))
         optimizer.apply_gradients(zip(grads, variables), skip_gradients_aggregation=True)
-        if keep_grads:
-            self._keep_gradients(network, grads, variables)
+        if isinstance(keep_grads, bool):
+            if keep_grads:
+                self._keep_gradients(network, grads, variables)
+        else:  # a boolean tensor (`_composed_iteration`): one trace copies or not at run time
+            tf.cond(keep_grads, lambda: self._keep_gradients(network, grads, variables),
+                    lambda: None)
 
     def _augment(self, images, augmentation):
         """DiffAugment with this phase's parameters (`augment.apply`), or `images` without."""
@@ -538,6 +631,13 @@ class SparseGAN(keras.Model):
                 "window_sampling": self.window_sampling}
 
 
+class _Untracked:
+    """Holds a variable where Keras does not track it (not a weight, not checkpointed)."""
+
+    def __init__(self, variable: tf.Variable):
+        self.variable = variable
+
+
 class _VariantCache:
     """Compiled train-function variants and their trace counts (kept out of Keras tracking)."""
 
@@ -546,6 +646,17 @@ class _VariantCache:
         self.traces: dict = {}
         self.logs_samples = logs_samples  # the variants return the window sample's parts
         self._shared: dict = {}
+        self.steps: dict = {}  # the one-device route's step functions, by method name
+
+    def step(self, method, *, jit_compile: bool = False):
+        """`method` (a step of `SparseGAN`) as a `tf.function` that `_composed_iteration`
+        calls from the host: traced and optimised once for every variant, since its Python
+        arguments are the same in all of them. No autograph: the steps' control flow is
+        Python (n_dis, the model's settings)."""
+        if method.__name__ not in self.steps:
+            self.steps[method.__name__] = tf.function(method, jit_compile=jit_compile,
+                                                      autograph=False)
+        return self.steps[method.__name__]
 
     def shared(self, method, replicas: int):
         """`method` (a step of `SparseGAN`) as the variants call it: on one device a
@@ -604,6 +715,13 @@ class _Sampler:
             return values
         start = tf.cast(self.replica, tf.int32) * local
         return values[start:start + local]
+
+
+def _one_device(strategy: tf.distribute.Strategy) -> bool:
+    """Whether `strategy` is the default (no) strategy: one device, the replica context of
+    the host, so the step functions can be called directly (`_composed_iteration`)."""
+    with strategy.scope():
+        return not tf.distribute.has_strategy()
 
 
 def _phase_seed(gan: SparseGAN, step, phase: int, stream: int) -> tf.Tensor:

@@ -57,8 +57,9 @@ def test_every_kind_and_update_is_measured(measured):
 def test_no_retracing_after_masks_change(measured):
     _, _, report = measured
     sparse = report["subjects"]["sparse"]["trace_counts"]
-    assert sparse == {"train[0, 0, 0]": 1, "train[1, 0, 0]": 1, "g_update": 1, "d_resize": 1}
-    assert report["subjects"]["dense"]["trace_counts"] == {"train[0, 0, 0]": 1}
+    steps = {"_begin": 1, "_discriminator_step": 1, "_generator_step": 1, "_finish": 1}
+    assert sparse == {**steps, "_window_sample": 1, "g_update": 1, "d_resize": 1}
+    assert report["subjects"]["dense"]["trace_counts"] == steps
     assert report["retraces"] == 0
 
 
