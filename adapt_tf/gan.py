@@ -58,7 +58,8 @@ def _all_sum(value):
 
 def _check_arguments(generator: keras.Model, discriminator: keras.Model, *, latent_dim: int,
                      n_dis: int, g_batch_size: int | None, num_classes: int | None,
-                     br_interval: int, br_window: int, ema_decay: float | None) -> None:
+                     br_interval: int, br_window: int, ema_decay: float | None,
+                     ever_active: bool) -> None:
     """`SparseGAN.__init__`'s argument checks: ValueError naming the value and the fix."""
     positive_int("latent_dim", latent_dim)
     positive_int("n_dis", n_dis)
@@ -72,6 +73,8 @@ def _check_arguments(generator: keras.Model, discriminator: keras.Model, *, late
         raise ValueError(f"br_window ({br_window}) must be >= br_interval ({br_interval}).")
     if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
         raise ValueError(f"ema_decay must be in [0, 1) or None, got {ema_decay!r}.")
+    if not isinstance(ever_active, bool):
+        raise ValueError(f"ever_active={ever_active!r} must be True or False.")
     for network, model in (("generator", generator), ("discriminator", discriminator)):
         if not model.built:
             raise ValueError(f"The {network} must be built (call it once, or build it from "
@@ -136,7 +139,8 @@ class SparseGAN(keras.Model):
         super().__init__(name=name, **kwargs)
         _check_arguments(generator, discriminator, latent_dim=latent_dim, n_dis=n_dis,
                          g_batch_size=g_batch_size, num_classes=num_classes,
-                         br_interval=br_interval, br_window=br_window, ema_decay=ema_decay)
+                         br_interval=br_interval, br_window=br_window, ema_decay=ema_decay,
+                         ever_active=ever_active)
         self.generator = generator
         self.discriminator = discriminator
         self.latent_dim = int(latent_dim)
@@ -155,8 +159,6 @@ class SparseGAN(keras.Model):
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.ema = EMAGenerator(generator, ema_decay) if ema_decay is not None else None
         self.ema_generator = None if self.ema is None else self.ema.model
-        if not isinstance(ever_active, bool):
-            raise ValueError(f"ever_active={ever_active!r} must be True or False.")
         if criterion not in WINDOW_KEYS:
             raise ValueError(f"criterion={criterion!r}: choose 'br' (the balance ratio) or "
                              "'ada' (the share of reals D scores above 0).")
@@ -176,13 +178,7 @@ class SparseGAN(keras.Model):
         # A tuple, not a list: Keras would track a list attribute into the checkpoint.
         self._gradient_users: tuple = ()
         self._host_step: int | None = None
-        # The first iteration of the current `fit` whose d_loss or g_loss was not finite (0:
-        # none), written by every iteration on the device so that `run_io.TerminateOnNaN` reads
-        # one scalar at its cadence instead of the losses every iteration. Held outside Keras
-        # tracking: not a weight, not in checkpoints (none is written after a non-finite loss).
-        self._nonfinite = _Untracked(tf.Variable(
-            0, dtype=tf.int64, trainable=False, name="first_nonfinite",
-            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA))
+        self._nonfinite = _NonfiniteRecord()
         self._compiled = _VariantCache()
 
     # ----------------------------------------------------------------------------- setup
@@ -631,11 +627,16 @@ class SparseGAN(keras.Model):
                 "window_sampling": self.window_sampling}
 
 
-class _Untracked:
-    """Holds a variable where Keras does not track it (not a weight, not checkpointed)."""
+class _NonfiniteRecord:
+    """`variable`: the first iteration of the current `fit` whose d_loss or g_loss was not
+    finite (0: none), written by every iteration on the device so that
+    `run_io.TerminateOnNaN` reads one scalar at its cadence instead of the losses every
+    iteration. Held here, where Keras does not track it: not a weight, not in checkpoints
+    (none is written after a non-finite loss)."""
 
-    def __init__(self, variable: tf.Variable):
-        self.variable = variable
+    def __init__(self):
+        self.variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="first_nonfinite",
+                                    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
 
 class _VariantCache:
