@@ -26,14 +26,17 @@ Distribution: z and labels are drawn for the *global* batch from stateless seeds
 the samples of a one-device run with the same global batch. Per-replica losses are divided by
 the global batch; gradients and BR means are summed over replicas explicitly.
 
-Compilation: the iteration has variants (with or without the BR sample, with or without the
-gradient copies). Rather than `tf.cond` (which cannot contain the synchronisation points these
-branches need under `MirroredStrategy`), `make_train_function` traces each variant once as its
-own `tf.function` and picks one per iteration on the host: no wasted passes, no retracing.
-On one device the variants call one D-step and one G-step `tf.function` (`_VariantCache.shared`,
-not inlined): the n_dis D steps and every variant share one trace and one optimised graph of
-each step per kept-gradient setting, which cuts a variant's first call by 2-3x (the trace was
-n_dis unrolled copies of the D step; docs/BENCHMARKS.md, "Tracing").
+Compilation: the iteration has variants (with or without the window sample, with or without
+the gradient copies), chosen per iteration on the host. On one device (the default strategy)
+`_composed_iteration` runs an iteration as host calls of five step functions shared by every
+variant (`_VariantCache.step`: `_begin` draws the latents and splits the batch, n_dis calls of
+the D step, the G step, the window sample when one is taken, `_finish`); which gradients are
+kept is a boolean tensor input. Each step is traced and optimised once per model, so a run's
+first iteration pays for them and a new variant costs at most the window sample's trace,
+where a variant traced and optimised as one graph paid its own copy of both steps
+(docs/BENCHMARKS.md, "Tracing"). Under a multi-replica strategy `make_train_function` traces
+each variant as its own `tf.function` (a `tf.cond` cannot hold the synchronisation points
+these branches need under `MirroredStrategy`), and the D and G steps stay plain methods.
 """
 from __future__ import annotations
 
@@ -314,11 +317,11 @@ class SparseGAN(keras.Model):
             d_loss, positive = d_step(
                 z_k, fake_labels, real, real_labels, augmentation_k, global_d=global_d,
                 count_positive=self.criterion == "ada",
-                keep_grads=tf.constant(keep_d_grads and k == self.n_dis - 1))
+                keep_grads=self._compiled.flag(keep_d_grads and k == self.n_dis - 1))
             positives.append(positive)
         g_batch = int(z.shape[0])
         g_loss, df = self._compiled.step(self._generator_step, jit_compile=jit)(
-            z, labels, augmentation, g_batch=g_batch, keep_grads=tf.constant(keep_g_grads))
+            z, labels, augmentation, g_batch=g_batch, keep_grads=self._compiled.flag(keep_g_grads))
         sample = {}
         if sample_br:
             sample = self._compiled.step(self._window_sample, jit_compile=jit)(
@@ -648,6 +651,13 @@ class _VariantCache:
         self.logs_samples = logs_samples  # the variants return the window sample's parts
         self._shared: dict = {}
         self.steps: dict = {}  # the one-device route's step functions, by method name
+        self._flags: dict = {}
+
+    def flag(self, value: bool) -> tf.Tensor:
+        """`value` as a boolean tensor, made once: a step function's runtime choice."""
+        if value not in self._flags:
+            self._flags[value] = tf.constant(value)
+        return self._flags[value]
 
     def step(self, method, *, jit_compile: bool = False):
         """`method` (a step of `SparseGAN`) as a `tf.function` that `_composed_iteration`
