@@ -382,6 +382,38 @@ def test_declared_gradients_fill_buffers_with_dense_gradients_on_that_iteration_
     assert not np.array_equal(recorder.buffers[-1]["generator"][0], g_buffers[2])
 
 
+def test_the_composed_iteration_equals_the_compiled_variants_bit_for_bit(monkeypatch):
+    # The one-device route (step functions called from the host, kept gradients a tensor)
+    # against the route multi-replica strategies take (one compiled function per variant),
+    # forced here on one device: same BR samples, gradient copies, weights, exactly.
+    from adapt_tf import gan as gan_module
+
+    def run(composed: bool):
+        gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT, n_dis=2, br_interval=2,
+                                  br_window=6, seed=5, ema_decay=0.5), optimizer="adam")
+        if not composed:
+            monkeypatch.setattr(gan_module, "_one_device", lambda strategy: False)
+        recorder = _Recorder(gan, {2: ("generator",), 3: ("discriminator",),
+                                   4: ("generator", "discriminator")})
+        gan.fit(_dataset(_images(40, seed=3), 8), epochs=1, verbose=0, callbacks=[recorder])
+        monkeypatch.undo()
+        return gan, recorder
+
+    (composed, seen), (compiled, reference) = run(True), run(False)
+    assert "_finish" in composed.trace_counts and (True, False, False) in compiled.trace_counts
+    state = [lambda gan: gan.generator.weights + gan.discriminator.weights,
+             lambda gan: gan.ema_generator.weights + gan.g_optimizer.variables
+             + gan.d_optimizer.variables, lambda gan: [gan.balance.samples, gan.step]]
+    for variables in state:
+        for a, b in zip(variables(composed), variables(compiled), strict=True):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert seen.buffers and len(seen.buffers) == len(reference.buffers) == 5
+    for ours, theirs in zip(seen.buffers, reference.buffers):
+        for network in ("generator", "discriminator"):
+            for a, b in zip(ours[network], theirs[network], strict=True):
+                np.testing.assert_array_equal(a, b)
+
+
 class _PoisonD(keras.callbacks.Callback):
     """Makes D's kernel NaN after iteration `after`, so the next iteration's losses are NaN."""
 

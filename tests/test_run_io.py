@@ -1,6 +1,7 @@
 """Tests of adapt_tf.run_io's MetricsLogger: rows hold the train step's values and the entries
 callbacks placed before it added to the same Keras `logs`; fields absent from the logs stay
-empty, and a resumed run drops the rows past its iteration."""
+empty, and a resumed run drops the rows past its iteration. TerminateOnNaN reads the model's
+record of the first non-finite loss only at its cadence; Checkpointer saves nothing after one."""
 from __future__ import annotations
 
 import csv
