@@ -4,8 +4,8 @@ One measurement at width 4, batches of 2, n_dis 1, no XLA, no EMA, 2 measured ro
 warm-up, without the PyTorch baseline and the peak probes: every model, iteration kind and
 forced update is reported; method costs are composed from the measured parts by the documented
 formulas; nothing retraces after the first call although the G masks and D density changed;
-the forced D resizes moved D's density by exactly +-0.05. The ~30 s are three train-function
-traces; the rounds themselves take 0.2 s.
+the forced D resizes moved D's density by exactly +-0.05. Most of its time is the step
+functions' first traces; the rounds themselves take 0.2 s.
 
 The pure pieces are tested on made-up numbers: the confidence interval of per-round ratios,
 the goal verdicts built on it, the per-round composition, the PyTorch and peak reports, the
