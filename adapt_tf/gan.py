@@ -26,14 +26,17 @@ Distribution: z and labels are drawn for the *global* batch from stateless seeds
 the samples of a one-device run with the same global batch. Per-replica losses are divided by
 the global batch; gradients and BR means are summed over replicas explicitly.
 
-Compilation: the iteration has variants (with or without the BR sample, with or without the
-gradient copies). Rather than `tf.cond` (which cannot contain the synchronisation points these
-branches need under `MirroredStrategy`), `make_train_function` traces each variant once as its
-own `tf.function` and picks one per iteration on the host: no wasted passes, no retracing.
-On one device the variants call one D-step and one G-step `tf.function` (`_VariantCache.shared`,
-not inlined): the n_dis D steps and every variant share one trace and one optimised graph of
-each step per kept-gradient setting, which cuts a variant's first call by 2-3x (the trace was
-n_dis unrolled copies of the D step; docs/BENCHMARKS.md, "Tracing").
+Compilation: the iteration has variants (with or without the window sample, with or without
+the gradient copies), chosen per iteration on the host. On one device (the default strategy)
+`_composed_iteration` runs an iteration as host calls of five step functions shared by every
+variant (`_VariantCache.step`: `_begin` draws the latents and splits the batch, n_dis calls of
+the D step, the G step, the window sample when one is taken, `_finish`); which gradients are
+kept is a boolean tensor input. Each step is traced and optimised once per model, so a run's
+first iteration pays for them and a new variant costs at most the window sample's trace,
+where a variant traced and optimised as one graph paid its own copy of both steps
+(docs/BENCHMARKS.md, "Tracing"). Under a multi-replica strategy `make_train_function` traces
+each variant as its own `tf.function` (a `tf.cond` cannot hold the synchronisation points
+these branches need under `MirroredStrategy`), and the D and G steps stay plain methods.
 """
 from __future__ import annotations
 
@@ -86,7 +89,7 @@ def _all_sum(value):
 def _check_arguments(generator: keras.Model, discriminator: keras.Model, *, latent_dim: int,
                      n_dis: int, g_batch_size: int | None, num_classes: int | None,
                      br_interval: int, br_window: int, ema_decay: float | None,
-                     loss_mean_every: int | None) -> None:
+                     loss_mean_every: int | None, ever_active: bool) -> None:
     """`SparseGAN.__init__`'s argument checks: ValueError naming the value and the fix."""
     positive_int("latent_dim", latent_dim)
     positive_int("n_dis", n_dis)
@@ -102,6 +105,8 @@ def _check_arguments(generator: keras.Model, discriminator: keras.Model, *, late
         raise ValueError(f"br_window ({br_window}) must be >= br_interval ({br_interval}).")
     if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
         raise ValueError(f"ema_decay must be in [0, 1) or None, got {ema_decay!r}.")
+    if not isinstance(ever_active, bool):
+        raise ValueError(f"ever_active={ever_active!r} must be True or False.")
     for network, model in (("generator", generator), ("discriminator", discriminator)):
         if not model.built:
             raise ValueError(f"The {network} must be built (call it once, or build it from "
@@ -170,7 +175,7 @@ class SparseGAN(keras.Model):
         _check_arguments(generator, discriminator, latent_dim=latent_dim, n_dis=n_dis,
                          g_batch_size=g_batch_size, num_classes=num_classes,
                          br_interval=br_interval, br_window=br_window, ema_decay=ema_decay,
-                         loss_mean_every=loss_mean_every)
+                         loss_mean_every=loss_mean_every, ever_active=ever_active)
         self.generator = generator
         self.discriminator = discriminator
         self.latent_dim = int(latent_dim)
@@ -189,8 +194,6 @@ class SparseGAN(keras.Model):
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.ema = EMAGenerator(generator, ema_decay) if ema_decay is not None else None
         self.ema_generator = None if self.ema is None else self.ema.model
-        if not isinstance(ever_active, bool):
-            raise ValueError(f"ever_active={ever_active!r} must be True or False.")
         self.criterion = balance.criterion(criterion)
         if not isinstance(window_sampling, bool):
             raise ValueError(f"window_sampling={window_sampling!r} must be True or False.")
@@ -208,6 +211,7 @@ class SparseGAN(keras.Model):
         # A tuple, not a list: Keras would track a list attribute into the checkpoint.
         self._gradient_users: tuple = ()
         self._host_step: int | None = None
+        self._nonfinite = _NonfiniteRecord()
         self._compiled = _VariantCache()
 
     # ----------------------------------------------------------------------------- setup
@@ -259,8 +263,12 @@ class SparseGAN(keras.Model):
 
     @property
     def trace_counts(self) -> dict:
-        """Traces per train-function variant (sample_br, keep_g_grads, keep_d_grads)."""
-        return dict(self._compiled.traces)
+        """Traces of the train function: on one device, per step function (name: traces);
+        under a multi-replica strategy, per variant ((sample_br, keep_g_grads, keep_d_grads):
+        traces)."""
+        return {**self._compiled.traces,
+                **{name: function.experimental_get_tracing_count()
+                   for name, function in self._compiled.steps.items()}}
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
@@ -274,6 +282,7 @@ class SparseGAN(keras.Model):
         logs_samples = bool(_declaring(callbacks, LogsSamples))
         if logs_samples != self._compiled.logs_samples:  # the variants' outputs differ
             self._compiled = _VariantCache(logs_samples=logs_samples)
+        self._nonfinite.variable.assign(0)
         try:
             return super().fit(
                 x=x, y=y, batch_size=batch_size, epochs=epochs, verbose=verbose,
@@ -295,6 +304,12 @@ class SparseGAN(keras.Model):
         return self.window_sampling and (step + 1) % self.br_interval == 0
 
     @property
+    def first_nonfinite(self) -> int | None:
+        """The first iteration of the current (or last) `fit` whose d_loss or g_loss was NaN or
+        infinite, counted like `iteration`, or None: one device-to-host read of a scalar."""
+        return int(self._nonfinite.variable.numpy()) or None
+
+    @property
     def iteration(self) -> int:
         """Completed iterations (host-side, no device sync during fit)."""
         if self._host_step is None:
@@ -307,13 +322,17 @@ class SparseGAN(keras.Model):
         self._host_step = int(self.step.numpy())
         if self.train_function is not None and not force:
             return self.train_function
+        one_device = _one_device(self.distribute_strategy)
 
         def train_function(iterator):
             key = (self.samples_window(self._host_step),
                    *self._kept_gradients(self._host_step + 1))
-            if key not in self._compiled.functions:
-                self._compiled.functions[key] = self._compile_variant(*key)
-            logs = self._compiled.functions[key](iterator)
+            if one_device:
+                logs = self._composed_iteration(iterator, *key)
+            else:
+                if key not in self._compiled.functions:
+                    self._compiled.functions[key] = self._compile_variant(*key)
+                logs = self._compiled.functions[key](iterator)
             self._host_step += 1
             if self.loss_mean_every and self._host_step % self.loss_mean_every == 0:
                 self.reset_metrics()  # `logs` hold the means; the next ones start afresh
@@ -321,6 +340,49 @@ class SparseGAN(keras.Model):
 
         self.train_function = train_function
         return train_function
+
+    def _composed_iteration(self, iterator, sample_br: bool, keep_g_grads: bool,
+                            keep_d_grads: bool):
+        """One iteration on one device, composed on the host from step functions that every
+        variant shares (`_VariantCache.step`): the batch and latents, n_dis D steps, the G step,
+        the window sample if `sample_br`, and the EMA and counters. Which gradients are kept
+        is a boolean tensor input, so no variant has a trace or an optimised graph of its own."""
+        jit = bool(self._jit_compile)
+        phases, (z, labels, augmentation) = self._compiled.step(self._begin)(iterator)
+        global_d = int(phases[0][0].shape[0])
+        d_step = self._compiled.step(self._discriminator_step, jit_compile=jit)
+        positives = []
+        for k, (z_k, fake_labels, real, real_labels, augmentation_k) in enumerate(phases):
+            d_loss, positive = d_step(
+                z_k, fake_labels, real, real_labels, augmentation_k, global_d=global_d,
+                count_positive=self.criterion.from_d_steps,
+                keep_grads=self._compiled.flag(keep_d_grads and k == self.n_dis - 1))
+            positives.append(positive)
+        g_batch = int(z.shape[0])
+        g_loss, df = self._compiled.step(self._generator_step, jit_compile=jit)(
+            z, labels, augmentation, g_batch=g_batch, keep_grads=self._compiled.flag(keep_g_grads))
+        sample = {}
+        if sample_br:
+            sample = self._compiled.step(self._window_sample, jit_compile=jit)(
+                positives, z, labels, df, real, real_labels, augmentation, g_batch=g_batch,
+                d_batch=global_d)
+        logs = self._compiled.step(self._finish, jit_compile=jit)(d_loss, g_loss)
+        return {**logs, **(sample if self._compiled.logs_samples else {})}
+
+    def _begin(self, iterator):
+        """One device: the next batch, split and augmented for the D steps, with the latents of
+        every phase: ([(z, fake labels, reals, their labels, DiffAugment parameters)] per D
+        step, (z, labels, DiffAugment parameters) of the G step). Drawn outside XLA, as
+        `_compile_variant` does."""
+        images, labels = self._unpack(next(iterator))
+        global_d = self._local_d_batch(images.shape[0])
+        sampler = _Sampler(self, self.step.read_value(), 0, 1,
+                           image_size=tuple(images.shape[1:3]))
+        phases = [self._d_inputs(images, labels, sampler, k, global_d)
+                  for k in range(self.n_dis)]
+        g_batch = self._global_g_batch(global_d, 1)
+        return phases, (*sampler.latents(self.n_dis, g_batch),
+                        sampler.augmentation(self.n_dis, g_batch))
 
     def _compile_variant(self, sample_br: bool, keep_g_grads: bool, keep_d_grads: bool):
         strategy = self.distribute_strategy
@@ -388,26 +450,42 @@ class SparseGAN(keras.Model):
                             keep_grads=keep_g_grads)
 
         sample = {}
-        if ada:  # official: the mean over this iteration's D steps is one window sample
-            sample = {"ada_sample": tf.add_n(positives) / self.n_dis}
-            self.balance.push_value(sample["ada_sample"])
-        elif sample_br:  # the last D step's (augmented) reals, G's step's z and augmentation
-            sample = self._balance_sample(z, fake_labels, df, real, real_labels, g_batch,
-                                          local_d * replicas, augmentation)
+        if sample_br:  # the last D step's (augmented) reals, G's step's z and augmentation
+            sample = self._window_sample(positives, z, fake_labels, df, real, real_labels,
+                                         augmentation, g_batch=g_batch,
+                                         d_batch=local_d * replicas)
+        logs = self._finish(d_loss, g_loss)
+        return {**logs, **(sample if self._compiled.logs_samples else {})}
+
+    def _window_sample(self, positives, z, labels, df, real, real_labels, augmentation, *,
+                       g_batch: int, d_batch: int):
+        """Pushes the iteration's window sample and returns its parts for the logs: for "ada"
+        the mean over the D steps of the share of reals D scored above 0 (official: one
+        sample per iteration), else the BR sample (`_balance_sample`)."""
+        if self.criterion.from_d_steps:
+            value = tf.add_n(positives) / self.n_dis
+            self.balance.push_value(value)
+            return {"ada_sample": value}
+        return self._balance_sample(z, labels, df, real, real_labels, g_batch, d_batch,
+                                    augmentation)
+
+    def _finish(self, d_loss, g_loss):
+        """The iteration's end: EMA update, loss means, step + 1; returns the logs."""
         if self.ema is not None:
             self.ema.update()
-
         self.d_loss_tracker.update_state(d_loss)
         self.g_loss_tracker.update_state(g_loss)
         self.step.assign_add(1)
+        first = self._nonfinite.variable
+        finite = tf.logical_and(tf.math.is_finite(d_loss), tf.math.is_finite(g_loss))
+        first.assign(tf.where(tf.logical_or(finite, first > 0), first, self.step.read_value()))
         return {"d_loss": self.d_loss_tracker.result(), "g_loss": self.g_loss_tracker.result(),
                 self.criterion.window_key: self.balance.mean(),
                 "br_skipped": self.balance.skipped.read_value(),
                 "g_density": self.sparsity.densities["generator"].read_value(),
                 "d_density": self.sparsity.densities["discriminator"].read_value(),
                 **{f"{network[0]}_ever_active": share.read_value()
-                   for network, share in self.sparsity.ever_active_shares.items()},
-                **(sample if self._compiled.logs_samples else {})}
+                   for network, share in self.sparsity.ever_active_shares.items()}}
 
     def _discriminator_steps(self, images, labels, sampler, global_d: int, *, keep_grads: bool,
                              ada: bool):
@@ -417,15 +495,22 @@ class SparseGAN(keras.Model):
         d_step = self._compiled.shared(self._discriminator_step, sampler.replicas)
         positives = []
         for k in range(self.n_dis):
-            augmentation = sampler.augmentation(k, global_d)
-            real = self._augment(images[k::self.n_dis], augmentation)
-            real_labels = None if labels is None else labels[k::self.n_dis]
-            z, fake_labels = sampler.latents(k, global_d)
+            z, fake_labels, real, real_labels, augmentation = self._d_inputs(
+                images, labels, sampler, k, global_d)
             d_loss, positive = d_step(z, fake_labels, real, real_labels, augmentation,
                                       global_d=global_d, count_positive=ada,
                                       keep_grads=keep_grads and k == self.n_dis - 1)
             positives.append(positive)
         return d_loss, positives, (real, real_labels)
+
+    def _d_inputs(self, images, labels, sampler, k: int, global_d: int):
+        """D step k's (z, fake labels, reals images[k::n_dis] augmented, their labels,
+        DiffAugment parameters) on this replica."""
+        augmentation = sampler.augmentation(k, global_d)
+        real = self._augment(images[k::self.n_dis], augmentation)
+        real_labels = None if labels is None else labels[k::self.n_dis]
+        z, fake_labels = sampler.latents(k, global_d)
+        return z, fake_labels, real, real_labels, augmentation
 
     def _global_g_batch(self, local_d: int, replicas: int) -> int:
         g_batch = self.g_batch_size or local_d * replicas
@@ -492,17 +577,22 @@ class SparseGAN(keras.Model):
         df = _all_sum(tf.reduce_sum(fake_logits)) / g_batch
         return _all_sum(loss), df
 
-    def _update(self, network: str, optimizer, tape, loss, *, keep_grads: bool) -> None:
+    def _update(self, network: str, optimizer, tape, loss, *, keep_grads) -> None:
         """One optimizer step of `network` on the replica-summed gradient of `loss` (scaled and
-        unscaled by a `LossScaleOptimizer`); with `keep_grads` the masked kernels' gradients
-        are also copied into the network's dense gradient buffers."""
+        unscaled by a `LossScaleOptimizer`); with `keep_grads` (a bool, or a boolean tensor)
+        the masked kernels' gradients are also copied into the network's dense gradient
+        buffers."""
         variables = getattr(self, network).trainable_variables
         with tape:
             scaled = _scale_loss(optimizer, loss)
         grads = _all_sum(_unscale(optimizer, tape.gradient(scaled, variables)))
         optimizer.apply_gradients(zip(grads, variables), skip_gradients_aggregation=True)
-        if keep_grads:
-            self._keep_gradients(network, grads, variables)
+        if isinstance(keep_grads, bool):
+            if keep_grads:
+                self._keep_gradients(network, grads, variables)
+        else:  # a boolean tensor (`_composed_iteration`): one trace copies or not at run time
+            tf.cond(keep_grads, lambda: self._keep_gradients(network, grads, variables),
+                    lambda: None)
 
     def _augment(self, images, augmentation):
         """DiffAugment with this phase's parameters (`augment.apply`), or `images` without."""
@@ -599,6 +689,18 @@ def _declaring(callbacks, protocol) -> tuple:
     return found
 
 
+class _NonfiniteRecord:
+    """`variable`: the first iteration of the current `fit` whose d_loss or g_loss was not
+    finite (0: none), written by every iteration on the device so that
+    `run_io.TerminateOnNaN` reads one scalar at its cadence instead of the losses every
+    iteration. Held here, where Keras does not track it: not a weight, not in checkpoints
+    (none is written after a non-finite loss)."""
+
+    def __init__(self):
+        self.variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="first_nonfinite",
+                                    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+
 class _VariantCache:
     """Compiled train-function variants and their trace counts (kept out of Keras tracking)."""
 
@@ -607,6 +709,24 @@ class _VariantCache:
         self.traces: dict = {}
         self.logs_samples = logs_samples  # the variants return the window sample's parts
         self._shared: dict = {}
+        self.steps: dict = {}  # the one-device route's step functions, by method name
+        self._flags: dict = {}
+
+    def flag(self, value: bool) -> tf.Tensor:
+        """`value` as a boolean tensor, made once: a step function's runtime choice."""
+        if value not in self._flags:
+            self._flags[value] = tf.constant(value)
+        return self._flags[value]
+
+    def step(self, method, *, jit_compile: bool = False):
+        """`method` (a step of `SparseGAN`) as a `tf.function` that `_composed_iteration`
+        calls from the host: traced and optimised once for every variant, since its Python
+        arguments are the same in all of them. No autograph: the steps' control flow is
+        Python (n_dis, the model's settings)."""
+        if method.__name__ not in self.steps:
+            self.steps[method.__name__] = tf.function(method, jit_compile=jit_compile,
+                                                      autograph=False)
+        return self.steps[method.__name__]
 
     def shared(self, method, replicas: int):
         """`method` (a step of `SparseGAN`) as the variants call it: on one device a
@@ -665,6 +785,13 @@ class _Sampler:
             return values
         start = tf.cast(self.replica, tf.int32) * local
         return values[start:start + local]
+
+
+def _one_device(strategy: tf.distribute.Strategy) -> bool:
+    """Whether `strategy` is the default (no) strategy: one device, the replica context of
+    the host, so the step functions can be called directly (`_composed_iteration`)."""
+    with strategy.scope():
+        return not tf.distribute.has_strategy()
 
 
 def _phase_seed(gan: SparseGAN, step, phase: int, stream: int) -> tf.Tensor:

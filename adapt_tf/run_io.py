@@ -10,7 +10,8 @@
   and the per-layer densities in TensorBoard.
 * `Checkpointer`: checkpoints of everything a resumed run needs (models, both optimizers,
   masks, EMA, BR window, controller state), every K iterations and at the end.
-* `TerminateOnNaN`: stops training at the first non-finite loss.
+* `TerminateOnNaN`: stops training after a non-finite loss, reading the model's
+  device-side record of the first one at its cadence.
 
 They read the iteration from `gan.iteration` (host side), so they work with any
 `steps_per_epoch` / `initial_epoch` split of a run.
@@ -28,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from adapt_tf import _compat, balance, distribution, workdir as workdir_lib
+from adapt_tf import _compat, balance, checks, distribution, workdir as workdir_lib
 
 __all__ = ["MetricsLogger", "SampleLogs", "SampleGrid", "Checkpointer", "TerminateOnNaN",
            "save_image_grid", "grid_pixels", "class_rows", "duration", "log_mask_change",
@@ -451,8 +452,10 @@ class Checkpointer(_compat.Callback):
         if step == self._last_saved or self.refused_step is not None:
             return None
         bad = workdir_lib.nonfinite_count(self._model_state())
-        if bad:
-            logging.error("Not saving iteration %d: %d non-finite model values.", step, bad)
+        first = self.checkpoint.gan.first_nonfinite
+        if bad or first is not None:
+            logging.error("Not saving iteration %d: %d non-finite model values%s.", step, bad,
+                          "" if first is None else f", a non-finite loss at iteration {first}")
             self.refused_step = step
             self.checkpoint.gan.stop_training = True
             return None
@@ -486,18 +489,42 @@ def _writer_directory(directory: str) -> str:
 
 
 class TerminateOnNaN(_compat.Callback):
-    """Stops training at the first non-finite d_loss or g_loss; `bad_step` says where."""
+    """Stops training after a non-finite d_loss or g_loss; `bad_step` is the first such
+    iteration, `bad_logs` the losses logged at the check that found it.
 
-    def __init__(self):
+    Every iteration records the first non-finite one on the device
+    (`SparseGAN.first_nonfinite`). This callback reads that one scalar every `every`
+    iterations and at the end of `fit`, so the other iterations pay no device-to-host read
+    for it; `Checkpointer` reads it before every save and writes nothing after a non-finite
+    loss. Training therefore stops at most `every - 1` iterations after the bad one, none of
+    which is saved: pass the cadence at which the run reads the host anyway (its log
+    interval), or 1 to stop at once.
+    """
+
+    def __init__(self, *, every: int = 1):
         super().__init__()
+        self.every = checks.positive_int("every", every)
         self.bad_step: int | None = None
         self.bad_logs: dict[str, float] = {}
 
     def on_train_batch_end(self, batch, logs=None):
-        values = {k: float(np.asarray(logs[k])) for k in ("d_loss", "g_loss")
-                  if logs and k in logs}
-        if any(not math.isfinite(v) for v in values.values()):
-            self.bad_step, self.bad_logs = self.model.iteration, values
-            logging.error("Non-finite loss at iteration %d: %s. Stopping.", self.bad_step,
-                          values)
-            self.model.stop_training = True
+        if self.model.iteration % self.every == 0:
+            self.check(logs)
+
+    def on_train_end(self, logs=None):
+        self.check(logs)
+
+    def check(self, logs=None) -> bool:
+        """Reads the model's first non-finite iteration; if there is one, records it, logs an
+        error and stops training. Returns whether training must stop."""
+        if self.bad_step is None:
+            self.bad_step = self.model.first_nonfinite
+            if self.bad_step is None:
+                return False
+            self.bad_logs = {k: float(np.asarray(logs[k])) for k in ("d_loss", "g_loss")
+                             if logs and k in logs}
+            logging.error("Non-finite loss at iteration %d (found at iteration %d; losses "
+                          "now %s). Stopping.", self.bad_step, self.model.iteration,
+                          self.bad_logs)
+        self.model.stop_training = True
+        return True

@@ -318,7 +318,8 @@ def _fit(run: Run, images: tf.data.Dataset, spec: RunSpec, *, start: int,
     evaluations = [] if scoring is None else [_evaluation_callback(
         run, scoring=scoring, workdir=spec.workdir, total_steps=spec.total_steps,
         every=spec.eval_every, num_samples=spec.eval_num_samples)]
-    nan_guard, stop = TerminateOnNaN(), preemption.StopOnSignal()
+    # The NaN guard reads the device when the logger does (Checkpointer before each save).
+    nan_guard, stop = TerminateOnNaN(every=spec.log_every), preemption.StopOnSignal()
     # Callbacks talk through Keras `logs`: those that add entries (FLOPs, scores) precede the
     # logger that writes them; the method callbacks change masks before FLOPs are counted.
     run_callbacks = [*run.method_callbacks,

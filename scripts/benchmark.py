@@ -439,7 +439,8 @@ def heavy_op_dtypes(subject: Subject) -> dict[str, int]:
     """{"<op> <dtype>": count} of the convolutions and matmuls in the subject's compiled train
     functions (the outer graphs and the step functions they call)."""
     counts: dict[str, int] = {}
-    for run in subject.gan._compiled.functions.values():
+    compiled = subject.gan._compiled
+    for run in [*compiled.functions.values(), *compiled.steps.values()]:
         for concrete in run._list_all_concrete_functions():
             graph = concrete.graph.as_graph_def()
             nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
@@ -701,12 +702,13 @@ def _summary(timings: list[dict[str, float]]) -> dict[str, Any]:
 
 
 def _trace_counts(subject: Subject) -> dict[str, int | None]:
-    """Traces of each compiled function of the subject (variant keys as strings).
+    """Traces of each compiled function of the subject: the one-device iteration's step
+    functions by name, a multi-replica variant's key as a string ("train[1, 0, 0]").
 
     The callbacks' update functions are private `tf.function`s; their tracing counters are
     read here because no public API exposes them.
     """
-    counts = {f"train{list(map(int, key))}": count
+    counts = {key if isinstance(key, str) else f"train{list(map(int, key))}": count
               for key, count in subject.gan.trace_counts.items()}
     if subject.dynamic is not None:
         counts["g_update"] = _tracing_count(subject.dynamic._update)

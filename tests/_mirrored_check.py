@@ -10,7 +10,8 @@ Both runs use the same initial weights, data (global batch) and seeds. Phases:
   mask_change_in_callback: 2 iterations, masks redrawn by a callback before the second (as DST
   callbacks do, in fit's cross-replica context).
 Every iteration samples BR and fills both gradient buffers, so each run uses one variant
-(`trace_counts` per phase: the mirrored step function is traced once per replica, once).
+(`trace_counts` per phase: the one-device step functions once each, the mirrored step
+function once per replica, once).
 Per phase: the logs and BR window of both runs, the largest difference between the two runs'
 weights (mirrored: replica 0), and the variables whose replicas disagree.
 

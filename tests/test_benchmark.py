@@ -4,8 +4,8 @@ One measurement at width 4, batches of 2, n_dis 1, no XLA, no EMA, 2 measured ro
 warm-up, without the PyTorch baseline and the peak probes: every model, iteration kind and
 forced update is reported; method costs are composed from the measured parts by the documented
 formulas; nothing retraces after the first call although the G masks and D density changed;
-the forced D resizes moved D's density by exactly +-0.05. The ~30 s are three train-function
-traces; the rounds themselves take 0.2 s.
+the forced D resizes moved D's density by exactly +-0.05. Most of its time is the step
+functions' first traces; the rounds themselves take 0.2 s.
 
 The pure pieces are tested on made-up numbers: the confidence interval of per-round ratios,
 the goal verdicts built on it, the per-round composition, the PyTorch and peak reports, the
@@ -60,8 +60,9 @@ def test_every_kind_and_update_is_measured(measured):
 def test_no_retracing_after_masks_change(measured):
     _, _, report = measured
     sparse = report["subjects"]["sparse"]["trace_counts"]
-    assert sparse == {"train[0, 0, 0]": 1, "train[1, 0, 0]": 1, "g_update": 1, "d_resize": 1}
-    assert report["subjects"]["dense"]["trace_counts"] == {"train[0, 0, 0]": 1}
+    steps = {"_begin": 1, "_discriminator_step": 1, "_generator_step": 1, "_finish": 1}
+    assert sparse == {**steps, "_window_sample": 1, "g_update": 1, "d_resize": 1}
+    assert report["subjects"]["dense"]["trace_counts"] == steps
     assert report["retraces"] == 0
 
 

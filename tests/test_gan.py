@@ -20,7 +20,7 @@ import sys
 import numpy as np
 import pytest
 
-from adapt_tf import topology
+from adapt_tf import run_io, topology
 from adapt_tf.gan import SparseGAN
 from adapt_tf.layers import MaskedDense, masked_layers
 
@@ -195,17 +195,21 @@ def test_br_and_losses_equal_a_hand_computation(n_dis, g_batch, jit_compile):
 
 
 @pytest.mark.parametrize("jit_compile", [True, False])
-def test_jit_compile_marks_the_replicated_step_for_xla(jit_compile):
+def test_jit_compile_marks_the_step_functions_for_xla(jit_compile):
     # XLA gives the toy the same numbers, so the hand computation above cannot tell whether
-    # compile(jit_compile=True) reached the step: the step's call in the train function's
-    # graph must carry XLA's must-compile flag exactly when asked.
-    gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT), jit_compile=jit_compile)
+    # compile(jit_compile=True) reached the steps: every step function of the one-device
+    # iteration must carry XLA's must-compile flag exactly when asked, except the one that
+    # draws the latents (XLA's stateless RNG gives other numbers).
+    gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT, br_interval=1),
+                    jit_compile=jit_compile)
     gan.fit(_dataset(_images(4), 4), epochs=1, verbose=0)
-    (run,) = gan._compiled.functions.values()
-    calls = [op for function in run._list_all_concrete_functions()
-             for op in function.graph.get_operations() if op.type == "StatefulPartitionedCall"]
-    assert len(calls) == 1
-    assert calls[0].get_attr("_XlaMustCompile") is jit_compile
+    flags = {name: [concrete.function_def.attr["_XlaMustCompile"].b
+                    if "_XlaMustCompile" in concrete.function_def.attr else False
+                    for concrete in function._list_all_concrete_functions()]
+             for name, function in gan._compiled.steps.items()}
+    assert flags == {"_begin": [False], "_discriminator_step": [jit_compile],
+                     "_generator_step": [jit_compile], "_window_sample": [jit_compile],
+                     "_finish": [jit_compile]}
 
 
 def test_loss_scaled_optimizers_train_like_plain_ones():
@@ -429,23 +433,82 @@ def test_declared_gradients_fill_buffers_with_dense_gradients_on_that_iteration_
     # Dense: nonzero where the masks are 0 (G's pruned entries; D's pruned input).
     assert np.all(g_buffers[2][MG == 0] != 0)
     assert d_buffers[4][0, 0] != 0
-    # Each variant of the iteration is traced once, however often it runs, across fits.
-    # (BR samples at iterations 2 and 5, counted from 0: (i + 1) % 3 == 0.)
-    variants = {(True, False, False): 1, (False, False, False): 1,
-                (True, True, False): 1, (False, False, True): 1}
-    assert gan.trace_counts == variants
-    # The four variants call one D-step and one G-step function, traced once per kept-gradient
-    # setting: the n_dis D steps of a variant and the variants themselves share the traces.
-    shared = {name: f.experimental_get_tracing_count()
-              for name, f in gan._compiled._shared.items()}
-    assert shared == {"_discriminator_step": 2, "_generator_step": 2}
+    # The four variants of the iteration (BR samples at iterations 2 and 5, counted from 0:
+    # (i + 1) % 3 == 0; G's gradients kept at 2, D's at 4) call the same step functions, each
+    # traced once however often and in whichever variant it runs, across fits.
+    traced_once = {"_begin": 1, "_discriminator_step": 1, "_generator_step": 1,
+                   "_window_sample": 1, "_finish": 1}
+    assert gan.trace_counts == traced_once
     recorder = _Recorder(gan, {2: ("generator",), 4: ("discriminator",)})  # iterations 8, 10
     gan.fit(_dataset(images, n_dis * d_batch), epochs=1, verbose=0, callbacks=[recorder])
     assert int(gan.step.numpy()) == 12
-    assert gan.trace_counts == variants
-    assert {name: f.experimental_get_tracing_count()
-            for name, f in gan._compiled._shared.items()} == shared
+    assert gan.trace_counts == traced_once
     assert not np.array_equal(recorder.buffers[-1]["generator"][0], g_buffers[2])
+
+
+def test_the_composed_iteration_equals_the_compiled_variants_bit_for_bit(monkeypatch):
+    # The one-device route (step functions called from the host, kept gradients a tensor)
+    # against the route multi-replica strategies take (one compiled function per variant),
+    # forced here on one device: same BR samples, gradient copies, weights, exactly.
+    from adapt_tf import gan as gan_module
+
+    def run(composed: bool):
+        gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT, n_dis=2, br_interval=2,
+                                  br_window=6, seed=5, ema_decay=0.5), optimizer="adam")
+        if not composed:
+            monkeypatch.setattr(gan_module, "_one_device", lambda strategy: False)
+        recorder = _Recorder(gan, {2: ("generator",), 3: ("discriminator",),
+                                   4: ("generator", "discriminator")})
+        gan.fit(_dataset(_images(40, seed=3), 8), epochs=1, verbose=0, callbacks=[recorder])
+        monkeypatch.undo()
+        return gan, recorder
+
+    (composed, seen), (compiled, reference) = run(True), run(False)
+    assert "_finish" in composed.trace_counts and (True, False, False) in compiled.trace_counts
+    state = [lambda gan: gan.generator.weights + gan.discriminator.weights,
+             lambda gan: gan.ema_generator.weights + gan.g_optimizer.variables
+             + gan.d_optimizer.variables, lambda gan: [gan.balance.samples, gan.step]]
+    for variables in state:
+        for a, b in zip(variables(composed), variables(compiled), strict=True):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert seen.buffers and len(seen.buffers) == len(reference.buffers) == 5
+    for ours, theirs in zip(seen.buffers, reference.buffers):
+        for network in ("generator", "discriminator"):
+            for a, b in zip(ours[network], theirs[network], strict=True):
+                np.testing.assert_array_equal(a, b)
+
+
+class _PoisonD(keras.callbacks.Callback):
+    """Makes D's kernel NaN after iteration `after`, so the next iteration's losses are NaN."""
+
+    def __init__(self, after):
+        super().__init__()
+        self.after = after
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.model.iteration == self.after:
+            kernel = self.model.masked_layers("discriminator")[0].kernel
+            kernel.assign(tf.fill(kernel.shape, float("nan")))
+
+
+def test_the_first_nonfinite_loss_is_recorded_on_device_and_read_at_the_guards_cadence(
+        monkeypatch):
+    gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT))
+    reads = []
+    recorded = SparseGAN.first_nonfinite.fget
+    monkeypatch.setattr(SparseGAN, "first_nonfinite",
+                        property(lambda self: reads.append(self.iteration) or recorded(self)))
+    guard = run_io.TerminateOnNaN(every=4)
+    gan.fit(_dataset(_images(40), 4), epochs=1, verbose=0, callbacks=[_PoisonD(5), guard])
+    # Iteration 6 is the first with NaN losses; the guard reads the record at 4 and 8 only
+    # (not every iteration) and stops there, naming iteration 6.
+    assert reads == [4, 8] and guard.bad_step == 6 and gan.iteration == 8
+    assert math.isnan(guard.bad_logs["d_loss"])
+    assert recorded(gan) == 6  # the first one: later NaN iterations do not overwrite it
+    seen = []  # a new fit starts with no record
+    probe = keras.callbacks.LambdaCallback(on_train_begin=lambda logs: seen.append(recorded(gan)))
+    gan.fit(_dataset(_images(4), 4), epochs=1, verbose=0, callbacks=[probe])
+    assert seen == [None] and recorded(gan) == 9
 
 
 def test_iteration_follows_the_step_variable_outside_fit():
@@ -918,9 +981,10 @@ def test_mirrored_strategy_matches_one_device_and_replicas_agree():
     assert report["mask_change_in_callback"]["single"]["g_density"] == pytest.approx(0.6,
                                                                                      abs=0.02)
     assert all(norm > 0 for norm in report["grad_buffer_norms"])
-    # One variant, traced when first run (once per replica's device) and never again.
+    # Traced when first run and never again: on one device the five step functions, mirrored
+    # the one variant (once per replica's device).
     for phase in phases:
-        assert report[phase]["trace_counts"] == {"single": [1], "mirrored": [2]}, phase
+        assert report[phase]["trace_counts"] == {"single": [1] * 5, "mirrored": [2]}, phase
 
 
 def _check_mirrored_linear_toy(run, images):

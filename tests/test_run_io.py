@@ -1,13 +1,16 @@
 """Tests of adapt_tf.run_io's MetricsLogger: rows hold the train step's values and the entries
 callbacks placed before it added to the same Keras `logs`; fields absent from the logs stay
-empty, and a resumed run drops the rows past its iteration."""
+empty, and a resumed run drops the rows past its iteration. TerminateOnNaN reads the model's
+record of the first non-finite loss only at its cadence; Checkpointer saves nothing after one."""
 from __future__ import annotations
 
 import csv
+import math
 import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from adapt_tf import balance, run_io
 from adapt_tf.run_io import MetricsLogger
@@ -192,3 +195,78 @@ def test_mask_changes_reach_sample_logs_through_the_iterations_logs(tmp_path):
         {"step": "4", "network": "generator", "dropped": "7", "grown": "7", "density": "0.2"},
         {"step": "4", "network": "discriminator", "dropped": "5", "grown": "5",
          "density": "0.5"}]
+
+
+# ------------------------------------------------------------------- TerminateOnNaN, saving
+
+
+class _GuardedModel:
+    """What TerminateOnNaN reads from a `SparseGAN`: the iteration and `first_nonfinite`
+    (counted), and the flag it sets."""
+
+    def __init__(self):
+        self.iteration = 0
+        self.bad = None
+        self.reads = []
+        self.stop_training = False
+
+    @property
+    def first_nonfinite(self):
+        self.reads.append(self.iteration)
+        return self.bad
+
+
+class _Loss:
+    """A logged loss that counts its reads (a device-to-host copy each, for a tensor)."""
+
+    reads = 0
+
+    def __array__(self, dtype=None, copy=None):
+        _Loss.reads += 1
+        return np.array(float("nan"), np.float32)
+
+
+def test_nan_guard_reads_the_device_record_only_at_its_cadence_and_stops_there():
+    guard, model = run_io.TerminateOnNaN(every=5), _GuardedModel()
+    guard.set_model(model)
+    _Loss.reads = 0
+    for step in range(1, 13):
+        model.iteration = step
+        if step == 7:
+            model.bad = 7  # the iteration that recorded the first non-finite loss
+        guard.on_train_batch_end(step - 1, {"d_loss": _Loss(), "g_loss": _Loss()})
+        if model.stop_training:
+            break
+    assert model.reads == [5, 10] and _Loss.reads == 2  # the losses once, when found
+    assert guard.bad_step == 7 and model.iteration == 10 and math.isnan(guard.bad_logs["d_loss"])
+    guard.on_train_end()
+    assert model.reads == [5, 10]  # found already: no further read
+    quiet = run_io.TerminateOnNaN(every=5)
+    quiet.set_model(_GuardedModel())
+    quiet.on_train_end()  # a fit ending between two checks still checks
+    assert quiet.model.reads == [0] and quiet.bad_step is None and not quiet.model.stop_training
+    with pytest.raises(ValueError, match="every must be a positive integer, got 0"):
+        run_io.TerminateOnNaN(every=0)
+
+
+class _Gan(tf.Module):
+    """What Checkpointer saves and checks of a `SparseGAN`."""
+
+    def __init__(self):
+        super().__init__()
+        self.step = tf.Variable(2, dtype=tf.int64)
+        self.weight = tf.Variable([1.0, 2.0])
+        self.g_optimizer, self.d_optimizer = tf.Module(), tf.Module()
+        self.first_nonfinite = None
+        self.stop_training = False
+
+
+def test_checkpointer_writes_nothing_after_a_nonfinite_loss_even_with_finite_weights(tmp_path):
+    gan = _Gan()
+    checkpointer = run_io.Checkpointer(str(tmp_path), gan)
+    assert checkpointer.save() is not None
+    gan.step.assign(4)
+    gan.first_nonfinite = 3
+    assert checkpointer.save() is None
+    assert checkpointer.refused_step == 4 and gan.stop_training
+    assert [os.path.basename(p) for p in checkpointer.manager.checkpoints] == ["ckpt-2"]
