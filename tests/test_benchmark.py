@@ -29,7 +29,6 @@ def benchmark():
     return load_script("benchmark")
 
 
-# Its users carry one `xdist_group` mark, so `pytest -n N` runs it once.
 @pytest.fixture(scope="module")
 def measured(benchmark):
     setup = benchmark.Setup(g_width=4, d_width=4, d_batch=2, g_batch=2, n_dis=1, iterations=2,
@@ -38,7 +37,6 @@ def measured(benchmark):
     return setup, subjects, benchmark.build_report(setup, subjects)
 
 
-@pytest.mark.xdist_group("test_benchmark_measured")
 def test_every_kind_and_update_is_measured(measured):
     setup, _, report = measured
     assert set(report["subjects"]) == {"dense", "sparse"}
@@ -56,7 +54,6 @@ def test_every_kind_and_update_is_measured(measured):
     assert sparse["masked_weights"]["generator"] > sparse["masked_weights"]["discriminator"] > 0
 
 
-@pytest.mark.xdist_group("test_benchmark_measured")
 def test_no_retracing_after_masks_change(measured):
     _, _, report = measured
     sparse = report["subjects"]["sparse"]["trace_counts"]
@@ -66,7 +63,6 @@ def test_no_retracing_after_masks_change(measured):
     assert report["retraces"] == 0
 
 
-@pytest.mark.xdist_group("test_benchmark_measured")
 def test_forced_resizes_move_d_density_by_delta(measured):
     setup, subjects, _ = measured
     sparse = next(s for s in subjects if s.name == "sparse")
@@ -88,7 +84,6 @@ def test_bf16_support_reads_the_cpu_flags(benchmark):
         "amx_bf16": False, "avx512_bf16": False}
 
 
-@pytest.mark.xdist_group("test_benchmark_measured")
 def test_heavy_op_dtypes_are_float32_under_the_float32_policy(measured, benchmark):
     _, subjects, _ = measured
     sparse = next(s for s in subjects if s.name == "sparse")
@@ -100,7 +95,6 @@ def test_heavy_op_dtypes_are_float32_under_the_float32_policy(measured, benchmar
             "Conv2DBackpropFilter float32"} <= set(counts)
 
 
-@pytest.mark.xdist_group("test_benchmark_measured")
 def test_methods_are_composed_by_the_schedule(measured):
     setup, _, report = measured
     sparse = report["subjects"]["sparse"]["kinds"]
@@ -125,7 +119,6 @@ def test_methods_are_composed_by_the_schedule(measured):
     assert overhead["amortised_fraction"] == pytest.approx((br / plain - 1) / 10)
 
 
-@pytest.mark.xdist_group("test_benchmark_measured")
 def test_report_is_json_and_prints(benchmark, measured):
     setup, _, report = measured
     assert report["torch"] is None and report["peak"] is None  # not measured here

@@ -26,8 +26,6 @@ import evaluated_run
 HELPER = os.path.join(os.path.dirname(__file__), "_distributed_run.py")
 TIMEOUT = 1200  # seconds for all subprocesses together (a loaded 2-core machine needs ~600)
 TOTAL_STEPS = 5
-# `pytest -n N` runs this module on one worker: the `runs` fixture trains every strategy once.
-pytestmark = pytest.mark.xdist_group("distribution")
 
 
 # ------------------------------------------------------------------------------- unit tests

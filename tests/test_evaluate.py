@@ -22,7 +22,6 @@ from adapt_tf import configurables, evaluate, evaluation, methods, metrics, trai
 import tensorflow as tf
 
 
-# Its users carry one `xdist_group` mark, so `pytest -n N` runs it once.
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory):
     """A workdir with FID evaluated at iterations 2, 4 and 5 (the last) on 20 samples."""
@@ -41,7 +40,6 @@ def evaluated(tmp_path_factory):
     return workdir, inception, root / "cache", callback, logged
 
 
-@pytest.mark.xdist_group("test_evaluate_evaluated")
 def test_fid_is_evaluated_logged_and_the_best_checkpoint_kept(evaluated):
     workdir, _, _, callback, logged = evaluated
     assert [record["step"] for record in callback.history] == [2, 4, 5]
@@ -62,7 +60,6 @@ def test_fid_is_evaluated_logged_and_the_best_checkpoint_kept(evaluated):
         f"ckpt-{best_step}.index"]
 
 
-@pytest.mark.xdist_group("test_evaluate_evaluated")
 def test_reference_statistics_are_computed_once_into_the_cache(evaluated):
     _, inception, cache, _, _ = evaluated
     model = metrics.load_inception(inception)
@@ -90,7 +87,6 @@ def test_the_reference_cache_defaults_to_the_home_cache(tmp_path, monkeypatch):
     assert evaluation.reference_cache_path("cifar10", "https://tfhub.dev/inception/1") == path
 
 
-@pytest.mark.xdist_group("test_evaluate_evaluated")
 def test_evaluate_rescores_best_and_last_checkpoints(evaluated):
     workdir, _, cache, callback, _ = evaluated
     with pytest.MonkeyPatch.context() as patch:
@@ -111,7 +107,6 @@ def test_evaluate_rescores_best_and_last_checkpoints(evaluated):
     assert record["metric"] == "fid" and record["is_logits"] == metrics.IS_FROM_WEIGHT
 
 
-@pytest.mark.xdist_group("test_evaluate_evaluated")
 def test_evaluate_errors_name_the_problem(evaluated, tmp_path):
     workdir = evaluated[0]
     with pytest.raises(ValueError, match="no operative_config.gin"):
@@ -153,7 +148,6 @@ def _hand_fid_test(spec, checkpoint, model, test_stats, num_samples):
     return metrics.frechet_distance(mu, sigma, *test_stats)
 
 
-@pytest.mark.xdist_group("test_evaluate_evaluated")
 def test_the_test_reference_is_the_test_split_cached_apart(evaluated):
     _, inception, cache, _, _ = evaluated
     model = metrics.load_inception(inception)
@@ -171,7 +165,6 @@ def test_the_test_reference_is_the_test_split_cached_apart(evaluated):
     assert np.abs(train_mu - mu).max() > 1e-4  # not the training split's
 
 
-@pytest.mark.xdist_group("test_evaluate_evaluated")
 def test_evaluate_with_test_adds_the_official_final_test(evaluated):
     workdir, inception, cache, callback, _ = evaluated
     with pytest.MonkeyPatch.context() as patch:
@@ -199,7 +192,6 @@ def test_evaluate_with_test_adds_the_official_final_test(evaluated):
         assert json.load(f) == again
 
 
-@pytest.mark.xdist_group("test_evaluate_evaluated")
 def test_evaluate_reads_the_given_test_statistics(evaluated, tmp_path):
     workdir, inception, cache, callback, _ = evaluated
     model = metrics.load_inception(inception)
@@ -227,7 +219,6 @@ def _train_tiny(workdir, inception, *bindings):
     return configurables.train(workdir=str(workdir))
 
 
-@pytest.mark.xdist_group("test_evaluate_evaluated")
 def test_test_eval_scores_the_best_checkpoint_at_the_end_of_training(evaluated, tmp_path,
                                                                      monkeypatch):
     _, inception, cache, _, _ = evaluated
@@ -257,7 +248,6 @@ def test_test_eval_scores_the_best_checkpoint_at_the_end_of_training(evaluated, 
         assert json.load(f)["test"] == entry
 
 
-@pytest.mark.xdist_group("test_evaluate_evaluated")
 def test_a_finished_run_rerun_with_test_eval_gets_its_entry_only(evaluated, tmp_path,
                                                                  monkeypatch):
     _, inception, cache, _, _ = evaluated

@@ -77,7 +77,6 @@ def _reference(gan, y, x):
         densities={layer.name: layer.density for layer in L.masked_layers(ema)})
 
 
-# Its users carry one `xdist_group` mark, so `pytest -n N` runs it once.
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("run")
@@ -101,7 +100,6 @@ def exported(tmp_path_factory):
     return dict(workdir=workdir, info=info, y=y, x=x, **reference)
 
 
-@pytest.mark.xdist_group("test_export_exported")
 def test_default_checkpoint_is_the_best_one(exported):
     info = exported["info"]
     assert info["step"] == 3 and "checkpoints_best" in info["checkpoint"]
@@ -109,7 +107,6 @@ def test_default_checkpoint_is_the_best_one(exported):
     assert export_cli.load_run(str(exported["workdir"]), checkpoint="last").iteration == 5
 
 
-@pytest.mark.xdist_group("test_export_exported")
 def test_serving_default_gives_the_images_of_the_grids_and_fid(exported):
     z, y = exported["z"], exported["y"]
     obj = tf.saved_model.load(exported["info"]["generator"])
@@ -126,7 +123,6 @@ def test_serving_default_gives_the_images_of_the_grids_and_fid(exported):
     np.testing.assert_allclose(obj([z, y]).numpy(), exported["inference"], atol=ATOL)
 
 
-@pytest.mark.xdist_group("test_export_exported")
 def test_hub_load_and_keras_layer_reproduce_the_generator(exported):
     z, y, path = exported["z"], exported["y"], exported["info"]["generator"]
     np.testing.assert_allclose(hub.load(path)([z, y]).numpy(), exported["inference"],
@@ -137,7 +133,6 @@ def test_hub_load_and_keras_layer_reproduce_the_generator(exported):
     np.testing.assert_allclose(model([z, y]).numpy(), exported["inference"], atol=ATOL)
 
 
-@pytest.mark.xdist_group("test_export_exported")
 def test_exported_kernels_are_exactly_as_sparse_as_the_masks(exported):
     obj = tf.saved_model.load(exported["info"]["generator"])
     kernels = {v.name.split("/")[0]: v.numpy() for v in obj.variables
@@ -150,7 +145,6 @@ def test_exported_kernels_are_exactly_as_sparse_as_the_masks(exported):
     assert list(obj.regularization_losses) == []
 
 
-@pytest.mark.xdist_group("test_export_exported")
 def test_bookkeeping_attributes(exported):
     obj = tf.saved_model.load(exported["info"]["generator"])
     assert int(obj.latent_dim) == exported["z"].shape[1] and int(obj.num_classes) == 12
@@ -162,7 +156,6 @@ def test_bookkeeping_attributes(exported):
                                                sum(m.size for m in masks))
 
 
-@pytest.mark.xdist_group("test_export_exported")
 def test_discriminator_export(exported):
     obj = tf.saved_model.load(exported["info"]["discriminator"])
     x, y = exported["x"], exported["y"]
@@ -171,7 +164,6 @@ def test_discriminator_export(exported):
     np.testing.assert_allclose(logits.numpy(), exported["logits"], atol=1e-5)
 
 
-@pytest.mark.xdist_group("test_export_exported")
 @pytest.mark.filterwarnings("ignore:.*Interpreter is deprecated:UserWarning")
 def test_tflite_keeps_the_sparsity(exported):
     sizes = exported["info"]["tflite"]
@@ -211,7 +203,6 @@ def test_bad_generator_arguments(tmp_path):
         export.strip_masks(keras.layers.Dense(3))
 
 
-@pytest.mark.xdist_group("test_export_exported")
 def test_checkpoint_errors(tmp_path, exported):
     empty = tmp_path / "empty"
     empty.mkdir()

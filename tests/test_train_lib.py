@@ -57,14 +57,12 @@ def _state(gan):
     return masks, weights, gan.balance.values(), gan.density("discriminator")
 
 
-# The tests that use it carry one `xdist_group` mark, so `pytest -n N` runs it once.
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("full")
     return workdir, _state(_train(workdir))
 
 
-@pytest.mark.xdist_group("uninterrupted_run")
 def test_tiny_run_writes_metrics_checkpoints_and_samples(uninterrupted):
     workdir, (_, _, window, d_density) = uninterrupted
     with open(workdir / "metrics.csv") as f:
@@ -94,7 +92,6 @@ def _tensorboard_events(directory) -> dict[str, list]:
     return events
 
 
-@pytest.mark.xdist_group("uninterrupted_run")
 def test_tensorboard_holds_grids_layer_densities_and_decisions(uninterrupted):
     workdir, _ = uninterrupted
     events = _tensorboard_events(workdir / "tensorboard")
@@ -109,7 +106,6 @@ def test_tensorboard_holds_grids_layer_densities_and_decisions(uninterrupted):
     assert [step for step, _ in events["d_density"]] == [2, 4, 6, 8]
 
 
-@pytest.mark.xdist_group("uninterrupted_run")
 def test_resumed_run_matches_uninterrupted_run(tmp_path, uninterrupted):
     _, (masks, weights, window, d_density) = uninterrupted
     _train(tmp_path, extra_callbacks=[_StopAt(4)])
@@ -312,7 +308,6 @@ def test_diverged_run_saves_nothing_nonfinite_and_keeps_its_good_checkpoints(tmp
         assert workdir.checkpoint_problem(str(checkpoints / "ckpt-4")) is None
 
 
-@pytest.mark.xdist_group("uninterrupted_run")
 def test_missing_newest_checkpoint_falls_back_and_resumes_exactly(tmp_path, uninterrupted,
                                                                   caplog):
     full, (masks, weights, window, _) = uninterrupted
@@ -433,7 +428,6 @@ def test_a_restart_sets_the_previous_runs_files_aside_together(tmp_path):
             assert max(int(r["step"]) for r in csv.DictReader(f)) == 2
 
 
-@pytest.mark.xdist_group("uninterrupted_run")
 def test_shortening_total_steps_below_the_trained_iteration_is_refused(tmp_path,
                                                                        uninterrupted):
     run = tmp_path / "run"
