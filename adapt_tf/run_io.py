@@ -60,6 +60,9 @@ class MetricsLogger(_compat.Callback):
         self.every = every
         self.total_steps = total_steps
         self.fields = list(self.FIELDS) + [f for f in extra_fields if f not in self.FIELDS]
+        # The progress line shows the window the run's criterion keeps: ADA's when its column
+        # is logged (`extra_fields`), else BR's.
+        self.window = balance.ADA if balance.ADA.window_key in self.fields else balance.BR
         self.path = workdir_lib.Workdir(workdir).metrics
         self._writer = (tf.summary.create_file_writer(workdir_lib.Workdir(workdir).tensorboard)
                         if tensorboard else None)
@@ -89,10 +92,11 @@ class MetricsLogger(_compat.Callback):
         _append_csv(self.path, self.fields, [_rounded(row)])
         if self._writer is not None:
             self._summarise(step, row)
-        logging.info("step %d%s  d_loss %.4f  g_loss %.4f  BR %.3f  d_G %.3f  d_D %.3f  %s", step,
+        logging.info("step %d%s  d_loss %.4f  g_loss %.4f  %s %.3f  d_G %.3f  d_D %.3f  %s", step,
                      f"/{self.total_steps}" if self.total_steps else "",
-                     *(row.get(key, float("nan")) for key in ("d_loss", "g_loss", "br",
-                                                              "g_density", "d_density")),
+                     row.get("d_loss", math.nan), row.get("g_loss", math.nan), self.window.label,
+                     row.get(self.window.window_key, math.nan),
+                     row.get("g_density", math.nan), row.get("d_density", math.nan),
                      self._progress(step))
         return row
 

@@ -270,3 +270,18 @@ def test_checkpointer_writes_nothing_after_a_nonfinite_loss_even_with_finite_wei
     assert checkpointer.save() is None
     assert checkpointer.refused_step == 4 and gan.stop_training
     assert [os.path.basename(p) for p in checkpointer.manager.checkpoints] == ["ckpt-2"]
+
+
+@pytest.mark.parametrize("extra_fields, shown", [((), "BR 0.250"), (("ada_rt",), "ADA r_t 0.700")])
+def test_the_progress_line_shows_the_window_of_the_runs_criterion(
+        tmp_path, monkeypatch, extra_fields, shown):
+    lines = []
+    monkeypatch.setattr(run_io.logging, "info", lambda message, *args: lines.append(
+        message % args))
+    logger = MetricsLogger(str(tmp_path), every=1, extra_fields=extra_fields, tensorboard=False)
+    logger.set_model(_Model())
+    logger.on_train_begin()
+    logger.write_row(1, {"d_loss": 1.0, "g_loss": 2.0, "br": 0.25, "ada_rt": 0.7,
+                         "g_density": 0.2, "d_density": 0.3})
+    line, = [line for line in lines if line.startswith("step 1")]
+    assert f"g_loss 2.0000  {shown}  d_G 0.200  d_D 0.300" in line
