@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import errno
 import os
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import tensorflow as tf
 import tf_keras as keras
@@ -461,10 +461,9 @@ def build_run(spec: RunSpec | None = None, /, **arguments) -> Run:
     current strategy scope, without data, restoring or training (`adapt_tf.evaluate` and the
     export rebuild a finished run from its recorded spec, then restore its checkpoints)."""
     spec = _spec(spec, arguments)
-    if spec.mixed_precision:
-        keras.mixed_precision.set_global_policy(spec.mixed_precision)
     arch = _architecture(spec)
-    gan = _build_gan(arch, spec, num_classes=_num_classes(arch, spec))
+    with _global_policy(spec.mixed_precision):
+        gan = _build_gan(arch, spec, num_classes=_num_classes(arch, spec))
     g_optimizer, d_optimizer = spec.generator_optimizer(), spec.discriminator_optimizer()
     if spec.lr_decay:
         g_optimizer, d_optimizer = (
@@ -484,6 +483,22 @@ def build_run(spec: RunSpec | None = None, /, **arguments) -> Run:
                                 extra={**states, "flops": flops_state, "fid": fid_state},
                                 record=spec.record)
     return Run(gan, arch, method_callbacks, flops_state, fid_state, checkpointer)
+
+
+@contextlib.contextmanager
+def _global_policy(name: str | None) -> Iterator[None]:
+    """Keras' global dtype policy `name` (None: unchanged) while the run's networks are built;
+    their layers keep it, and the caller's policy is restored after, so that models built
+    later in the process (the next run, a user's own) are not built in mixed precision."""
+    if not name:
+        yield
+        return
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def _evaluation_callback(run: Run, *, scoring: Scorer, workdir: str, every: int,

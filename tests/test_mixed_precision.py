@@ -44,6 +44,8 @@ def test_mixed_precision_run(tmp_path, restore_policy, policy, compute_dtype):
     gan = configurables.train(workdir=str(tmp_path), extra_callbacks=[logs])
 
     assert gan.iteration == 2 and len(logs.rows) == 2
+    # The run's networks keep the policy; models built after it get the caller's again.
+    assert keras.mixed_precision.global_policy().name == "float32"
     scaled = isinstance(gan.g_optimizer, keras.mixed_precision.LossScaleOptimizer)
     assert scaled == (policy == "mixed_float16")
     assert isinstance(gan.d_optimizer, keras.mixed_precision.LossScaleOptimizer) == scaled
