@@ -173,9 +173,9 @@ def test_adapt_strict_accepts_the_cap_itself():
 
 @pytest.fixture(scope="module")
 def toy_gan():
-    # Seeded: the toy's start decides whether BR's first samples are kept (a margin at or below
-    # eps is skipped), and unseeded it followed whatever other tests ran in this process first
-    # (under `pytest -n 2`, a start whose window stayed empty: BR NaN).
+    # Seeded: unseeded, the toy's start followed whatever other tests had run in the process
+    # first, and under `pytest -n 2` one such start ended two strict presets' fits with a
+    # non-finite d_loss, g_loss or BR (which, not recorded). Seeds 0-11 all pass.
     keras.utils.set_random_seed(0)
     generator = keras.Sequential([keras.Input((2,)), MaskedDense(8, activation="relu",
                                                                  name="g1"),
