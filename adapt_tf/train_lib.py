@@ -255,7 +255,7 @@ def check_arguments(spec: RunSpec) -> None:
         raise ValueError(f"test_reference_stats={spec.test_reference_stats!r} is read only by "
                          "the test-set evaluation with the 'fid' metric; set test_eval = True "
                          f"(metric now {metric!r}), or drop it.")
-    _num_classes(_architecture(spec), spec)
+    _num_classes(_architecture(spec), spec, data.dataset_info(spec.dataset, data_dir=spec.data_dir))
 
 
 def _check_data(spec: RunSpec) -> None:
@@ -279,9 +279,10 @@ def _check_data(spec: RunSpec) -> None:
                          "or eval_every=None.")
 
 
-def _num_classes(arch: architectures.Architecture, spec: RunSpec) -> int | None:
-    """The class count the run's networks take: the dataset's if `arch` is conditional."""
-    num_classes = data.dataset_info(spec.dataset, data_dir=spec.data_dir).num_classes
+def _num_classes(arch: architectures.Architecture, spec: RunSpec,
+                 dataset: data.DatasetSpec) -> int | None:
+    """The class count the run's networks take: the `dataset`'s if `arch` is conditional."""
+    num_classes = dataset.num_classes
     if arch.conditional and num_classes is None:
         raise ValueError(f"Architecture {spec.architecture!r} is class-conditional but dataset "
                          f"{data.dataset_name(spec.dataset)!r} has no labels; use an "
@@ -329,8 +330,8 @@ def _fit(run: Run, images: tf.data.Dataset, spec: RunSpec, *, start: int,
                      *evaluations, logger,
                      SampleGrid(log_dir, every=spec.sample_every,
                                 num_images=spec.num_sample_images,
-                                total_steps=spec.total_steps, class_names=data.dataset_info(
-                                    spec.dataset, data_dir=spec.data_dir).class_names),
+                                total_steps=spec.total_steps,
+                                class_names=run.dataset.class_names),
                      nan_guard, run.checkpointer, *spec.extra_callbacks, stop]
     method = spec.method
     logging.info("Training %s (%s, d_G=%.3f, d_D=%.3f) for iterations %d..%d in %s.",
@@ -445,8 +446,9 @@ def _test_evaluation(run: Run, spec: RunSpec, testing: Scorer) -> None:
 @dataclasses.dataclass(frozen=True)
 class Run:
     """A run as `build_run` makes it: the compiled `SparseGAN`, the method's callbacks, the
-    checkpointed FLOPs and FID states, and the checkpointer of `workdir/checkpoints` (which
-    also restores `workdir/checkpoints_best/` paths)."""
+    checkpointed FLOPs and FID states, the checkpointer of `workdir/checkpoints` (which
+    also restores `workdir/checkpoints_best/` paths), and the dataset's `data.DatasetSpec`
+    (read once: a folder's is a scan of every file)."""
 
     gan: SparseGAN
     architecture: architectures.Architecture
@@ -454,6 +456,7 @@ class Run:
     flops_state: FlopsState
     fid_state: FIDState
     checkpointer: Checkpointer
+    dataset: data.DatasetSpec
 
 
 def build_run(spec: RunSpec | None = None, /, **arguments) -> Run:
@@ -462,8 +465,9 @@ def build_run(spec: RunSpec | None = None, /, **arguments) -> Run:
     export rebuild a finished run from its recorded spec, then restore its checkpoints)."""
     spec = _spec(spec, arguments)
     arch = _architecture(spec)
+    dataset = data.dataset_info(spec.dataset, data_dir=spec.data_dir)
     with _global_policy(spec.mixed_precision):
-        gan = _build_gan(arch, spec, num_classes=_num_classes(arch, spec))
+        gan = _build_gan(arch, spec, num_classes=_num_classes(arch, spec, dataset))
     g_optimizer, d_optimizer = spec.generator_optimizer(), spec.discriminator_optimizer()
     if spec.lr_decay:
         g_optimizer, d_optimizer = (
@@ -482,7 +486,7 @@ def build_run(spec: RunSpec | None = None, /, **arguments) -> Run:
                                 every=spec.checkpoint_every,
                                 extra={**states, "flops": flops_state, "fid": fid_state},
                                 record=spec.record)
-    return Run(gan, arch, method_callbacks, flops_state, fid_state, checkpointer)
+    return Run(gan, arch, method_callbacks, flops_state, fid_state, checkpointer, dataset)
 
 
 @contextlib.contextmanager
