@@ -21,16 +21,29 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 __version__ = "0.1.0"
 
+# The contract's names (docs/USAGE.md), importable from the package whatever its layout.
 _LAZY = {
-    "SparseGAN": "adapt_tf.gan",
-    "ADAPTController": "adapt_tf.controller",
+    "SparseGAN": "adapt_tf.gan.sparse_gan",
+    "ADAPTController": "adapt_tf.balance.controller",
+    "MaskedDense": "adapt_tf.sparse.layers",
+    "MaskedConv2D": "adapt_tf.sparse.layers",
+    "masked_layers": "adapt_tf.sparse.layers",
+    "erk_densities": "adapt_tf.sparse.topology",
+    "uniform_densities": "adapt_tf.sparse.topology",
+    "sparsify": "adapt_tf.sparse.topology",
+    "model_density": "adapt_tf.sparse.topology",
+    "SET": "adapt_tf.sparse.dst",
+    "RigL": "adapt_tf.sparse.dst",
+    "balance_ratio": "adapt_tf.balance",
+    "training_flops": "adapt_tf.flops",
+    "export_generator": "adapt_tf.export",
 }
 
 __all__ = list(_LAZY) + ["__version__"]
 
 
 def __getattr__(name: str):
-    # Lazy so that the pure modules (topology, balance, flops) import without TensorFlow.
+    # Lazy, so that `import adapt_tf` stays cheap and sets the environment before TensorFlow.
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'adapt_tf' has no attribute {name!r}")

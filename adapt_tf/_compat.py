@@ -1,8 +1,8 @@
 """The private tf_keras APIs adapt_tf relies on, each wrapped here once, with the reason no
 public route serves. Check these first when upgrading tf_keras.
 
-(tfmot's `pruning_impl.Pruning` is private too; it stays in `adapt_tf.gmp`, whose docstring
-says why, and mixed precision's `AutoCastVariable` in `adapt_tf.layers`.)
+(tfmot's `pruning_impl.Pruning` is private too; it stays in `adapt_tf.sparse.gmp`, whose docstring
+says why, and mixed precision's `AutoCastVariable` in `adapt_tf.sparse.layers`.)
 """
 from __future__ import annotations
 

@@ -8,32 +8,32 @@ on the default strategy), and each checkpoint is restored in turn:
 the best one (W/checkpoints_best/, kept by the training-time evaluation callback, if it ran)
 and the last one (W/checkpoints/). Each is scored on `num_samples` images of the EMA generator
 in train mode, uniformly random labels if conditional (docs/ALGORITHM.md §9), with one of three
-metrics (`evaluation.evaluation_metric`: --metric, else the run's `train.eval_metric`, else
+metrics (`scorers.evaluation_metric`: --metric, else the run's `train.eval_metric`, else
 "toy" for toy_shapes, "classifier" for other labelled data without an Inception path, "fid"
-otherwise), all through one `evaluation.Scorer`:
+otherwise), all through one `scorers.Scorer`:
 
 * "fid", as the paper: FID against the reference statistics and the Inception Score (10
-  splits) from one Inception pass (`evaluation.generator_scores`). Inception: --inception_path,
+  splits) from one Inception pass (`scorers.generator_scores`). Inception: --inception_path,
   else the run's `train.inception_path`, else TF-Hub (offline, `metrics.load_inception` says
   how to provide it). Reference statistics: --reference_stats, else the run's
   `train.reference_stats`, else computed from the run's dataset and cached at
-  `evaluation.reference_cache_path(...)` ($ADAPT_TF_CACHE_DIR/fid_stats or
+  `scorers.reference_cache_path(...)` ($ADAPT_TF_CACHE_DIR/fid_stats or
   ~/.cache/adapt_tf/fid_stats).
 * "toy", offline: the toy_shapes classifier's toy FID (with its real-vs-real floor), class
-  coverage and confident share (`adapt_tf.toy_metric`; the classifier is trained at first use
-  and cached in $ADAPT_TF_CACHE_DIR/toy_classifier or ~/.cache/adapt_tf/toy_classifier).
+  coverage and confident share (`adapt_tf.evaluation.toy_metric`; the classifier is trained at
+  first use and cached in $ADAPT_TF_CACHE_DIR/toy_classifier or ~/.cache/adapt_tf/toy_classifier).
 * "classifier", offline, any labelled dataset: a classifier of the dataset's classes trained
   at first use (cached by the data's fingerprint in $ADAPT_TF_CACHE_DIR/classifier or
   ~/.cache/adapt_tf/classifier): classifier FID with its real-vs-real floor, confident share,
   class coverage, class precision and agreement of conditional samples, and the classifier's
-  held-out accuracy (`adapt_tf.classifier_metric`). Refused, with the reason, when that
+  held-out accuracy (`adapt_tf.evaluation.classifier_metric`). Refused, with the reason, when that
   accuracy is too low to mean anything.
 
 With --test, FID is also computed against the dataset's test split (`data.DatasetSpec.
 test_split`: CIFAR-10 test, Tiny-ImageNet validation; --test_reference_stats, else the run's
 `train.test_reference_stats`, else computed and cached like the reference) from the same
 Inception pass, and the record gets the "test" entry that `train.test_eval` writes at the end
-of a run (`evaluation.final_test_record`: the best checkpoint, else the last). Without --test,
+of a run (`scorers.final_test_record`: the best checkpoint, else the last). Without --test,
 a "test" entry already in eval.json is kept.
 
 W/eval.json:
@@ -98,20 +98,20 @@ def evaluate_run(workdir: str, *, num_samples: int = 50000, metric: str | None =
     """Scores the best and last checkpoints of the run in `workdir`; writes and returns the
     eval.json record (see the module docstring).
 
-    `metric` is "fid", "toy" or "classifier" (`evaluation.evaluation_metric`); default the
+    `metric` is "fid", "toy" or "classifier" (`scorers.evaluation_metric`); default the
     run's `train.eval_metric`, which defaults to "toy" for toy_shapes, "classifier" for other
-    labelled data without an Inception path, and "fid" otherwise. With
-    `test`, the scores also hold "fid_test" against the dataset's test split (or
-    `test_reference_stats`, default the run's `train.test_reference_stats`) and the record a
-    "test" entry (`evaluation.final_test_record`); without it, a "test" entry already in
-    eval.json (the end-of-run evaluation, `train.test_eval`) is kept.
+    labelled data without an Inception path, and "fid" otherwise. With `test`, the scores also
+    hold "fid_test" against the dataset's test split (or `test_reference_stats`, default the
+    run's `train.test_reference_stats`) and the record a "test" entry
+    (`scorers.final_test_record`); without it, a "test" entry already in eval.json (the
+    end-of-run evaluation, `train.test_eval`) is kept.
 
     Raises:
       ValueError: `workdir` holds no operative_config.gin or no checkpoint.
-      metrics.InceptionUnavailableError: the metric is FID and no Inception model can be
-        loaded.
+      metrics.InceptionUnavailableError: the metric is FID and no Inception model loads.
     """
-    from adapt_tf import configurables, evaluation, train_lib, workdir as workdir_lib
+    from adapt_tf.runs import configurables, train_lib, storage, workdir as workdir_lib
+    from adapt_tf.evaluation import scorers
 
     config = configurables.read_run_config(workdir)
     arguments = config.arguments
@@ -123,16 +123,16 @@ def evaluate_run(workdir: str, *, num_samples: int = 50000, metric: str | None =
         for name in ["inception_path", "reference_stats"] + ["test_reference_stats"] * test:
             files[name] = files[name] or arguments[name]
     run = train_lib.build_run(config.run_spec())
-    scoring = evaluation.scorer(metric, dataset=arguments["dataset"], test=test,
-                                data_dir=arguments["data_dir"],
-                                image_size=run.architecture.image_size, **files)
-    checkpoints = evaluation.score_checkpoints(run.gan, run.checkpointer, paths, scoring.score,
-                                               num_samples=num_samples, batch_size=batch_size,
-                                               seed=seed)
+    scoring = scorers.scorer(metric, dataset=arguments["dataset"], test=test,
+                             data_dir=arguments["data_dir"],
+                             image_size=run.architecture.image_size, **files)
+    checkpoints = scorers.score_checkpoints(run.gan, run.checkpointer, paths, scoring.score,
+                                            num_samples=num_samples, batch_size=batch_size,
+                                            seed=seed)
     record = {"workdir": workdir, "metric": metric, "num_samples": num_samples, "seed": seed,
               **scoring.header, "checkpoints": checkpoints, **_training_best(run, arguments)}
     if test:
-        record["test"] = evaluation.final_test_record(
+        record["test"] = scorers.final_test_record(
             checkpoints, scoring, num_samples=num_samples, seed=seed,
             trained_steps=max(entry["step"] for entry in checkpoints.values()))
 
@@ -140,44 +140,45 @@ def evaluate_run(workdir: str, *, num_samples: int = 50000, metric: str | None =
         kept = {"test": previous["test"]} if "test" in previous and not test else {}
         return {**record, **kept}
 
-    return workdir_lib.update_json(workdir_lib.Workdir(workdir).eval, keep_test)
+    return storage.update_json(workdir_lib.Workdir(workdir).eval, keep_test)
 
 
 def _training_best(run, arguments: dict[str, Any]) -> dict[str, Any]:
     """{"training_best": the best score the training-time evaluation recorded, its iteration
     and sample count} as the restored run's `FIDState` holds it; {} if it never ran."""
-    from adapt_tf import evaluation
+    from adapt_tf.evaluation import scorers
 
     state = run.fid_state
     if int(state.best_step.numpy()) < 0:
         return {}
     metric = _metric(arguments, None)
-    return {"training_best": {evaluation.COLUMNS[metric].key: float(state.best_fid.numpy()),
+    return {"training_best": {scorers.COLUMNS[metric].key: float(state.best_fid.numpy()),
                               "step": int(state.best_step.numpy()),
                               "num_samples": arguments["eval_num_samples"]}}
 
 
 def _metric(arguments: dict[str, Any], metric: str | None) -> str:
     """`metric`, else the run's `train.eval_metric`, else its dataset's default
-    (`evaluation.evaluation_metric`)."""
-    from adapt_tf import data, evaluation
+    (`scorers.evaluation_metric`)."""
+    from adapt_tf import data
+    from adapt_tf.evaluation import scorers
 
     labelled = data.dataset_info(arguments["dataset"],
                                  data_dir=arguments["data_dir"]).num_classes is not None
-    return evaluation.evaluation_metric(metric or arguments["eval_metric"], arguments["dataset"],
-                                        labelled=labelled,
-                                        inception_path=arguments["inception_path"])
+    return scorers.evaluation_metric(metric or arguments["eval_metric"], arguments["dataset"],
+                                     labelled=labelled,
+                                     inception_path=arguments["inception_path"])
 
 
 def _checkpoints(workdir: str) -> dict[str, str | None]:
     """{"best": path or None, "last": ...}: the newest checkpoint of each directory that reads
     back whole and finite; a bad newer one is skipped with a warning and left in place
     (evaluation does not change the run). ValueError if there is none."""
-    from adapt_tf import workdir as workdir_lib
+    from adapt_tf.runs import storage, workdir as workdir_lib
 
     directories = {kind: workdir_lib.Workdir(workdir).checkpoint_directory(kind)
                    for kind in workdir_lib.CHECKPOINT_KINDS}
-    paths = {kind: workdir_lib.usable_checkpoint(directory, reject=False)
+    paths = {kind: storage.usable_checkpoint(directory, reject=False)
              for kind, directory in directories.items()}
     if not any(paths.values()):
         raise ValueError(f"{workdir!r} holds no checkpoint in "
@@ -191,7 +192,8 @@ def main(argv):
     values = flags.FLAGS
     if not values.workdir:
         raise app.UsageError("Give --workdir (a run directory written by adapt_tf.train).")
-    from adapt_tf import classifier_metric, data, metrics
+    from adapt_tf.evaluation import classifier_metric, metrics
+    from adapt_tf import data
 
     try:
         record = evaluate_run(values.workdir, num_samples=values.num_samples,

@@ -1,10 +1,10 @@
 """`python -m adapt_tf.report W1 W2 ... [--output_dir=D]` (workdirs or glob patterns).
 
-Writes, for the runs in the given workdirs (see `adapt_tf.runs`):
+Writes, for the runs in the given workdirs (see `adapt_tf.runs.records`):
 
 * `D/report.md`: per setting (e.g. sngan_cifar10), the paper's layout (methods x d_G) for FID
   and for normalised training FLOPs, each of our values next to the paper's where
-  `adapt_tf.paper` holds it ("ours (paper)"); then the plots.
+  `adapt_tf.runs.paper` holds it ("ours (paper)"); then the plots.
 * `D/report.csv`: one row per run (setting, cell, d_G, FID and where it came from, the paper's
   FID, final d_D, training FLOPs and their ratio to dense, progress).
 * `D/run_<name>.png` per run and `D/comparison.png` for all runs side by side, each with four
@@ -36,8 +36,9 @@ from typing import Any, Mapping, Sequence
 from absl import flags, logging
 
 import adapt_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from adapt_tf import balance, paper
-from adapt_tf.workdir import Workdir
+from adapt_tf import balance
+from adapt_tf.runs import paper
+from adapt_tf.runs.workdir import Workdir
 
 __all__ = ["RunRecord", "load_run", "expand_workdirs", "csv_rows", "markdown", "plot_runs",
            "summary", "density_path", "last_grid", "default_output_dir", "write_report",
@@ -56,7 +57,7 @@ class RunRecord:
 
     Attributes:
       workdir, name: the run directory and a short unique name for it (file names, legends).
-      setting, cell, g_density: its place in the paper's grid (`adapt_tf.paper`).
+      setting, cell, g_density: its place in the paper's grid (`adapt_tf.runs.paper`).
       band: the BR band [B-, B+] of its method (ADAPT/DDA's; the paper's default otherwise).
       total_steps, flops_convention: from its operative config.
       metrics: metrics.csv rows (floats, NaN where empty).
@@ -107,8 +108,8 @@ class RunRecord:
     @property
     def score_key(self) -> str:
         """The logged quality column: "fid", or "toy_fid" / "classifier_fid" for a run scored
-        by the toy_shapes or a dataset's own classifier (`adapt_tf.toy_metric`,
-        `adapt_tf.classifier_metric`; not comparable with Inception FID)."""
+        by the toy_shapes or a dataset's own classifier (`adapt_tf.evaluation.toy_metric`,
+        `adapt_tf.evaluation.classifier_metric`; not comparable with Inception FID)."""
         logged = [key for key in ("fid", "toy_fid", "classifier_fid") if self.series(key)[1]]
         return logged[0] if logged else "fid"
 
@@ -173,8 +174,8 @@ def _enclosing_run(path: str) -> str | None:
 
 def load_run(workdir: str, *, name: str | None = None) -> RunRecord:
     """Reads one run's config, metrics.csv and eval.json."""
-    from adapt_tf import configurables, runs
-    from adapt_tf.controller import BAND
+    from adapt_tf.runs import configurables, records
+    from adapt_tf.balance.controller import BAND
 
     config = configurables.read_run_config(workdir)
     method = config.method
@@ -184,9 +185,9 @@ def load_run(workdir: str, *, name: str | None = None) -> RunRecord:
                      setting=config.setting, cell=config.cell, g_density=method.g_density,
                      band=band, total_steps=config.arguments["total_steps"],
                      flops_convention=config.arguments.get("flops_convention", "paper"),
-                     metrics=runs.read_metrics(workdir), evaluation=runs.read_eval(workdir),
-                     window_samples=runs.read_window_samples(workdir),
-                     mask_changes=runs.read_mask_changes(workdir))
+                     metrics=records.read_metrics(workdir), evaluation=records.read_eval(workdir),
+                     window_samples=records.read_window_samples(workdir),
+                     mask_changes=records.read_mask_changes(workdir))
 
 
 def _names(workdirs: Sequence[str]) -> list[str]:
@@ -286,8 +287,9 @@ def _score_text(record: RunRecord, row: dict[str, Any]) -> str:
     return text
 
 
-# Scores of a classifier of the data's classes (`adapt_tf.toy_metric`,
-# `adapt_tf.classifier_metric`): their key -> (name, metric), in the order they are looked for.
+# Scores of a classifier of the data's classes (`adapt_tf.evaluation.toy_metric`,
+# `adapt_tf.evaluation.classifier_metric`): their key -> (name, metric), in the order they
+# are looked for.
 _CLASSIFIER_SCORES = {"toy_fid": ("toy FID", "toy metric"),
                       "classifier_fid": ("classifier FID", "classifier metric")}
 _TOY_CLASSES = 12  # toy_shapes' classes
@@ -400,7 +402,7 @@ def summary(record: RunRecord, *, wall_seconds: float | None = None) -> str:
 
 
 def _duration(seconds: float) -> str:
-    from adapt_tf.run_io import duration  # run_io loads tf_keras, which reports need not
+    from adapt_tf.runs.writers import duration  # run_io loads tf_keras, which reports need not
 
     return duration(seconds)
 

@@ -38,9 +38,9 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if not FLAGS.value:
         raise app.UsageError("Give at least one --gin_file (e.g. gin_configs/quickstart.gin).")
-    from adapt_tf.metrics import InceptionUnavailableError
-    from adapt_tf.preemption import TrainingInterrupted
-    from adapt_tf.train_lib import TrainingDiverged
+    from adapt_tf.evaluation.metrics import InceptionUnavailableError
+    from adapt_tf.runs.preemption import TrainingInterrupted
+    from adapt_tf.runs.train_lib import TrainingDiverged
 
     fresh = not os.path.lexists(WORKDIR.value)
     try:
@@ -60,7 +60,7 @@ def _remove_unstarted(workdir: str) -> None:
     """Removes a workdir this invocation created if it holds only what is made before the
     configuration is accepted (the lock and an empty checkpoints/): a refused run leaves
     nothing behind."""
-    from adapt_tf import workdir as workdir_lib
+    from adapt_tf.runs import workdir as workdir_lib
 
     made = {workdir_lib.LOCK_NAME, workdir_lib.LOCK_NAME + ".pid", workdir_lib.CHECKPOINT_DIR}
     checkpoints = os.path.join(workdir, workdir_lib.CHECKPOINT_DIR)
@@ -85,13 +85,13 @@ def _train(gin_files, gin_bindings, workdir: str) -> None:
     and (once training starts) in W/operative_config.gin, records what ran."""
     import gin
 
-    from adapt_tf import configurables, distribution, workdir as workdir_lib
+    from adapt_tf.runs import configurables, distribution, storage, workdir as workdir_lib
 
-    workdir_lib.check_writable(workdir)
+    storage.check_writable(workdir)
     # Workers of a multi-worker run share the workdir: the chief owns it and its config.
     chief = distribution.is_chief_process()
     config_path = workdir_lib.Workdir(workdir).config
-    with workdir_lib.lock(workdir) if chief else contextlib.nullcontext():
+    with storage.lock(workdir) if chief else contextlib.nullcontext():
         resuming = _parse_and_check(gin_files, gin_bindings, workdir, chief=chief)
         record = configurables.record_text()
         logging.get_absl_handler().use_absl_log_file("train", workdir)
@@ -101,7 +101,7 @@ def _train(gin_files, gin_bindings, workdir: str) -> None:
         configurables.train(workdir=workdir, record=record, extra_callbacks=[
             _record_config(config_path, record)] if chief and not resuming else [])
         if chief:
-            workdir_lib.write_atomic(config_path, gin.operative_config_str())
+            storage.write_atomic(config_path, gin.operative_config_str())
             _finish(workdir, wall_seconds=time.time() - start)
     logging.info("Done: %s", workdir)
 
@@ -110,18 +110,19 @@ def _record_config(path: str, text: str):
     """A callback writing `text` to `path` when training begins: after the run is built, its
     data and scorer loaded and a previous run's files set aside, so that a run that fails
     before that leaves no config behind."""
-    from adapt_tf import workdir as workdir_lib
+    from adapt_tf.runs import storage
     import tf_keras as keras
 
     return keras.callbacks.LambdaCallback(
-        on_train_begin=lambda logs: workdir_lib.write_atomic(path, text))
+        on_train_begin=lambda logs: storage.write_atomic(path, text))
 
 
 def _finish(workdir: str, *, wall_seconds: float) -> None:
     """Draws W/training.png (BR with its band, d_D and d_G, and FID or the toy metric over the
     iterations, as `python -m adapt_tf.report W` draws one run), then prints the run's summary
     and the files to open (`report.summary`)."""
-    from adapt_tf import report, workdir as workdir_lib
+    from adapt_tf import report
+    from adapt_tf.runs import workdir as workdir_lib
 
     record = report.load_run(workdir)
     path = report.plot_runs([record], workdir_lib.Workdir(workdir).training_plot,
@@ -135,7 +136,7 @@ def _parse_and_check(gin_files, gin_bindings, workdir: str, *, chief: bool) -> b
     `workdir`'s newest usable checkpoint (`configurables.check_resume`) or fails `train`'s
     argument checks; the chief first restores a missing or edited W/operative_config.gin from
     that record. Returns whether there is a recorded config to keep (a resume)."""
-    from adapt_tf import configurables, train_lib
+    from adapt_tf.runs import configurables, train_lib
 
     recorded = configurables.recorded_config(workdir)
     try:

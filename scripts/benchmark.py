@@ -56,7 +56,7 @@ Measured in the same run, in every round, interleaved with the models above:
   (scripts/torch_sngan.py: same layers, hinge loss, Adam, n_dis, batches, spectral norm on D,
   EMA), with as many threads as TensorFlow. Its first iteration runs under torch's
   FlopCounterMode, and the run stops unless the MACs torch executes equal adapt_tf's count
-  (`kernel_iteration_macs` on adapt_tf.macs' per-layer MACs) within `MAC_TOLERANCE`. Skipped,
+  (`kernel_iteration_macs` on adapt_tf.flops.macs' per-layer MACs) within `MAC_TOLERANCE`. Skipped,
   with a line saying so, when torch (the optional `bench` extra) is not installed.
 * ``peak``: a 4096^2 fp32 matmul and the model's largest convolution in TensorFlow (oneDNN when
   on); the best round's GFLOP/s is the machine's measured peak, and the dense iteration's
@@ -93,13 +93,16 @@ import adapt_tf  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS and TF_ENABLE_ONED
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-from adapt_tf import architectures, data, dst, macs, topology  # noqa: E402
-from adapt_tf.sparsity import DynamicSparsity  # noqa: E402
-from adapt_tf.workdir import Workdir  # noqa: E402
-from adapt_tf.controller import ADAPTController  # noqa: E402
-from adapt_tf.gan import SparseGAN  # noqa: E402
-from adapt_tf.layers import (MaskedConv2D, MaskedDense, SNConv2D, SNDense,  # noqa: E402
-                             masked_layers)
+from adapt_tf.gan import architectures  # noqa: E402
+from adapt_tf import data  # noqa: E402
+from adapt_tf.sparse import dst, topology  # noqa: E402
+from adapt_tf.flops import macs  # noqa: E402
+from adapt_tf.sparse.sparsity import DynamicSparsity  # noqa: E402
+from adapt_tf.runs.workdir import Workdir  # noqa: E402
+from adapt_tf.balance.controller import ADAPTController  # noqa: E402
+from adapt_tf.gan.sparse_gan import SparseGAN  # noqa: E402
+from adapt_tf.sparse.layers import (MaskedConv2D, MaskedDense, SNConv2D,  # noqa: E402
+                                    SNDense, masked_layers)
 
 # Issue 7's targets: ratios to dense, seconds per update (wall), speed-up over PyTorch (here
 # the same-run plain PyTorch baseline of scripts/torch_sngan.py). A ratio goal is met only when
@@ -296,7 +299,8 @@ def kernel_iteration_macs(g_layers: dict[str, float], d_layers: dict[str, float]
 
 
 def our_macs(setup: Setup) -> dict[str, float]:
-    """`kernel_iteration_macs` of adapt_tf's SNGAN-32 at `setup`, per layer from adapt_tf.macs."""
+    """`kernel_iteration_macs` of adapt_tf's SNGAN-32 at `setup`, per layer from
+    adapt_tf.flops.macs."""
     arch = architectures.ARCHITECTURES["sngan32"]
     generator, discriminator = architectures.build_models(
         "sngan32", g_width=setup.g_width, d_width=setup.d_width, seed=setup.seed)
@@ -536,7 +540,7 @@ def host_time(*, steps: int = 400, skip: int = 50,
     median over the iterations after the first `skip` (which trace the variants)."""
     import tempfile
 
-    from adapt_tf import configurables
+    from adapt_tf.runs import configurables
 
     clock = _IterationClock()
     with tempfile.TemporaryDirectory() as workdir:

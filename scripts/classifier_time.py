@@ -17,8 +17,8 @@ import time
 import PIL.Image
 
 import adapt_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from adapt_tf import classifier_metric
-from adapt_tf.datasets import toy_shapes
+from adapt_tf.evaluation import classifier_metric
+from adapt_tf.data.datasets import toy_shapes
 
 
 def _write_folder(root: str, *, per_class: int, size: int) -> str:

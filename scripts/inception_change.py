@@ -5,8 +5,8 @@
         --reference=R.npy|R.npz [--num_samples=N] [--splits=10]
 
 Old (`metrics.PIPELINE_VERSION` 1): uint8 levels mapped with level / 127.5 - 1, resized, and IS
-from the model's own "logits" output. New (version 2, what `adapt_tf.metrics` computes): TF-GAN's
-(level - 128) / 128 after the resize, IS from pool_3 · W without the bias.
+from the model's own "logits" output. New (version 2, what `adapt_tf.evaluation.metrics`
+computes): TF-GAN's (level - 128) / 128 after the resize, IS from pool_3 · W without the bias.
 
 S.npy: images [N, H, W, 3], uint8 levels or float in [-1, 1]. R.npy: reference images (the same
 kinds), whose statistics are computed under each convention; R.npz: fixed statistics {mu, sigma}
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 import adapt_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from adapt_tf import metrics
+from adapt_tf.evaluation import metrics
 
 import tensorflow as tf
 

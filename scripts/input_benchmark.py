@@ -94,7 +94,8 @@ def measure_iteration(folder: str, *, size: int, batch: int, iterations: int) ->
 
     import tensorflow as tf
 
-    from adapt_tf import data, methods, train_lib
+    from adapt_tf import data
+    from adapt_tf.runs import methods, train_lib
 
     spec = train_lib.RunSpec(
         workdir=tempfile.mkdtemp(), total_steps=10**6, architecture=ARCHITECTURE_AT[size],

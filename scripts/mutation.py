@@ -37,22 +37,32 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MUTMUT = pathlib.Path(sys.executable).with_name("mutmut")
 
-# module -> the test files that own it (tests/test_<module>.py, plus the file whose subject
-# is the module's main use when that lives elsewhere).
+# module (its dotted path below adapt_tf) -> the test files that own it
+# (tests/test_<module's name>.py, plus the file whose subject is the module's main use when
+# that lives elsewhere).
 MODULE_TESTS = {
     "balance": ["tests/test_balance.py"],
-    "losses": ["tests/test_losses.py"],
-    "topology": ["tests/test_topology.py"],
-    "controller": ["tests/test_controller.py"],
-    "dst": ["tests/test_dst.py"],
-    "layers": ["tests/test_layers.py"],
-    "gan": ["tests/test_gan.py"],
-    "sparsity": ["tests/test_sparsity.py"],
-    "ema": ["tests/test_ema.py"],
-    "evaluation": ["tests/test_evaluate.py", "tests/test_toy_metric.py",
-                   "tests/test_classifier_metric.py"],
-    "classifier_metric": ["tests/test_classifier_metric.py", "tests/test_toy_metric.py"],
+    "gan.losses": ["tests/test_losses.py"],
+    "sparse.topology": ["tests/test_topology.py"],
+    "balance.controller": ["tests/test_controller.py"],
+    "sparse.dst": ["tests/test_dst.py"],
+    "sparse.layers": ["tests/test_layers.py"],
+    "gan.sparse_gan": ["tests/test_gan.py"],
+    "sparse.sparsity": ["tests/test_sparsity.py"],
+    "gan.ema": ["tests/test_ema.py"],
+    "evaluation.scorers": ["tests/test_evaluate.py", "tests/test_toy_metric.py",
+                           "tests/test_classifier_metric.py"],
+    "evaluation.classifier_metric": ["tests/test_classifier_metric.py",
+                                     "tests/test_toy_metric.py"],
 }
+
+
+def module_file(module: str) -> str:
+    """The source file of a dotted module below adapt_tf: `adapt_tf/a/b.py`, or the package's
+    `adapt_tf/a/b/__init__.py` (`balance`)."""
+    path = pathlib.Path("adapt_tf", *module.split("."))
+    return str(path.with_suffix(".py") if (ROOT / path.with_suffix(".py")).exists()
+               else path / "__init__.py")
 
 
 def _config(module: str, isolation: str | None = None) -> str:
@@ -63,7 +73,7 @@ def _config(module: str, isolation: str | None = None) -> str:
         parser.add_section("mutmut")
     section = parser["mutmut"]
     section["source_paths"] = "adapt_tf/"
-    section["only_mutate"] = f"adapt_tf/{module}.py"
+    section["only_mutate"] = module_file(module)
     section["pytest_add_cli_args_test_selection"] = "\n" + "\n".join(MODULE_TESTS[module])
     section["also_copy"] = "\ngin_configs/"  # the tests that train read gin_configs/test/
     # mutmut's default limit, 15x the tests' own time + 1 s, flags ordinary mutants as

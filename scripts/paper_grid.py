@@ -15,8 +15,8 @@ import shlex
 import subprocess
 import sys
 
-from adapt_tf.methods import PRESETS
-from adapt_tf.paper import DENSITIES, PAPER_FID, SETTINGS, cell_name
+from adapt_tf.runs.methods import PRESETS
+from adapt_tf.runs.paper import DENSITIES, PAPER_FID, SETTINGS, cell_name
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 EXPERIMENTS = ROOT / "gin_configs" / "experiments"

@@ -1,4 +1,5 @@
-"""Trains (or loads) the toy_shapes classifier of `adapt_tf.toy_metric` and prints what the real
+"""Trains (or loads) the toy_shapes classifier of `adapt_tf.evaluation.toy_metric` and prints what
+the real
 data scores with it: training time, test accuracy, the toy FID floor (test vs train split) and
 the test split's confident share and class coverage.
 
@@ -12,7 +13,7 @@ import json
 import tempfile
 
 import adapt_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from adapt_tf import toy_metric
+from adapt_tf.evaluation import toy_metric
 
 
 def main() -> None:

@@ -34,10 +34,11 @@ import time
 
 import numpy as np
 
-from adapt_tf import methods, topology
-from adapt_tf.controller import BAND as PAPER_BAND, ADAPTController
-from adapt_tf.gan import SparseGAN
-from adapt_tf.layers import MaskedDense
+from adapt_tf.runs import methods
+from adapt_tf.sparse import topology
+from adapt_tf.balance.controller import BAND as PAPER_BAND, ADAPTController
+from adapt_tf.gan.sparse_gan import SparseGAN
+from adapt_tf.sparse.layers import MaskedDense
 
 import tensorflow as tf
 import tf_keras as keras

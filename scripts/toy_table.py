@@ -11,7 +11,7 @@ bindings, in its own workdir under --out (reused: a finished run is read back, n
 The table trains Dense, Static-Balance, SDST-RigL-Balance, SDST-RigL-Strong and ADAPT (relaxed)
 at each d_G (Dense once), with the quickstart's widths and schedule, and prints a Markdown table
 of the toy metric at the best evaluation (toy FID, its real-vs-real floor, class coverage and
-confident share, `adapt_tf.toy_metric`; mean +- sd over seeds) and of the training FLOPs
+confident share, `adapt_tf.evaluation.toy_metric`; mean +- sd over seeds) and of the training FLOPs
 normalised to dense (paper convention); it writes `table.md` and `traces.png` (BR with the
 band, d_D and d_G over iterations, one colour per run: `adapt_tf.report.plot_runs`) to --out.
 
@@ -75,7 +75,7 @@ PROBES = (
 
 def quickstart_steps() -> int:
     """The quickstart's `train.total_steps`."""
-    from adapt_tf import configurables
+    from adapt_tf.runs import configurables
 
     config = configurables.parse_run_config([QUICKSTART], with_method=False)
     return config.arguments["total_steps"]
@@ -83,7 +83,7 @@ def quickstart_steps() -> int:
 
 def run(name: str, bindings, *, out: str, steps: int) -> dict:
     """Trains (or reads back) one run; returns its metrics rows and wall time."""
-    from adapt_tf.workdir import Workdir
+    from adapt_tf.runs.workdir import Workdir
 
     workdir = os.path.join(out, name)
     metrics = Workdir(workdir).metrics
@@ -306,8 +306,8 @@ def calibration_rows(num_images: int = 5000) -> list[tuple[str, dict]]:
     from scipy import ndimage
 
     import adapt_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
-    from adapt_tf import toy_metric
-    from adapt_tf.datasets import toy_shapes
+    from adapt_tf.evaluation import toy_metric
+    from adapt_tf.data.datasets import toy_shapes
 
     classifier, reference = toy_metric.load_classifier()
     images, labels = map(np.concatenate, zip(*toy_shapes.draw_examples(0, num_images)))

@@ -80,7 +80,7 @@ class LogRecorder(keras.callbacks.Callback):
         self.start = {}
 
     def on_train_begin(self, logs=None):
-        from adapt_tf.layers import masked_layers
+        from adapt_tf.sparse.layers import masked_layers
 
         self.start = {"g_masks": [layer.mask.numpy() for layer in
                                   masked_layers(self.model.generator)],
@@ -95,7 +95,7 @@ class LogRecorder(keras.callbacks.Callback):
 class SeedSpectralNorm(keras.callbacks.Callback):
     """Sets every spectral-norm vector `sn_u` from a stateless seed before training.
 
-    `adapt_tf.layers` draws the initial `sn_u` from an unseeded initializer, so two processes
+    `adapt_tf.sparse.layers` draws the initial `sn_u` from an unseeded initializer, so two processes
     would start their power iterations from different vectors; the runs compared here must
     start from identical states (the other weights come from seeded initializers).
     """
@@ -111,7 +111,7 @@ class SeedSpectralNorm(keras.callbacks.Callback):
 def _train(workdir: str, **overrides):
     import gin
 
-    from adapt_tf import configurables
+    from adapt_tf.runs import configurables
 
     gin.clear_config()
     configurables.parse_config([os.path.join(ROOT, "gin_configs", "test", "tiny.gin")],
@@ -130,7 +130,7 @@ def _weights(gan) -> dict[str, np.ndarray]:
 
 
 def _state(gan, recorder: LogRecorder) -> dict[str, np.ndarray]:
-    from adapt_tf.layers import masked_layers
+    from adapt_tf.sparse.layers import masked_layers
 
     g_masks = [layer.mask.numpy() for layer in masked_layers(gan.generator)]
     state = {"step": np.int64(gan.iteration),

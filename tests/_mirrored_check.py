@@ -39,9 +39,9 @@ tf.config.set_logical_device_configuration(
 
 import tf_keras as keras  # noqa: E402
 
-from adapt_tf import topology  # noqa: E402
-from adapt_tf.gan import SparseGAN  # noqa: E402
-from adapt_tf.layers import MaskedDense, masked_layers  # noqa: E402
+from adapt_tf.sparse import topology  # noqa: E402
+from adapt_tf.gan.sparse_gan import SparseGAN  # noqa: E402
+from adapt_tf.sparse.layers import MaskedDense, masked_layers  # noqa: E402
 
 LATENT, FEATURES, N_DIS, D_BATCH, G_BATCH = 4, 3, 2, 4, 6
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import gin
 
-from adapt_tf import configurables, evaluation, train_lib
-from adapt_tf.layers import masked_layers
+from adapt_tf.runs import configurables, train_lib
+from adapt_tf.evaluation import scorers
+from adapt_tf.sparse.layers import masked_layers
 
 TINY = str(Path(__file__).resolve().parent.parent / "gin_configs" / "test" / "tiny.gin")
 SCALES = {1: 1.0, 2: 0.2, 3: 1.0, 4: 3.0, 5: 1.5}  # EMA kernel scale at each iteration
@@ -28,7 +29,7 @@ def build(workdir: str, bindings, *, metric: str, num_samples: int,
     with open(os.path.join(workdir, "operative_config.gin"), "w") as f:
         f.write(gin.config_str())
     run = train_lib.build_run(config.run_spec(workdir=workdir))
-    scoring = evaluation.scorer(metric, dataset="toy_shapes", inception_path=inception_path)
+    scoring = scorers.scorer(metric, dataset="toy_shapes", inception_path=inception_path)
     callback = train_lib._evaluation_callback(run, scoring=scoring, workdir=workdir, every=2,
                                               num_samples=num_samples, total_steps=5)
     return run, callback

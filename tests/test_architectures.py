@@ -1,4 +1,4 @@
-"""Tests of adapt_tf.architectures: official parameter counts, masked/dense split, shapes, init.
+"""Tests of adapt_tf.gan.architectures: official parameter counts, masked/dense split, shapes, init.
 
 Parameter counts are the official PyTorch models' (YiteWang/ADAPT `sparselearning/backbones`),
 recomputed by hand layer by layer; "total" is PyTorch's sum(p.numel() for p in
@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 import adapt_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from adapt_tf import _compat, architectures as A
-from adapt_tf.architectures import biggan, blocks
-from adapt_tf.layers import MaskedLayer, apply_masks, masked_layers
+from adapt_tf import _compat
+from adapt_tf.gan import architectures as A
+from adapt_tf.gan.architectures import biggan, blocks
+from adapt_tf.sparse.layers import MaskedLayer, apply_masks, masked_layers
 
 import tensorflow as tf
 import tf_keras as keras

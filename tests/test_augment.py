@@ -1,4 +1,4 @@
-"""Tests of adapt_tf.augment (DiffAugment) against a NumPy transcription of the official
+"""Tests of adapt_tf.gan.augment (DiffAugment) against a NumPy transcription of the official
 PyTorch operations (NCHW index arithmetic, loops), on parameters drawn by `draw`."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from adapt_tf import augment
+from adapt_tf.gan import augment
 
 B, H, W, C = 6, 8, 10, 3
 

@@ -280,7 +280,7 @@ def test_torch_baseline_does_our_macs(benchmark):
     assert counted["total"] == pytest.approx(ours["total"], rel=1e-9)
     generator = sum(p.numel() for p in iteration.generator.parameters())
     discriminator = sum(p.numel() for p in iteration.discriminator.parameters())
-    from adapt_tf import architectures
+    from adapt_tf.gan import architectures
 
     g, d = architectures.build_models("sngan32", g_width=4, d_width=8, seed=0)
     assert generator == sum(int(w.shape.num_elements()) for w in g.trainable_weights)

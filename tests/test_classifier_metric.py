@@ -1,4 +1,5 @@
-"""Tests of adapt_tf.classifier_metric: each score against a hand computation on crafted logits
+"""Tests of adapt_tf.evaluation.classifier_metric: each score against a hand computation on
+crafted logits
 and features, the accuracy threshold and the refusal, the network at every size, the cache
 keyed by the dataset's fingerprint, and `python -m adapt_tf.evaluate --metric=classifier` on a
 run trained on a folder of generated PNGs."""
@@ -17,7 +18,8 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from adapt_tf import classifier_metric as C, data, evaluation, toy_metric
+from adapt_tf.evaluation import classifier_metric as C, scorers, toy_metric
+from adapt_tf import data
 from image_data import class_folder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,7 +116,7 @@ def test_a_weak_classifier_refuses_to_score_with_one_clear_reason(monkeypatch):
     monkeypatch.setattr(C, "load_classifier", lambda *a, **k: (
         C.Classifier(_identity_network()), _reference(0.0, 1.0, accuracy=0.1)))
     with pytest.raises(C.ClassifierTooWeakError, match="0.100"):
-        evaluation.scorer("classifier", dataset="folder:x", image_size=4)
+        scorers.scorer("classifier", dataset="folder:x", image_size=4)
 
 
 # --------------------------------------------------------------------------- the network

@@ -19,9 +19,9 @@ CPP_LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:[\d.]+ +\d+ [\w.]+\.(?:cc|h):
 CLI_FLAGS = {
     "adapt_tf.train": ["--gin_file", "--gin_bindings", "--workdir", "--[no]debug"],
     "adapt_tf.evaluate": ["--workdir", "--num_samples", "--metric", "--[no]test"],
-    "adapt_tf.export": ["--workdir", "--checkpoint", "--output_dir", "--[no]discriminator"],
-    "adapt_tf.export_cli": ["--workdir", "--checkpoint", "--[no]tflite"],
-    "adapt_tf.flops_cli": ["--gin_file", "--convention", "--densities"],
+    "adapt_tf.export": ["--workdir", "--checkpoint", "--output_dir", "--[no]discriminator",
+                        "--[no]tflite"],
+    "adapt_tf.flops": ["--gin_file", "--convention", "--densities"],
     "adapt_tf.report": ["--output_dir"],
 }
 

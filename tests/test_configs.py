@@ -6,7 +6,10 @@ from pathlib import Path
 import gin
 import pytest
 
-from adapt_tf import architectures, configurables, data, layers as L, methods, paper
+from adapt_tf.gan import architectures
+from adapt_tf.runs import configurables, methods, paper
+from adapt_tf import data
+from adapt_tf.sparse import layers as L
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted(p for p in (ROOT / "gin_configs").rglob("*.gin")

@@ -1,5 +1,5 @@
-"""Tests of adapt_tf.controller.ADAPTController: decisions against hand-chosen BR windows, the
-exact active counts they leave, bounds, the strict-mode D-DST, cadence, growth by the gradient
+"""Tests of adapt_tf.balance.controller.ADAPTController: decisions against hand-chosen BR windows,
+the exact active counts they leave, bounds, the strict-mode D-DST, cadence, growth by the gradient
 buffers, one short `fit`, checkpointing of the state, and argument errors.
 
 Most tests take decisions without training: the BR window is filled by hand with
@@ -17,10 +17,11 @@ import math
 import numpy as np
 import pytest
 
-from adapt_tf import balance, topology
-from adapt_tf.controller import ADAPTController
-from adapt_tf.gan import SparseGAN
-from adapt_tf.layers import MaskedDense
+from adapt_tf import balance
+from adapt_tf.sparse import topology
+from adapt_tf.balance.controller import ADAPTController
+from adapt_tf.gan.sparse_gan import SparseGAN
+from adapt_tf.sparse.layers import MaskedDense
 
 import tensorflow as tf
 import tf_keras as keras

@@ -1,4 +1,4 @@
-"""Tests for adapt_tf.data and the builders in adapt_tf.datasets (offline: tfds mock data and
+"""Tests for adapt_tf.data and the builders in adapt_tf.data.datasets (offline: tfds mock data and
 data generated here)."""
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from adapt_tf import data, image_folder
-from adapt_tf.datasets import toy_shapes
+from adapt_tf import data
+from adapt_tf.data import image_folder
+from adapt_tf.data.datasets import toy_shapes
 from image_data import COLOURS, class_folder, png, store_tfds
 
 MOCK_EXAMPLES = 20
@@ -245,7 +246,8 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import tensorflow_datasets as tfds
-    from adapt_tf import data, image_folder
+    from adapt_tf import data
+    from adapt_tf.data import image_folder
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     name = sys.argv[1]
     with tfds.testing.mock_data(num_examples=20) if name == "cifar10" else contextlib.nullcontext():
@@ -274,7 +276,8 @@ def test_global_batch_splits_over_two_replicas(tmp_path, source):
 
 _PREPARE_SCRIPT = textwrap.dedent("""
     import sys
-    from adapt_tf import data, image_folder
+    from adapt_tf import data
+    from adapt_tf.data import image_folder
     ds = data.make_dataset("toy_shapes", batch_size=4, data_dir=sys.argv[1])
     print(ds.take(1).get_single_element().shape)
 """)
@@ -303,8 +306,8 @@ def test_tests_use_temporary_data_and_cache_dirs_not_home():
     parents = {os.path.dirname(os.environ[v]) for v in variables}
     assert len(parents) == 1 and os.path.basename(parents.pop()).startswith("adapt_tf_tests_")
     assert os.fspath(tfds.builder("toy_shapes").data_dir_root) == os.environ["TFDS_DATA_DIR"]
-    from adapt_tf import evaluation
-    cache = evaluation.reference_cache_path("toy_shapes", "/x/inception")
+    from adapt_tf.evaluation import scorers
+    cache = scorers.reference_cache_path("toy_shapes", "/x/inception")
     assert cache.startswith(os.path.join(os.environ["ADAPT_TF_CACHE_DIR"], "fid_stats"))
 
 
@@ -417,8 +420,8 @@ def test_fingerprint_follows_the_files_and_the_tfds_version(tmp_path):
     (folder / "c_cls").rename(folder / "d_cls")
     renamed = data.fingerprint(uri)
     assert len({first, touched, added, renamed}) == 4
-    from adapt_tf import evaluation  # FID statistics of a URI are cached by its fingerprint
-    cache = evaluation.reference_cache_path(uri, "/x/inception", cache_dir=str(tmp_path / "c"))
+    from adapt_tf.evaluation import scorers  # FID statistics of a URI are cached by its fingerprint
+    cache = scorers.reference_cache_path(uri, "/x/inception", cache_dir=str(tmp_path / "c"))
     assert os.path.dirname(cache) == str(tmp_path / "c")
     assert os.path.basename(cache).startswith(f"data_{renamed[:16]}_train_8px_")
     assert data.fingerprint("toy_shapes") == data.fingerprint("toy_shapes")

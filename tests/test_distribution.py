@@ -1,4 +1,4 @@
-"""Tests of adapt_tf.distribution: strategies by name, chief rules, and distributed runs of
+"""Tests of adapt_tf.runs.distribution: strategies by name, chief rules, and distributed runs of
 gin_configs/test/tiny.gin through train_lib that match a one-device run.
 
 The run comparisons start subprocesses (tests/_distributed_run.py): one that splits the CPU into
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from adapt_tf import distribution
+from adapt_tf.runs import distribution
 
 import _distributed_run  # its bindings fix the optimizer that the bounds below assume
 import evaluated_run

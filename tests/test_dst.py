@@ -1,4 +1,4 @@
-"""Tests for adapt_tf.dst: exact drop/grow, schedules, SET/RigL, resize, errors."""
+"""Tests for adapt_tf.sparse.dst: exact drop/grow, schedules, SET/RigL, resize, errors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from adapt_tf import dst
+from adapt_tf.sparse import dst
 
 
 def _np(masks):

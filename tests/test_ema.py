@@ -1,4 +1,4 @@
-"""Tests of adapt_tf.ema.EMAGenerator: a copy no optimizer sees, the decay rule on trainable
+"""Tests of adapt_tf.gan.ema.EMAGenerator: a copy no optimizer sees, the decay rule on trainable
 weights, the other state copied, and the sparse EMA (G's masks taken, pruned entries zeroed).
 
 Toy: G is a 2 -> 3 masked Dense layer followed by BatchNormalization, so it has a trainable
@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from adapt_tf.ema import EMAGenerator
-from adapt_tf.layers import MaskedDense, masked_layers
+from adapt_tf.gan.ema import EMAGenerator
+from adapt_tf.sparse.layers import MaskedDense, masked_layers
 
 import tensorflow as tf
 import tf_keras as keras

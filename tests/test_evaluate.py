@@ -17,7 +17,9 @@ import pytest
 import evaluated_run
 from inception_stub import save_tiny_inception
 
-from adapt_tf import configurables, evaluate, evaluation, methods, metrics, train_lib
+from adapt_tf.runs import configurables, methods, train_lib
+from adapt_tf import evaluate
+from adapt_tf.evaluation import scorers, metrics
 
 import tensorflow as tf
 
@@ -63,28 +65,28 @@ def test_fid_is_evaluated_logged_and_the_best_checkpoint_kept(evaluated):
 def test_reference_statistics_are_computed_once_into_the_cache(evaluated):
     _, inception, cache, _, _ = evaluated
     model = metrics.load_inception(inception)
-    path = evaluation.reference_cache_path("toy_shapes", inception,
-                                           cache_dir=str(cache / "fid_stats"))
+    path = scorers.reference_cache_path("toy_shapes", inception,
+                                        cache_dir=str(cache / "fid_stats"))
     assert os.path.isfile(path) and os.path.basename(path).startswith("toy_shapes_train_32px_")
-    (mu, sigma), source = evaluation.fid_reference("toy_shapes", inception=model,
-                                                   cache_dir=str(cache / "fid_stats"))
+    (mu, sigma), source = scorers.fid_reference("toy_shapes", inception=model,
+                                                cache_dir=str(cache / "fid_stats"))
     assert source == path and mu.shape == (8,) and sigma.shape == (8, 8)
-    (mu2, _), source2 = evaluation.fid_reference("ignored", inception=None,
-                                                 reference_stats=path)
+    (mu2, _), source2 = scorers.fid_reference("ignored", inception=None,
+                                              reference_stats=path)
     assert source2 == path and (mu2 == mu).all()
 
 
 def test_the_reference_cache_defaults_to_the_home_cache(tmp_path, monkeypatch):
     monkeypatch.delenv("ADAPT_TF_CACHE_DIR", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
-    path = evaluation.reference_cache_path("cifar10", "https://tfhub.dev/inception/1")
+    path = scorers.reference_cache_path("cifar10", "https://tfhub.dev/inception/1")
     assert os.path.dirname(path) == str(tmp_path / ".cache" / "adapt_tf" / "fid_stats")
     assert os.path.basename(path).startswith("cifar10_train_32px_")
     # Statistics of another Inception input convention are never read: version 2 is TF-GAN's
     # (level - 128) / 128 with pool_3 · W logits (docs/ALGORITHM.md §9).
     assert path.endswith("_p2.npz") and metrics.PIPELINE_VERSION == 2
     monkeypatch.setenv("ADAPT_TF_CACHE_DIR", "")  # empty: the default too
-    assert evaluation.reference_cache_path("cifar10", "https://tfhub.dev/inception/1") == path
+    assert scorers.reference_cache_path("cifar10", "https://tfhub.dev/inception/1") == path
 
 
 def test_evaluate_rescores_best_and_last_checkpoints(evaluated):
@@ -117,12 +119,13 @@ def test_evaluate_errors_name_the_problem(evaluated, tmp_path):
 
 def test_evaluation_arguments_are_checked(tmp_path):
     with pytest.raises(ValueError, match="multiple of log_every"):
-        train_lib.train(workdir=str(tmp_path), total_steps=4, method=methods.method("dense"),
-                        log_every=2, eval_every=3)
+        train_lib.train(train_lib.RunSpec(workdir=str(tmp_path), total_steps=4,
+                                          method=methods.method("dense"), log_every=2,
+                                          eval_every=3))
     with pytest.raises(ValueError, match="both checkpoint and best_directory"):
-        evaluation.PeriodicEvaluation(None, every=2, checkpoint=tf.train.Checkpoint())
+        scorers.PeriodicEvaluation(None, every=2, checkpoint=tf.train.Checkpoint())
     with pytest.raises(ValueError, match="at least 10"):
-        evaluation.generator_scores(None, inception=None, reference=None, num_samples=5)
+        scorers.generator_scores(None, inception=None, reference=None, num_samples=5)
 
 
 # ------------------------------------------------------------------- the test-set evaluation
@@ -152,16 +155,16 @@ def test_the_test_reference_is_the_test_split_cached_apart(evaluated):
     _, inception, cache, _, _ = evaluated
     model = metrics.load_inception(inception)
     cache_dir = str(cache / "fid_stats")
-    (mu, sigma), path = evaluation.fid_reference("toy_shapes", inception=model,
-                                                 cache_dir=cache_dir, split="test")
+    (mu, sigma), path = scorers.fid_reference("toy_shapes", inception=model,
+                                              cache_dir=cache_dir, split="test")
     assert os.path.basename(path).startswith("toy_shapes_test_32px_")
-    assert path == evaluation.reference_cache_path("toy_shapes", inception, cache_dir=cache_dir,
-                                                   split="test")
+    assert path == scorers.reference_cache_path("toy_shapes", inception, cache_dir=cache_dir,
+                                                split="test")
     hand_mu, hand_sigma = _test_split_statistics(model)
     np.testing.assert_allclose(mu, hand_mu, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(sigma, hand_sigma, rtol=1e-9, atol=1e-12)
-    (train_mu, _), _ = evaluation.fid_reference("toy_shapes", inception=model,
-                                                cache_dir=cache_dir)
+    (train_mu, _), _ = scorers.fid_reference("toy_shapes", inception=model,
+                                             cache_dir=cache_dir)
     assert np.abs(train_mu - mu).max() > 1e-4  # not the training split's
 
 
@@ -238,8 +241,8 @@ def test_test_eval_scores_the_best_checkpoint_at_the_end_of_training(evaluated, 
     assert entry["fid_test"] == pytest.approx(hand, rel=1e-6)
     # The model handed back is the trained one (the last checkpoint restored again).
     assert gan.iteration == 8
-    last = evaluation.generator_scores(gan, inception=model, reference=entry["reference"],
-                                       num_samples=20)
+    last = scorers.generator_scores(gan, inception=model, reference=entry["reference"],
+                                    num_samples=20)
     assert last["fid"] == pytest.approx(fids[8], rel=1e-6)
     # Rerun finished: the entry of this training is there, nothing is scored again.
     monkeypatch.setattr(train_lib, "score_checkpoints", None)
@@ -262,30 +265,32 @@ def test_a_finished_run_rerun_with_test_eval_gets_its_entry_only(evaluated, tmp_
     # No evaluation during training, so no best checkpoint: the last one is tested.
     assert (entry["checkpoint_kind"], entry["step"], entry["trained_steps"]) == ("last", 2, 2)
     model = metrics.load_inception(inception)
-    scores = evaluation.generator_scores(gan, inception=model, reference=entry["reference"],
-                                         num_samples=20)
+    scores = scorers.generator_scores(gan, inception=model, reference=entry["reference"],
+                                      num_samples=20)
     assert entry["fid"] == pytest.approx(scores["fid"], rel=1e-6)
 
 
 def test_test_eval_arguments_are_checked_before_training(tmp_path):
     dense = methods.method("dense")
+
+    def train(**fields):
+        train_lib.train(train_lib.RunSpec(total_steps=2, method=dense, **fields))
+
     with pytest.raises(ValueError, match="test_reference_stats='t.npz' is read only by"):
-        train_lib.train(workdir=str(tmp_path), total_steps=2, method=dense,
-                        test_reference_stats="t.npz")
+        train(workdir=str(tmp_path), test_reference_stats="t.npz")
     with pytest.raises(ValueError, match="metric now 'toy'"):
-        train_lib.train(workdir=str(tmp_path), total_steps=2, method=dense, test_eval=True,
-                        test_reference_stats="t.npz")
+        train(workdir=str(tmp_path), test_eval=True, test_reference_stats="t.npz")
     with pytest.raises(ValueError, match="test_eval='yes' must be True or False"):
-        train_lib.train(workdir=str(tmp_path), total_steps=2, method=dense, test_eval="yes")
+        train(workdir=str(tmp_path), test_eval="yes")
     with pytest.raises(metrics.InceptionUnavailableError):
-        train_lib.train(workdir=str(tmp_path / "run"), total_steps=2, method=dense,
-                        test_eval=True, eval_metric="fid", inception_path=str(tmp_path))
+        train(workdir=str(tmp_path / "run"), test_eval=True, eval_metric="fid",
+              inception_path=str(tmp_path))
     assert not os.path.exists(tmp_path / "run" / "checkpoints") or not os.listdir(
         tmp_path / "run" / "checkpoints")  # it failed before training
     with pytest.raises(ValueError, match=r"--metric=fid"):
-        evaluation.scorer("toy", dataset="toy_shapes", test=True, test_reference_stats="t.npz")
+        scorers.scorer("toy", dataset="toy_shapes", test=True, test_reference_stats="t.npz")
     with pytest.raises(ValueError, match="test-set evaluation only"):
-        evaluation.scorer("fid", dataset="toy_shapes", test_reference_stats="t.npz")
+        scorers.scorer("fid", dataset="toy_shapes", test_reference_stats="t.npz")
 
 
 def test_cli_on_a_missing_workdir_is_one_line(tmp_path):

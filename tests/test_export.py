@@ -17,8 +17,11 @@ import tensorflow as tf
 import tensorflow_hub as hub
 import tf_keras as keras
 
-from adapt_tf import (architectures, configurables, export, export_cli, layers as L, topology,
-                      train_lib, workdir as workdir_lib)
+from adapt_tf.gan import architectures
+from adapt_tf.runs import configurables, storage, train_lib
+from adapt_tf import export
+from adapt_tf.export import __main__ as export_cli
+from adapt_tf.sparse import layers as L, topology
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_GIN = str(ROOT / "gin_configs" / "test" / "tiny.gin")
@@ -207,22 +210,22 @@ def test_checkpoint_errors(tmp_path, exported):
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ValueError, match="does not exist"):
-        workdir_lib.find_checkpoint(str(tmp_path / "missing"))
+        storage.find_checkpoint(str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="holds no checkpoint"):
-        workdir_lib.find_checkpoint(str(empty))
+        storage.find_checkpoint(str(empty))
     with pytest.raises(ValueError, match="No 'best' checkpoint.*--checkpoint=last"):
-        workdir_lib.find_checkpoint(str(empty), "best")
+        storage.find_checkpoint(str(empty), "best")
     with pytest.raises(ValueError, match="No 'last' checkpoint"):
-        workdir_lib.find_checkpoint(str(empty), "last")
+        storage.find_checkpoint(str(empty), "last")
     with pytest.raises(ValueError, match=r"No checkpoint at .*ckpt-7.*\.index"):
-        workdir_lib.find_checkpoint(str(empty), str(empty / "ckpt-7"))
+        storage.find_checkpoint(str(empty), str(empty / "ckpt-7"))
     with pytest.raises(ValueError, match="holds no checkpoint .*no 'checkpoint'"):
-        workdir_lib.find_checkpoint(str(empty), str(empty))
+        storage.find_checkpoint(str(empty), str(empty))
     workdir = exported["workdir"]
-    assert workdir_lib.find_checkpoint(str(workdir), "last").endswith("ckpt-5")
+    assert storage.find_checkpoint(str(workdir), "last").endswith("ckpt-5")
     prefix = str(workdir / "checkpoints" / "ckpt-5")
-    assert workdir_lib.find_checkpoint(str(workdir), prefix) == prefix
-    assert workdir_lib.find_checkpoint(str(workdir), str(workdir / "checkpoints")) == prefix
+    assert storage.find_checkpoint(str(workdir), prefix) == prefix
+    assert storage.find_checkpoint(str(workdir), str(workdir / "checkpoints")) == prefix
 
 
 def test_cli_reports_a_workdir_without_checkpoints(tmp_path):

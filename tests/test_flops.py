@@ -1,12 +1,13 @@
 """Tests of adapt_tf.flops: densities applied to measured costs, the official (paper) formula,
-the exact conventions and the accumulator (costs measured with adapt_tf.macs)."""
+the exact conventions and the accumulator (costs measured with adapt_tf.flops.macs)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from adapt_tf import flops, macs
-from adapt_tf import layers as L
+from adapt_tf import flops
+from adapt_tf.flops import macs
+from adapt_tf.sparse import layers as L
 
 import tf_keras as keras
 

@@ -1,5 +1,5 @@
-"""Tests of adapt_tf.flops_logger (FlopsLogger, FlopsState, training_schedule, network_costs)
-and of the static FLOPs table behind `python -m adapt_tf.flops_cli`.
+"""Tests of adapt_tf.flops.flops_logger (FlopsLogger, FlopsState, training_schedule, network_costs)
+and of the static FLOPs table behind `python -m adapt_tf.flops`.
 
 The toy is linear, so its costs are hand-countable under the paper's convention
 (docs/ALGORITHM.md §10): G(z) = z @ Wg with a [2, 3] kernel, D(x) = x @ Wd with a [3, 1] kernel, no
@@ -18,13 +18,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adapt_tf import architectures, dst, flops, flops_cli, topology
-from adapt_tf.controller import ADAPTController
-from adapt_tf.flops_logger import FlopsLogger, FlopsState, network_costs, training_schedule
-from adapt_tf.gan import SparseGAN
-from adapt_tf.layers import MaskedDense, masked_layers
-from adapt_tf.run_io import MetricsLogger
-from adapt_tf.sparsity import DynamicSparsity
+from adapt_tf.gan import architectures
+from adapt_tf.sparse import dst, topology
+from adapt_tf import flops
+from adapt_tf.flops import __main__ as flops_cli
+from adapt_tf.balance.controller import ADAPTController
+from adapt_tf.flops.flops_logger import (FlopsLogger, FlopsState, network_costs,
+                                         training_schedule)
+from adapt_tf.gan.sparse_gan import SparseGAN
+from adapt_tf.sparse.layers import MaskedDense, masked_layers
+from adapt_tf.runs.writers import MetricsLogger
+from adapt_tf.sparse.sparsity import DynamicSparsity
 
 import tensorflow as tf
 import tf_keras as keras
@@ -172,7 +176,7 @@ def _table_rows(text: str) -> list[list[str]]:
 
 
 def test_flops_cli_table_against_flops_module(capsys):
-    """`python -m adapt_tf.flops_cli` in process: the tiny config at 8 channels, strict setting."""
+    """`python -m adapt_tf.flops` in process: the tiny config at 8 channels, strict setting."""
     from absl import flags
 
     flops_cli.define_flags()
@@ -217,7 +221,7 @@ def test_static_flops_relaxed_strong_d_is_dense_and_bad_input():
 
 
 def test_python_m_adapt_tf_flops_cli_runs_the_cli():
-    result = subprocess.run([sys.executable, "-m", "adapt_tf.flops_cli", "--help"],
+    result = subprocess.run([sys.executable, "-m", "adapt_tf.flops", "--help"],
                             capture_output=True, text=True, timeout=120)
     assert "--gin_file" in result.stdout and "--convention" in result.stdout
 
@@ -225,7 +229,7 @@ def test_python_m_adapt_tf_flops_cli_runs_the_cli():
 def test_costs_of_a_128px_biggan_at_tiny_width_follow_the_layer_shapes():
     # FLOPs accounting beyond the paper's sizes: every masked conv costs kh·kw·cin·cout MACs
     # per output pixel, every masked linear cin·cout, attention its two matmuls.
-    from adapt_tf.architectures.blocks import AttentionMap
+    from adapt_tf.gan.architectures.blocks import AttentionMap
 
     generator, discriminator = architectures.build_models("biggan128", g_width=4, d_width=8,
                                                           num_classes=3)

@@ -1,4 +1,4 @@
-"""Tests of adapt_tf.gan.SparseGAN: BR against a hand computation, the BR window cadence,
+"""Tests of adapt_tf.gan.sparse_gan.SparseGAN: BR against a hand computation, the BR window cadence,
 sparsity invariants under Adam, gradient requests, the EMA generator, conditional models,
 argument validation, and (in a subprocess) MirroredStrategy against one device.
 
@@ -20,9 +20,10 @@ import sys
 import numpy as np
 import pytest
 
-from adapt_tf import run_io, topology
-from adapt_tf.gan import SparseGAN
-from adapt_tf.layers import MaskedDense, masked_layers
+from adapt_tf.runs import writers
+from adapt_tf.sparse import topology
+from adapt_tf.gan.sparse_gan import SparseGAN
+from adapt_tf.sparse.layers import MaskedDense, masked_layers
 
 import tensorflow as tf
 import tf_keras as keras
@@ -321,11 +322,11 @@ def test_logged_losses_are_means_since_the_last_multiple_of_loss_mean_every():
 
 
 def test_callbacks_declare_gradients_and_sample_logs_through_the_protocols(tmp_path):
-    from adapt_tf import dst
-    from adapt_tf.controller import ADAPTController
-    from adapt_tf.gan import LogsSamples, NeedsGradients
-    from adapt_tf.run_io import MetricsLogger, SampleLogs
-    from adapt_tf.sparsity import DynamicSparsity
+    from adapt_tf.sparse import dst
+    from adapt_tf.balance.controller import ADAPTController
+    from adapt_tf.gan.sparse_gan import LogsSamples, NeedsGradients
+    from adapt_tf.runs.writers import MetricsLogger, SampleLogs
+    from adapt_tf.sparse.sparsity import DynamicSparsity
 
     rigl = DynamicSparsity("generator", dst.RigL(interval=2), total_steps=10)
     assert isinstance(rigl, NeedsGradients) and not isinstance(rigl, LogsSamples)
@@ -450,7 +451,7 @@ def test_the_composed_iteration_equals_the_compiled_variants_bit_for_bit(monkeyp
     # The one-device route (step functions called from the host, kept gradients a tensor)
     # against the route multi-replica strategies take (one compiled function per variant),
     # forced here on one device: same BR samples, gradient copies, weights, exactly.
-    from adapt_tf import gan as gan_module
+    from adapt_tf.gan import sparse_gan as gan_module
 
     def run(composed: bool):
         gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT, n_dis=2, br_interval=2,
@@ -498,7 +499,7 @@ def test_the_first_nonfinite_loss_is_recorded_on_device_and_read_at_the_guards_c
     recorded = SparseGAN.first_nonfinite.fget
     monkeypatch.setattr(SparseGAN, "first_nonfinite",
                         property(lambda self: reads.append(self.iteration) or recorded(self)))
-    guard = run_io.TerminateOnNaN(every=4)
+    guard = writers.TerminateOnNaN(every=4)
     gan.fit(_dataset(_images(40), 4), epochs=1, verbose=0, callbacks=[_PoisonD(5), guard])
     # Iteration 6 is the first with NaN losses; the guard reads the record at 4 and 8 only
     # (not every iteration) and stops there, naming iteration 6.
@@ -814,7 +815,7 @@ def test_the_discriminator_runs_in_training_mode_so_its_power_iteration_advances
 
 
 def test_conditional_latents_are_the_documented_z_and_uniform_int_labels_of_every_class():
-    from adapt_tf import gan as gan_module
+    from adapt_tf.gan import sparse_gan as gan_module
 
     generator, discriminator = _mlp_toy(conditional=True)
     gan = SparseGAN(generator, discriminator, latent_dim=LATENT, n_dis=2, num_classes=3, seed=5)
@@ -1117,7 +1118,7 @@ def test_the_ada_criterion_samples_the_mean_share_of_reals_d_scores_above_zero(j
                               br_window=iterations, criterion="ada"),
                     lr=0.0, jit_compile=jit_compile)
     recorder = _Recorder(gan)
-    recorder.logs_samples = True  # the sampling iterations log the sample (run_io.SampleLogs)
+    recorder.logs_samples = True  # the sampling iterations log the sample (writers.SampleLogs)
     gan.fit(_dataset(images, n_dis * d_batch), epochs=1, verbose=0, callbacks=[recorder])
     expected = []
     for i in range(iterations):
@@ -1155,7 +1156,7 @@ def test_diff_aug_augments_reals_and_fakes_where_the_official_loop_does(jit_comp
     # from the drawn z and augmentation parameters of each phase: D step k augments its reals
     # and fakes with phase k's parameters, the G step and the BR sample's fakes use phase
     # n_dis's, and DR scores the last D step's augmented reals. G batch 6, D batch 4.
-    from adapt_tf import augment, gan as gan_module
+    from adapt_tf.gan import augment, sparse_gan as gan_module
 
     n_dis, d_batch, g_batch = 2, 4, 6
     images = np.random.default_rng(2).uniform(-1, 1, (n_dis * d_batch, 4, 4, 3)).astype(

@@ -11,9 +11,11 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
-from adapt_tf import configurables, export, gmp, methods
-from adapt_tf.gan import SparseGAN
-from adapt_tf.layers import MaskedDense, masked_layers
+from adapt_tf.runs import configurables, methods
+from adapt_tf import export
+from adapt_tf.sparse import gmp
+from adapt_tf.gan.sparse_gan import SparseGAN
+from adapt_tf.sparse.layers import MaskedDense, masked_layers
 
 TINY_GIN = str(Path(__file__).resolve().parent.parent / "gin_configs" / "test" / "tiny.gin")
 

@@ -1,5 +1,6 @@
 """Tests of scripts/inception_change.py on the stand-in Inception: its "new" scores are what
-`adapt_tf.metrics` computes, its "old" ones the pre-version-2 convention, transcribed here."""
+`adapt_tf.evaluation.metrics` computes, its "old" ones the pre-version-2 convention, transcribed
+here."""
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 from script_module import load_script
 
-from adapt_tf import metrics
+from adapt_tf.evaluation import metrics
 from inception_stub import SIZE, TinyInception, save_tiny_inception
 
 _PATH = pathlib.Path(__file__).resolve().parent.parent / "scripts" / "inception_change.py"

@@ -1,10 +1,11 @@
-"""Tests of adapt_tf.layers: masked forward, straight-through gradients, SN, mask invariant."""
+"""Tests of adapt_tf.sparse.layers: masked forward, straight-through gradients, SN, mask
+invariant."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from adapt_tf import layers as L
+from adapt_tf.sparse import layers as L
 
 import tensorflow as tf
 import tf_keras as keras

@@ -1,4 +1,4 @@
-"""Tests of adapt_tf.losses: per-example hinge and non-saturating values, the registry."""
+"""Tests of adapt_tf.gan.losses: per-example hinge and non-saturating values, the registry."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from adapt_tf import losses
+from adapt_tf.gan import losses
 
 import tensorflow as tf
 

@@ -1,4 +1,4 @@
-"""Tests of adapt_tf.macs: per-layer MACs of Keras layers and models against hand counts,
+"""Tests of adapt_tf.flops.macs: per-layer MACs of Keras layers and models against hand counts,
 repeated calls, the attention protocol, and layers it refuses to count."""
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import re
 
 import pytest
 
-from adapt_tf import flops, macs
-from adapt_tf import layers as L
+from adapt_tf import flops
+from adapt_tf.flops import macs
+from adapt_tf.sparse import layers as L
 
 import tensorflow as tf
 import tf_keras as keras

@@ -1,4 +1,4 @@
-"""Tests of adapt_tf.methods for the paper's ten presets: densities (Strong D = dense in the
+"""Tests of adapt_tf.runs.methods for the paper's ten presets: densities (Strong D = dense in the
 relaxed setting, 50 % in the strict one), G rules, controller arguments and callbacks, argument
 errors, and a few iterations of `SparseGAN.fit` with every preset that log every key.
 
@@ -15,11 +15,12 @@ import math
 import numpy as np
 import pytest
 
-from adapt_tf import dst, methods, topology
-from adapt_tf.sparsity import DynamicSparsity
-from adapt_tf.controller import ADAPTController
-from adapt_tf.gan import SparseGAN
-from adapt_tf.layers import MaskedDense
+from adapt_tf.sparse import dst, topology
+from adapt_tf.runs import methods
+from adapt_tf.sparse.sparsity import DynamicSparsity
+from adapt_tf.balance.controller import ADAPTController
+from adapt_tf.gan.sparse_gan import SparseGAN
+from adapt_tf.sparse.layers import MaskedDense
 
 import tensorflow as tf
 import tf_keras as keras

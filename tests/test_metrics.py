@@ -1,5 +1,5 @@
-"""Tests of adapt_tf.metrics with a tiny stand-in Inception SavedModel built here (same output
-keys as TF-GAN's Inception: pool_3 and logits, small sizes). No network."""
+"""Tests of adapt_tf.evaluation.metrics with a tiny stand-in Inception SavedModel built here (same
+output keys as TF-GAN's Inception: pool_3 and logits, small sizes). No network."""
 from __future__ import annotations
 
 import hashlib
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import linalg
 
-from adapt_tf import metrics
+from adapt_tf.evaluation import metrics
 
 import tensorflow as tf
 import tf_keras as keras

@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from adapt_tf import configurables
-from adapt_tf.layers import masked_layers
+from adapt_tf.runs import configurables
+from adapt_tf.sparse.layers import masked_layers
 
 TINY_GIN = str(Path(__file__).resolve().parent.parent / "gin_configs" / "test" / "tiny.gin")
 
@@ -81,8 +81,8 @@ LATENT, FEATURES, BATCH = 2, 3, 8
 def _linear_gan(policy, wg, wd):
     """G(z) = z @ Wg, D(x) = x @ Wd (masked, no bias) built under `policy`."""
     keras.mixed_precision.set_global_policy(policy)
-    from adapt_tf.gan import SparseGAN
-    from adapt_tf.layers import MaskedDense
+    from adapt_tf.gan.sparse_gan import SparseGAN
+    from adapt_tf.sparse.layers import MaskedDense
     generator = keras.Sequential([keras.Input((LATENT,)), MaskedDense(FEATURES, use_bias=False)])
     discriminator = keras.Sequential([keras.Input((FEATURES,)), MaskedDense(1, use_bias=False)])
     for model, kernel in ((generator, wg), (discriminator, wd)):

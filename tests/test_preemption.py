@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from adapt_tf import workdir
+from adapt_tf.runs import storage
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = str(ROOT / "gin_configs" / "test" / "tiny.gin")
@@ -50,7 +50,7 @@ def test_signal_saves_the_current_iteration_and_exits_conventionally(tmp_path, s
     assert match, stderr[-2000:]
     saved, iteration = int(match.group(1)), int(match.group(2))
     assert saved == iteration >= 2  # Without the handler nothing would be saved before 100000.
-    checkpoint = workdir.usable_checkpoint(str(tmp_path / "checkpoints"))
+    checkpoint = storage.usable_checkpoint(str(tmp_path / "checkpoints"))
     assert checkpoint == str(tmp_path / "checkpoints" / f"ckpt-{saved}")
     with open(tmp_path / "metrics.csv") as f:
         assert all(int(r["step"]) <= iteration for r in csv.DictReader(f))

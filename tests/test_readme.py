@@ -123,7 +123,7 @@ def scratch(tmp_path_factory):
     """(directory, environment) the blocks run in: links to gin_configs/ and scripts/, a
     cache holding the small toy classifier under the default recipe's name, and `python`
     first on PATH."""
-    from adapt_tf import toy_metric
+    from adapt_tf.evaluation import toy_metric
 
     directory = tmp_path_factory.mktemp("readme")
     for name in ("gin_configs", "scripts"):

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adapt_tf import report, runs as runs_lib
+from adapt_tf import report
+from adapt_tf.runs import records as runs_lib
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -149,7 +150,7 @@ def test_workdir_patterns_and_errors(runs, tmp_path, caplog):
     ("sngan_cifar10/static_strong_strict", "static_strong_strict", "strict"),
     ("biggan_tinyimagenet/sdst_balance_rigl", "sdst_balance_rigl", "relaxed")])
 def test_experiment_configs_map_to_the_papers_cells(experiment, cell, setting):
-    from adapt_tf import configurables
+    from adapt_tf.runs import configurables
 
     path = ROOT / "gin_configs" / "experiments" / f"{experiment}.gin"
     config = configurables.parse_run_config([str(path)], ["DENSITY = 0.2"])
@@ -174,7 +175,7 @@ def test_torn_last_metrics_row_is_dropped_not_reported(tmp_path, caplog):
 
 
 def test_non_utf8_metrics_is_an_error_naming_the_file(tmp_path):
-    from adapt_tf import workdir
+    from adapt_tf.runs import workdir
 
     path = _workdir(tmp_path, "binary", method="adapt_relaxed", density=0.1, rows=[])
     with open(os.path.join(path, "metrics.csv"), "ab") as f:

@@ -1,4 +1,4 @@
-"""Tests of adapt_tf.schedules: the linear learning-rate decay of the official --lr-decay,
+"""Tests of adapt_tf.gan.schedules: the linear learning-rate decay of the official --lr-decay,
 keyed to the GAN iteration (not the optimizers' step counts), exact on resume."""
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from adapt_tf import schedules
-from adapt_tf.gan import SparseGAN
-from adapt_tf.layers import MaskedDense
+from adapt_tf.gan import schedules
+from adapt_tf.gan.sparse_gan import SparseGAN
+from adapt_tf.sparse.layers import MaskedDense
 
 LATENT, FEATURES, TOTAL, BASE = 2, 3, 4, 0.05
 

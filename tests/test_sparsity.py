@@ -1,5 +1,5 @@
-"""Tests of adapt_tf.sparsity: `Sparsity.update`, the one path by which masks change (densities
-and the EMA generator follow), and `DynamicSparsity`:
+"""Tests of adapt_tf.sparse.sparsity: `Sparsity.update`, the one path by which masks change
+(densities and the EMA generator follow), and `DynamicSparsity`:
 one drop-and-grow against a NumPy reference, SET's seeded random growth, and a short `fit`
 with RigL on G and SET on D that checks the cadence (every ΔT, never at the last iteration),
 gradient requests, exact active counts, regrown weights at zero, the sparse EMA generator and
@@ -17,10 +17,11 @@ import math
 import numpy as np
 import pytest
 
-from adapt_tf import _compat, dst, topology
-from adapt_tf.sparsity import DynamicSparsity
-from adapt_tf.gan import SparseGAN
-from adapt_tf.layers import MaskedDense, masked_layers
+from adapt_tf import _compat
+from adapt_tf.sparse import dst, topology
+from adapt_tf.sparse.sparsity import DynamicSparsity
+from adapt_tf.gan.sparse_gan import SparseGAN
+from adapt_tf.sparse.layers import MaskedDense, masked_layers
 
 import tensorflow as tf
 import tf_keras as keras

@@ -1,4 +1,4 @@
-"""Tests for adapt_tf.topology: ERK/uniform densities, exact counts, masks, sparsify."""
+"""Tests for adapt_tf.sparse.topology: ERK/uniform densities, exact counts, masks, sparsify."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from adapt_tf import topology
+from adapt_tf.sparse import topology
 
 
 def _sngan32_generator_shapes() -> dict[str, list[int]]:
@@ -266,7 +266,7 @@ _FULL_MESSAGES = [
      "shapes must be a mapping {layer name: kernel shape}, got list."),
     (lambda: topology.erk_densities({}, 0.5),
      "shapes is empty: there are no masked kernels to sparsify; build the network from "
-     "adapt_tf.layers.MaskedDense/MaskedConv2D."),
+     "adapt_tf.sparse.layers.MaskedDense/MaskedConv2D."),
     (lambda: topology.erk_densities({"a": [2, 2]}, 0.5, power_scale=-1.0),
      "power_scale must be a finite real >= 0, got -1.0; the official value is 1.0."),
     (lambda: topology.layer_counts({"a": [10]}, {"a": 2.0}, 0.5),
@@ -449,7 +449,7 @@ def test_model_level_error_messages_in_full(call, message):
 def _tiny_masked_model():
     import tf_keras as keras
 
-    from adapt_tf.layers import MaskedConv2D, MaskedDense
+    from adapt_tf.sparse.layers import MaskedConv2D, MaskedDense
 
     inputs = keras.Input([6, 6, 3])
     x = MaskedConv2D(8, 3, padding="same", name="conv1")(inputs)
@@ -492,9 +492,9 @@ def test_model_without_masked_layers_raises():
     import tf_keras as keras
 
     model = keras.Sequential([keras.Input([3]), keras.layers.Dense(2)])
-    with pytest.raises(ValueError, match="build it from adapt_tf.layers.MaskedDense"):
+    with pytest.raises(ValueError, match="build it from adapt_tf.sparse.layers.MaskedDense"):
         topology.sparsify(model, 0.5)
-    from adapt_tf.layers import MaskedDense
+    from adapt_tf.sparse.layers import MaskedDense
 
     unbuilt = keras.Sequential([MaskedDense(2)])
     with pytest.raises(ValueError, match="build the model first"):
@@ -505,8 +505,8 @@ def test_model_without_masked_layers_raises():
 def test_erk_sparsify_of_the_larger_architectures_at_tiny_width(name, width):
     # Mask bookkeeping beyond the paper's sizes: ERK's budget is met exactly over every masked
     # kernel, each layer gets its ERK count, and masked-out kernel entries are zero.
-    from adapt_tf import architectures
-    from adapt_tf.layers import masked_layers
+    from adapt_tf.gan import architectures
+    from adapt_tf.sparse.layers import masked_layers
 
     arch = architectures.architecture(name)
     models = architectures.build_models(name, g_width=width, d_width=8,
@@ -526,7 +526,7 @@ def test_erk_sparsify_of_the_larger_architectures_at_tiny_width(name, width):
 
 _DUCK_MODEL = '''
 import sys
-from adapt_tf import topology
+from adapt_tf.sparse import topology
 import tf_keras as keras
 
 class Masked(keras.layers.Layer):
@@ -545,14 +545,14 @@ class Masked(keras.layers.Layer):
 model = keras.Sequential([keras.Input([4]), Masked(name="a"), keras.layers.Dense(3),
                           Masked(name="b")])
 realised = topology.sparsify(model, 0.5, seed=3)
-print(list(realised), topology.count_active(model), "adapt_tf.layers" in sys.modules)
+print(list(realised), topology.count_active(model), "adapt_tf.sparse.layers" in sys.modules)
 '''
 
 
 def test_a_model_is_resolved_whether_or_not_adapt_tf_layers_was_imported():
     # Masked layers are found by their `masked_kernel` method, so a model's masks do not depend
     # on which modules were imported before. Only a fresh process can show it: this one has
-    # imported adapt_tf.layers. Kernels [4, 5] and [3, 5], the Dense ignored: round(0.5 * 35)
+    # imported adapt_tf.sparse.layers. Kernels [4, 5] and [3, 5], the Dense ignored: round(0.5 * 35)
     # = 18 active, the layers in tracking order.
     result = subprocess.run([sys.executable, "-c", _DUCK_MODEL], capture_output=True,
                             text=True, check=False)

@@ -1,5 +1,5 @@
-"""Tests of adapt_tf.toy_metric (the offline toy_shapes metric) and its wiring into training
-and `adapt_tf.evaluate`.
+"""Tests of adapt_tf.evaluation.toy_metric (the offline toy_shapes metric) and its wiring into
+training and `adapt_tf.evaluate`.
 
 The metric maths runs on a hand-made stand-in classifier whose logits are pixels of the image
 (so every probability is set by hand) and whose features are the per-channel image means.
@@ -27,8 +27,10 @@ import tensorflow_datasets as tfds
 import tf_keras as keras
 
 import evaluated_run
-from adapt_tf import classifier_metric, configurables, evaluate, evaluation, metrics, toy_metric
-from adapt_tf.datasets import toy_shapes
+from adapt_tf.evaluation import classifier_metric, scorers, metrics, toy_metric
+from adapt_tf.runs import configurables
+from adapt_tf import evaluate
+from adapt_tf.data.datasets import toy_shapes
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = str(ROOT / "gin_configs" / "test" / "tiny.gin")
@@ -265,7 +267,7 @@ def test_training_with_eval_every_writes_the_toy_columns(small_classifier):
     with open(workdir / "metrics.csv") as f:
         rows = {int(row["step"]): row for row in csv.DictReader(f)}
     assert sorted(rows) == [2, 4, 6, 8]
-    assert set(evaluation.COLUMNS["toy"].fields) <= set(rows[2]) and "fid" not in rows[2]
+    assert set(scorers.COLUMNS["toy"].fields) <= set(rows[2]) and "fid" not in rows[2]
     assert all(rows[step]["toy_fid"] == "" for step in (2, 6))
     toy_fids = {step: float(rows[step]["toy_fid"]) for step in (4, 8)}
     assert all(math.isfinite(value) and value > 0 for value in toy_fids.values())
@@ -301,7 +303,7 @@ def evaluated(small_classifier):
     run, callback = evaluated_run.build(
         workdir, ["train.g_width = 8", "train.d_width = 8", "train.total_steps = 5",
                   "train.eval_every = 2", "train.eval_num_samples = 40"],
-        metric=evaluation.evaluation_metric(None, "toy_shapes"), num_samples=40)
+        metric=scorers.evaluation_metric(None, "toy_shapes"), num_samples=40)
     evaluated_run.score_iterations(run, callback)
     return workdir, callback
 
@@ -334,20 +336,20 @@ def test_evaluate_reports_the_toy_metric_offline(evaluated, small_classifier):
 
 
 def test_metric_choice_and_its_errors(evaluated):
-    assert evaluation.evaluation_metric(None, "toy_shapes") == "toy"
+    assert scorers.evaluation_metric(None, "toy_shapes") == "toy"
     # Other labelled data: the offline classifier metric unless Inception is configured.
-    assert evaluation.evaluation_metric(None, "cifar10") == "classifier"
-    assert evaluation.evaluation_metric(None, "cifar10", inception_path="/i") == "fid"
-    assert evaluation.evaluation_metric(None, "stl10", labelled=False) == "fid"
-    assert evaluation.evaluation_metric("fid", "toy_shapes") == "fid"
+    assert scorers.evaluation_metric(None, "cifar10") == "classifier"
+    assert scorers.evaluation_metric(None, "cifar10", inception_path="/i") == "fid"
+    assert scorers.evaluation_metric(None, "stl10", labelled=False) == "fid"
+    assert scorers.evaluation_metric("fid", "toy_shapes") == "fid"
     with pytest.raises(ValueError, match="'stl10' has no labels, so there is no classifier "
                                          "metric for it; unlabelled data is scored by Incept"):
-        evaluation.evaluation_metric("classifier", "stl10", labelled=False)
+        scorers.evaluation_metric("classifier", "stl10", labelled=False)
     with pytest.raises(ValueError, match="toy_shapes samples only, not 'cifar10'"):
-        evaluation.evaluation_metric("toy", "cifar10")
+        scorers.evaluation_metric("toy", "cifar10")
     with pytest.raises(ValueError, match="Unknown evaluation metric 'inception'"):
-        evaluation.evaluation_metric("inception", "toy_shapes")
+        scorers.evaluation_metric("inception", "toy_shapes")
     with pytest.raises(ValueError, match="--metric=fid"):
         evaluate.evaluate_run(evaluated[0], num_samples=40, inception_path="/somewhere")
     with pytest.raises(ValueError, match="at least 2"):
-        evaluation.toy_generator_scores(None, classifier=None, reference=None, num_samples=1)
+        scorers.toy_generator_scores(None, classifier=None, reference=None, num_samples=1)

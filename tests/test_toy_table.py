@@ -8,7 +8,7 @@ import re
 import pytest
 from script_module import load_script
 
-from adapt_tf import configurables
+from adapt_tf.runs import configurables
 
 _ROOT = pathlib.Path(__file__).resolve().parent.parent
 _PATH = _ROOT / "scripts" / "toy_table.py"

@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from adapt_tf import balance, configurables, data, layers as L, methods, train_lib, workdir
+from adapt_tf import balance, data
+from adapt_tf.runs import configurables, methods, train_lib, storage, workdir
+from adapt_tf.sparse import layers as L
 from image_data import class_folder, png, store_tfds
 from inception_stub import save_tiny_inception
 from test_cli import CPP_LOG_LINE
@@ -305,7 +307,7 @@ def test_diverged_run_saves_nothing_nonfinite_and_keeps_its_good_checkpoints(tmp
                            match=r"iteration 6 .*newest finite checkpoint is \S*ckpt-4"):
             _train(tmp_path, "train.checkpoint_every = 2", extra_callbacks=[_InjectNaN(5)])
         assert sorted(os.listdir(checkpoints)) == kept
-        assert workdir.checkpoint_problem(str(checkpoints / "ckpt-4")) is None
+        assert storage.checkpoint_problem(str(checkpoints / "ckpt-4")) is None
 
 
 def test_missing_newest_checkpoint_falls_back_and_resumes_exactly(tmp_path, uninterrupted,
@@ -401,7 +403,7 @@ def test_cli_resume_checks_the_config_recorded_in_the_checkpoint_not_the_file(tm
     assert f"{config} differs in method.g_density; restored it from" in resumed.stderr
     assert "DENSITY = 0.3" in config.read_text() and "train.total_steps = 4" in config.read_text()
     # The resumed run's checkpoints record its own (resumable) changes, not the restored ones.
-    assert "train.total_steps = 4" in workdir.checkpoint_record(
+    assert "train.total_steps = 4" in storage.checkpoint_record(
         str(tmp_path / "checkpoints" / "ckpt-4"))
     with open(tmp_path / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
@@ -477,7 +479,7 @@ def test_a_full_disk_is_one_error_and_the_previous_checkpoint_resumes(small_disk
     message = str(error.value)
     assert "\n" not in message and ("No space left" in message or "Cannot save" in message)
     assert "ckpt-4" in message and "rerun to resume" in message
-    assert workdir.checkpoint_problem(str(run / "checkpoints" / "ckpt-4")) is None
+    assert storage.checkpoint_problem(str(run / "checkpoints" / "ckpt-4")) is None
     filler.unlink()  # space returns
     assert _train(run).iteration == 8
     assert not list((run / "checkpoints").glob("*_temp"))
@@ -505,9 +507,9 @@ def test_a_file_damaged_past_its_header_stops_the_run_naming_it_keeping_its_chec
     latest = str(tmp_path / "run" / "checkpoints" / "ckpt-2")
     assert f"Training stopped; the newest checkpoint, {latest}, is intact " in message
     assert "train the repaired folder in a new --workdir" in message
-    assert [os.path.basename(p) for p in workdir.checkpoint_paths(
+    assert [os.path.basename(p) for p in storage.checkpoint_paths(
         str(tmp_path / "run" / "checkpoints"))] == ["ckpt-2", "ckpt-1"]
-    assert workdir.checkpoint_problem(latest) is None
+    assert storage.checkpoint_problem(latest) is None
     # Nothing of the failed iteration 3 was saved: the state is an intact run's after 2.
     _train(tmp_path / "intact_run", *bindings, "train.total_steps = 2",
            f"train.dataset = 'folder:{tmp_path / 'intact'}'")
@@ -519,7 +521,7 @@ def test_a_file_damaged_past_its_header_stops_the_run_naming_it_keeping_its_chec
 
 
 def test_cli_refuses_a_workdir_another_process_trains_in(tmp_path):
-    with workdir.lock(str(tmp_path)):
+    with storage.lock(str(tmp_path)):
         result = _cli(tmp_path)
     assert f"workdir in use by pid {os.getpid()}" in _error_line(result)
     assert not (tmp_path / "metrics.csv").exists()
@@ -573,7 +575,7 @@ def test_cli_user_errors_are_one_line_naming_the_value(tmp_path, case, bindings,
     if case == "unclosed_bracket":
         assert str(gin_file) in line
     assert not (run / "operative_config.gin").exists()  # validated before it is written
-    assert not workdir.checkpoint_paths(str(run / "checkpoints"))
+    assert not storage.checkpoint_paths(str(run / "checkpoints"))
 
 
 def test_cli_debug_flag_shows_the_traceback(tmp_path):
@@ -660,7 +662,7 @@ def test_cli_trains_unconditionally_on_a_flat_folder_and_on_a_tfds_dataset(tmp_p
         assert result.returncode == 0, result.stderr[-3000:]
         with open(run / "metrics.csv") as f:
             assert [row["step"] for row in csv.DictReader(f)] == ["2"]
-        assert workdir.checkpoint_paths(str(run / "checkpoints"))
+        assert storage.checkpoint_paths(str(run / "checkpoints"))
         assert os.listdir(run / "samples")
         assert "train.dataset_fingerprint = " in (run / "operative_config.gin").read_text()
     assert "image feature 'picture', label feature 'digit'" in result.stderr
