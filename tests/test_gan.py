@@ -194,6 +194,22 @@ def test_br_and_losses_equal_a_hand_computation(n_dis, g_batch, jit_compile):
     assert int(gan.step.numpy()) == iterations
 
 
+def _xla_flags(gan) -> dict:
+    """{step function name: XLA's must-compile flag of each of its traces} over the one-device
+    route's step functions made for the model's current `jit_compile`."""
+    return {name: [concrete.function_def.attr["_XlaMustCompile"].b
+                   if "_XlaMustCompile" in concrete.function_def.attr else False
+                   for concrete in function._list_all_concrete_functions()]
+            for (name, jit), function in gan._compiled.steps.items()
+            if jit == (bool(gan.jit_compile) and name != "_begin")}
+
+
+def _marked(jit_compile: bool) -> dict:
+    return {"_begin": [False], "_discriminator_step": [jit_compile],
+            "_generator_step": [jit_compile], "_window_sample": [jit_compile],
+            "_finish": [jit_compile]}
+
+
 @pytest.mark.parametrize("jit_compile", [True, False])
 def test_jit_compile_marks_the_step_functions_for_xla(jit_compile):
     # XLA gives the toy the same numbers, so the hand computation above cannot tell whether
@@ -203,13 +219,24 @@ def test_jit_compile_marks_the_step_functions_for_xla(jit_compile):
     gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT, br_interval=1),
                     jit_compile=jit_compile)
     gan.fit(_dataset(_images(4), 4), epochs=1, verbose=0)
-    flags = {name: [concrete.function_def.attr["_XlaMustCompile"].b
-                    if "_XlaMustCompile" in concrete.function_def.attr else False
-                    for concrete in function._list_all_concrete_functions()]
-             for name, function in gan._compiled.steps.items()}
-    assert flags == {"_begin": [False], "_discriminator_step": [jit_compile],
-                     "_generator_step": [jit_compile], "_window_sample": [jit_compile],
-                     "_finish": [jit_compile]}
+    assert _xla_flags(gan) == _marked(jit_compile)
+
+
+def test_a_change_of_jit_compile_between_fits_reaches_the_step_functions():
+    # Recompiling with XLA, or setting Keras' `jit_compile` property (which keeps the
+    # optimizers and the step functions' cache), must not reuse the steps traced without it.
+    gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT, br_interval=1),
+                    jit_compile=False)
+    gan.fit(_dataset(_images(4), 4), epochs=1, verbose=0)
+    gan.compile(g_optimizer=gan.g_optimizer, d_optimizer=gan.d_optimizer, jit_compile=True)
+    gan.fit(_dataset(_images(4), 4), epochs=1, verbose=0)
+    assert _xla_flags(gan) == _marked(True)
+    gan.jit_compile = False
+    gan.fit(_dataset(_images(4), 4), epochs=1, verbose=0)
+    assert _xla_flags(gan) == _marked(False)
+    gan.jit_compile = True
+    gan.fit(_dataset(_images(4), 4), epochs=1, verbose=0)
+    assert _xla_flags(gan) == _marked(True) and int(gan.step.numpy()) == 4
 
 
 def test_loss_scaled_optimizers_train_like_plain_ones():
