@@ -310,6 +310,24 @@ def test_train_step_samples_br_every_interval_and_copies_the_declared_gradients(
     np.testing.assert_allclose(gan.balance.values(), ratios[1::2], rtol=1e-4)
 
 
+def test_variant_names_the_window_sample_and_the_gradients_the_callbacks_declare():
+    # The variant of the iteration after `step` completed ones: the window sample at
+    # (step + 1) % br_interval == 0, the gradients that fit's NeedsGradients callbacks name
+    # for step + 1, none outside fit.
+    gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT, br_interval=2, br_window=6))
+    assert gan.variant(1)._fields == ("sample_window", "keep_g_grads", "keep_d_grads")
+    assert [gan.variant(step) for step in range(4)] == [(False, False, False),
+                                                        (True, False, False)] * 2
+    recorder = _Recorder(gan, requests={0: ("generator",), 1: ("discriminator",),
+                                        2: ("generator", "discriminator")})
+    seen = []
+    probe = keras.callbacks.LambdaCallback(
+        on_train_batch_begin=lambda batch, logs: seen.append(gan.variant(gan.iteration)))
+    gan.fit(_dataset(_images(12), 4), epochs=1, verbose=0, callbacks=[recorder, probe])
+    assert seen == [(False, True, False), (True, False, True), (False, True, True)]
+    assert gan.variant(3) == (True, False, False) and gan.variant(3).sample_window
+
+
 def test_fit_takes_callbacks_where_keras_does_and_honours_their_declared_gradients():
     # `fit` has keras.Model.fit's signature, so callbacks passed positionally (the sixth
     # argument, after x, y, batch_size, epochs, verbose) declare their gradients too.
@@ -473,7 +491,7 @@ def test_declared_gradients_fill_buffers_with_dense_gradients_on_that_iteration_
     assert not np.array_equal(recorder.buffers[-1]["generator"][0], g_buffers[2])
 
 
-def test_the_composed_iteration_equals_the_compiled_variants_bit_for_bit(monkeypatch):
+def test_the_one_device_route_equals_the_replicated_variants_bit_for_bit(monkeypatch):
     # The one-device route (step functions called from the host, kept gradients a tensor)
     # against the route multi-replica strategies take (one compiled function per variant),
     # forced here on one device: same BR samples, gradient copies, weights, exactly.
