@@ -589,7 +589,8 @@ def run_iteration(subject: Subject, kind: str, round_index: int) -> dict[str, fl
     gan = subject.gan
     gan.step.assign(_step_of(kind, round_index, gan.br_interval))
     train_function = gan.make_train_function()  # re-reads the host step from gan.step
-    # Outside fit, set by hand what fit collects from its callbacks' `needs_gradients`.
+    # Outside fit, set by hand what fit collects from its callbacks' `needs_gradients` and
+    # `SparseGAN.variant` reads (no public way to declare them outside fit).
     gan._gradient_users = (_KeepBothGradients(),) if kind == "grads" else ()
 
     def call():

@@ -195,6 +195,22 @@ def test_br_and_losses_equal_a_hand_computation(n_dis, g_batch, jit_compile):
     assert int(gan.step.numpy()) == iterations
 
 
+def _xla_flags(gan) -> dict:
+    """{step function name: XLA's must-compile flag of each of its traces} over the one-device
+    route's step functions made for the model's current `jit_compile`."""
+    return {name: [concrete.function_def.attr["_XlaMustCompile"].b
+                   if "_XlaMustCompile" in concrete.function_def.attr else False
+                   for concrete in function._list_all_concrete_functions()]
+            for (name, jit), function in gan._compiled.steps.items()
+            if jit == (bool(gan.jit_compile) and name != "_begin")}
+
+
+def _marked(jit_compile: bool) -> dict:
+    return {"_begin": [False], "_discriminator_step": [jit_compile],
+            "_generator_step": [jit_compile], "_window_sample": [jit_compile],
+            "_finish": [jit_compile]}
+
+
 @pytest.mark.parametrize("jit_compile", [True, False])
 def test_jit_compile_marks_the_step_functions_for_xla(jit_compile):
     # XLA gives the toy the same numbers, so the hand computation above cannot tell whether
@@ -204,13 +220,24 @@ def test_jit_compile_marks_the_step_functions_for_xla(jit_compile):
     gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT, br_interval=1),
                     jit_compile=jit_compile)
     gan.fit(_dataset(_images(4), 4), epochs=1, verbose=0)
-    flags = {name: [concrete.function_def.attr["_XlaMustCompile"].b
-                    if "_XlaMustCompile" in concrete.function_def.attr else False
-                    for concrete in function._list_all_concrete_functions()]
-             for name, function in gan._compiled.steps.items()}
-    assert flags == {"_begin": [False], "_discriminator_step": [jit_compile],
-                     "_generator_step": [jit_compile], "_window_sample": [jit_compile],
-                     "_finish": [jit_compile]}
+    assert _xla_flags(gan) == _marked(jit_compile)
+
+
+def test_a_change_of_jit_compile_between_fits_reaches_the_step_functions():
+    # Recompiling with XLA, or setting Keras' `jit_compile` property (which keeps the
+    # optimizers and the step functions' cache), must not reuse the steps traced without it.
+    gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT, br_interval=1),
+                    jit_compile=False)
+    gan.fit(_dataset(_images(4), 4), epochs=1, verbose=0)
+    gan.compile(g_optimizer=gan.g_optimizer, d_optimizer=gan.d_optimizer, jit_compile=True)
+    gan.fit(_dataset(_images(4), 4), epochs=1, verbose=0)
+    assert _xla_flags(gan) == _marked(True)
+    gan.jit_compile = False
+    gan.fit(_dataset(_images(4), 4), epochs=1, verbose=0)
+    assert _xla_flags(gan) == _marked(False)
+    gan.jit_compile = True
+    gan.fit(_dataset(_images(4), 4), epochs=1, verbose=0)
+    assert _xla_flags(gan) == _marked(True) and int(gan.step.numpy()) == 4
 
 
 def test_loss_scaled_optimizers_train_like_plain_ones():
@@ -282,6 +309,24 @@ def test_train_step_samples_br_every_interval_and_copies_the_declared_gradients(
     np.testing.assert_array_equal(recorder.buffers[2]["generator"][0],
                                   recorder.buffers[0]["generator"][0])  # not rewritten
     np.testing.assert_allclose(gan.balance.values(), ratios[1::2], rtol=1e-4)
+
+
+def test_variant_names_the_window_sample_and_the_gradients_the_callbacks_declare():
+    # The variant of the iteration after `step` completed ones: the window sample at
+    # (step + 1) % br_interval == 0, the gradients that fit's NeedsGradients callbacks name
+    # for step + 1, none outside fit.
+    gan = _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT, br_interval=2, br_window=6))
+    assert gan.variant(1)._fields == ("sample_window", "keep_g_grads", "keep_d_grads")
+    assert [gan.variant(step) for step in range(4)] == [(False, False, False),
+                                                        (True, False, False)] * 2
+    recorder = _Recorder(gan, requests={0: ("generator",), 1: ("discriminator",),
+                                        2: ("generator", "discriminator")})
+    seen = []
+    probe = keras.callbacks.LambdaCallback(
+        on_train_batch_begin=lambda batch, logs: seen.append(gan.variant(gan.iteration)))
+    gan.fit(_dataset(_images(12), 4), epochs=1, verbose=0, callbacks=[recorder, probe])
+    assert seen == [(False, True, False), (True, False, True), (False, True, True)]
+    assert gan.variant(3) == (True, False, False) and gan.variant(3).sample_window
 
 
 def test_fit_takes_callbacks_where_keras_does_and_honours_their_declared_gradients():
@@ -447,7 +492,7 @@ def test_declared_gradients_fill_buffers_with_dense_gradients_on_that_iteration_
     assert not np.array_equal(recorder.buffers[-1]["generator"][0], g_buffers[2])
 
 
-def test_the_composed_iteration_equals_the_compiled_variants_bit_for_bit(monkeypatch):
+def test_the_one_device_route_equals_the_replicated_variants_bit_for_bit(monkeypatch):
     # The one-device route (step functions called from the host, kept gradients a tensor)
     # against the route multi-replica strategies take (one compiled function per variant),
     # forced here on one device: same BR samples, gradient copies, weights, exactly.

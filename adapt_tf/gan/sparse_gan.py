@@ -26,21 +26,25 @@ Distribution: z and labels are drawn for the *global* batch from stateless seeds
 the samples of a one-device run with the same global batch. Per-replica losses are divided by
 the global batch; gradients and BR means are summed over replicas explicitly.
 
-Compilation: the iteration has variants (with or without the window sample, with or without
-the gradient copies), chosen per iteration on the host. On one device (the default strategy)
-`_composed_iteration` runs an iteration as host calls of five step functions shared by every
-variant (`_VariantCache.step`: `_begin` draws the latents and splits the batch, n_dis calls of
-the D step, the G step, the window sample when one is taken, `_finish`); which gradients are
-kept is a boolean tensor input. Each step is traced and optimised once per model, so a run's
-first iteration pays for them and a new variant costs at most the window sample's trace,
-where a variant traced and optimised as one graph paid its own copy of both steps
-(docs/BENCHMARKS.md, "Tracing"). Under a multi-replica strategy `make_train_function` traces
-each variant as its own `tf.function` (a `tf.cond` cannot hold the synchronisation points
-these branches need under `MirroredStrategy`), and the D and G steps stay plain methods.
+Compilation: `fit` calls `train_step` once per batch, and `train_step(data)` is one iteration,
+`_iteration`. An iteration has variants (`Variant`: with or without the window sample, with or
+without each network's gradient copies), chosen per iteration on the host by
+`SparseGAN.variant(step)` from the completed iterations and the `NeedsGradients` callbacks.
+On one device (the default strategy) `make_train_function` returns a host function that calls
+`train_step` on the next batch, and `_iteration` calls five step functions shared by every
+variant (`_VariantCache.step`: `_begin` splits the batch and draws the latents, outside XLA,
+n_dis calls of the D step, the G step, the window sample when one is taken, `_finish`); which
+gradients are kept is a boolean tensor input. Each step is traced and optimised once per model
+(and per `jit_compile`), so a run's first iteration pays for them and a new variant costs at
+most the window sample's trace, where a variant traced and optimised as one graph paid its own
+copy of both steps (docs/BENCHMARKS.md, "Tracing"). Under a multi-replica strategy the train
+function runs each variant as its own `tf.function` (`_replicated`; a `tf.cond` cannot hold
+the synchronisation points these branches need under `MirroredStrategy`): it draws the global
+latents outside XLA and runs `_iteration` on every replica with the steps as plain methods.
 """
 from __future__ import annotations
 
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
 import tensorflow as tf
 import tf_keras as keras
@@ -51,7 +55,16 @@ from adapt_tf.checks import positive_int
 from adapt_tf.gan.ema import EMAGenerator
 from adapt_tf.sparse.sparsity import NETWORKS, Sparsity, check_network
 
-__all__ = ["SparseGAN", "NeedsGradients", "LogsSamples"]
+__all__ = ["SparseGAN", "Variant", "NeedsGradients", "LogsSamples"]
+
+
+class Variant(NamedTuple):
+    """What an iteration does besides its D and G steps (`SparseGAN.variant`): take a window
+    sample, copy G's / D's dense kernel gradients into `SparseGAN.grad_buffers`."""
+
+    sample_window: bool
+    keep_g_grads: bool
+    keep_d_grads: bool
 
 
 @runtime_checkable
@@ -256,20 +269,22 @@ class SparseGAN(keras.Model):
         """Overall kernel density (active / total over masked kernels) of the network."""
         return self.sparsity.density(network)
 
-    def _kept_gradients(self, step: int) -> tuple[bool, bool]:
-        """(keep G's, keep D's) kernel gradients in the iteration that completes `step`: what
-        the `NeedsGradients` callbacks of the running `fit` declare."""
-        wanted = {net for user in self._gradient_users for net in user.needs_gradients(step)}
-        return tuple(net in wanted for net in NETWORKS)
+    def variant(self, step: int) -> Variant:
+        """The variant of the iteration run after `step` completed ones: whether it takes a
+        window sample (`samples_window(step)`) and which networks' dense kernel gradients it
+        copies into `grad_buffers`, those the `NeedsGradients` callbacks of the running `fit`
+        name for `step + 1` (none outside `fit`). `train_step` asks with `iteration`."""
+        wanted = {net for user in self._gradient_users for net in user.needs_gradients(step + 1)}
+        return Variant(self.samples_window(step), *(net in wanted for net in NETWORKS))
 
     @property
     def trace_counts(self) -> dict:
-        """Traces of the train function: on one device, per step function (name: traces);
-        under a multi-replica strategy, per variant ((sample_br, keep_g_grads, keep_d_grads):
-        traces)."""
-        return {**self._compiled.traces,
-                **{name: function.experimental_get_tracing_count()
-                   for name, function in self._compiled.steps.items()}}
+        """Traces of the train function: on one device, per step function (name: traces,
+        with and without XLA together); under a multi-replica strategy, per `Variant`."""
+        counts = dict(self._compiled.traces)
+        for (name, _), function in self._compiled.steps.items():
+            counts[name] = counts.get(name, 0) + function.experimental_get_tracing_count()
+        return counts
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
@@ -320,20 +335,21 @@ class SparseGAN(keras.Model):
     # ------------------------------------------------------------------ the training step
 
     def make_train_function(self, force: bool = False):
+        """Keras' train function, run by `fit` once per batch. On one device a host function
+        that calls `train_step` on the iterator's next batch; under a multi-replica strategy it
+        runs the iteration's variant (`variant`) as its own compiled function
+        (`_replicated`). Module docstring, "Compilation"."""
         self._host_step = int(self.step.numpy())
         if self.train_function is not None and not force:
             return self.train_function
         one_device = _one_device(self.distribute_strategy)
 
         def train_function(iterator):
-            key = (self.samples_window(self._host_step),
-                   *self._kept_gradients(self._host_step + 1))
             if one_device:
-                logs = self._composed_iteration(iterator, *key)
+                self._static_batch(iterator.element_spec)
+                logs = self.train_step(next(iterator))
             else:
-                if key not in self._compiled.functions:
-                    self._compiled.functions[key] = self._compile_variant(*key)
-                logs = self._compiled.functions[key](iterator)
+                logs = self._replicated(self.variant(self._host_step))(iterator)
             self._host_step += 1
             if self.loss_mean_every and self._host_step % self.loss_mean_every == 0:
                 self.reset_metrics()  # `logs` hold the means; the next ones start afresh
@@ -342,69 +358,44 @@ class SparseGAN(keras.Model):
         self.train_function = train_function
         return train_function
 
-    def _composed_iteration(self, iterator, sample_br: bool, keep_g_grads: bool,
-                            keep_d_grads: bool):
-        """One iteration on one device, composed on the host from step functions that every
-        variant shares (`_VariantCache.step`): the batch and latents, n_dis D steps, the G step,
-        the window sample if `sample_br`, and the EMA and counters. Which gradients are kept
-        is a boolean tensor input, so no variant has a trace or an optimised graph of its own."""
+    def train_step(self, data):
+        """One GAN iteration on the batch `data` (`images` [n_dis * d_batch, H, W, C], or
+        `(images, labels)`); returns its logs. `fit` calls it once per batch on one device;
+        called directly it runs the same iteration. Its variant is `variant(iteration)`: inside
+        `fit`, where the callbacks declare gradients; outside, the window sample follows
+        `step` and no gradients are kept."""
+        shared = tf.distribute.get_replica_context().num_replicas_in_sync == 1
+        return self._iteration(data, self.variant(self.iteration), shared=shared)
+
+    def _static_batch(self, element_spec) -> None:
+        """ValueError unless the dataset's batches have a static size, a multiple of n_dis
+        (`_local_d_batch`): one device reads every batch eagerly, where a smaller last batch
+        would pass unseen and be trained on."""
+        images = element_spec[0] if isinstance(element_spec, (tuple, list)) else element_spec
+        self._local_d_batch(images.shape[0])
+
+    def _replicated(self, variant: Variant):
+        """The compiled function of `variant` under a multi-replica strategy, made at its first
+        use: it draws the latents outside XLA (whose stateless RNG gives other numbers) and runs
+        `_iteration` on every replica, its steps plain methods (a nested `tf.function` cannot
+        hold the gradient and optimizer merge calls), compiled with XLA under `jit_compile`."""
         jit = bool(self._jit_compile)
-        phases, (z, labels, augmentation) = self._compiled.step(self._begin)(iterator)
-        global_d = int(phases[0][0].shape[0])
-        d_step = self._compiled.step(self._discriminator_step, jit_compile=jit)
-        positives = []
-        for k, (z_k, fake_labels, real, real_labels, augmentation_k) in enumerate(phases):
-            d_loss, positive = d_step(
-                z_k, fake_labels, real, real_labels, augmentation_k, global_d=global_d,
-                count_positive=self.criterion.from_d_steps,
-                keep_grads=self._compiled.flag(keep_d_grads and k == self.n_dis - 1))
-            positives.append(positive)
-        g_batch = int(z.shape[0])
-        g_loss, df = self._compiled.step(self._generator_step, jit_compile=jit)(
-            z, labels, augmentation, g_batch=g_batch, keep_grads=self._compiled.flag(keep_g_grads))
-        sample = {}
-        if sample_br:
-            sample = self._compiled.step(self._window_sample, jit_compile=jit)(
-                positives, z, labels, df, real, real_labels, augmentation, g_batch=g_batch,
-                d_batch=global_d)
-        logs = self._compiled.step(self._finish, jit_compile=jit)(d_loss, g_loss)
-        return {**logs, **(sample if self._compiled.logs_samples else {})}
-
-    def _begin(self, iterator):
-        """One device: the next batch, split and augmented for the D steps, with the latents of
-        every phase: ([(z, fake labels, reals, their labels, DiffAugment parameters)] per D
-        step, (z, labels, DiffAugment parameters) of the G step). Drawn outside XLA, as
-        `_compile_variant` does."""
-        images, labels = self._unpack(next(iterator))
-        global_d = self._local_d_batch(images.shape[0])
-        sampler = _Sampler(self, self.step.read_value(), 0, 1,
-                           image_size=tuple(images.shape[1:3]))
-        phases = [self._d_inputs(images, labels, sampler, k, global_d)
-                  for k in range(self.n_dis)]
-        g_batch = self._global_g_batch(global_d, 1)
-        return phases, (*sampler.latents(self.n_dis, g_batch),
-                        sampler.augmentation(self.n_dis, g_batch))
-
-    def _compile_variant(self, sample_br: bool, keep_g_grads: bool, keep_d_grads: bool):
-        strategy = self.distribute_strategy
-        key = (sample_br, keep_g_grads, keep_d_grads)
-        traces = self._compiled.traces
-        traces[key] = 0
+        if (variant, jit) in self._compiled.functions:
+            return self._compiled.functions[(variant, jit)]
+        strategy, traces = self.distribute_strategy, self._compiled.traces
+        traces.setdefault(variant, 0)
 
         def iteration(data, drawn):
-            traces[key] += 1  # Python side effect: runs once per trace
-            return self._iteration(data, sample_br=sample_br, keep_g_grads=keep_g_grads,
-                                   keep_d_grads=keep_d_grads, drawn=drawn)
+            traces[variant] += 1  # Python side effect: runs once per trace
+            return self._iteration(data, variant, shared=False, drawn=drawn)
 
         # No autograph: the step's control flow is Python (n_dis, the variant's booleans), and
         # converting every called function was a third of the trace.
-        step_fn = tf.function(iteration, jit_compile=bool(self._jit_compile),
-                              reduce_retracing=True, autograph=False)
+        step_fn = tf.function(iteration, jit_compile=jit, reduce_retracing=True, autograph=False)
 
         @tf.function(reduce_retracing=True, autograph=False)
         def run(iterator):
             data = next(iterator)
-            # z and labels are drawn here, outside XLA: XLA's stateless RNG differs from TF's.
             images = data[0] if isinstance(data, (tuple, list)) else data
             shape = strategy.experimental_local_results(images)[0].shape
             global_d = self._local_d_batch(shape[0]) * strategy.num_replicas_in_sync
@@ -414,49 +405,63 @@ class SparseGAN(keras.Model):
             return tf.nest.map_structure(
                 lambda value: strategy.experimental_local_results(value)[0], outputs)
 
+        self._compiled.functions[(variant, jit)] = run
         return run
 
-    def train_step(self, data):
-        """One GAN iteration on `data`, drawing its own latents; `fit` never calls this.
+    def _iteration(self, data, variant: Variant, *, shared: bool, drawn=None):
+        """One GAN iteration on this replica's `data`, the one body of both routes: the batch
+        split with its latents (`_begin`), n_dis D steps, the G step, the window sample if
+        `variant.sample_window`, then the EMA and counters (`_finish`); returns the logs.
 
-        The real iteration is `_iteration` (below). Inside `fit`, `make_train_function`
-        replaces Keras' train_step route: `_compile_variant` draws z and labels outside XLA
-        and compiles one `tf.function` per variant around `_iteration` (module docstring,
-        "Compilation"). Routing `fit` through here would, under `jit_compile`, draw the
-        latents inside XLA, whose stateless RNG gives other numbers.
-        """
-        step = self.iteration
-        keep_g_grads, keep_d_grads = self._kept_gradients(step + 1)
-        return self._iteration(data, sample_br=self.samples_window(step),
-                               keep_g_grads=keep_g_grads, keep_d_grads=keep_d_grads)
+        `shared` (one device, from `train_step`): every step is a `tf.function` that all
+        variants share (`_VariantCache.step`) and the kept gradients are boolean tensors, so no
+        variant has a trace of its own. Otherwise (a replica's body in `_replicated`) the steps
+        are plain methods, `drawn` holds the iteration's global draws and the kept gradients
+        are Python booleans."""
+        jit = bool(self._jit_compile)
 
-    def _iteration(self, data, *, sample_br: bool, keep_g_grads: bool, keep_d_grads: bool,
-                   drawn=None):
+        def step(method, xla=True):
+            return self._compiled.step(method, jit_compile=jit and xla, shared=shared)
+
+        flag = self._compiled.flag if shared else bool
+        # Never under XLA, whose stateless RNG gives other numbers: on one device `_begin` draws
+        # the latents; a replica gets them drawn before the compiled body (`_replicated`).
+        phases, (z, labels, augmentation) = step(self._begin, xla=False)(data, drawn)
+        replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+        global_d, g_batch = int(phases[0][0].shape[0]) * replicas, int(z.shape[0]) * replicas
+        positives = []
+        for k, d_inputs in enumerate(phases):
+            # Counted in every iteration of an "ada" run, so one D-step trace serves all.
+            d_loss, positive = step(self._discriminator_step)(
+                *d_inputs, global_d=global_d, count_positive=self.criterion.from_d_steps,
+                keep_grads=flag(variant.keep_d_grads and k == self.n_dis - 1))
+            positives.append(positive)
+        g_loss, df = step(self._generator_step)(
+            z, labels, augmentation, g_batch=g_batch, keep_grads=flag(variant.keep_g_grads))
+        sample = {}
+        if variant.sample_window:  # the last D step's (augmented) reals, the G step's z
+            real, real_labels = phases[-1][2:4]
+            sample = step(self._window_sample)(positives, z, labels, df, real, real_labels,
+                                               augmentation, g_batch=g_batch, d_batch=global_d)
+        logs = step(self._finish)(d_loss, g_loss)
+        return {**logs, **(sample if self._compiled.logs_samples else {})}
+
+    def _begin(self, data, drawn=None):
+        """This replica's batch split and augmented for the D steps, with the latents of every
+        phase: ([(z, fake labels, reals, their labels, DiffAugment parameters)] per D step,
+        (z, labels, DiffAugment parameters) of the G step). `drawn`: the iteration's global
+        draws (`_draw_latents`); None (one device): drawn here."""
         images, labels = self._unpack(data)
         context = tf.distribute.get_replica_context()
         replicas = context.num_replicas_in_sync
-        replica = context.replica_id_in_sync_group
         local_d = self._local_d_batch(images.shape[0])
-        step = self.step.read_value()
-        sampler = _Sampler(self, step, replica, replicas, drawn, tuple(images.shape[1:3]))
-
-        ada = sample_br and self.criterion.from_d_steps
-        d_loss, positives, (real, real_labels) = self._discriminator_steps(
-            images, labels, sampler, local_d * replicas, keep_grads=keep_d_grads, ada=ada)
-        g_batch = self._global_g_batch(local_d, replicas)
-        z, fake_labels = sampler.latents(self.n_dis, g_batch)
-        augmentation = sampler.augmentation(self.n_dis, g_batch)
-        g_step = self._compiled.shared(self._generator_step, replicas)
-        g_loss, df = g_step(z, fake_labels, augmentation, g_batch=g_batch,
-                            keep_grads=keep_g_grads)
-
-        sample = {}
-        if sample_br:  # the last D step's (augmented) reals, G's step's z and augmentation
-            sample = self._window_sample(positives, z, fake_labels, df, real, real_labels,
-                                         augmentation, g_batch=g_batch,
-                                         d_batch=local_d * replicas)
-        logs = self._finish(d_loss, g_loss)
-        return {**logs, **(sample if self._compiled.logs_samples else {})}
+        self._global_g_batch(local_d, replicas)  # ValueError unless it splits over replicas
+        if drawn is None:
+            drawn = _draw_latents(self, self.step.read_value(), local_d * replicas,
+                                  tuple(images.shape[1:3]))
+        sampler = _Sampler(drawn, context.replica_id_in_sync_group, replicas)
+        phases = [self._d_inputs(images, labels, sampler, k) for k in range(self.n_dis)]
+        return phases, (*sampler.latents(self.n_dis), sampler.augmentation(self.n_dis))
 
     def _window_sample(self, positives, z, labels, df, real, real_labels, augmentation, *,
                        g_batch: int, d_batch: int):
@@ -488,29 +493,13 @@ class SparseGAN(keras.Model):
                 **{f"{network[0]}_ever_active": share.read_value()
                    for network, share in self.sparsity.ever_active_shares.items()}}
 
-    def _discriminator_steps(self, images, labels, sampler, global_d: int, *, keep_grads: bool,
-                             ada: bool):
-        """The iteration's n_dis D steps, D step k on `images[k::n_dis]`; returns (the last
-        step's loss, each step's share of reals D scored above 0 if `ada`, and the last step's
-        augmented reals and their labels, which the BR sample scores)."""
-        d_step = self._compiled.shared(self._discriminator_step, sampler.replicas)
-        positives = []
-        for k in range(self.n_dis):
-            z, fake_labels, real, real_labels, augmentation = self._d_inputs(
-                images, labels, sampler, k, global_d)
-            d_loss, positive = d_step(z, fake_labels, real, real_labels, augmentation,
-                                      global_d=global_d, count_positive=ada,
-                                      keep_grads=keep_grads and k == self.n_dis - 1)
-            positives.append(positive)
-        return d_loss, positives, (real, real_labels)
-
-    def _d_inputs(self, images, labels, sampler, k: int, global_d: int):
+    def _d_inputs(self, images, labels, sampler: _Sampler, k: int):
         """D step k's (z, fake labels, reals images[k::n_dis] augmented, their labels,
         DiffAugment parameters) on this replica."""
-        augmentation = sampler.augmentation(k, global_d)
+        augmentation = sampler.augmentation(k)
         real = self._augment(images[k::self.n_dis], augmentation)
         real_labels = None if labels is None else labels[k::self.n_dis]
-        z, fake_labels = sampler.latents(k, global_d)
+        z, fake_labels = sampler.latents(k)
         return z, fake_labels, real, real_labels, augmentation
 
     def _global_g_batch(self, local_d: int, replicas: int) -> int:
@@ -591,7 +580,7 @@ class SparseGAN(keras.Model):
         if isinstance(keep_grads, bool):
             if keep_grads:
                 self._keep_gradients(network, grads, variables)
-        else:  # a boolean tensor (`_composed_iteration`): one trace copies or not at run time
+        else:  # a boolean tensor (one device): one trace copies or not at run time
             tf.cond(keep_grads, lambda: self._keep_gradients(network, grads, variables),
                     lambda: None)
 
@@ -703,14 +692,14 @@ class _NonfiniteRecord:
 
 
 class _VariantCache:
-    """Compiled train-function variants and their trace counts (kept out of Keras tracking)."""
+    """The train function's compiled parts and their trace counts (kept out of Keras tracking):
+    the one-device route's step functions and the multi-replica route's variants."""
 
     def __init__(self, logs_samples: bool = False):
-        self.functions: dict = {}
-        self.traces: dict = {}
-        self.logs_samples = logs_samples  # the variants return the window sample's parts
-        self._shared: dict = {}
-        self.steps: dict = {}  # the one-device route's step functions, by method name
+        self.functions: dict = {}  # (Variant, jit_compile): a multi-replica variant's function
+        self.traces: dict = {}  # Variant: its traces
+        self.logs_samples = logs_samples  # the iterations return the window sample's parts
+        self.steps: dict = {}  # (method name, jit_compile): a one-device step function
         self._flags: dict = {}
 
     def flag(self, value: bool) -> tf.Tensor:
@@ -719,78 +708,50 @@ class _VariantCache:
             self._flags[value] = tf.constant(value)
         return self._flags[value]
 
-    def step(self, method, *, jit_compile: bool = False):
-        """`method` (a step of `SparseGAN`) as a `tf.function` that `_composed_iteration`
-        calls from the host: traced and optimised once for every variant, since its Python
-        arguments are the same in all of them. No autograph: the steps' control flow is
-        Python (n_dis, the model's settings)."""
-        if method.__name__ not in self.steps:
-            self.steps[method.__name__] = tf.function(method, jit_compile=jit_compile,
-                                                      autograph=False)
-        return self.steps[method.__name__]
-
-    def shared(self, method, replicas: int):
-        """`method` (a step of `SparseGAN`) as the variants call it: on one device a
-        `tf.function` shared by every call of every variant, so its graph is traced once per
-        set of Python arguments (not n_dis times per variant) and, not inlined, optimised and
-        given kernels once; under a multi-replica strategy the plain method, since a nested
-        `tf.function` cannot hold the gradient and optimizer merge calls."""
-        if replicas > 1:
+    def step(self, method, *, jit_compile: bool, shared: bool = True):
+        """`method` (a step of `SparseGAN`) as `_iteration` calls it. `shared`: a
+        `tf.function` called from the host, traced and optimised once for every variant since
+        its Python arguments are the same in all of them, made again when `jit_compile`
+        changes; else the plain method (a replica's body, compiled with its variant). No
+        autograph: the steps' control flow is Python (n_dis, the model's settings)."""
+        if not shared:
             return method
-        if method.__name__ not in self._shared:
-            self._shared[method.__name__] = tf.function(
-                method, autograph=False, experimental_attributes={"_noinline": True})
-        return self._shared[method.__name__]
+        key = (method.__name__, jit_compile)
+        if key not in self.steps:
+            self.steps[key] = tf.function(method, jit_compile=jit_compile, autograph=False)
+        return self.steps[key]
 
 
 class _Sampler:
-    """z and fake labels of one iteration for the global batch; each replica takes its slice.
+    """This replica's slice of an iteration's global draws (`_draw_latents`), so R replicas
+    see the samples of one device. Phase k < n_dis is D step k; phase n_dis the generator step
+    (and its window sample)."""
 
-    Phase k < n_dis is D step k; phase n_dis the generator step (and its BR sample).
-    """
-
-    def __init__(self, gan: SparseGAN, step, replica, replicas, drawn=None, image_size=None):
-        self.gan = gan
+    def __init__(self, drawn, replica, replicas: int):
         self.drawn = drawn
-        self.step = tf.cast(step, tf.int64)
         self.replica = replica
         self.replicas = replicas
-        self.image_size = image_size
 
-    def augmentation(self, phase: int, global_batch: int) -> dict:
+    def augmentation(self, phase: int) -> dict:
         """This replica's DiffAugment parameters of the phase ({} without `diff_aug`)."""
-        gan = self.gan
-        if gan.diff_aug is None:
-            return {}
-        if self.drawn is not None:
-            params = self.drawn[phase][2]
-        else:
-            params = _global_augmentation(gan, self.step, phase, global_batch, self.image_size)
-        local = global_batch // self.replicas
-        return {key: self._slice(value, local) for key, value in params.items()}
+        return {key: self._slice(value) for key, value in self.drawn[phase][2].items()}
 
-    def latents(self, phase: int, global_batch: int):
-        gan = self.gan
-        local = global_batch // self.replicas
-        if self.drawn is not None:
-            z, labels = self.drawn[phase][:2]
-        else:
-            z, labels = _global_latents(gan, self.step, phase, global_batch)
-        z = self._slice(z, local)
-        if labels is not None:
-            labels = self._slice(labels, local)
-        return z, labels
+    def latents(self, phase: int):
+        """This replica's (z [local batch, latent_dim], fake labels [local batch] or None)."""
+        z, labels = self.drawn[phase][:2]
+        return self._slice(z), None if labels is None else self._slice(labels)
 
-    def _slice(self, values, local):
+    def _slice(self, values):
         if self.replicas == 1:
             return values
+        local = int(values.shape[0]) // self.replicas
         start = tf.cast(self.replica, tf.int32) * local
         return values[start:start + local]
 
 
 def _one_device(strategy: tf.distribute.Strategy) -> bool:
     """Whether `strategy` is the default (no) strategy: one device, the replica context of
-    the host, so the step functions can be called directly (`_composed_iteration`)."""
+    the host, so `train_step` can be called directly and call its step functions."""
     with strategy.scope():
         return not tf.distribute.has_strategy()
 
