@@ -402,7 +402,7 @@ def summary(record: RunRecord, *, wall_seconds: float | None = None) -> str:
 
 
 def _duration(seconds: float) -> str:
-    from adapt_tf.runs.writers import duration  # run_io loads tf_keras, which reports need not
+    from adapt_tf.runs.writers import duration  # writers loads tf_keras, which reports need not
 
     return duration(seconds)
 

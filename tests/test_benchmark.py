@@ -126,7 +126,12 @@ def test_report_is_json_and_prints(benchmark, measured):
     assert report["machine"]["cores"] >= 1 and "tensorflow" in report["machine"]
     assert json.loads(json.dumps(report))["setup"]["g_width"] == setup.g_width
     goals = report["goals"]
-    assert set(goals) == {"static_ratio", "adapt_ratio", "g_update_s", "d_resize_s", "retraces"}
+    assert set(goals) == {"static_ratio", "adapt_ratio", "g_update_s", "d_resize_s", "retraces",
+                          "tracing_cpu_s"}
+    tracing = [cost["cpu_s"] for subject in report["subjects"].values()
+               for cost in subject["tracing"].values()]
+    assert goals["tracing_cpu_s"]["max"] == max(tracing)
+    assert goals["tracing_cpu_s"]["met"] == (max(tracing) <= 3.0)
     assert goals["retraces"] == {"target": 0, "measured": 0, "xla": False, "met": True}
     rows = {row["method"]: row for row in report["table"]}
     static = rows["static (d = 0.1)"]

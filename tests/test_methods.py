@@ -108,11 +108,12 @@ def test_controller_presets_follow_the_paper(name, mode, interval, d_max, band):
 
 def test_controller_arguments_can_be_overridden():
     method = methods.method("adapt_relaxed", g_density=0.3, d_interval=10, b_low=0.3,
-                            b_high=0.7, delta_d=0.1, growth="random", seed=4)
+                            b_high=0.7, delta_d=0.1, d_min=0.15, growth="random", seed=4)
     (controller,) = [c for c in method.callbacks(total_steps=50)
                      if isinstance(c, ADAPTController)]
     assert (controller.interval, controller.b_low, controller.b_high, controller.delta_d,
-            controller.growth, controller.seed) == (10, 0.3, 0.7, 0.1, "random", 4)
+            controller.d_min, controller.growth, controller.seed) == (
+        10, 0.3, 0.7, 0.1, 0.15, "random", 4)
     dda = methods.method("dda", g_density=0.3, d_interval=10, b_low=0.4)
     assert (dda.controller["interval"], dda.controller["b_low"], dda.controller["b_high"]) == (
         10, 0.4, 0.65)

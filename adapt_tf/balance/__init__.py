@@ -158,7 +158,7 @@ class Criterion:
         the official code).
       window_key: the logs key and metrics.csv column of the window mean.
       label, title: its name in log lines and on plots.
-      sample_fields: the logs keys of one sample (for a `gan.LogsSamples` callback).
+      sample_fields: the logs keys of one sample (for a `sparse_gan.LogsSamples` callback).
       log_name, log_columns, log_value: the per-sample CSV of `train.sample_logs` in the
         workdir (a `workdir` name), its columns, and the column that holds the window's value.
     """

@@ -217,7 +217,7 @@ class PeriodicEvaluation(_compat.Callback):
       batch_size, seed: of sampling and model calls (see `generator_scores`).
 
     The evaluated iteration's Keras `logs` get `scoring.columns.values(...)` (for FID: `fid`,
-    `inception_score`, `best_fid`), which a `run_io.MetricsLogger` placed after this callback
+    `inception_score`, `best_fid`), which a `writers.MetricsLogger` placed after this callback
     writes (evaluate at multiples of its `every` to land on a row). `history` lists the scores
     of the evaluations of this `fit`, with their "step".
     """
@@ -463,7 +463,7 @@ def score_checkpoints(gan, checkpointer, paths: Mapping[str, str | None], score:
                       num_samples: int, batch_size: int = 100, seed: int = 0
                       ) -> dict[str, dict[str, Any]]:
     """{label: {"checkpoint": path, "step": its iteration, **score(gan, ...)}} of each path
-    (None: skipped) restored in turn into `gan` by `checkpointer` (`run_io.Checkpointer`);
+    (None: skipped) restored in turn into `gan` by `checkpointer` (`writers.Checkpointer`);
     a checkpoint of an iteration scored already is not scored again. `gan` is left holding
     the last restored checkpoint."""
     scored: dict[int, dict[str, Any]] = {}

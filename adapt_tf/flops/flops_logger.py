@@ -94,7 +94,7 @@ class FlopsLogger(_compat.Callback):
     placed *before* it in the callback list count from the next iteration on: the total is
     exact whenever masks change. Each iteration's Keras `logs` get `train_flops` (cumulative
     MACs, as the paper's Table 3 counts them) and `train_flops_ratio` (over the same schedule
-    with dense masks), which a `run_io.MetricsLogger` placed after it writes to metrics.csv and
+    with dense masks), which a `writers.MetricsLogger` placed after it writes to metrics.csv and
     TensorBoard.
 
     Args:

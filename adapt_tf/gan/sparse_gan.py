@@ -84,7 +84,7 @@ class NeedsGradients(Protocol):
 @runtime_checkable
 class LogsSamples(Protocol):
     """A callback of `SparseGAN.fit` that reads each window sample from the Keras `logs` of the
-    iteration that takes it (`run_io.SampleLogs`): it declares the class (or instance)
+    iteration that takes it (`writers.SampleLogs`): it declares the class (or instance)
     attribute `logs_samples = True`, and those iterations' logs then hold the sample's parts
     (`br_gf`, `br_df`, `br_dr`, `br_kept`, or `ada_sample`). Other runs' logs stay without
     them, since they are not means a progress bar or `History` could average."""
@@ -167,7 +167,7 @@ class SparseGAN(keras.Model):
         (`Sparsity.ever_active`) and log their share as `g_ever_active` / `d_ever_active`.
       loss_mean_every: the logged `d_loss` / `g_loss` are the means over the iterations since
         the last multiple of this many completed iterations (the rows of a
-        `run_io.MetricsLogger` with that `every`): the model resets its loss trackers there.
+        `writers.MetricsLogger` with that `every`): the model resets its loss trackers there.
         None: over the iterations of the running `fit`, as Keras (it resets them when an
         epoch starts).
 
@@ -682,7 +682,7 @@ def _declaring(callbacks, protocol) -> tuple:
 class _NonfiniteRecord:
     """`variable`: the first iteration of the current `fit` whose d_loss or g_loss was not
     finite (0: none), written by every iteration on the device so that
-    `run_io.TerminateOnNaN` reads one scalar at its cadence instead of the losses every
+    `writers.TerminateOnNaN` reads one scalar at its cadence instead of the losses every
     iteration. Held here, where Keras does not track it: not a weight, not in checkpoints
     (none is written after a non-finite loss)."""
 

@@ -150,8 +150,8 @@ class Method:
 def method(name: str, *, g_density: float = 1.0, setting: str = "relaxed",
            g_interval: int = 500, drop_fraction: float = 0.5, d_interval: int | None = None,
            b_low: float | None = None, b_high: float | None = None, delta_d: float = 0.05,
-           growth: str = "gradient", seed: int = 0, prune_begin: float = 0.0,
-           prune_end: float = 0.75, prune_frequency: int | None = None,
+           d_min: float = 0.05, growth: str = "gradient", seed: int = 0,
+           prune_begin: float = 0.0, prune_end: float = 0.75, prune_frequency: int | None = None,
            g_growth: str | None = None) -> Method:
     """The preset `name` at generator density `g_density` in `setting`.
 
@@ -163,6 +163,7 @@ def method(name: str, *, g_density: float = 1.0, setting: str = "relaxed",
       d_interval: ADAPT's ΔT (default 1000 relaxed / 2000 strict; 2000 for dda).
       b_low, b_high: BR band (default 0.45 / 0.55; 0.50 / 0.65 for dda).
       delta_d: ADAPT's density step.
+      d_min: ADAPT's density floor of D (official and default 0.05).
       growth: D growth of ADAPT ("gradient" or "random").
       seed: seed of the random growth of SET and ADAPT.
       prune_begin, prune_end: gmp: first and last pruning iteration as fractions of the run
@@ -189,8 +190,8 @@ def method(name: str, *, g_density: float = 1.0, setting: str = "relaxed",
         **_g_growth(name, preset, g_growth))
     controller = None
     if preset.controller is not None:
-        controller = {"delta_d": delta_d, "growth": growth, "seed": seed, "b_low": BAND[0],
-                      "b_high": BAND[1], **preset.controller}
+        controller = {"delta_d": delta_d, "d_min": d_min, "growth": growth, "seed": seed,
+                      "b_low": BAND[0], "b_high": BAND[1], **preset.controller}
         given = dict(interval=d_interval, b_low=b_low, b_high=b_high)
         controller.update({key: value for key, value in given.items() if value is not None})
         _check_strict_cap(name, controller["mode"], g_density)

@@ -89,7 +89,7 @@ class RunSpec:
         least once (`g_ever_active`, `d_ever_active`; `SparseGAN(ever_active=True)`).
       sample_logs: append every BR sample to `br.csv` (every ADA-criterion sample to
         `ada.csv`) and every mask change to `masks.csv`
-        (`run_io.SampleLogs`).
+        (`writers.SampleLogs`).
       balance_criterion: what the window samples and ADAPT reads: "br" (the balance ratio) or
         "ada" (the official `--da-criterion ADA`, logged as `ada_rt`): the name of a
         `balance.Criterion`, resolved by the `criterion` property (`SparseGAN.criterion`).
@@ -102,23 +102,23 @@ class RunSpec:
       eval_every, eval_num_samples, eval_metric, inception_path, reference_stats: with
         `eval_every` (a multiple of `log_every`), `eval_num_samples` EMA samples are scored every
         `eval_every` iterations and at the end, the best checkpoint kept in
-        `checkpoints_best/`. `eval_metric` (`evaluation.evaluation_metric`; default "toy" for
+        `checkpoints_best/`. `eval_metric` (`scorers.evaluation_metric`; default "toy" for
         toy_shapes, "classifier" for other labelled data without `inception_path`, else
         "fid"): "fid" is FID and IS, Inception from `inception_path` (default TF-Hub),
         reference statistics from `reference_stats` (.npz) or computed from `dataset`
-        (`evaluation.fid_reference`); "toy" is the offline toy_shapes metric
+        (`scorers.fid_reference`); "toy" is the offline toy_shapes metric
         (`adapt_tf.evaluation.toy_metric`); "classifier" the offline metric of any labelled dataset
         (`adapt_tf.evaluation.classifier_metric`), refused before training when its classifier's
         held-out accuracy is too low. Their classifiers are trained at first use and cached.
       test_eval: after the last iteration, score the best checkpoint (the last without
         `eval_every`) on `eval_num_samples` images against the training reference and the
         dataset's test split (CIFAR-10 test, Tiny-ImageNet validation; the official final
-        test), into `eval.json`'s "test" entry (`evaluation.final_test_record`). A finished run
+        test), into `eval.json`'s "test" entry (`scorers.final_test_record`). A finished run
         rerun with it on only adds that entry. Off by default.
       test_reference_stats: with `test_eval` and the "fid" metric, the test split's statistics
         (.npz, e.g. the official fid_stats_cifar10_test.npz); default computed from the
         dataset's test split and cached beside the reference.
-      record: text saved inside every checkpoint (`run_io.Checkpointer`): the CLI records the
+      record: text saved inside every checkpoint (`writers.Checkpointer`): the CLI records the
         run's gin configuration there and checks a resumed run against it
         (`configurables.recorded_bindings`).
     """
@@ -399,14 +399,14 @@ def _raise_if_stopped(run: Run, nan_guard: TerminateOnNaN,
 
 
 def _test_scorer(spec: RunSpec, *, trained: int) -> Scorer | None:
-    """The scorer of `test_eval` (`evaluation.scorer` with the test reference), or None when
+    """The scorer of `test_eval` (`scorers.scorer` with the test reference), or None when
     eval.json holds the test entry of a run trained to iteration `trained` already."""
     previous = storage.read_json(workdir_lib.Workdir(spec.workdir).eval).get("test", {})
     return None if previous.get("trained_steps") == trained else _scorer(spec, test=True)
 
 
 def _metric(spec: RunSpec) -> str:
-    """`evaluation.evaluation_metric` of the run: its `eval_metric`, else the default for its
+    """`scorers.evaluation_metric` of the run: its `eval_metric`, else the default for its
     dataset (labelled or not) and `inception_path`."""
     labelled = data.dataset_info(spec.dataset, data_dir=spec.data_dir).num_classes is not None
     return evaluation_metric(spec.eval_metric, data.dataset_name(spec.dataset),
@@ -414,7 +414,7 @@ def _metric(spec: RunSpec) -> str:
 
 
 def _scorer(spec: RunSpec, *, test: bool) -> Scorer:
-    """`evaluation.scorer` of the run's metric, files and data (with the test reference if
+    """`scorers.scorer` of the run's metric, files and data (with the test reference if
     `test`): one Inception model (or classifier) for the training evaluation and the final
     test."""
     metric = _metric(spec)
@@ -509,7 +509,7 @@ def _global_policy(name: str | None) -> Iterator[None]:
 
 def _evaluation_callback(run: Run, *, scoring: Scorer, workdir: str, every: int,
                          num_samples: int, total_steps: int) -> PeriodicEvaluation:
-    """The run's `PeriodicEvaluation` with `scoring` (`evaluation.scorer`), its best score in
+    """The run's `PeriodicEvaluation` with `scoring` (`scorers.scorer`), its best score in
     the run's checkpointed state."""
     return PeriodicEvaluation(
         scoring, every=every, num_samples=num_samples, total_steps=total_steps,

@@ -50,12 +50,12 @@ EXPORT_DIR = "export"
 REPORT_DIR = "report"
 LOCK_NAME = ".lock"
 ORPHANED_DIR = "orphaned"
-# The root name, in every checkpoint `run_io.Checkpointer` saves, of the text recording the
+# The root name, in every checkpoint `writers.Checkpointer` saves, of the text recording the
 # run's configuration (the CLI's gin config; `configurables.recorded_bindings` reads it).
 RECORD_ROOT = "run_record"
 # The checkpoint directories a finished run is read back from, by the name the CLIs take.
 CHECKPOINT_KINDS = {"best": BEST_CHECKPOINT_DIR, "last": CHECKPOINT_DIR}
-# Root names of the checkpoint (`run_io.Checkpointer`) whose float values must be finite;
+# Root names of the checkpoint (`writers.Checkpointer`) whose float values must be finite;
 # others may hold inf legitimately (the best FID before any evaluation).
 MODEL_STATE_ROOTS = ("gan", "g_optimizer", "d_optimizer")
 

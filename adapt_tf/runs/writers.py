@@ -197,7 +197,7 @@ class SampleLogs(_compat.Callback):
     rows past the resumed iteration first, so both files read as one uninterrupted run.
     """
 
-    logs_samples = True  # a `gan.LogsSamples`: the sampling iterations log the sample's parts
+    logs_samples = True  # a `sparse_gan.LogsSamples`: sampling iterations log the sample's parts
     MASK_FIELDS = ("step", "network", "dropped", "grown", "density")
 
     def __init__(self, workdir: str):

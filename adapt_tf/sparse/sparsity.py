@@ -10,7 +10,7 @@
   optimizer moments of regrown weights when a rule asks for it.
 
 Callbacks that grow by gradient declare the iterations that must keep gradients with
-`needs_gradients(step) -> networks` (they are `gan.NeedsGradients`); `SparseGAN.fit` asks
+`needs_gradients(step) -> networks` (they are `sparse_gan.NeedsGradients`); `SparseGAN.fit` asks
 them before each iteration, so other iterations pay nothing. They read the iteration from
 `gan.iteration` (host side), so they work with any `steps_per_epoch` / `initial_epoch` split
 of a run.
