@@ -1,7 +1,7 @@
 """Argument checks shared across modules, so that a bad value is refused with one message.
 
 Each takes the argument's name first, then its value, and returns the value converted. This
-module is level 0: NumPy only.
+module is layer 0 of docs/INTERNALS.md: NumPy only.
 """
 from __future__ import annotations
 

@@ -56,7 +56,7 @@ the paper's Table 3 does. Three steps:
 Per-parameter elementwise work (optimizer updates, EMA, `kernel * mask`, mask constraints) is
 counted by no convention: it does not grow with the batch.
 
-This module is level 0: plain Python on `LayerCost` records, no TensorFlow.
+This module is layer 1 of docs/INTERNALS.md: plain Python on `LayerCost` records, no TensorFlow.
 """
 from __future__ import annotations
 

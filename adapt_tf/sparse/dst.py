@@ -1,9 +1,9 @@
 """Dynamic sparse training: drop/grow mask arithmetic, schedules, rules and resizing.
 
-Level 2 of adapt_tf: pure TensorFlow functions over lists of same-shaped tensors (NumPy arrays
-and variables are accepted; tf tensors are returned). Every rule returns new float32 0/1 masks;
-`assign_masks` is the one function that writes variables (the masks, and the kernels
-multiplied by them), so that a caller's `tf.function` holds the whole update.
+Layer 1 of docs/INTERNALS.md: pure TensorFlow functions over lists of same-shaped tensors
+(NumPy arrays and variables are accepted; tf tensors are returned). Every rule returns new
+float32 0/1 masks; `assign_masks` is the one function that writes variables (the masks, and the
+kernels multiplied by them), so that a caller's `tf.function` holds the whole update.
 
 Provenance: ADAPT's `sparselearning/core.py` (`Masking.truncate_weights`,
 `global_magnitude_death`, `global_gradient_growth`, `global_random_growth`, `CosineDecay`),

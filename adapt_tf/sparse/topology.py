@@ -1,12 +1,13 @@
 """Layer-wise densities, exact-count masks and density bookkeeping.
 
-Level 0: NumPy on kernel shapes. TensorFlow is never imported here; the model-level
-helpers (`sparsify`, `model_density`, `layer_densities`, `count_active`) are duck-typed on
-"masked layers": objects with `.name`, `.kernel` and `.mask` (variables or arrays of the same
-shape, with `.assign` for `sparsify`). A Keras model is resolved to its masked layers here
-(`masked_layers`: the layers with a `masked_kernel` method, as `adapt_tf.sparse.layers.MaskedLayer`
-has), so that the result does not depend on which modules were imported before and this level
-imports nothing above it; `_compat` (and so TensorFlow) only once a Keras model is passed.
+Layer 1 of docs/INTERNALS.md, NumPy on kernel shapes. TensorFlow is never imported here; the
+model-level helpers (`sparsify`, `model_density`, `layer_densities`, `count_active`) are
+duck-typed on "masked layers": objects with `.name`, `.kernel` and `.mask` (variables or arrays
+of the same shape, with `.assign` for `sparsify`). A Keras model is resolved to its masked
+layers here (`masked_layers`: the layers with a `masked_kernel` method, as
+`adapt_tf.sparse.layers.MaskedLayer` has), so that the result does not depend on which modules
+were imported before and this level imports nothing above it; `_compat` (and so TensorFlow)
+only once a Keras model is passed.
 
 Provenance (docs/ALGORITHM.md §4):
 - ERK follows the official ADAPT code, inherited from ITOP (`Masking.init`, `density ==
