@@ -183,6 +183,12 @@ def test_criterion_names_resolve_once_to_their_objects_and_others_are_refused():
     for bad in ("BR", "fake", None):
         with pytest.raises(ValueError, match=rf"balance_criterion={bad!r}: choose 'br'"):
             balance.criterion(bad, argument="balance_criterion")
+    # SparseGAN(criterion=...) passes no argument name: the message names `criterion`, and
+    # says what each choice is.
+    with pytest.raises(ValueError) as refused:
+        balance.criterion("fake")
+    assert str(refused.value) == ("criterion='fake': choose 'br' (the balance ratio) or 'ada' "
+                                  "(the share of reals D scores above 0).")
 
 
 def test_criteria_carry_the_directions_and_the_names_runs_have_always_used():
@@ -218,3 +224,10 @@ def test_a_criterions_log_row_is_the_logged_sample_in_float32():
                                                           "kept": "0"}]
     assert balance.BR.window_values(rows) == [(10, 0.5)]
     assert balance.ADA.window_values([{"step": "4", "share": "0.25"}]) == [(4, 0.25)]
+
+
+def test_a_window_without_room_is_refused_naming_where_its_capacity_comes_from():
+    with pytest.raises(ValueError) as refused:
+        balance.BalanceWindow(0)
+    assert str(refused.value) == ("BR window capacity (br_window // br_interval) must be a "
+                                  "positive integer, got 0.")
