@@ -232,10 +232,10 @@ def test_a_killed_saves_temporary_folder_is_removed(tmp_path, caplog):
 
 
 def test_checkpoint_record_reads_the_text_saved_inside_a_checkpoint(tmp_path):
-    record = storage.RunRecord("DENSITY = 0.3\n")
+    record = storage.ConfigRecord("DENSITY = 0.3\n")
     path = tf.train.Checkpoint(**{workdir.RECORD_ROOT: record}).write(str(tmp_path / "a"))
     assert storage.checkpoint_record(path) == "DENSITY = 0.3\n"
-    restored = storage.RunRecord("")
+    restored = storage.ConfigRecord("")
     tf.train.Checkpoint(**{workdir.RECORD_ROOT: restored}).read(path).assert_consumed()
     assert restored.text == "DENSITY = 0.3\n"
     _save_checkpoints(tmp_path / "legacy", {2: 1.0})

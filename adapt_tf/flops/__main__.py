@@ -50,7 +50,7 @@ def static_flops(arguments: dict[str, Any], *, strict: bool = False,
     """Static-Balance and Static-Strong training FLOPs of the run `arguments` describe.
 
     Args:
-      arguments: `train_lib.RunSpec` fields (`records.RunConfig.arguments`): reads
+      arguments: `train_lib.RunSpec` fields (`records.ParsedConfig.arguments`): reads
         architecture, image_size (if present), dataset, g_width, d_width, d_batch_size,
         g_batch_size, n_dis, total_steps, br_interval and sparse_init.
       strict: the strict setting (Strong D at 50 %) instead of the relaxed one (dense D).

@@ -11,7 +11,7 @@ optimizers by reference with scopes, as gin's docs do for GANs:
 (no parentheses: the optimizer is created inside the distribution strategy's scope).
 
 A run's configuration is read back here too (`parse_run_config`, `read_run_config` into a gin-free
-`records.RunConfig`), and checked on resume against the configuration recorded inside the
+`records.ParsedConfig`), and checked on resume against the configuration recorded inside the
 checkpoints (`record_text`, `recorded_config`, `restore_config_file`, `check_resume`,
 `RESUMABLE_CHANGES`); the CLIs (`train`, `evaluate`, `export`, `report`, `flops_cli`) call
 these, so that library modules never import gin. Parsing clears gin's global config and leaves
@@ -182,8 +182,8 @@ RESUMABLE_CHANGES = ("train.total_steps", "train.log_every", "train.checkpoint_e
 
 
 def parse_run_config(gin_files: Sequence[str], gin_bindings: Sequence[str] = (), *,
-                     with_method: bool = True) -> records.RunConfig:
-    """Parses gin files and bindings (clearing gin's config first) into a `RunConfig`.
+                     with_method: bool = True) -> records.ParsedConfig:
+    """Parses gin files and bindings (clearing gin's config first) into a `ParsedConfig`.
 
     Args:
       gin_files, gin_bindings: as `python -m adapt_tf.train` takes them.
@@ -195,8 +195,8 @@ def parse_run_config(gin_files: Sequence[str], gin_bindings: Sequence[str] = (),
     return current_run_config(with_method=with_method)
 
 
-def current_run_config(*, with_method: bool = True) -> records.RunConfig:
-    """The `RunConfig` of gin's current config (`parse_run_config` without parsing)."""
+def current_run_config(*, with_method: bool = True) -> records.ParsedConfig:
+    """The `ParsedConfig` of gin's current config (`parse_run_config` without parsing)."""
     bound = gin.get_bindings(RUN_SPEC, resolve_references=False)
     if not with_method:
         bound.pop("method", None)
@@ -205,11 +205,11 @@ def current_run_config(*, with_method: bool = True) -> records.RunConfig:
     # deepcopy resolves gin references: macros to values, @method() to its result.
     arguments = {**defaults, **copy.deepcopy(bound)}
     method_arguments = gin.get_bindings("adapt_tf.runs.methods.method")
-    return records.RunConfig(arguments, method_arguments)
+    return records.ParsedConfig(arguments, method_arguments)
 
 
-def read_run_config(workdir: str, *, with_method: bool = True) -> records.RunConfig:
-    """The `RunConfig` of a run: the configuration recorded inside its newest checkpoint
+def read_run_config(workdir: str, *, with_method: bool = True) -> records.ParsedConfig:
+    """The `ParsedConfig` of a run: the configuration recorded inside its newest checkpoint
     (`storage.newest_record`), else `workdir/operative_config.gin` (runs saved before records
     existed, or copied without checkpoints), so that a deleted or edited file never
     mislabels a run; arguments["workdir"] is `workdir` (the run may have been moved)."""

@@ -4,7 +4,7 @@ share.
 A workdir written by `python -m adapt_tf.train` holds `operative_config.gin` (every
 `train_lib.RunSpec` field the run used), `metrics.csv`, `checkpoints/`, `checkpoints_best/`
 (with FID evaluation) and, after `python -m adapt_tf.evaluate`, `eval.json`
-(`workdir.Workdir` names them). `RunConfig` is the parsed configuration: the run spec's fields
+(`workdir.Workdir` names them). `ParsedConfig` is the parsed configuration: the run spec's fields
 (bound values and defaults) and the method's table cell in the paper's grid.
 
 This module is gin-free: the configuration is parsed at the composition root
@@ -22,11 +22,11 @@ from absl import logging
 from adapt_tf import balance
 from adapt_tf.runs import methods, paper, train_lib, storage, workdir as workdir_lib
 
-__all__ = ["RunConfig", "read_metrics", "read_eval", "read_window_samples", "read_mask_changes"]
+__all__ = ["ParsedConfig", "read_metrics", "read_eval", "read_window_samples", "read_mask_changes"]
 
 
 @dataclasses.dataclass(frozen=True)
-class RunConfig:
+class ParsedConfig:
     """One run's configuration.
 
     Attributes:
@@ -54,7 +54,7 @@ class RunConfig:
     @property
     def method(self) -> methods.Method:
         if "method" not in self.arguments:
-            raise ValueError("This RunConfig was parsed with with_method=False; parse it again "
+            raise ValueError("This ParsedConfig was parsed with with_method=False; parse it again "
                              "with with_method=True to get the Method.")
         return self.arguments["method"]
 

@@ -33,7 +33,7 @@ from adapt_tf.runs.workdir import (CHECKPOINT_KINDS, MODEL_STATE_ROOTS, RECORD_R
 
 __all__ = ["lock", "check_writable", "write_atomic", "read_json", "update_json",
            "checkpoint_paths", "usable_checkpoint", "nonfinite_count", "read_csv_rows",
-           "remove_partial_saves", "set_aside_previous_run", "RunRecord", "checkpoint_record",
+           "remove_partial_saves", "set_aside_previous_run", "ConfigRecord", "checkpoint_record",
            "newest_record", "find_checkpoint", "checkpoint_problem"]
 
 
@@ -291,7 +291,7 @@ def newest_record(directory: str) -> str | None:
     return None
 
 
-class RunRecord(tf.train.experimental.PythonState):
+class ConfigRecord(tf.train.experimental.PythonState):
     """The run's configuration text as a checkpoint entry (`RECORD_ROOT`). Host-side Python
     state, not a tf.Variable: under a multi-worker strategy a string variable is broadcast at
     creation, and the collectives carry no strings."""
@@ -310,7 +310,7 @@ class RunRecord(tf.train.experimental.PythonState):
 def checkpoint_record(path: str) -> str | None:
     """The configuration text saved inside checkpoint `path` (`RECORD_ROOT`; "" from a library
     run that gave none), or None for a checkpoint saved before records existed."""
-    key = f"{RECORD_ROOT}/.ATTRIBUTES/py_state"  # as `RunRecord` saves it
+    key = f"{RECORD_ROOT}/.ATTRIBUTES/py_state"  # as `ConfigRecord` saves it
     reader = tf.train.load_checkpoint(path)
     if not reader.has_tensor(key):
         return None

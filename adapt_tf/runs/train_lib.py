@@ -31,7 +31,7 @@ from adapt_tf.gan.sparse_gan import SparseGAN
 from adapt_tf.runs.writers import (Checkpointer, MetricsLogger, SampleGrid, SampleLogs,
                                    TerminateOnNaN)
 
-__all__ = ["RunSpec", "train", "build_run", "check_arguments", "samples_window", "Run",
+__all__ = ["RunSpec", "train", "build_run", "check_arguments", "samples_window", "BuiltRun",
            "TrainingDiverged"]
 
 OptimizerFactory = Callable[[], keras.optimizers.Optimizer]
@@ -305,7 +305,7 @@ def _architecture(spec: RunSpec) -> architectures.Architecture:
     return architectures.architecture(spec.architecture, image_size=spec.image_size)
 
 
-def _fit(run: Run, images: tf.data.Dataset, spec: RunSpec, *, start: int,
+def _fit(run: BuiltRun, images: tf.data.Dataset, spec: RunSpec, *, start: int,
          strategy: tf.distribute.Strategy, scoring: Scorer | None) -> SparseGAN:
     """Runs `fit` from iteration `start` with the run's callbacks; raises on divergence or a
     stop signal (after the final save)."""
@@ -379,7 +379,7 @@ def _kept_before_damaged(checkpointer: Checkpointer) -> str:
             "--workdir.")
 
 
-def _raise_if_stopped(run: Run, nan_guard: TerminateOnNaN,
+def _raise_if_stopped(run: BuiltRun, nan_guard: TerminateOnNaN,
                       stop: preemption.StopOnSignal) -> None:
     checkpointer, iteration = run.checkpointer, run.gan.iteration
     latest = tf.train.latest_checkpoint(checkpointer.directory)
@@ -426,7 +426,7 @@ def _scorer(spec: RunSpec, *, test: bool) -> Scorer:
                   data_dir=spec.data_dir, image_size=_architecture(spec).image_size)
 
 
-def _test_evaluation(run: Run, spec: RunSpec, testing: Scorer) -> None:
+def _test_evaluation(run: BuiltRun, spec: RunSpec, testing: Scorer) -> None:
     """The official final test: restores the best checkpoint (the last if none was kept),
     scores it with `testing`, writes eval.json's "test" entry, and restores the latest
     checkpoint again, so the returned model is the trained one."""
@@ -446,7 +446,7 @@ def _test_evaluation(run: Run, spec: RunSpec, testing: Scorer) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class Run:
+class BuiltRun:
     """A run as `build_run` makes it: the compiled `SparseGAN`, the method's callbacks, the
     checkpointed FLOPs and FID states, the checkpointer of `workdir/checkpoints` (which
     also restores `workdir/checkpoints_best/` paths), and the dataset's `data.DatasetSpec`
@@ -461,7 +461,7 @@ class Run:
     dataset: data.DatasetSpec
 
 
-def build_run(spec: RunSpec, /) -> Run:
+def build_run(spec: RunSpec, /) -> BuiltRun:
     """Builds `train`'s run of `spec` in the current strategy scope, without data, restoring
     or training (`adapt_tf.evaluate` and the export rebuild a finished run from its recorded
     spec, then restore its checkpoints)."""
@@ -488,7 +488,7 @@ def build_run(spec: RunSpec, /) -> Run:
                                 every=spec.checkpoint_every,
                                 extra={**states, "flops": flops_state, "fid": fid_state},
                                 record=spec.record)
-    return Run(gan, arch, method_callbacks, flops_state, fid_state, checkpointer, dataset)
+    return BuiltRun(gan, arch, method_callbacks, flops_state, fid_state, checkpointer, dataset)
 
 
 @contextlib.contextmanager
@@ -507,7 +507,7 @@ def _global_policy(name: str | None) -> Iterator[None]:
         keras.mixed_precision.set_global_policy(previous)
 
 
-def _evaluation_callback(run: Run, *, scoring: Scorer, workdir: str, every: int,
+def _evaluation_callback(run: BuiltRun, *, scoring: Scorer, workdir: str, every: int,
                          num_samples: int, total_steps: int) -> PeriodicEvaluation:
     """The run's `PeriodicEvaluation` with `scoring` (`scorers.scorer`), its best score in
     the run's checkpointed state."""

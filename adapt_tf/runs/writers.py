@@ -415,7 +415,7 @@ class Checkpointer(_compat.Callback):
         self.record = record or ""
         self._trackables = dict(gan=gan, g_optimizer=gan.g_optimizer,
                                 d_optimizer=gan.d_optimizer, **(extra or {}))
-        self._record = storage.RunRecord(self.record)
+        self._record = storage.ConfigRecord(self.record)
         self.checkpoint = tf.train.Checkpoint(
             **self._trackables, **{workdir_lib.RECORD_ROOT: self._record})
         self.manager = self._new_manager()
