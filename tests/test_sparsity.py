@@ -357,7 +357,8 @@ def test_a_discriminator_update_resets_the_discriminators_slots_and_logs_its_cou
     gan = _gan()
     gan.compile(g_optimizer=keras.optimizers.Adam(0.01), d_optimizer=keras.optimizers.Adam(0.01))
     images = np.random.default_rng(0).normal(size=(16, 2)).astype(np.float32)
-    gan.fit(tf.data.Dataset.from_tensor_slices(images).batch(8), epochs=1, verbose=0)
+    images = tf.data.Dataset.from_tensor_slices(images).batch(8, drop_remainder=True)
+    gan.fit(images, epochs=1, verbose=0)
     rigl = DynamicSparsity("discriminator", dst.RigL(interval=1, reset_optimizer_slots=True),
                            total_steps=4)
     rigl.set_model(gan)
