@@ -517,7 +517,14 @@ def test_edge_arguments_are_accepted_and_defaults_are_relaxed_with_seed_zero():
 def test_discriminator_outside_the_bounds_is_rejected_at_train_begin():
     controller = ADAPTController("strict", total_steps=10)
     controller.set_model(_gan(0.75))
-    with pytest.raises(ValueError, match="outside"):
+    with pytest.raises(ValueError, match=r"outside \[d_min=0.05, d_max=0.5\] of the strict"):
+        controller.on_train_begin()
+    # A floor a hair above D's exact-count density: the message shows the digits that differ.
+    gan = _gan(0.5)
+    density = gan.density("discriminator")
+    controller = ADAPTController("relaxed", total_steps=10, d_min=density + 1e-5)
+    controller.set_model(gan)
+    with pytest.raises(ValueError, match=rf"starts at density {density:.6g}, outside"):
         controller.on_train_begin()
 
 

@@ -153,9 +153,11 @@ class ADAPTController(_compat.Callback):
         if self.density < 0:  # not restored from a checkpoint
             self.state.density.assign(self.model.density("discriminator"))
         if not self.d_min - _EPS <= self.density <= self.d_max + _EPS:
-            raise ValueError(f"The discriminator starts at density {self.density:.4f}, outside "
-                             f"[d_min={self.d_min}, d_max={self.d_max}] of the {self.mode} "
-                             "controller: sparsify it into that range first.")
+            # Six digits: exact-count masks leave D a hair off a round density (0.199997).
+            raise ValueError(f"The discriminator starts at density {self.density:.6g}, outside "
+                             f"[d_min={self.d_min:g}, d_max={self.d_max:g}] of the {self.mode} "
+                             "controller: sparsify it into that range first, or move d_min / "
+                             "d_max.")
 
     def needs_gradients(self, step: int) -> tuple[str, ...]:
         """D, at the iterations the controller acts after, when it grows by gradient: the
