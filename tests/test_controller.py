@@ -133,7 +133,8 @@ def test_decision_moves_density_as_br_asks_with_exact_counts(ratios, band, actio
     masks_before = _masks(gan)
     _fill(gan, ratios)
 
-    decision = controller.decide(10)
+    logs = {}
+    decision = controller.decide(10, logs=logs)
 
     assert decision["action"] == action
     assert decision["br"] == pytest.approx(np.mean(np.float32(ratios)), abs=1e-7)
@@ -144,6 +145,12 @@ def test_decision_moves_density_as_br_asks_with_exact_counts(ratios, band, actio
     assert gan.density("discriminator") == round(new_density * N_D) / N_D
     if action == "keep":
         np.testing.assert_array_equal(_masks(gan), masks_before)
+        assert logs == {}
+    else:  # the change reaches the iteration's logs, for masks.csv
+        change = round(new_density * N_D) - 18
+        assert (logs["d_mask_grown"], logs["d_mask_dropped"]) == (max(change, 0),
+                                                                  max(-change, 0))
+        assert logs["d_density"] == pytest.approx(round(new_density * N_D) / N_D)
 
 
 # Pushes, oldest first, into the 4-sample window under EXACT_BAND [0.375, 0.625]. In each, the
@@ -350,10 +357,12 @@ def test_strict_mode_runs_d_dst_at_d_max_and_relaxed_keeps():
     assign_flat(gan.grad_buffers("discriminator"), grads)
     _fill(gan, [2.0] * WINDOW)
 
-    decision = controller.decide(40)
+    logs = {}
+    decision = controller.decide(40, logs=logs)
 
     new_masks = _masks(gan)
     assert decision["action"] == "dst" and controller.density == 0.5
+    assert (logs["d_mask_dropped"], logs["d_mask_grown"]) == (n, n)
     assert int(new_masks.sum()) == 18  # active count unchanged
     assert set(np.flatnonzero(masks > new_masks).tolist()) == dropped
     assert set(np.flatnonzero(new_masks > masks).tolist()) == _largest_inactive(grads, masks, n)
@@ -517,8 +526,12 @@ def test_edge_arguments_are_accepted_and_defaults_are_relaxed_with_seed_zero():
 def test_discriminator_outside_the_bounds_is_rejected_at_train_begin():
     controller = ADAPTController("strict", total_steps=10)
     controller.set_model(_gan(0.75))
-    with pytest.raises(ValueError, match=r"outside \[d_min=0.05, d_max=0.5\] of the strict"):
+    with pytest.raises(ValueError) as refused:
         controller.on_train_begin()
+    assert str(refused.value) == (
+        f"The discriminator starts at density {controller.density:.6g}, outside [d_min=0.05, "
+        "d_max=0.5] of the strict controller: sparsify it into that range first, or move "
+        "d_min / d_max.")
     # A floor a hair above D's exact-count density: the message shows the digits that differ.
     gan = _gan(0.5)
     density = gan.density("discriminator")
@@ -560,3 +573,8 @@ def test_the_ada_criterion_shrinks_a_strong_d_and_grows_a_weak_one(mode, d_densi
     assert int(_masks(gan).sum()) == round(new_density * N_D)
     if action.startswith("keep"):
         np.testing.assert_array_equal(_masks(gan), masks_before)
+
+
+def test_an_undefined_window_mean_keeps_the_density_and_says_why():
+    controller = _controller(_gan(0.5))
+    assert controller._next_density(math.nan, 0.5) == (0.5, "keep (BR undefined)")
