@@ -343,10 +343,13 @@ class SparseGAN(keras.Model):
         if self.train_function is not None and not force:
             return self.train_function
         one_device = _one_device(self.distribute_strategy)
+        checked = [None]  # the iterator whose batch size was checked: Keras passes one per fit
 
         def train_function(iterator):
             if one_device:
-                self._static_batch(iterator.element_spec)
+                if iterator is not checked[0]:
+                    self._static_batch(iterator.element_spec)
+                    checked[0] = iterator
                 logs = self.train_step(next(iterator))
             else:
                 logs = self._replicated(self.variant(self._host_step))(iterator)
