@@ -1,17 +1,19 @@
-"""The private tf_keras APIs adapt_tf relies on, each wrapped here once, with the reason no
-public route serves. Check these first when upgrading tf_keras.
+"""The private tf_keras and TensorFlow APIs adapt_tf relies on, each wrapped here once, with
+the reason no public route serves. Check these first when upgrading tf_keras or TensorFlow.
 
 (tfmot's `pruning_impl.Pruning` is private too; it stays in `adapt_tf.sparse.gmp`, whose docstring
 says why, and mixed precision's `AutoCastVariable` in `adapt_tf.sparse.layers`.)
 """
 from __future__ import annotations
 
-from typing import Iterable
+import contextlib
+from typing import Iterable, Iterator
 
 import tensorflow as tf
 import tf_keras as keras
+from tensorflow.python.eager import context
 
-__all__ = ["Callback", "flatten_layers", "slot_variables"]
+__all__ = ["Callback", "flatten_layers", "slot_variables", "CallOptions"]
 
 _SLOT_LISTS = ("_momentums", "_velocities", "_velocity_hats")
 
@@ -52,3 +54,32 @@ class Callback(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
         self._supports_tf_logs = True
+
+
+class CallOptions:
+    """The options this thread's `tf.function` calls run with, without Grappler (TensorFlow's
+    graph optimizer): `with options.applied():` around calls makes their first call skip the
+    optimisation of the function's graph.
+
+    Private `context.function_call_options`: the public `tf.config.optimizer` options are
+    process-wide, and would switch Grappler off for the user's own functions too. A traced
+    function is optimised once, at its first call, with that call's options.
+    """
+
+    def __init__(self):
+        default = context.context().function_call_options
+        config = tf.compat.v1.ConfigProto()
+        config.ParseFromString(default.config_proto_serialized)
+        config.graph_options.rewrite_options.disable_meta_optimizer = True
+        self.options = context.FunctionCallOptions(executor_type=default.executor_type,
+                                                   config_proto=config)
+
+    @contextlib.contextmanager
+    def applied(self) -> Iterator[None]:
+        ctx = context.context()
+        saved = ctx.function_call_options
+        ctx.function_call_options = self.options
+        try:
+            yield
+        finally:
+            ctx.function_call_options = saved

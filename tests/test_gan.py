@@ -27,6 +27,7 @@ from adapt_tf.sparse.layers import MaskedDense, masked_layers
 
 import tensorflow as tf
 import tf_keras as keras
+from tensorflow.python.eager import context
 
 LATENT = 2
 FEATURES = 3
@@ -950,6 +951,41 @@ def test_an_unbuilt_network_is_named(network):
             f"The {network} must be built (call it once, or build it from keras.Input) "
             "before SparseGAN wraps it.")):
         SparseGAN(models["generator"], models["discriminator"], latent_dim=LATENT)
+
+
+class _RecordsGrappler(SparseGAN):
+    """Records, when `_finish` is traced (inside its first call), whether the calls running
+    it switch Grappler off."""
+
+    def _finish(self, d_loss, g_loss):
+        self.grappler_off = _grappler_off()
+        return super()._finish(d_loss, g_loss)
+
+
+def _grappler_off() -> bool:
+    options = context.context().function_call_options
+    config = tf.compat.v1.ConfigProto.FromString(options.config_proto_serialized)
+    return config.graph_options.rewrite_options.disable_meta_optimizer
+
+
+@pytest.mark.parametrize("graph_optimizer", [None, True, False])
+def test_graph_optimizer_reaches_the_step_calls_and_nothing_else(graph_optimizer):
+    cpu_only = not (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+    off = {None: cpu_only, True: False, False: True}[graph_optimizer]
+    before = context.context().function_call_options.config_proto_serialized
+    gan = _compiled(_RecordsGrappler(*_linear_toy(), latent_dim=LATENT, br_interval=1),
+                    graph_optimizer=graph_optimizer)
+    gan.fit(_dataset(_images(4), 4), epochs=1, verbose=0)
+    assert gan.grappler_off is off
+    assert context.context().function_call_options.config_proto_serialized == before
+    assert not _grappler_off()  # the user's own functions keep Grappler
+
+
+def test_compile_rejects_a_graph_optimizer_that_is_not_a_bool_or_none():
+    with pytest.raises(ValueError, match=_exactly(
+            "graph_optimizer must be True, False or None (on unless the host is CPU-only), "
+            "got 'off'.")):
+        _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT), graph_optimizer="off")
 
 
 def test_compile_rejects_steps_per_execution_above_one():

@@ -49,8 +49,8 @@ from typing import Literal, NamedTuple, Protocol, runtime_checkable
 import tensorflow as tf
 import tf_keras as keras
 
+from adapt_tf import _compat, balance
 from adapt_tf.gan import augment, losses
-from adapt_tf import balance
 from adapt_tf.checks import positive_int
 from adapt_tf.gan.ema import EMAGenerator
 from adapt_tf.sparse.sparsity import NETWORKS, Sparsity, check_network
@@ -227,12 +227,19 @@ class SparseGAN(keras.Model):
         self._host_step: int | None = None
         self._nonfinite = _NonfiniteRecord()
         self._compiled = _VariantCache()
+        self._step_options: _compat.CallOptions | None = None  # `compile(graph_optimizer=)`
 
     # ----------------------------------------------------------------------------- setup
 
     def compile(self, *, g_optimizer, d_optimizer, loss: str | losses.GANLoss = "hinge",
-                **kwargs):
+                graph_optimizer: bool | None = None, **kwargs):
         """Sets the two optimizers and the GAN loss ("hinge" or "non_saturating").
+
+        graph_optimizer: whether Grappler, TensorFlow's graph optimizer, optimises the step
+          functions of the one-device route (at their first call). None (the default): on
+          when the host has a GPU or TPU, off on a CPU-only host, where it took a quarter of a
+          run's start-up and made no step faster or different (docs/BENCHMARKS.md,
+          "Tracing"). Multi-replica strategies always use it.
 
         Other keyword arguments go to `keras.Model.compile` (e.g. `jit_compile=True`);
         `steps_per_execution` must stay 1, since sparsity callbacks act between iterations.
@@ -240,6 +247,13 @@ class SparseGAN(keras.Model):
         if kwargs.get("steps_per_execution", 1) != 1:
             raise ValueError("SparseGAN needs steps_per_execution=1 (one GAN iteration per "
                              f"step, callbacks between them); got {kwargs['steps_per_execution']}.")
+        if graph_optimizer not in (None, True, False):
+            raise ValueError(f"graph_optimizer must be True, False or None (on unless the host "
+                             f"is CPU-only), got {graph_optimizer!r}.")
+        if graph_optimizer is None:
+            graph_optimizer = bool(tf.config.list_logical_devices("GPU")
+                                   or tf.config.list_logical_devices("TPU"))
+        self._step_options = None if graph_optimizer else _compat.CallOptions()
         super().compile(**kwargs)
         self.g_optimizer = keras.optimizers.get(g_optimizer)
         self.d_optimizer = keras.optimizers.get(d_optimizer)
@@ -368,6 +382,9 @@ class SparseGAN(keras.Model):
         `fit`, where the callbacks declare gradients; outside, the window sample follows
         `step` and no gradients are kept."""
         shared = tf.distribute.get_replica_context().num_replicas_in_sync == 1
+        if shared and self._step_options is not None:
+            with self._step_options.applied():
+                return self._iteration(data, self.variant(self.iteration), shared=True)
         return self._iteration(data, self.variant(self.iteration), shared=shared)
 
     def _static_batch(self, element_spec) -> None:

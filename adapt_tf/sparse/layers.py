@@ -48,14 +48,13 @@ __all__ = [
 _SN_U_SEED = 1234
 
 
-@tf.custom_gradient
-def _straight_through_mask(kernel: tf.Tensor, mask: tf.Tensor):
-    """kernel * mask whose gradient w.r.t. kernel is the dense upstream gradient."""
-
-    def grad(upstream):
-        return upstream, tf.zeros_like(mask)
-
-    return kernel * mask, grad
+def _straight_through_mask(kernel: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    """kernel * mask whose gradient w.r.t. kernel is the dense upstream gradient (none to the
+    mask). The value is exact: kernel + (kernel * mask - kernel) is kernel where the mask is 1
+    and 0 where it is 0, as x - x and x + 0 are exact in floating point. Written with
+    `stop_gradient`, not `tf.custom_gradient`, whose wrapper and zero mask gradient took a
+    tenth of the masked steps' graphs."""
+    return kernel + tf.stop_gradient(kernel * mask - kernel)
 
 
 def _float32_value(variable) -> tf.Tensor:
