@@ -132,6 +132,8 @@ class Setup:
     ema_decay: the EMA generator's decay (paper 0.999 for SNGAN), None for no EMA.
     schedule: (br_interval, g_interval, d_interval) of the amortisation; total_steps: the run
       length the DST drop fraction is scheduled over.
+    graph_optimizer: `SparseGAN.compile`'s Grappler setting for the step functions (None: its
+      default, off on a CPU-only host).
     """
 
     g_width: int = 256
@@ -149,6 +151,7 @@ class Setup:
     schedule: tuple[int, int, int] = (10, 500, 1000)
     total_steps: int = 100_000
     seed: int = 0
+    graph_optimizer: bool | None = None
 
     def __post_init__(self):
         for name in ("g_width", "d_width", "d_batch", "g_batch", "n_dis", "iterations",
@@ -252,7 +255,7 @@ def build_subject(setup: Setup, name: str, *, xla: bool) -> Subject:
                     br_window=max(br_interval, 1000), ema_decay=setup.ema_decay,
                     seed=setup.seed)
     gan.compile(g_optimizer=_optimizer(), d_optimizer=_optimizer(), loss="hinge",
-                jit_compile=xla)
+                jit_compile=xla, graph_optimizer=setup.graph_optimizer)
     images = tf.random.stateless_uniform(
         [setup.n_dis * setup.d_batch, arch.image_size, arch.image_size, 3], [setup.seed, 1],
         -1.0, 1.0)
@@ -770,6 +773,20 @@ def _tracing_cost(report: dict[str, Any]) -> dict[str, dict[str, float]]:
             and kind in report["kinds"]}
 
 
+def _cpuinfo_field(*names: str) -> str | None:
+    """The first processor's `names` fields of /proc/cpuinfo, joined ("25/17": Zen 4)."""
+    values = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in names and key.strip() not in values:
+                    values[key.strip()] = value.strip()
+    except OSError:
+        return None
+    return "/".join(values[name] for name in names if name in values) or None
+
+
 def machine_info() -> dict[str, Any]:
     """TensorFlow, CPU and GPU this process runs on, and the current load."""
     model = platform.processor()
@@ -785,7 +802,8 @@ def machine_info() -> dict[str, Any]:
             flags = next((line for line in f if line.startswith("flags")), "")
     return {"tensorflow": tf.__version__, "tf_keras": keras.__version__,
             "python": platform.python_version(), "platform": platform.platform(),
-            "cpu": model, "cores": os.cpu_count(), "avx2": " avx2" in flags,
+            "cpu": model, "cpu_family_model": _cpuinfo_field("cpu family", "model"),
+            "cores": os.cpu_count(), "avx2": " avx2" in flags,
             "avx512": " avx512f" in flags, "bf16": bf16_support(flags),
             "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
             "onednn": _onednn_enabled(),
@@ -1032,14 +1050,19 @@ def _goal_line(name: str, goal: dict[str, Any]) -> str:
     return f"  {name}: {goal['measured']} (target {goal['target']}): {verdict}"
 
 
+_GRAPPLER = {None: "default (off on a CPU-only host)", True: "on", False: "off"}
+
+
 def format_report(report: dict[str, Any]) -> str:
     """The report as plain text (what the CLI prints)."""
     setup, machine = report["setup"], report["machine"]
     lines = [f"SNGAN-32 G width {setup['g_width']}, D width {setup['d_width']}, D batch "
              f"{setup['d_batch']}, G batch {setup['g_batch']}, n_dis {setup['n_dis']}, "
              f"d = {setup['density']} ERK; {setup['iterations']} measured rounds after "
-             f"{setup['warmup']} warm-up",
-             f"TF {machine['tensorflow']} (tf_keras {machine['tf_keras']}), {machine['cpu']}, "
+             f"{setup['warmup']} warm-up; Grappler on the step functions: "
+             f"{_GRAPPLER[setup.get('graph_optimizer')]}",
+             f"TF {machine['tensorflow']} (tf_keras {machine['tf_keras']}), {machine['cpu']} "
+             f"(family/model {machine.get('cpu_family_model')}), "
              f"{machine['cores']} cores, AVX2 {machine['avx2']}, AVX-512 {machine['avx512']}, "
              f"oneDNN {machine['onednn']}, {machine['threads']} threads, GPUs "
              f"{machine['gpus'] or 'none'}, load at start {machine['load_average_start']}, "
@@ -1286,6 +1309,10 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--host", action="store_true",
                         help="only measure the quickstart run's host time per iteration "
                         "(callbacks and Keras' loop, beside the train-function call)")
+    parser.add_argument("--graph-optimizer", choices=("default", "on", "off"),
+                        default="default",
+                        help="Grappler on the step functions (SparseGAN.compile's "
+                        "graph_optimizer; default: off on a CPU-only host)")
     parser.add_argument("--json", metavar="PATH", help="write the report as JSON")
     return parser.parse_args(argv)
 
@@ -1299,6 +1326,7 @@ def setup_from_args(args: argparse.Namespace) -> Setup:
         values["xla"] = {"both": (False, True), "off": (False,), "on": (True,)}[args.xla]
     values["grad_copies"] = not args.no_grad_copies
     values["dense_masked"] = args.dense_masked
+    values["graph_optimizer"] = {"default": None, "on": True, "off": False}[args.graph_optimizer]
     return Setup(**values)
 
 
