@@ -1287,6 +1287,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                         "batch sizes and n_dis")
     parser.add_argument("--g-width", type=int)
     parser.add_argument("--d-width", type=int)
+    parser.add_argument("--d-batch", type=int, help="D batch (default 64, the paper's)")
+    parser.add_argument("--g-batch", type=int, help="G batch (default 128, the paper's)")
     parser.add_argument("--iterations", type=int,
                         help="measured rounds (default 3; 16 with --quick)")
     parser.add_argument("--warmup", type=int, help="untimed rounds (default 1)")
@@ -1319,7 +1321,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 def setup_from_args(args: argparse.Namespace) -> Setup:
     values: dict[str, Any] = dict(QUICK) if args.quick else {}
-    for name in ("g_width", "d_width", "iterations", "warmup"):
+    for name in ("g_width", "d_width", "d_batch", "g_batch", "iterations", "warmup"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     if args.xla is not None:
