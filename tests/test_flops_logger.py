@@ -27,7 +27,7 @@ from adapt_tf.flops.flops_logger import (FlopsLogger, FlopsState, network_costs,
                                          training_schedule)
 from adapt_tf.gan.sparse_gan import SparseGAN
 from adapt_tf.sparse.layers import MaskedDense, masked_layers
-from adapt_tf.runs.writers import MetricsLogger
+from adapt_tf.runs.writers import Checkpointer, MetricsLogger
 from adapt_tf.sparse.sparsity import DynamicSparsity
 
 import tensorflow as tf
@@ -140,6 +140,27 @@ def test_checkpointed_state_continues_the_count(run, tmp_path):
     assert gan.iteration == 6
     assert restored.read() == {"total": 768.0 + 2 * THINNED, "dense_total": 6.0 * DENSE,
                                "iterations": 6}
+
+
+def test_the_totals_reach_the_variables_at_each_checkpoint_save_and_not_per_iteration(
+        tmp_path):
+    gan, logger = _gan(), FlopsLogger(SCHEDULE)
+    seen = []
+
+    class _Look(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(int(logger.state.iterations.numpy()))
+
+    checkpointer = Checkpointer(str(tmp_path), gan, every=2, extra={"flops": logger.state})
+    gan.fit(_data(5), epochs=1, verbose=0, callbacks=[_ThinD(2), logger, checkpointer, _Look()])
+    assert seen == [0, 2, 2, 4, 4]  # written by the saves of iterations 2 and 4 only
+    totals = {4: 2 * SPARSE + 2 * THINNED, 5: 2 * SPARSE + 3 * THINNED}  # 5: saved at the end
+    for step, total in totals.items():
+        restored = FlopsState()
+        tf.train.Checkpoint(flops=restored).restore(
+            os.path.join(str(tmp_path), f"ckpt-{step}")).expect_partial()
+        assert restored.read() == {"total": float(total), "dense_total": step * DENSE,
+                                   "iterations": step}
 
 
 def test_missing_iterations_are_charged_and_a_state_ahead_is_refused():

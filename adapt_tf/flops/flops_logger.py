@@ -23,7 +23,11 @@ __all__ = ["FlopsState", "FlopsLogger", "training_schedule", "network_costs"]
 
 class FlopsState(tf.Module):
     """Checkpointable totals of a `flops.FlopsAccumulator` (its `state()`), so that a resumed
-    run continues the cumulative count."""
+    run continues the cumulative count.
+
+    `stage` keeps the newest totals on the host and `before_save` (which `writers.Checkpointer`
+    calls before every save) writes them into the variables, so an iteration pays no
+    host-to-device write; `read` and `write` act at once."""
 
     def __init__(self):
         super().__init__(name="flops_state")
@@ -31,16 +35,28 @@ class FlopsState(tf.Module):
         self.total = tf.Variable(0.0, dtype=tf.float64, name="total", **kw)
         self.dense_total = tf.Variable(0.0, dtype=tf.float64, name="dense_total", **kw)
         self.iterations = tf.Variable(0, dtype=tf.int64, name="iterations", **kw)
+        self._staged: Mapping[str, float] | None = None
 
     def read(self) -> dict[str, float]:
+        self.before_save()
         return {"total": float(self.total.numpy()),
                 "dense_total": float(self.dense_total.numpy()),
                 "iterations": int(self.iterations.numpy())}
 
     def write(self, state: Mapping[str, float]) -> None:
+        self._staged = None
         self.total.assign(state["total"])
         self.dense_total.assign(state["dense_total"])
         self.iterations.assign(int(state["iterations"]))
+
+    def stage(self, state: Mapping[str, float]) -> None:
+        """Keeps `state` to be written at the next `before_save` (or `read`)."""
+        self._staged = dict(state)
+
+    def before_save(self) -> None:
+        """Writes the staged totals, if any, into the variables."""
+        if self._staged is not None:
+            self.write(self._staged)
 
 
 def training_schedule(method_callbacks: Sequence[keras.callbacks.Callback], *, d_batch: int,
@@ -161,7 +177,10 @@ class FlopsLogger(_compat.Callback):
 
     def _add(self, iterations: int) -> None:
         self.accumulator.add(iterations, *self._densities)
-        self.state.write(self.accumulator.state())
+        self.state.stage(self.accumulator.state())  # written when a checkpoint is saved
+
+    def on_train_end(self, logs=None):
+        self.state.before_save()
 
     def on_train_batch_end(self, batch, logs=None):
         self._add(1)

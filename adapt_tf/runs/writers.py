@@ -397,7 +397,8 @@ class Checkpointer(_compat.Callback):
 
     The checkpoint holds the `SparseGAN` (G, D, EMA generator, masks, SN vectors, BR window,
     iteration counter, both optimizers with their slots) and any extra trackables
-    (e.g. `{"controller": controller.state}`), and the text `record` (the run's configuration,
+    (e.g. `{"controller": controller.state}`; one with a `before_save()` method, such as
+    `FlopsState`, has it called before every save), and the text `record` (the run's configuration,
     under `workdir.RECORD_ROOT`; the CLI checks a resumed run against it). Saved every `every`
     iterations and at the end of `fit`; `restore()` loads the latest one (returns the
     iteration, 0 if none) and keeps this run's `record` for later saves. Checkpoints saved
@@ -464,6 +465,9 @@ class Checkpointer(_compat.Callback):
             self.refused_step = step
             self.checkpoint.gan.stop_training = True
             return None
+        for trackable in self._trackables.values():
+            if callable(getattr(trackable, "before_save", None)):
+                trackable.before_save()
         try:
             path = self.manager.save(checkpoint_number=step)
         except tf.errors.OpError as error:  # e.g. no space left on the device
