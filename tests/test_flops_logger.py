@@ -168,6 +168,7 @@ def test_missing_iterations_are_charged_and_a_state_ahead_is_refused():
     gan.step.assign(3)  # e.g. a model trained before FLOPs were logged
     late = FlopsLogger(SCHEDULE)
     gan.fit(_data(1), epochs=1, verbose=0, callbacks=[late])
+    assert int(late.state.iterations.numpy()) == 4  # written at the end of fit
     assert late.state.read() == {"total": 4.0 * SPARSE, "dense_total": 4.0 * DENSE,
                                  "iterations": 4}
     ahead = FlopsState()
