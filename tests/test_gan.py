@@ -367,6 +367,40 @@ def test_logged_losses_are_means_since_the_last_multiple_of_loss_mean_every():
         SparseGAN(*_linear_toy(), latent_dim=LATENT, loss_mean_every=0)
 
 
+def test_loss_means_continue_across_fit_calls_and_a_resumed_checkpoint(tmp_path):
+    # loss_mean_every 4 over 8 iterations: iteration 8 logs the mean of iterations 5..8, also
+    # when the run stops after iteration 6 and goes on in a second fit, or in a new model
+    # restored from a checkpoint of iteration 6 (Keras' epoch-start reset would keep 7..8).
+    data = _dataset(_images(32, seed=5), 4)
+
+    def new_gan():
+        return _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT, loss_mean_every=4))
+
+    def checkpoint(gan):
+        return tf.train.Checkpoint(gan=gan, g=gan.g_optimizer, d=gan.d_optimizer)
+
+    def last_logs(gan, dataset):
+        recorder = _Recorder(gan)
+        gan.fit(dataset, epochs=1, verbose=0, callbacks=[recorder])
+        return recorder.logs[-1]
+
+    whole = last_logs(new_gan(), data)
+    split = new_gan()
+    last_logs(split, data.take(6))
+    path = checkpoint(split).save(str(tmp_path / "ckpt"))
+    continued = last_logs(split, data.skip(6))
+    resumed = new_gan()
+    checkpoint(resumed).restore(path).assert_consumed()
+    after_resume = last_logs(resumed, data.skip(6))
+    for logs in (continued, after_resume):
+        for key in ("d_loss", "g_loss"):
+            assert float(logs[key]) == float(whole[key]), key
+    outside_fit = new_gan()
+    outside_fit.d_loss_tracker.update_state(1.0)
+    outside_fit.reset_metrics()  # called by the user, outside fit: a reset
+    assert float(outside_fit.d_loss_tracker.count.numpy()) == 0.0
+
+
 def test_callbacks_declare_gradients_and_sample_logs_through_the_protocols(tmp_path):
     from adapt_tf.sparse import dst
     from adapt_tf.balance.controller import ADAPTController

@@ -167,8 +167,9 @@ class SparseGAN(keras.Model):
         (`Sparsity.ever_active`) and log their share as `g_ever_active` / `d_ever_active`.
       loss_mean_every: the logged `d_loss` / `g_loss` are the means over the iterations since
         the last multiple of this many completed iterations (the rows of a
-        `writers.MetricsLogger` with that `every`): the model resets its loss trackers there.
-        None: over the iterations of the running `fit`, as Keras (it resets them when an
+        `writers.MetricsLogger` with that `every`): the model resets its loss trackers there
+        only, so the means continue across epochs, `fit` calls and a resumed checkpoint.
+        None: over the iterations of the running epoch, as Keras (it resets them when an
         epoch starts).
 
     The dataset yields `images` [n_dis * d_batch, H, W, C] float32 in [-1, 1], or
@@ -228,6 +229,7 @@ class SparseGAN(keras.Model):
         self._nonfinite = _NonfiniteRecord()
         self._compiled = _VariantCache()
         self._step_options: _compat.CallOptions | None = None  # `compile(graph_optimizer=)`
+        self._fitting = False
 
     # ----------------------------------------------------------------------------- setup
 
@@ -313,6 +315,7 @@ class SparseGAN(keras.Model):
         if logs_samples != self._compiled.logs_samples:  # the variants' outputs differ
             self._compiled = _VariantCache(logs_samples=logs_samples)
         self._nonfinite.variable.assign(0)
+        self._fitting = True
         try:
             return super().fit(
                 x=x, y=y, batch_size=batch_size, epochs=epochs, verbose=verbose,
@@ -326,6 +329,17 @@ class SparseGAN(keras.Model):
         finally:
             self._host_step = None  # outside fit, `iteration` reads `step` again
             self._gradient_users = ()
+            self._fitting = False
+
+    def reset_metrics(self):
+        """Keras' reset of the loss means, except the one `fit` does when an epoch starts while
+        `loss_mean_every` is set: the means then run from the last multiple of
+        `loss_mean_every` across epochs, `fit` calls and resumed checkpoints (which hold the
+        trackers), so a run stopped and resumed between two log rows logs what an
+        uninterrupted one does."""
+        if self._fitting and self.loss_mean_every:
+            return
+        super().reset_metrics()
 
     def samples_window(self, step: int) -> bool:
         """Whether the iteration run after `step` completed ones takes a window sample: the
@@ -369,7 +383,7 @@ class SparseGAN(keras.Model):
                 logs = self._replicated(self.variant(self._host_step))(iterator)
             self._host_step += 1
             if self.loss_mean_every and self._host_step % self.loss_mean_every == 0:
-                self.reset_metrics()  # `logs` hold the means; the next ones start afresh
+                keras.Model.reset_metrics(self)  # `logs` hold the means; the next start afresh
             return logs
 
         self.train_function = train_function
