@@ -239,9 +239,9 @@ class SparseGAN(keras.Model):
 
         graph_optimizer: whether Grappler, TensorFlow's graph optimizer, optimises the step
           functions of the one-device route (at their first call). None (the default): on
-          when the host has a GPU or TPU, off on a CPU-only host, where it took a quarter of a
-          run's start-up and made no step faster or different (docs/BENCHMARKS.md,
-          "Tracing"). Multi-replica strategies always use it.
+          when the host has a GPU or TPU, off on a CPU-only host, where it took about a
+          quarter of the first iteration's tracing and made no step faster or different
+          (docs/BENCHMARKS.md, "The first call"). Multi-replica strategies always use it.
 
         Other keyword arguments go to `keras.Model.compile` (e.g. `jit_compile=True`);
         `steps_per_execution` must stay 1, since sparsity callbacks act between iterations.
