@@ -469,7 +469,10 @@ def _panels(axes, records: Sequence[RunRecord], colors) -> None:
     dots = "; dots: samples" if any(r.window_samples for r in records) else ""
     br.set(title=f"{window} (band [B-, B+]{clipped}{dots})", xlabel="iteration", ylabel=window,
            ylim=(low, high))
-    density.set(title="Densities (solid d_D, dotted d_G; dashed: ever active)",
+    ever = any(r.series(column)[1] for r in records
+               for column in ("d_ever_active", "g_ever_active"))
+    density.set(title="Densities (solid d_D, dotted d_G" + ("; dashed: ever active)" if ever
+                                                             else ")"),
                 xlabel="iteration", ylabel="density", ylim=(0, 1.05))
     names = {"toy_fid": "toy FID", "classifier_fid": "classifier FID"}
     keys = {r.score_key for r in records}

@@ -331,6 +331,7 @@ def test_a_run_of_the_ada_criterion_plots_its_window_and_its_ever_active_shares(
     br, density = axes.flat[:2]
     assert br.get_title().startswith("ADA r_t") and list(br.lines[-1].get_ydata()) == [0.9, 0.6]
     assert [list(line.get_ydata()) for line in density.lines[-2:]] == [[0.2, 0.2], [0.2, 0.3]]
+    assert density.get_title() == "Densities (solid d_D, dotted d_G; dashed: ever active)"
     plt.close(figure)
 
 
@@ -396,6 +397,7 @@ def test_sample_logs_and_the_final_test_reach_the_report(tmp_path):
     assert [list(line.get_xdata()) for line in br.lines[-2:]] == [[10, 30], [100, 200]]
     ticks = {line.get_label(): list(line.get_xdata()) for line in density.lines}
     assert ticks["g mask changes"] == [50, 150] and ticks["d mask changes"] == [100]
+    assert density.get_title() == "Densities (solid d_D, dotted d_G)"  # none ever active
     plt.close(figure)
     (path / "br.csv").unlink()  # a run of the ADA criterion logs its shares instead
     (path / "ada.csv").write_text("step,share\n1,0.75\n2,0.5\n")

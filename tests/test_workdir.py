@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -100,6 +101,14 @@ def test_check_writable_fails_before_training_when_checkpoints_cannot_be_written
     (tmp_path / "taken" / "checkpoints").write_text("not a directory")
     with pytest.raises(workdir.WorkdirError, match=r"taken/checkpoints is not a writable"):
         storage.check_writable(str(tmp_path / "taken"))
+
+
+def test_check_writable_names_a_dangling_symlink_and_its_target(tmp_path):
+    (tmp_path / "run").symlink_to(tmp_path / "gone" / "run")
+    with pytest.raises(workdir.WorkdirError, match=re.escape(
+            f"{tmp_path / 'run'} is a symbolic link to {tmp_path / 'gone' / 'run'}, which does "
+            "not exist; create its target, remove the link, or choose another --workdir.")):
+        storage.check_writable(str(tmp_path / "run"))
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")

@@ -81,6 +81,11 @@ def check_writable(workdir: str) -> None:
             with tempfile.NamedTemporaryFile(dir=directory, prefix=".write_probe"):
                 pass
         except OSError as error:
+            if os.path.islink(directory) and not os.path.exists(directory):
+                raise WorkdirError(
+                    f"{directory} is a symbolic link to {os.readlink(directory)}, which does "
+                    "not exist; create its target, remove the link, or choose another "
+                    "--workdir.") from None
             raise WorkdirError(
                 f"{directory} is not a writable directory ({error.strerror or error}); fix its "
                 "permissions (or remove what is in the way) or choose another --workdir.") \
