@@ -471,9 +471,9 @@ def _panels(axes, records: Sequence[RunRecord], colors) -> None:
            ylim=(low, high))
     ever = any(r.series(column)[1] for r in records
                for column in ("d_ever_active", "g_ever_active"))
-    density.set(title="Densities (solid d_D, dotted d_G" + ("; dashed: ever active)" if ever
-                                                             else ")"),
-                xlabel="iteration", ylabel="density", ylim=(0, 1.05))
+    dashed = "; dashed: ever active" if ever else ""
+    density.set(title=f"Densities (solid d_D, dotted d_G{dashed})", xlabel="iteration",
+                ylabel="density", ylim=(0, 1.05))
     names = {"toy_fid": "toy FID", "classifier_fid": "classifier FID"}
     keys = {r.score_key for r in records}
     name = names.get(next(iter(keys)), "FID") if len(keys) == 1 else "FID"

@@ -228,8 +228,7 @@ class SparseGAN(keras.Model):
         self._host_step: int | None = None
         self._nonfinite = _NonfiniteRecord()
         self._compiled = _VariantCache()
-        self._step_options: _compat.CallOptions | None = None  # `compile(graph_optimizer=)`
-        self._fitting = False
+        self._step_options, self._fitting = None, False  # `compile`'s call options; in `fit`
 
     # ----------------------------------------------------------------------------- setup
 
