@@ -20,6 +20,7 @@ import sys
 import numpy as np
 import pytest
 
+from adapt_tf import _compat
 from adapt_tf.runs import writers
 from adapt_tf.sparse import topology
 from adapt_tf.gan.sparse_gan import SparseGAN
@@ -27,6 +28,7 @@ from adapt_tf.sparse.layers import MaskedDense, masked_layers
 
 import tensorflow as tf
 import tf_keras as keras
+from tensorflow.core.protobuf import rewriter_config_pb2
 from tensorflow.python.eager import context
 
 LATENT = 2
@@ -988,37 +990,48 @@ def test_an_unbuilt_network_is_named(network):
 
 
 class _RecordsGrappler(SparseGAN):
-    """Records, when `_finish` is traced (inside its first call), whether the calls running
-    it switch Grappler off."""
+    """Records, when `_finish` is traced (inside its first call), how the calls running it
+    set Grappler."""
 
     def _finish(self, d_loss, g_loss):
-        self.grappler_off = _grappler_off()
+        self.grappler = _grappler()
         return super()._finish(d_loss, g_loss)
 
 
-def _grappler_off() -> bool:
+def _grappler() -> str:
+    """"off", "trimmed" (the passes idle on a CPU off) or "full", from this thread's
+    function-call options."""
     options = context.context().function_call_options
-    config = tf.compat.v1.ConfigProto.FromString(options.config_proto_serialized)
-    return config.graph_options.rewrite_options.disable_meta_optimizer
+    rewrite = tf.compat.v1.ConfigProto.FromString(
+        options.config_proto_serialized).graph_options.rewrite_options
+    if rewrite.disable_meta_optimizer:
+        return "off"
+    off = rewriter_config_pb2.RewriterConfig.OFF
+    idle = [getattr(rewrite, name) for name in _compat.CallOptions.CPU_IDLE_PASSES]
+    if idle == [off] * len(idle) and \
+            rewrite.memory_optimization == rewriter_config_pb2.RewriterConfig.NO_MEM_OPT:
+        return "trimmed"
+    assert not any(value == off for value in idle), idle
+    return "full"
 
 
 @pytest.mark.parametrize("graph_optimizer", [None, True, False])
 def test_graph_optimizer_reaches_the_step_calls_and_nothing_else(graph_optimizer):
     cpu_only = not (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
-    off = {None: cpu_only, True: False, False: True}[graph_optimizer]
+    expected = {None: "trimmed" if cpu_only else "full", True: "full", False: "off"}
     before = context.context().function_call_options.config_proto_serialized
     gan = _compiled(_RecordsGrappler(*_linear_toy(), latent_dim=LATENT, br_interval=1),
                     graph_optimizer=graph_optimizer)
     gan.fit(_dataset(_images(4), 4), epochs=1, verbose=0)
-    assert gan.grappler_off is off
+    assert gan.grappler == expected[graph_optimizer]
     assert context.context().function_call_options.config_proto_serialized == before
-    assert not _grappler_off()  # the user's own functions keep Grappler
+    assert _grappler() == "full"  # the user's own functions keep the full Grappler
 
 
 def test_compile_rejects_a_graph_optimizer_that_is_not_a_bool_or_none():
     with pytest.raises(ValueError, match=_exactly(
-            "graph_optimizer must be True, False or None (on unless the host is CPU-only), "
-            "got 'off'.")):
+            "graph_optimizer must be True, False or None (without the passes idle on a "
+            "CPU-only host), got 'off'.")):
         _compiled(SparseGAN(*_linear_toy(), latent_dim=LATENT), graph_optimizer="off")
 
 

@@ -236,11 +236,15 @@ class SparseGAN(keras.Model):
                 graph_optimizer: bool | None = None, **kwargs):
         """Sets the two optimizers and the GAN loss ("hinge" or "non_saturating").
 
-        graph_optimizer: whether Grappler, TensorFlow's graph optimizer, optimises the step
-          functions of the one-device route (at their first call). None (the default): on
-          when the host has a GPU or TPU, off on a CPU-only host, where it took about a
-          quarter of the first iteration's tracing and made no step faster or different
-          (docs/BENCHMARKS.md, "The first call"). Multi-replica strategies always use it.
+        graph_optimizer: how Grappler, TensorFlow's graph optimizer, optimises the step
+          functions of the one-device route at their first call. None (the default): in full
+          when the host has a GPU or TPU; on a CPU-only host without the passes that change
+          nothing there (`_compat.CallOptions`), the same graph and numbers for a little less
+          start-up. True: in full. False: not at all, the shortest start on a CPU (about a
+          quarter of the first iteration's tracing), but a graph computed without Grappler's
+          rewrites can round differently (the quickstart then trains along another path;
+          docs/BENCHMARKS.md, "The first call"). Multi-replica strategies always use it in
+          full.
 
         Other keyword arguments go to `keras.Model.compile` (e.g. `jit_compile=True`);
         `steps_per_execution` must stay 1, since sparsity callbacks act between iterations.
@@ -249,12 +253,12 @@ class SparseGAN(keras.Model):
             raise ValueError("SparseGAN needs steps_per_execution=1 (one GAN iteration per "
                              f"step, callbacks between them); got {kwargs['steps_per_execution']}.")
         if graph_optimizer not in (None, True, False):
-            raise ValueError(f"graph_optimizer must be True, False or None (on unless the host "
-                             f"is CPU-only), got {graph_optimizer!r}.")
-        if graph_optimizer is None:
-            graph_optimizer = bool(tf.config.list_logical_devices("GPU")
-                                   or tf.config.list_logical_devices("TPU"))
-        self._step_options = None if graph_optimizer else _compat.CallOptions()
+            raise ValueError(f"graph_optimizer must be True, False or None (without the passes "
+                             f"idle on a CPU-only host), got {graph_optimizer!r}.")
+        accelerated = bool(tf.config.list_logical_devices("GPU")
+                           or tf.config.list_logical_devices("TPU"))
+        self._step_options = (None if graph_optimizer or (graph_optimizer is None and accelerated)
+                              else _compat.CallOptions(off=graph_optimizer is False))
         super().compile(**kwargs)
         self.g_optimizer = keras.optimizers.get(g_optimizer)
         self.d_optimizer = keras.optimizers.get(d_optimizer)
