@@ -133,7 +133,7 @@ class Setup:
     schedule: (br_interval, g_interval, d_interval) of the amortisation; total_steps: the run
       length the DST drop fraction is scheduled over.
     graph_optimizer: `SparseGAN.compile`'s Grappler setting for the step functions (None: its
-      default, off on a CPU-only host).
+      default: without its passes idle on a CPU-only host).
     """
 
     g_width: int = 256
@@ -1050,7 +1050,8 @@ def _goal_line(name: str, goal: dict[str, Any]) -> str:
     return f"  {name}: {goal['measured']} (target {goal['target']}): {verdict}"
 
 
-_GRAPPLER = {None: "default (off on a CPU-only host)", True: "on", False: "off"}
+_GRAPPLER = {None: "default (without its passes idle on a CPU-only host)", True: "on",
+             False: "off"}
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -1314,7 +1315,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--graph-optimizer", choices=("default", "on", "off"),
                         default="default",
                         help="Grappler on the step functions (SparseGAN.compile's "
-                        "graph_optimizer; default: off on a CPU-only host)")
+                        "graph_optimizer; default: without its passes idle on a CPU-only host)")
     parser.add_argument("--json", metavar="PATH", help="write the report as JSON")
     return parser.parse_args(argv)
 
