@@ -62,18 +62,21 @@ class CallOptions:
     graph optimizer) trimmed or off: `with options.applied():` around calls makes their first
     call optimise the function's graph that way.
 
-    `off=False` keeps Grappler but skips the passes that change nothing on a CPU-only host
-    (`CPU_IDLE_PASSES` and the memory optimizer: the layout and loop optimizers, the
-    implementation selector and memory swapping, whose work is for GPUs and loops), so the
-    optimised graph, and the numbers it computes, are those of the full Grappler (checked on
-    the quickstart's first 100 iterations and on SNGAN-32). `off=True` skips Grappler whole.
+    `off=False` keeps the Grappler passes that decide the numbers (the arithmetic optimizer,
+    common-subexpression elimination, pruning, two rounds) and skips `CPU_IDLE_PASSES` and the
+    memory optimizer, which change neither the numbers nor the speed of these steps on a
+    CPU-only host (the layout, loop, constant-folding, remapping, dependency, shape and
+    function passes: the quickstart's first 100 iterations and the SNGAN-32 hashes equal the
+    full Grappler's; docs/BENCHMARKS.md, "The first call"). `off=True` skips Grappler whole.
 
     Private `context.function_call_options`: the public `tf.config.optimizer` options are
     process-wide, and would change Grappler for the user's own functions too. A traced
     function is optimised once, at its first call, with that call's options.
     """
 
-    CPU_IDLE_PASSES = ("layout_optimizer", "loop_optimization", "implementation_selector")
+    CPU_IDLE_PASSES = ("layout_optimizer", "loop_optimization", "implementation_selector",
+                       "constant_folding", "remapping", "dependency_optimization",
+                       "shape_optimization", "function_optimization")
 
     def __init__(self, *, off: bool):
         default = context.context().function_call_options

@@ -238,13 +238,12 @@ class SparseGAN(keras.Model):
 
         graph_optimizer: how Grappler, TensorFlow's graph optimizer, optimises the step
           functions of the one-device route at their first call. None (the default): in full
-          when the host has a GPU or TPU; on a CPU-only host without the passes that change
-          nothing there (`_compat.CallOptions`), the same graph and numbers for a little less
-          start-up. True: in full. False: not at all, the shortest start on a CPU (about a
-          quarter of the first iteration's tracing), but a graph computed without Grappler's
-          rewrites can round differently (the quickstart then trains along another path;
-          docs/BENCHMARKS.md, "The first call"). Multi-replica strategies always use it in
-          full.
+          when the host has a GPU or TPU; on a CPU-only host with only the passes that decide
+          the numbers (`_compat.CallOptions`): the same numbers for less start-up. True: in
+          full. False: not at all, the shortest start on a CPU, but a graph computed without
+          Grappler's rewrites can round differently (the quickstart then trains along another
+          path; docs/BENCHMARKS.md, "The first call"). Multi-replica strategies always use it
+          in full.
 
         Other keyword arguments go to `keras.Model.compile` (e.g. `jit_compile=True`);
         `steps_per_execution` must stay 1, since sparsity callbacks act between iterations.
