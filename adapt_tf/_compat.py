@@ -66,8 +66,9 @@ class CallOptions:
     common-subexpression elimination, pruning, two rounds) and skips `CPU_IDLE_PASSES` and the
     memory optimizer, which change neither the numbers nor the speed of these steps on a
     CPU-only host (the layout, loop, constant-folding, remapping, dependency, shape and
-    function passes: the quickstart's first 100 iterations and the SNGAN-32 hashes equal the
-    full Grappler's; docs/BENCHMARKS.md, "The first call"). `off=True` skips Grappler whole.
+    function passes: the quickstart's weights and scores and the SNGAN-32 hashes equal the
+    full Grappler's, its window samples to the 6th digit; docs/BENCHMARKS.md, "The first
+    call"). `off=True` skips Grappler whole.
 
     Private `context.function_call_options`: the public `tf.config.optimizer` options are
     process-wide, and would change Grappler for the user's own functions too. A traced

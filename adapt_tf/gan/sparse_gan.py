@@ -239,7 +239,7 @@ class SparseGAN(keras.Model):
         graph_optimizer: how Grappler, TensorFlow's graph optimizer, optimises the step
           functions of the one-device route at their first call. None (the default): in full
           when the host has a GPU or TPU; on a CPU-only host with only the passes that decide
-          the numbers (`_compat.CallOptions`): the same numbers for less start-up. True: in
+          the numbers (`_compat.CallOptions`): the same weights for less start-up. True: in
           full. False: not at all, the shortest start on a CPU, but a graph computed without
           Grappler's rewrites can round differently (the quickstart then trains along another
           path; docs/BENCHMARKS.md, "The first call"). Multi-replica strategies always use it
